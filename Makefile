@@ -1,0 +1,43 @@
+# Two commands: `make demo` and `make test`. Both are self-sufficient on a fresh
+# Debian machine with Python 3.11: they create .venv and install what they need.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+# Debian packages the tests start for real (ZooKeeper, etcd) or compare against
+# (nginx, wrk) or drive as a client (curl).
+DEB_PACKAGES := zookeeper etcd-server nginx wrk curl
+
+.PHONY: demo test venv debs bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Install the Debian packages the tests need, only when one is missing.
+debs:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+demo: $(STAMP)
+	$(PY) -m namerouter.demo
+
+test: $(STAMP) debs
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP) debs
+	$(PY) bench/dtab_bench.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,173 @@
+"""Dentries and delegation tables (Finagle's Dentry and Dtab)."""
+from __future__ import annotations
+
+from typing import Iterable, Iterator, Sequence
+
+from .path import Path, Prefix
+from .tree import NEG, Alt, Leaf, NameTree
+
+
+class Dentry:
+    """One rewrite rule: paths starting with ``prefix`` become ``dst`` + the rest."""
+
+    __slots__ = ("prefix", "dst")
+
+    prefix: Prefix
+    dst: NameTree[Path]
+
+    def __init__(self, prefix: Prefix, dst: NameTree[Path]) -> None:
+        if isinstance(prefix, Path):
+            prefix = Prefix.from_path(prefix)
+        object.__setattr__(self, "prefix", prefix)
+        object.__setattr__(self, "dst", dst)
+
+    @classmethod
+    def read(cls, text: str) -> "Dentry":
+        from .parser import parse_dentry
+
+        return parse_dentry(text)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Dentry is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Dentry) and self.prefix == other.prefix and self.dst == other.dst
+
+    def __hash__(self) -> int:
+        return hash(("Dentry", self.prefix, self.dst))
+
+    def equiv(self, other: "Dentry") -> bool:
+        """Finagle's Dentry.equiv: same prefix, destinations equal once simplified."""
+        return self.prefix == other.prefix and self.dst.simplified() == other.dst.simplified()
+
+    def show(self) -> str:
+        return f"{self.prefix.show()}=>{self.dst.show()}"
+
+    def __str__(self) -> str:
+        return self.show()
+
+    def __repr__(self) -> str:
+        return f"Dentry({self.show()!r})"
+
+    def to_json(self) -> dict:
+        """The namerd/Linkerd JSON form ``{"prefix": ..., "dst": ...}``."""
+        return {"prefix": self.prefix.show(), "dst": self.dst.show()}
+
+
+#: Finagle's Dentry.nop: the "no rule" dentry shown at the root of a delegation.
+Dentry.nop = Dentry(Prefix([b"$", b"nil"]), NEG)  # type: ignore[attr-defined]
+
+
+class Dtab(Sequence[Dentry]):
+    """An ordered list of dentries. Later dentries take precedence in lookup."""
+
+    __slots__ = ("dentries", "_hash")
+
+    def __init__(self, dentries: Iterable[Dentry] = ()) -> None:
+        object.__setattr__(self, "dentries", tuple(dentries))
+        object.__setattr__(self, "_hash", None)
+
+    @classmethod
+    def read(cls, text: str) -> "Dtab":
+        from .parser import parse_dtab
+
+        return parse_dtab(text)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Dtab is immutable")
+
+    def __len__(self) -> int:
+        return len(self.dentries)
+
+    def __iter__(self) -> Iterator[Dentry]:
+        return iter(self.dentries)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return Dtab(self.dentries[index])
+        return self.dentries[index]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Dtab) and self.dentries == other.dentries
+
+    def __hash__(self) -> int:
+        h = self._hash
+        if h is None:
+            h = hash(("Dtab", self.dentries))
+            object.__setattr__(self, "_hash", h)
+        return h
+
+    def __add__(self, other: "Dtab | Dentry") -> "Dtab":
+        """``d1 + d2`` is Finagle's ``d1 ++ d2``; ``d + dentry`` appends one entry."""
+        if isinstance(other, Dentry):
+            return Dtab(self.dentries + (other,))
+        if isinstance(other, Dtab):
+            if not other.dentries:
+                return self
+            if not self.dentries:
+                return other
+            return Dtab(self.dentries + other.dentries)
+        return NotImplemented
+
+    def lookup(self, path: Path) -> NameTree[Path]:
+        """One rewrite step: every matching dentry, last-defined first.
+
+        0 matches -> ``~``; 1 -> its destination with the residual appended to every
+        leaf; n -> an Alt of those, last-defined first. No longest-prefix rule.
+        """
+        matches: list[NameTree[Path]] = []
+        labels = path.labels
+        for d in reversed(self.dentries):
+            if d.prefix.matches(path):
+                n = len(d.prefix.elems)
+                residual = Path._trusted(labels[n:])
+                if residual.labels:
+                    matches.append(d.dst.map(lambda p, r=residual: p + r))
+                else:
+                    matches.append(d.dst)
+        if not matches:
+            return NEG
+        if len(matches) == 1:
+            return matches[0]
+        return Alt(*matches)
+
+    def strip_prefix(self, prefix: "Dtab") -> "Dtab":
+        """Drop ``prefix``'s entries when they are exactly this dtab's leading entries."""
+        if self == prefix:
+            return Dtab()
+        n = len(prefix.dentries)
+        if n == 0 or n > len(self.dentries):
+            return self
+        if self.dentries[:n] == prefix.dentries:
+            return Dtab(self.dentries[n:])
+        return self
+
+    def simplified(self) -> "Dtab":
+        """Simplify every destination; drop entries whose destination becomes ``~``."""
+        out = []
+        for d in self.dentries:
+            s = d.dst.simplified()
+            if s is not NEG:
+                out.append(Dentry(d.prefix, s))
+        return Dtab(out)
+
+    def show(self) -> str:
+        return ";".join(d.show() for d in self.dentries)
+
+    def __str__(self) -> str:
+        return self.show()
+
+    def __repr__(self) -> str:
+        return f"Dtab({self.show()!r})"
+
+    def print(self) -> str:
+        """Finagle's multi-line debug form (``Dtab.print``)."""
+        lines = [f"Dtab({len(self.dentries)})"]
+        lines += [f"\t{d.prefix.show()} => {d.dst.show()}" for d in self.dentries]
+        return "\n".join(lines) + "\n"
+
+    def to_json(self) -> list[dict]:
+        return [d.to_json() for d in self.dentries]
+
+
+Dtab.empty = Dtab()  # type: ignore[attr-defined]

@@ -1,0 +1,42 @@
+"""Errors raised by the dtab language."""
+from __future__ import annotations
+
+
+class DtabSyntaxError(ValueError):
+    """Malformed path, prefix, name tree, dentry or dtab.
+
+    ``str(err)`` is Finagle's message, byte for byte:
+    ``<expected> expected but <found> found at '<input with [x] marker>'``.
+    ``line`` and ``column`` (1-based) locate the offending character for tools.
+    """
+
+    def __init__(self, message: str, text: str = "", offset: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.text = text
+        self.offset = offset
+        before = text[:offset]
+        self.line = before.count("\n") + 1
+        self.column = offset - (before.rfind("\n") + 1) + 1
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class BindingError(Exception):
+    """Binding failed (depth limit, unknown namer, namer error)."""
+
+
+class MaxDepthExceeded(BindingError):
+    def __init__(self, depth: int = 100) -> None:
+        super().__init__(f"Max recursion level: {depth} reached in Namer lookup")
+        self.depth = depth
+
+
+class UnknownNamer(BindingError):
+    """A ``/$/<name>`` path whose system namer does not exist."""
+
+    def __init__(self, namer: str, path: str) -> None:
+        super().__init__(f"namer not found: {namer} (Unknown namer: {namer} for path: {path})")
+        self.namer = namer
+        self.path = path

@@ -1,0 +1,377 @@
+"""NameTree: the right side of a dentry and the result of binding.
+
+Six variants, as in Finagle: ``Leaf(value)``, ``Alt(trees)`` (ordered fail-over),
+``Union(weighted)`` (weighted load-balance set), and the three constants
+``FAIL`` (``!``), ``NEG`` (``~``, "no such name here") and ``EMPTY``
+(``$``, "exists but has no members").
+
+Leaves hold a :class:`~namerouter.dtab.path.Path` when parsed; binding replaces
+them with bound names, so the tree is generic in its leaf value.
+"""
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Callable, Generic, Iterable, Optional, TypeVar
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+DEFAULT_WEIGHT = 1.0
+
+
+def format_weight(weight: float) -> str:
+    """Java's ``%.2f``: HALF_UP on the shortest decimal representation of the double.
+
+    Python's own ``%.2f`` rounds the binary value (0.125 -> 0.12); Java gives 0.13.
+    """
+    d = Decimal(repr(float(weight))).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return format(d, "f")
+
+
+class NameTree(Generic[T]):
+    """Base class of the six variants. Immutable; structural equality."""
+
+    __slots__ = ()
+
+    # Filled in below so users can write NameTree.Leaf, NameTree.Neg, ...
+    Leaf: Any
+    Alt: Any
+    Union: Any
+    Weighted: Any
+    Fail: Any
+    Neg: Any
+    Empty: Any
+
+    @classmethod
+    def read(cls, text: str) -> "NameTree[Any]":
+        from .parser import parse_tree
+
+        return parse_tree(text)
+
+    # Printing -------------------------------------------------------------------
+    def show(self) -> str:
+        return _show_top(self)
+
+    def __str__(self) -> str:
+        return self.show()
+
+    # Transformations --------------------------------------------------------------
+    def map(self, f: Callable[[T], U]) -> "NameTree[U]":
+        """Replace every leaf value by ``f(value)``; structure and weights are kept."""
+        raise NotImplementedError
+
+    def simplified(self) -> "NameTree[T]":
+        """Evaluation-equivalent normal form (Finagle's ``NameTree.simplified``)."""
+        raise NotImplementedError
+
+    def eval(self) -> Optional[set]:
+        """The set of leaf values, or None when the tree is negative or failed."""
+        r = _eval(self)
+        return r if isinstance(r, set) else None
+
+    def leaves(self) -> list[T]:
+        """Every leaf value, left to right (duplicates kept)."""
+        out: list = []
+        _collect_leaves(self, out)
+        return out
+
+
+class Leaf(NameTree[T]):
+    __slots__ = ("value",)
+
+    def __init__(self, value: T) -> None:
+        object.__setattr__(self, "value", value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("NameTree is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Leaf) and self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash(("Leaf", self.value))
+
+    def __repr__(self) -> str:
+        return f"Leaf({self.value!r})"
+
+    def map(self, f):
+        return Leaf(f(self.value))
+
+    def simplified(self):
+        return self
+
+
+class Alt(NameTree[T]):
+    """Try the trees in order; the first that is not negative wins."""
+
+    __slots__ = ("trees",)
+
+    def __init__(self, *trees: NameTree[T]) -> None:
+        object.__setattr__(self, "trees", tuple(trees))
+
+    @classmethod
+    def of(cls, trees: Iterable[NameTree[T]]) -> "Alt[T]":
+        return cls(*trees)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("NameTree is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Alt) and self.trees == other.trees
+
+    def __hash__(self) -> int:
+        return hash(("Alt", self.trees))
+
+    def __repr__(self) -> str:
+        return f"Alt{self.trees!r}"
+
+    def map(self, f):
+        return Alt(*(t.map(f) for t in self.trees))
+
+    def simplified(self):
+        trees = self.trees
+        if not trees:
+            return NEG
+        if len(trees) == 1:
+            return trees[0].simplified()
+        kept: list[NameTree] = []
+        for t in trees:
+            s = t.simplified()
+            if s is NEG:
+                continue
+            kept.append(s)
+            if s is FAIL:
+                break  # a failure ends the fail-over chain; later branches are unreachable
+        if not kept:
+            return NEG
+        if len(kept) == 1:
+            return kept[0]
+        return Alt(*kept)
+
+
+class Weighted(Generic[T]):
+    """One member of a Union: a tree with its weight (default 1.0)."""
+
+    __slots__ = ("weight", "tree")
+
+    def __init__(self, weight: float, tree: NameTree[T]) -> None:
+        object.__setattr__(self, "weight", float(weight))
+        object.__setattr__(self, "tree", tree)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Weighted is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Weighted) and self.weight == other.weight and self.tree == other.tree
+
+    def __hash__(self) -> int:
+        return hash(("Weighted", self.weight, self.tree))
+
+    def __repr__(self) -> str:
+        return f"Weighted({self.weight!r}, {self.tree!r})"
+
+    def map(self, f) -> "Weighted":
+        return Weighted(self.weight, self.tree.map(f))
+
+
+class Union(NameTree[T]):
+    """Weighted load-balance set: every member is used, in proportion to its weight."""
+
+    __slots__ = ("weighted",)
+
+    def __init__(self, *weighted: Weighted[T]) -> None:
+        object.__setattr__(self, "weighted", tuple(weighted))
+
+    @classmethod
+    def of(cls, weighted: Iterable[Weighted[T]]) -> "Union[T]":
+        return cls(*weighted)
+
+    @classmethod
+    def from_trees(cls, *trees: NameTree[T]) -> "Union[T]":
+        """A union of trees with the default weight."""
+        return cls(*(Weighted(DEFAULT_WEIGHT, t) for t in trees))
+
+    @property
+    def trees(self) -> tuple[NameTree[T], ...]:
+        return tuple(w.tree for w in self.weighted)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("NameTree is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Union) and self.weighted == other.weighted
+
+    def __hash__(self) -> int:
+        return hash(("Union", self.weighted))
+
+    def __repr__(self) -> str:
+        return f"Union{self.weighted!r}"
+
+    def map(self, f):
+        return Union(*(w.map(f) for w in self.weighted))
+
+    def simplified(self):
+        ws = self.weighted
+        if not ws:
+            return NEG
+        if len(ws) == 1:
+            return ws[0].tree.simplified()
+        kept = []
+        for w in ws:
+            s = w.tree.simplified()
+            # Since finagle 19.5 a failed member is dropped like a negative one.
+            if s is NEG or s is FAIL:
+                continue
+            kept.append(Weighted(w.weight, s))
+        if not kept:
+            return NEG
+        if len(kept) == 1:
+            return kept[0].tree
+        return Union(*kept)
+
+
+class _Constant(NameTree[Any]):
+    """Base of the three leaf-less variants; each is a singleton."""
+
+    __slots__ = ()
+    symbol = "?"
+
+    def __repr__(self) -> str:
+        return type(self).__name__.upper()
+
+    def map(self, f):
+        return self
+
+    def simplified(self):
+        return self
+
+    def __reduce__(self) -> str:
+        return type(self).__name__.upper()
+
+
+class Fail(_Constant):
+    """``!``: stop here with a failure; an Alt does not fall through it."""
+
+    __slots__ = ()
+    symbol = "!"
+
+
+class Neg(_Constant):
+    """``~``: no such name here; an Alt falls through to its next branch."""
+
+    __slots__ = ()
+    symbol = "~"
+
+
+class Empty(_Constant):
+    """``$``: the name exists but has no members."""
+
+    __slots__ = ()
+    symbol = "$"
+
+
+FAIL = Fail()
+NEG = Neg()
+EMPTY = Empty()
+
+NameTree.Leaf = Leaf
+NameTree.Alt = Alt
+NameTree.Union = Union
+NameTree.Weighted = Weighted
+NameTree.Fail = FAIL
+NameTree.Neg = NEG
+NameTree.Empty = EMPTY
+
+
+# Printing: three precedence levels, exactly as NameTree.show in Finagle ---------------
+
+def _show_value(value: Any) -> str:
+    show = getattr(value, "show", None)
+    return show() if callable(show) else str(value)
+
+
+def _show_top(t: NameTree) -> str:
+    if isinstance(t, Alt):
+        if len(t.trees) == 1:
+            return _show_top(t.trees[0])
+        if len(t.trees) >= 2:
+            return " | ".join(_show_union_level(c) for c in t.trees)
+    if isinstance(t, Union) and len(t.weighted) == 1:
+        return _show_top(t.weighted[0].tree)
+    return _show_union_level(t)
+
+
+def _show_union_level(t: NameTree) -> str:
+    if isinstance(t, Alt) and len(t.trees) == 1:
+        return _show_union_level(t.trees[0])
+    if isinstance(t, Union):
+        if len(t.weighted) == 1:
+            return _show_union_level(t.weighted[0].tree)
+        if len(t.weighted) >= 2:
+            parts = []
+            for w in t.weighted:
+                s = _show_simple(w.tree)
+                parts.append(s if w.weight == DEFAULT_WEIGHT else f"{format_weight(w.weight)}*{s}")
+            return " & ".join(parts)
+    return _show_simple(t)
+
+
+def _show_simple(t: NameTree) -> str:
+    if isinstance(t, Alt):
+        if len(t.trees) == 1:
+            return _show_simple(t.trees[0])
+        return "(" + _show_top(t) + ")"
+    if isinstance(t, Union):
+        if len(t.weighted) == 1:
+            return _show_simple(t.weighted[0].tree)
+        return "(" + _show_top(t) + ")"
+    if isinstance(t, Leaf):
+        return _show_value(t.value)
+    if isinstance(t, _Constant):
+        return t.symbol
+    raise TypeError(f"not a NameTree: {t!r}")
+
+
+# eval -------------------------------------------------------------------------------
+
+_NEGATIVE = object()
+_FAILED = object()
+
+
+def _eval(t: NameTree):
+    if isinstance(t, Leaf):
+        return {t.value}
+    if t is EMPTY:
+        return set()
+    if t is NEG:
+        return _NEGATIVE
+    if t is FAIL:
+        return _FAILED
+    if isinstance(t, Alt):
+        for c in t.trees:
+            r = _eval(c)
+            if r is _FAILED:
+                return _FAILED
+            if r is _NEGATIVE:
+                continue
+            return r
+        return _NEGATIVE
+    if isinstance(t, Union):
+        acc: Optional[set] = None
+        for w in t.weighted:
+            r = _eval(w.tree)
+            if isinstance(r, set):
+                acc = r if acc is None else (acc | r)
+        return _NEGATIVE if acc is None else acc
+    raise TypeError(f"not a NameTree: {t!r}")
+
+
+def _collect_leaves(t: NameTree, out: list) -> None:
+    if isinstance(t, Leaf):
+        out.append(t.value)
+    elif isinstance(t, Alt):
+        for c in t.trees:
+            _collect_leaves(c, out)
+    elif isinstance(t, Union):
+        for w in t.weighted:
+            _collect_leaves(w.tree, out)

@@ -1,0 +1,168 @@
+"""Metrics registry: counters, gauges and latency stats under Linkerd's flat names.
+
+Names are slash-separated scopes as Linkerd writes them, e.g.
+``rt/outgoing/service/svc/web/requests``. The admin layer exports the registry as
+``/admin/metrics.json`` and Prometheus text; this module only records. Recording is on
+the hot path, so a counter is a plain attribute increment and a stat a bucket bump.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+import threading
+from typing import Callable, Iterator, Optional, Union
+
+Number = Union[int, float]
+
+
+class Counter:
+    __slots__ = ("name", "value")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.value = 0
+
+    def incr(self, n: int = 1) -> None:
+        self.value += n
+
+
+class Gauge:
+    __slots__ = ("name", "fn")
+
+    def __init__(self, name: str, fn: Callable[[], Number]) -> None:
+        self.name = name
+        self.fn = fn
+
+    @property
+    def value(self) -> Number:
+        try:
+            return self.fn()
+        except Exception:  # a broken gauge must not break the export
+            return float("nan")
+
+
+def _bucket_bounds() -> list[float]:
+    """Log-linear bucket upper bounds from 0 to ~1e7 with <=~2% relative error."""
+    bounds: list[float] = []
+    v = 1.0
+    for i in range(0, 50):
+        bounds.append(float(i) / 50.0)  # sub-millisecond resolution
+    while v < 1e7:
+        bounds.append(v)
+        v = v * 1.02 if v > 50 else v + (0.25 if v < 10 else 1.0)
+    bounds.append(math.inf)
+    return bounds
+
+
+_BOUNDS = _bucket_bounds()
+
+
+class Stat:
+    """A distribution (Finagle's Stat): count, sum, min, max and percentiles.
+
+    Fixed-size buckets keep memory bounded no matter how many samples arrive.
+    """
+
+    __slots__ = ("name", "counts", "count", "sum", "min", "max")
+
+    PERCENTILES = (0.5, 0.9, 0.95, 0.99, 0.999, 0.9999)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.counts = [0] * len(_BOUNDS)
+        self.count = 0
+        self.sum = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+
+    def add(self, value: Number) -> None:
+        i = bisect.bisect_left(_BOUNDS, value)
+        self.counts[i] += 1
+        self.count += 1
+        self.sum += value
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+
+    def percentile(self, p: float) -> float:
+        if self.count == 0:
+            return 0.0
+        target = p * self.count
+        seen = 0
+        for i, c in enumerate(self.counts):
+            seen += c
+            if seen >= target and c:
+                b = _BOUNDS[i]
+                return min(b, self.max) if b != math.inf else self.max
+        return self.max
+
+    def summary(self) -> dict[str, Number]:
+        if self.count == 0:
+            return {"count": 0, "sum": 0, "avg": 0, "min": 0, "max": 0,
+                    "p50": 0, "p90": 0, "p95": 0, "p99": 0, "p9990": 0, "p9999": 0}
+        return {
+            "count": self.count,
+            "sum": self.sum,
+            "avg": self.sum / self.count,
+            "min": self.min,
+            "max": self.max,
+            "p50": self.percentile(0.5),
+            "p90": self.percentile(0.9),
+            "p95": self.percentile(0.95),
+            "p99": self.percentile(0.99),
+            "p9990": self.percentile(0.999),
+            "p9999": self.percentile(0.9999),
+        }
+
+
+Metric = Union[Counter, Gauge, Stat]
+
+
+class MetricsRegistry:
+    """All metrics of a process, by flat name. Creating is idempotent."""
+
+    def __init__(self) -> None:
+        self._metrics: dict[str, Metric] = {}
+        self._lock = threading.Lock()
+
+    def counter(self, name: str) -> Counter:
+        m = self._metrics.get(name)
+        if m is None:
+            with self._lock:
+                m = self._metrics.setdefault(name, Counter(name))
+        assert isinstance(m, Counter), f"{name} is not a counter"
+        return m
+
+    def stat(self, name: str) -> Stat:
+        m = self._metrics.get(name)
+        if m is None:
+            with self._lock:
+                m = self._metrics.setdefault(name, Stat(name))
+        assert isinstance(m, Stat), f"{name} is not a stat"
+        return m
+
+    def gauge(self, name: str, fn: Callable[[], Number]) -> Gauge:
+        g = Gauge(name, fn)
+        with self._lock:
+            self._metrics[name] = g
+        return g
+
+    def remove(self, name: str) -> None:
+        with self._lock:
+            self._metrics.pop(name, None)
+
+    def remove_prefix(self, prefix: str) -> None:
+        """Drop a whole scope (an evicted client or service) so memory stays bounded."""
+        with self._lock:
+            for k in [k for k in self._metrics if k.startswith(prefix)]:
+                del self._metrics[k]
+
+    def items(self) -> Iterator[tuple[str, Metric]]:
+        return iter(sorted(self._metrics.items()))
+
+    def get(self, name: str) -> Optional[Metric]:
+        return self._metrics.get(name)
+
+    def __len__(self) -> int:
+        return len(self._metrics)

@@ -1,0 +1,199 @@
+"""Observable values: Var (a current value with observers) and Activity.
+
+This is Finagle's ``Var``/``Activity`` reduced to what a single asyncio loop needs.
+Observers run synchronously on the loop that updates the Var; code on other threads
+(kazoo callbacks) must use :meth:`Var.update_threadsafe`.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable, Generic, Optional, TypeVar
+
+T = TypeVar("T")
+
+
+class Closable:
+    """Handle returned by ``observe``; ``close()`` stops the observation."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Optional[Callable[[], None]] = None) -> None:
+        self._fn = fn
+
+    def close(self) -> None:
+        fn, self._fn = self._fn, None
+        if fn is not None:
+            fn()
+
+
+class Var(Generic[T]):
+    """A mutable observable value. Updates equal to the current value are dropped."""
+
+    __slots__ = ("_value", "_observers", "_on_first", "_on_last", "_waiters", "__weakref__")
+
+    def __init__(
+        self,
+        value: T,
+        on_first_observer: Optional[Callable[[], None]] = None,
+        on_last_observer: Optional[Callable[[], None]] = None,
+    ) -> None:
+        self._value = value
+        self._observers: list[Callable[[T], None]] = []
+        # Lazy sources (a namer watch) start when first observed, stop when unobserved.
+        self._on_first = on_first_observer
+        self._on_last = on_last_observer
+        self._waiters: list[asyncio.Future] = []
+
+    def sample(self) -> T:
+        return self._value
+
+    @property
+    def value(self) -> T:
+        return self._value
+
+    @property
+    def observed(self) -> bool:
+        return bool(self._observers)
+
+    def observe(self, fn: Callable[[T], None], initial: bool = True) -> Closable:
+        """Call ``fn`` with the current value (if ``initial``) and on every change."""
+        first = not self._observers
+        self._observers.append(fn)
+        if first and self._on_first is not None:
+            self._on_first()
+        if initial:
+            fn(self._value)
+
+        def stop() -> None:
+            try:
+                self._observers.remove(fn)
+            except ValueError:
+                return
+            if not self._observers and self._on_last is not None:
+                self._on_last()
+
+        return Closable(stop)
+
+    def update(self, value: T) -> None:
+        if value == self._value:
+            return
+        self._value = value
+        for fn in list(self._observers):
+            fn(value)
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for w in waiters:
+                if not w.done():
+                    w.set_result(value)
+
+    def update_threadsafe(self, loop: asyncio.AbstractEventLoop, value: T) -> None:
+        loop.call_soon_threadsafe(self.update, value)
+
+    async def changed(self) -> T:
+        """Wait for the next change and return the new value."""
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        return await fut
+
+    async def wait_for(self, predicate: Callable[[T], bool], timeout: Optional[float] = None) -> T:
+        """Return the first value (current included) for which ``predicate`` holds."""
+
+        async def wait() -> T:
+            v = self._value
+            while not predicate(v):
+                v = await self.changed()
+            return v
+
+        return await asyncio.wait_for(wait(), timeout)
+
+    def __repr__(self) -> str:
+        return f"Var({self._value!r})"
+
+
+# Activity: a Var of Pending | Ok(value) | Failed(error) -------------------------------
+
+class ActivityState(Generic[T]):
+    __slots__ = ()
+
+
+class _Pending(ActivityState[Any]):
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Pending"
+
+
+PENDING: ActivityState[Any] = _Pending()
+
+
+class Ok(ActivityState[T]):
+    __slots__ = ("value",)
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Ok) and self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash(("Ok", self.value))
+
+    def __repr__(self) -> str:
+        return f"Ok({self.value!r})"
+
+
+class Failed(ActivityState[Any]):
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Failed)
+            and type(self.error) is type(other.error)
+            and str(self.error) == str(other.error)
+        )
+
+    def __hash__(self) -> int:
+        return hash(("Failed", str(self.error)))
+
+    def __repr__(self) -> str:
+        return f"Failed({self.error!r})"
+
+
+class Activity(Generic[T]):
+    """An observable computation that is pending, ok with a value, or failed."""
+
+    __slots__ = ("states",)
+
+    def __init__(self, states: Optional[Var[ActivityState[T]]] = None) -> None:
+        self.states: Var[ActivityState[T]] = states if states is not None else Var(PENDING)
+
+    @classmethod
+    def value(cls, v: T) -> "Activity[T]":
+        return cls(Var(Ok(v)))
+
+    @classmethod
+    def exception(cls, e: BaseException) -> "Activity[T]":
+        return cls(Var(Failed(e)))
+
+    @classmethod
+    def pending(cls) -> "Activity[T]":
+        return cls(Var(PENDING))
+
+    def sample(self) -> ActivityState[T]:
+        return self.states.sample()
+
+    def observe(self, fn: Callable[[ActivityState[T]], None], initial: bool = True) -> Closable:
+        return self.states.observe(fn, initial)
+
+    async def wait_ok(self, timeout: Optional[float] = None) -> T:
+        """The first Ok value; raises the error of a Failed state; TimeoutError if pending."""
+        st = await self.states.wait_for(lambda s: s is not PENDING, timeout)
+        if isinstance(st, Failed):
+            raise st.error
+        return st.value  # type: ignore[union-attr]
+
+    def __repr__(self) -> str:
+        return f"Activity({self.states.sample()!r})"

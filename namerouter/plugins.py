@@ -1,0 +1,50 @@
+"""Registry of plugin kinds (Linkerd's names) -> "module:Class", imported lazily.
+
+Adding a backend = one module + one line here. Lazy import keeps optional client
+libraries (kazoo, py-consul) out of processes that do not use them.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+NAMERS: dict[str, str] = {
+    "io.l5d.fs": "namerouter.namers.fs:FsNamer",
+    "io.l5d.serversets": "namerouter.namers.serversets:ServersetsNamer",
+    "io.l5d.consul": "namerouter.namers.consul:ConsulNamer",
+    "io.l5d.k8s": "namerouter.namers.k8s:K8sNamer",
+}
+
+INTERPRETERS: dict[str, str] = {
+    "default": "namerouter.interpreters.default:DefaultInterpreterPlugin",
+    "io.l5d.namerd.http": "namerouter.interpreters.namerd_http:NamerdHttpInterpreter",
+}
+
+TRANSFORMERS: dict[str, str] = {
+    "io.l5d.port": "namerouter.transformers.basic:PortTransformer",
+    "io.l5d.localhost": "namerouter.transformers.basic:LocalhostTransformer",
+    "io.l5d.specificHost": "namerouter.transformers.basic:SpecificHostTransformer",
+    "io.l5d.replace": "namerouter.transformers.basic:ReplaceTransformer",
+    "io.l5d.const": "namerouter.transformers.basic:ConstTransformer",
+    "io.l5d.k8s.daemonset": "namerouter.transformers.k8s:DaemonSetTransformer",
+    "io.l5d.k8s.localnode": "namerouter.transformers.k8s:LocalNodeTransformer",
+}
+
+ANNOUNCERS: dict[str, str] = {
+    "io.l5d.serversets": "namerouter.announcers.serversets:ServersetsAnnouncer",
+}
+
+NAMERD_STORAGE: dict[str, str] = {
+    "io.l5d.inMemory": "namerd.storage.memory:InMemoryDtabStore",
+    "io.namerouter.file": "namerd.storage.file:FileDtabStore",
+    "io.l5d.zk": "namerd.storage.zk:ZkDtabStore",
+    "io.l5d.etcd": "namerd.storage.etcd:EtcdDtabStore",
+    "io.l5d.consul": "namerd.storage.consul:ConsulDtabStore",
+}
+
+
+def load(registry: dict[str, str], kind: str) -> Any:
+    """Import and return the class registered under ``kind``; KeyError if unknown."""
+    target = registry[kind]
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
