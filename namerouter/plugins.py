@@ -17,6 +17,7 @@ NAMERS: dict[str, str] = {
 
 INTERPRETERS: dict[str, str] = {
     "default": "namerouter.interpreters.default:DefaultInterpreterPlugin",
+    "io.l5d.fs": "namerouter.interpreters.fs:FsInterpreter",
     "io.l5d.namerd.http": "namerouter.interpreters.namerd_http:NamerdHttpInterpreter",
 }
 

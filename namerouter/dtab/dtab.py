@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator, Sequence
 
-from .path import Path, Prefix
-from .tree import NEG, Alt, Leaf, NameTree
+from .path import WILDCARD, Path, Prefix
+from .tree import FAIL, NEG, Alt, NameTree
 
 
 class Dentry:
@@ -54,18 +54,71 @@ class Dentry:
         return {"prefix": self.prefix.show(), "dst": self.dst.show()}
 
 
-#: Finagle's Dentry.nop: the "no rule" dentry shown at the root of a delegation.
-Dentry.nop = Dentry(Prefix([b"$", b"nil"]), NEG)  # type: ignore[attr-defined]
+#: Finagle's Dentry.nop: the "no rule" dentry shown at the root of a delegation. Its
+#: prefix is the single one-byte label "/" (shows as ``/\x2f``), which the concrete
+#: syntax cannot produce unescaped, so it never collides with a real entry.
+Dentry.nop = Dentry(Prefix([b"/"]), NEG)  # type: ignore[attr-defined]
+
+
+def _build_trie(dentries: tuple[Dentry, ...]) -> list:
+    """Trie node = [indices of dentries whose prefix ends here, {elem: child node}]."""
+    root: list = [[], {}]
+    for i, d in enumerate(dentries):
+        node = root
+        for e in d.prefix.elems:
+            child = node[1].get(e)
+            if child is None:
+                child = node[1][e] = [[], {}]
+            node = child
+        node[0].append(i)
+    return root
 
 
 class Dtab(Sequence[Dentry]):
     """An ordered list of dentries. Later dentries take precedence in lookup."""
 
-    __slots__ = ("dentries", "_hash")
+    __slots__ = ("dentries", "_hash", "_trie")
 
     def __init__(self, dentries: Iterable[Dentry] = ()) -> None:
         object.__setattr__(self, "dentries", tuple(dentries))
         object.__setattr__(self, "_hash", None)
+        object.__setattr__(self, "_trie", None)
+
+    def _candidates(self, path: Path) -> list[Dentry]:
+        """The dentries whose prefix matches ``path``, last-defined first.
+
+        Uses a trie of the prefixes (built once per Dtab, lazily; a ``*`` element is one
+        more branch), so a lookup costs a few dict probes per path label instead of a
+        prefix comparison per dentry — the order of the answer is still by position.
+        """
+        trie = self._trie
+        if trie is None:
+            trie = _build_trie(self.dentries)
+            object.__setattr__(self, "_trie", trie)
+        found: list[int] = []
+        nodes = [trie]
+        for label in path.labels:
+            nxt = []
+            for node in nodes:
+                found.extend(node[0])
+                child = node[1].get(label)
+                if child is not None:
+                    nxt.append(child)
+                child = node[1].get(WILDCARD)
+                if child is not None:
+                    nxt.append(child)
+            if not nxt:
+                nodes = nxt
+                break
+            nodes = nxt
+        for node in nodes:
+            found.extend(node[0])
+        if len(found) > 1:
+            found.sort(reverse=True)
+        elif not found:
+            return []
+        ds = self.dentries
+        return [ds[i] for i in found]
 
     @classmethod
     def read(cls, text: str) -> "Dtab":
@@ -109,6 +162,14 @@ class Dtab(Sequence[Dentry]):
             return Dtab(self.dentries + other.dentries)
         return NotImplemented
 
+    def concat(self, other: "Dtab") -> "Dtab":
+        """Finagle's ``++`` / ``concat``: ``other``'s entries after ours (so they win)."""
+        return self + other
+
+    def append(self, dentry: Dentry) -> "Dtab":
+        """Finagle's ``+`` / ``append``: one more entry, last (so it wins)."""
+        return self + dentry
+
     def lookup(self, path: Path) -> NameTree[Path]:
         """One rewrite step: every matching dentry, last-defined first.
 
@@ -117,14 +178,12 @@ class Dtab(Sequence[Dentry]):
         """
         matches: list[NameTree[Path]] = []
         labels = path.labels
-        for d in reversed(self.dentries):
-            if d.prefix.matches(path):
-                n = len(d.prefix.elems)
-                residual = Path._trusted(labels[n:])
-                if residual.labels:
-                    matches.append(d.dst.map(lambda p, r=residual: p + r))
-                else:
-                    matches.append(d.dst)
+        for d in self._candidates(path):
+            residual = Path._trusted(labels[len(d.prefix.elems):])
+            if residual.labels:
+                matches.append(d.dst.map(lambda p, r=residual: p + r))
+            else:
+                matches.append(d.dst)
         if not matches:
             return NEG
         if len(matches) == 1:
@@ -171,3 +230,5 @@ class Dtab(Sequence[Dentry]):
 
 
 Dtab.empty = Dtab()  # type: ignore[attr-defined]
+#: Finagle's ``Dtab.fail`` (``/=>!``): every name fails.
+Dtab.fail = Dtab([Dentry(Prefix(), FAIL)])  # type: ignore[attr-defined]

@@ -28,9 +28,26 @@ class BindingError(Exception):
 
 
 class MaxDepthExceeded(BindingError):
-    def __init__(self, depth: int = 100) -> None:
-        super().__init__(f"Max recursion level: {depth} reached in Namer lookup")
+    """Binding followed more than ``depth`` lookups along one branch (a loop, usually).
+
+    Binding uses Finagle 19.4+'s message; delegation (Linkerd's ``delegate``) keeps the
+    older fixed ``Max recursion level reached.``, passed as ``message``.
+    """
+
+    def __init__(self, depth: int = 100, message: str | None = None) -> None:
+        super().__init__(message or f"Max recursion level: {depth} reached in Namer lookup")
         self.depth = depth
+
+
+class BindingTooLarge(BindingError):
+    """More lookups than the safety budget: a dtab whose unions fan out exponentially
+    (e.g. ``/x => /x & /x``). Finagle would effectively hang; we stop and say so.
+    Never swallowed by Union/Alt handling: the whole bind/delegate call fails.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Binding too large: more than {limit} lookups")
+        self.limit = limit
 
 
 class UnknownNamer(BindingError):

@@ -167,6 +167,16 @@ class Prefix(Sequence[PrefixElem]):
         object.__setattr__(self, "_literal", tuple(out) if literal else None)
 
     @classmethod
+    def _trusted(cls, elems: tuple) -> "Prefix":
+        """Build from elements already known valid (non-empty bytes or WILDCARD): parser."""
+        p = object.__new__(cls)
+        object.__setattr__(p, "elems", elems)
+        object.__setattr__(p, "_hash", None)
+        literal = WILDCARD not in elems
+        object.__setattr__(p, "_literal", elems if literal else None)
+        return p
+
+    @classmethod
     def read(cls, text: str) -> "Prefix":
         from .parser import parse_prefix
 

@@ -10,7 +10,7 @@ them with bound names, so the tree is generic in its leaf value.
 """
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any, Callable, Generic, Iterable, Optional, TypeVar
 
 T = TypeVar("T")
@@ -24,7 +24,14 @@ def format_weight(weight: float) -> str:
 
     Python's own ``%.2f`` rounds the binary value (0.125 -> 0.12); Java gives 0.13.
     """
-    d = Decimal(repr(float(weight))).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    w = float(weight)
+    if w != w:
+        return "NaN"
+    if w in (float("inf"), float("-inf")):
+        return "Infinity" if w > 0 else "-Infinity"
+    with localcontext() as ctx:
+        ctx.prec = 400  # enough digits for any finite double quantized to 0.01
+        d = Decimal(repr(w)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     return format(d, "f")
 
 
@@ -283,7 +290,9 @@ NameTree.Neg = NEG
 NameTree.Empty = EMPTY
 
 
-# Printing: three precedence levels, exactly as NameTree.show in Finagle ---------------
+# Printing: three precedence levels, exactly as NameTree.show/show1/showSimple in Finagle.
+# A 1-member Alt/Union always prints as its member. Empty Alt/Union follow the same
+# rules as n-ary ones (``Alt()`` prints ``""`` at the top, ``()`` inside).
 
 def _show_value(value: Any) -> str:
     show = getattr(value, "show", None)
@@ -291,45 +300,54 @@ def _show_value(value: Any) -> str:
 
 
 def _show_top(t: NameTree) -> str:
-    if isinstance(t, Alt):
-        if len(t.trees) == 1:
-            return _show_top(t.trees[0])
-        if len(t.trees) >= 2:
+    while True:
+        if isinstance(t, Alt):
+            if len(t.trees) == 1:
+                t = t.trees[0]
+                continue
             return " | ".join(_show_union_level(c) for c in t.trees)
-    if isinstance(t, Union) and len(t.weighted) == 1:
-        return _show_top(t.weighted[0].tree)
-    return _show_union_level(t)
+        if isinstance(t, Union) and len(t.weighted) == 1:
+            t = t.weighted[0].tree
+            continue
+        return _show_union_level(t)
 
 
 def _show_union_level(t: NameTree) -> str:
-    if isinstance(t, Alt) and len(t.trees) == 1:
-        return _show_union_level(t.trees[0])
-    if isinstance(t, Union):
-        if len(t.weighted) == 1:
-            return _show_union_level(t.weighted[0].tree)
-        if len(t.weighted) >= 2:
+    while True:
+        if isinstance(t, Alt):
+            if len(t.trees) == 1:
+                t = t.trees[0]
+                continue
+            return "(" + _show_top(t) + ")"
+        if isinstance(t, Union):
+            if len(t.weighted) == 1:
+                t = t.weighted[0].tree
+                continue
             parts = []
             for w in t.weighted:
                 s = _show_simple(w.tree)
                 parts.append(s if w.weight == DEFAULT_WEIGHT else f"{format_weight(w.weight)}*{s}")
             return " & ".join(parts)
-    return _show_simple(t)
+        return _show_simple(t)
 
 
 def _show_simple(t: NameTree) -> str:
-    if isinstance(t, Alt):
-        if len(t.trees) == 1:
-            return _show_simple(t.trees[0])
-        return "(" + _show_top(t) + ")"
-    if isinstance(t, Union):
-        if len(t.weighted) == 1:
-            return _show_simple(t.weighted[0].tree)
-        return "(" + _show_top(t) + ")"
-    if isinstance(t, Leaf):
-        return _show_value(t.value)
-    if isinstance(t, _Constant):
-        return t.symbol
-    raise TypeError(f"not a NameTree: {t!r}")
+    while True:
+        if isinstance(t, Alt):
+            if len(t.trees) == 1:
+                t = t.trees[0]
+                continue
+            return "(" + _show_top(t) + ")"
+        if isinstance(t, Union):
+            if len(t.weighted) == 1:
+                t = t.weighted[0].tree
+                continue
+            return "(" + _show_top(t) + ")"
+        if isinstance(t, Leaf):
+            return _show_value(t.value)
+        if isinstance(t, _Constant):
+            return t.symbol
+        raise TypeError(f"not a NameTree: {t!r}")
 
 
 # eval -------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ so the interpreter re-binds whenever the namer's answer changes.
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Optional, Sequence
 
 from ..dtab.path import Path
 from ..dtab.tree import NameTree
@@ -20,6 +20,11 @@ from .var import Activity
 class Namer(abc.ABC):
     #: Linkerd's config kind, e.g. ``io.l5d.fs``.
     kind: ClassVar[str] = ""
+
+    #: The namer's configured ``transformers`` (NameTreeTransformer objects, see
+    #: ``namerouter.naming.transform``). The interpreter applies them to this namer's
+    #: fully bound answers; build them with ``transform.build_transformers(cfgs, runtime)``.
+    transformers: Sequence[Any] = ()
 
     def __init__(self, prefix: Optional[Path] = None) -> None:
         self.prefix: Path = prefix if prefix is not None else Path.read("/" + self.kind)

@@ -7,9 +7,11 @@ Observers run synchronously on the loop that updates the Var; code on other thre
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, Callable, Generic, Optional, TypeVar
 
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
 
 
 class Closable:
@@ -55,12 +57,20 @@ class Var(Generic[T]):
     def observed(self) -> bool:
         return bool(self._observers)
 
+    @property
+    def observer_count(self) -> int:
+        """How many observers are attached (caches use it to tell idle entries)."""
+        return len(self._observers)
+
     def observe(self, fn: Callable[[T], None], initial: bool = True) -> Closable:
         """Call ``fn`` with the current value (if ``initial``) and on every change."""
         first = not self._observers
         self._observers.append(fn)
-        if first and self._on_first is not None:
-            self._on_first()
+        if first:
+            if self._on_first is not None:
+                self._on_first()
+            elif self._lazy:
+                self._first_observed()
         if initial:
             fn(self._value)
 
@@ -69,17 +79,36 @@ class Var(Generic[T]):
                 self._observers.remove(fn)
             except ValueError:
                 return
-            if not self._observers and self._on_last is not None:
-                self._on_last()
+            if not self._observers:
+                if self._on_last is not None:
+                    self._on_last()
+                elif self._lazy:
+                    self._last_unobserved()
 
         return Closable(stop)
+
+    # Subclasses that compute lazily (derived bindings, namer watches) set ``_lazy = True``
+    # and override these two instead of passing hooks: no per-instance closures and no
+    # reference cycle, so a dropped Var is freed at once.
+    _lazy = False
+
+    def _first_observed(self) -> None:
+        """Called when the first observer arrives (``_lazy`` subclasses)."""
+
+    def _last_unobserved(self) -> None:
+        """Called when the last observer leaves (``_lazy`` subclasses)."""
 
     def update(self, value: T) -> None:
         if value == self._value:
             return
         self._value = value
         for fn in list(self._observers):
-            fn(value)
+            try:
+                fn(value)
+            except Exception:
+                # One broken observer must not starve the others (or the waiters) of
+                # the update: log it and carry on.
+                _log.exception("observer %r of %r raised", fn, self)
         if self._waiters:
             waiters, self._waiters = self._waiters, []
             for w in waiters:
@@ -104,10 +133,21 @@ class Var(Generic[T]):
                 v = await self.changed()
             return v
 
-        return await asyncio.wait_for(wait(), timeout)
+        # Observe while waiting: a lazy Var (one with on_first_observer, e.g. a derived
+        # binding or a namer watch) only computes while somebody observes it.
+        hold = self.observe(_ignore, initial=False) if (self._on_first is not None or self._lazy) else None
+        try:
+            return await asyncio.wait_for(wait(), timeout)
+        finally:
+            if hold is not None:
+                hold.close()
 
     def __repr__(self) -> str:
         return f"Var({self._value!r})"
+
+
+def _ignore(_: Any) -> None:
+    pass
 
 
 # Activity: a Var of Pending | Ok(value) | Failed(error) -------------------------------

@@ -1,0 +1,145 @@
+"""namerd's config file (Linkerd's namerd ``config.yaml``), declared as dataclasses
+and validated by the generic validator of ``namerouter.config``.
+
+Top level, as Linkerd: ``admin`` (port 9991), ``storage`` (kind-dispatched through
+``plugins.NAMERD_STORAGE``), ``namers``, ``interfaces``, ``telemetry``. Differences,
+on purpose:
+
+* ``storage`` may be left out: namerd then keeps dtabs in the single-node file store
+  ``io.namerouter.file`` (``./namerd-dtabs.json``) and says so in a warning, so a
+  first run needs no database. Linkerd refuses to start instead.
+* ``io.l5d.thriftNameInterpreter`` / ``io.l5d.mesh`` / ``io.l5d.destination``
+  interfaces are accepted with a one-line warning and not served: routers should use
+  the ``io.l5d.namerd.http`` interpreter against ``io.l5d.httpController``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from namerouter.config.loader import ConfigError, ConfigIssue, parse_text, read_source, to_plain
+from namerouter.config.validate import _INVALID, Validated, Validator
+
+#: Interfaces Linkerd's namerd has that this one does not serve.
+UNSUPPORTED_INTERFACES = {
+    "io.l5d.thriftNameInterpreter": "the thrift interface is not provided; "
+                                    "routers should use the io.l5d.namerd.http interpreter",
+    "io.l5d.mesh": "the gRPC mesh interface is not provided; "
+                   "routers should use the io.l5d.namerd.http interpreter",
+    "io.l5d.destination": "the Linkerd 2 destination API is not provided",
+}
+
+UNSUPPORTED_TELEMETERS = {
+    "io.l5d.zipkin": "tracing export is not implemented",
+    "io.l5d.statsd": "push metrics are not implemented; scrape /admin/metrics/prometheus instead",
+    "io.l5d.influxdb": "use /admin/metrics/prometheus or /admin/metrics.json instead",
+    "io.l5d.tracelog": "trace logging is not implemented",
+    "io.l5d.commonMetrics": "/admin/metrics.json is always served",
+}
+
+DEFAULT_FILE_STORE = "namerd-dtabs.json"
+
+
+@dataclass
+class NamerdAdminConfig:
+    ip: str = "127.0.0.1"
+    port: int = field(default=9991, metadata={"min": 0, "max": 65535})
+
+
+@dataclass
+class HttpControllerConfig:
+    """``io.l5d.httpController`` (Linkerd default 127.0.0.1:4180)."""
+
+    kind: str = "io.l5d.httpController"
+    ip: str = "127.0.0.1"
+    port: int = field(default=4180, metadata={"min": 0, "max": 65535})
+    #: accepted for compatibility; TLS termination is not provided
+    socketOptions: Any = None
+
+
+@dataclass
+class NamerdPrometheusConfig:
+    kind: str = "io.l5d.prometheus"
+    path: str = "/admin/metrics/prometheus"
+    prefix: str = ""
+
+
+INTERFACES = {"io.l5d.httpController": HttpControllerConfig}
+TELEMETERS = {"io.l5d.prometheus": NamerdPrometheusConfig}
+
+
+@dataclass
+class NamerdConfig:
+    interfaces: list[Any] = field(metadata={"kinds": INTERFACES, "unsupported": UNSUPPORTED_INTERFACES})
+    admin: NamerdAdminConfig = field(default_factory=NamerdAdminConfig)
+    storage: Any = field(default=None, metadata={"plugins": "NAMERD_STORAGE"})
+    namers: list[Any] = field(default_factory=list, metadata={"plugins": "NAMERS"})
+    telemetry: list[Any] = field(default_factory=list, metadata={
+        "kinds": TELEMETERS, "unsupported": UNSUPPORTED_TELEMETERS})
+
+    @property
+    def http_controllers(self) -> list[HttpControllerConfig]:
+        return [i for i in self.interfaces if isinstance(i, HttpControllerConfig)]
+
+
+def validate_namerd(data: Any, source: str = "") -> Validated[NamerdConfig]:
+    """Validate parsed data; ConfigError lists every problem (key path and line)."""
+    v = Validator()
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigIssue("", "expected a mapping with 'storage' and 'interfaces' keys",
+                                       getattr(data, "line", 1))], source)
+    cfg = v.dataclass(NamerdConfig, data, "", getattr(data, "line", 1))
+    if cfg is not _INVALID:
+        _checks(v, cfg, data)
+    if v.errors or cfg is _INVALID:
+        raise ConfigError(v.errors, source)
+    return Validated(cfg, v.warnings, to_plain(data))
+
+
+def _checks(v: Validator, cfg: NamerdConfig, data: Any) -> None:
+    lines = getattr(data, "lines", {})
+    if cfg.storage is None:
+        from namerd.storage.file import FileStoreConfig
+
+        cfg.storage = FileStoreConfig(DEFAULT_FILE_STORE)
+        object.__setattr__(cfg.storage, "_kind", "io.namerouter.file")
+        v.warn("storage", f"no storage configured: dtabs are kept in the single-node file store "
+                          f"io.namerouter.file at ./{DEFAULT_FILE_STORE}", getattr(data, "line", 1))
+    if not cfg.http_controllers:
+        v.error("interfaces", "no io.l5d.httpController interface: namerd would serve nothing "
+                              "(add {kind: io.l5d.httpController, port: 4180})", lines.get("interfaces", 1))
+    seen: dict[tuple[str, int], str] = {}
+    endpoints = [("admin", cfg.admin.ip, cfg.admin.port)] + [
+        (f"interfaces[{i}]", c.ip, c.port) for i, c in enumerate(cfg.interfaces)
+        if isinstance(c, HttpControllerConfig)]
+    for name, ip, port in endpoints:
+        if port == 0:
+            continue
+        if (ip, port) in seen:
+            v.error(f"{name}.port", f"port {port} on {ip} is already used by {seen[(ip, port)]}",
+                    lines.get("interfaces"))
+        seen.setdefault((ip, port), name)
+    # Initial in-memory namespaces must parse (errors name the namespace and line:col).
+    namespaces = getattr(cfg.storage, "namespaces", None)
+    if isinstance(namespaces, dict):
+        from namerd.dtabtext import DtabParseError, parse_dtab_at
+        from namerd.storage.base import InvalidNamespace, check_namespace
+
+        for ns, text in namespaces.items():
+            try:
+                check_namespace(ns)
+                parse_dtab_at(text or "", f"namespace {ns}")
+            except (DtabParseError, InvalidNamespace) as e:
+                v.error(f"storage.namespaces.{ns}", str(e), lines.get("storage"))
+
+
+def load_namerd(source: Any) -> Validated[NamerdConfig]:
+    """Read (path, ``-`` for stdin, or open file), parse and validate a namerd config."""
+    text, name = read_source(source)
+    return loads_namerd(text, name)
+
+
+def loads_namerd(text: str, source: str = "<config>") -> Validated[NamerdConfig]:
+    if not text.strip():
+        raise ConfigError([ConfigIssue("", "config is empty")], source)
+    return validate_namerd(parse_text(text, source), source)

@@ -1,0 +1,165 @@
+"""The admin HTTP server (aiohttp), shared by the router and namerd.
+
+``build_admin_app(metrics, config_json, extra_routes, ...)`` gives the endpoints every
+process has — ``/admin/ping``, ``/admin/metrics.json``, the Prometheus page,
+``/config.json``, ``POST /admin/shutdown`` — and mounts the caller's own routes (the
+router adds the delegator and namer/client state, namerd its dtab pages).
+``AdminServer`` runs an app on ``admin.ip``/``admin.port`` in the current event loop.
+
+``admin.security`` (Linkerd's keys) decides what is served: ``pathBlacklist`` regexes
+are refused, ``pathWhitelist`` regexes always served, and the categories
+``uiEnabled`` (ping, metrics, config, delegator, ``/``), ``controlEnabled``
+(``/admin/shutdown``) and ``diagnosticsEnabled`` (namer/client state, bound names,
+everything else) switch groups off. A refused path answers 404, as in Linkerd.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from typing import Any, Awaitable, Callable, Iterable, Optional
+
+from aiohttp import web
+
+from ..metrics import MetricsRegistry
+from .metrics_export import metrics_flat, metrics_tree, prometheus_text
+
+log = logging.getLogger(__name__)
+
+Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
+
+UI_PATHS = re.compile(r"/|/admin/ping|/admin/metrics\.json|/admin/metrics/prometheus|/config\.json"
+                      r"|/delegator(\.json)?|/favicon\.ico")
+CONTROL_PATHS = re.compile(r"/admin/shutdown")
+
+
+def json_response(doc: Any, pretty: bool = False, status: int = 200) -> web.Response:
+    text = json.dumps(doc, indent=2 if pretty else None, sort_keys=pretty, default=str)
+    return web.Response(text=text + ("\n" if pretty else ""), status=status, content_type="application/json")
+
+
+def _truthy(v: Optional[str]) -> bool:
+    return v is not None and v.lower() in ("1", "true", "yes", "")
+
+
+def _security_middleware(security: Any, prometheus_path: str) -> Any:
+    white = [re.compile(p) for p in getattr(security, "pathWhitelist", [])]
+    black = [re.compile(p) for p in getattr(security, "pathBlacklist", [])]
+
+    def allowed(path: str) -> bool:
+        if any(r.search(path) for r in white):  # Linkerd's lists are regexes, e.g. ^/admin/shutdown$
+            return True
+        if any(r.search(path) for r in black):
+            return False
+        if CONTROL_PATHS.fullmatch(path):
+            return bool(getattr(security, "controlEnabled", True))
+        if UI_PATHS.fullmatch(path) or path == prometheus_path:
+            return bool(getattr(security, "uiEnabled", True))
+        return bool(getattr(security, "diagnosticsEnabled", True))
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        if not allowed(request.path):
+            raise web.HTTPNotFound(text="not found\n")
+        return await handler(request)
+
+    return middleware
+
+
+def build_admin_app(
+    metrics: MetricsRegistry,
+    config_json: Any = None,
+    extra_routes: Iterable[Route] = (),
+    *,
+    security: Any = None,
+    prometheus_path: str = "/admin/metrics/prometheus",
+    prometheus_prefix: str = "",
+    known_ids: Optional[Callable[[], Iterable[str]]] = None,
+    on_shutdown: Optional[Callable[[], Awaitable[None]]] = None,
+) -> web.Application:
+    """The admin app. ``config_json`` is served at ``/config.json``; ``known_ids``
+    (optional) lists live service names / client ids for exact Prometheus labels;
+    ``on_shutdown`` runs after ``POST /admin/shutdown`` has been answered."""
+    middlewares = [_security_middleware(security, prometheus_path)] if security is not None else []
+    app = web.Application(middlewares=middlewares)
+    shutdown_started = asyncio.Event()
+    tasks: set[asyncio.Task] = set()
+
+    async def ping(_: web.Request) -> web.Response:
+        return web.Response(text="pong", content_type="text/plain")
+
+    async def metrics_json(request: web.Request) -> web.Response:
+        q = request.query.get("q")
+        pattern = request.query.get("filter")
+        try:
+            flat = metrics_flat(metrics, q=q, pattern=pattern)
+        except re.error as e:
+            return web.Response(status=400, text=f"Invalid filter: {e}\n")
+        doc = metrics_tree(flat) if _truthy(request.query.get("tree")) else flat
+        return json_response(doc, pretty=_truthy(request.query.get("pretty")))
+
+    async def prometheus(_: web.Request) -> web.Response:
+        ids = list(known_ids()) if known_ids is not None else ()
+        text = prometheus_text(metrics, prometheus_prefix, ids)
+        return web.Response(text=text, content_type="text/plain", charset="utf-8",
+                            headers={"X-Content-Type-Options": "nosniff"})
+
+    async def config(request: web.Request) -> web.Response:
+        return json_response(config_json if config_json is not None else {},
+                             pretty=_truthy(request.query.get("pretty")))
+
+    async def shutdown(_: web.Request) -> web.Response:
+        if on_shutdown is None:
+            return web.Response(status=501, text="shutdown is not available here\n")
+        if not shutdown_started.is_set():
+            shutdown_started.set()
+
+            async def run() -> None:
+                await asyncio.sleep(0)  # let this response go out first
+                try:
+                    await on_shutdown()
+                except Exception:
+                    log.exception("shutdown failed")
+
+            tasks.add(asyncio.get_running_loop().create_task(run()))  # keep a reference
+        return web.Response(text="shutting down\n", content_type="text/plain")
+
+    app.router.add_get("/admin/ping", ping)
+    app.router.add_get("/admin/metrics.json", metrics_json)
+    app.router.add_get(prometheus_path, prometheus)
+    app.router.add_get("/config.json", config)
+    app.router.add_post("/admin/shutdown", shutdown)
+    for method, path, handler in extra_routes:
+        app.router.add_route(method, path, handler)
+    return app
+
+
+class AdminServer:
+    """Serve an admin app on ip:port in the running loop; ``port`` is the bound port."""
+
+    def __init__(self, app: web.Application, ip: str = "127.0.0.1", port: int = 9990) -> None:
+        self.app = app
+        self.ip = ip
+        self.port = port
+        self._runner: Optional[web.AppRunner] = None
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
+                                     shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.ip, self.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError:
+            await self._runner.cleanup()
+            self._runner = None
+            raise
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()

@@ -1,0 +1,155 @@
+"""The top-level router config (Linkerd's ``config.yaml``) and its loader.
+
+Keys and defaults are Linkerd 1's: ``admin``, ``routers`` (required), ``namers``,
+``telemetry``, ``usage``. Router blocks are the data plane's ``RouterConfig``
+(``namerouter/proxy/config.py``); namers and interpreters are validated by the plugin
+each ``kind`` names (``namerouter/plugins.py``). On top of per-field checks this module
+checks what spans fields: every dtab parses, router labels are unique, no two servers
+share a port, and each router's ``interpreter`` block fits its kind.
+
+``AdminConfig`` and ``PrometheusConfig`` are shared with namerd (which declares its own
+top level with ``admin`` port 9991).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from ..dtab import Dtab
+from ..proxy.config import RouterConfig
+from .loader import ConfigError, ConfigIssue, MarkedDict, parse_text, read_source, to_plain
+from .validate import _INVALID, Validated, Validator, kind_of
+
+#: Telemeter kinds Linkerd has that we don't: accepted with a warning, not an error,
+#: so a Linkerd config.yaml still loads.
+UNSUPPORTED_TELEMETERS = {
+    "io.l5d.zipkin": "tracing export is not implemented; requests are still routed",
+    "io.l5d.statsd": "push metrics are not implemented; scrape /admin/metrics/prometheus instead",
+    "io.l5d.influxdb": "use /admin/metrics/prometheus or /admin/metrics.json instead",
+    "io.l5d.tracelog": "trace logging is not implemented",
+    "io.l5d.recentRequests": "the /requests page is not implemented",
+    "io.l5d.commonMetrics": "/admin/metrics.json is always served",
+    "io.zipkin.http": "tracing export is not implemented",
+}
+
+
+@dataclass
+class AdminSecurityConfig:
+    """Linkerd's ``admin.security``: which admin paths are served (others → 404)."""
+
+    uiEnabled: bool = True
+    #: ``POST /admin/shutdown`` and other state-changing endpoints
+    controlEnabled: bool = True
+    #: metrics, delegator, namer/client state, config
+    diagnosticsEnabled: bool = True
+    pathWhitelist: list[str] = field(default_factory=list, metadata={"doc": "regexes, full match"})
+    pathBlacklist: list[str] = field(default_factory=list, metadata={"doc": "regexes, full match"})
+
+
+@dataclass
+class AdminConfig:
+    ip: str = "127.0.0.1"
+    port: int = field(default=9990, metadata={"min": 0, "max": 65535})
+    shutdownGraceMs: int = field(default=10000, metadata={"min": 0})
+    security: Optional[AdminSecurityConfig] = None
+    #: accepted for compatibility; aiohttp serves the admin from the event loop
+    workerThreads: Optional[int] = field(default=None, metadata={"min": 1})
+
+
+@dataclass
+class PrometheusConfig:
+    kind: str = "io.l5d.prometheus"
+    path: str = "/admin/metrics/prometheus"
+    prefix: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.path.startswith("/"):
+            raise ValueError(f"path: must start with '/', got {self.path!r}")
+
+
+TELEMETERS = {"io.l5d.prometheus": PrometheusConfig}
+
+
+@dataclass
+class LinkerConfig:
+    routers: list[RouterConfig] = field(metadata={"min_items": 1})
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    namers: list[Any] = field(default_factory=list, metadata={"plugins": "NAMERS"})
+    telemetry: list[Any] = field(default_factory=list, metadata={
+        "kinds": TELEMETERS, "unsupported": UNSUPPORTED_TELEMETERS})
+    #: Linkerd phoned home with it; accepted and ignored.
+    usage: Any = None
+    #: per router (same order): the validated interpreter config, or None = default
+    interpreters: list[Any] = field(default_factory=list, init=False, repr=False)
+
+    def prometheus(self) -> Optional[PrometheusConfig]:
+        for t in self.telemetry:
+            if isinstance(t, PrometheusConfig):
+                return t
+        return None
+
+
+def _router_checks(v: Validator, cfg: LinkerConfig, data: MarkedDict) -> None:
+    """Checks that span fields: dtabs, labels, ports, interpreter blocks."""
+    raw_routers = data.get("routers") or []
+    labels: dict[str, int] = {}
+    ports: dict[tuple[str, int], str] = {}
+    for i, r in enumerate(cfg.routers):
+        raw = raw_routers[i] if i < len(raw_routers) and isinstance(raw_routers[i], dict) else MarkedDict()
+        rlines = getattr(raw, "lines", {})
+        rline = getattr(raw, "line", None)
+        path = f"routers[{i}]"
+        try:
+            Dtab.read(r.dtab or "")
+        except Exception as e:
+            v.error(f"{path}.dtab", f"invalid dtab: {e}", rlines.get("dtab", rline))
+        label = r.effective_label
+        if label in labels:
+            v.error(f"{path}.label", f"duplicate router label '{label}' (also routers[{labels[label]}]); "
+                                     f"give each router its own label", rlines.get("label", rline))
+        labels.setdefault(label, i)
+        raw_servers = raw.get("servers") or []
+        for j, s in enumerate(r.servers):
+            key = (s.ip, s.port)
+            if s.port == 0:
+                continue  # ephemeral: the kernel picks distinct ports
+            sline = raw_servers[j].lines.get("port") if j < len(raw_servers) and hasattr(raw_servers[j], "lines") else rline
+            if key in ports:
+                v.error(f"{path}.servers[{j}].port", f"port {s.port} on {s.ip} is already used by {ports[key]}", sline)
+            ports.setdefault(key, f"{path}.servers[{j}]")
+        interp = None
+        if "interpreter" in raw and raw["interpreter"] is not None:
+            interp = v.convert(Any, raw["interpreter"], f"{path}.interpreter", rlines.get("interpreter", rline),
+                               {"plugins": "INTERPRETERS", "default_kind": "default"})
+            interp = None if interp is _INVALID else interp
+        cfg.interpreters.append(interp)
+
+
+def validate_linker(data: Any, source: str = "") -> Validated[LinkerConfig]:
+    """Validate parsed config data; ConfigError lists every problem found."""
+    v = Validator()
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigIssue("", "expected a mapping with a 'routers' key at the top level",
+                                       getattr(data, "line", 1))], source)
+    cfg = v.dataclass(LinkerConfig, data, "", getattr(data, "line", 1))
+    if cfg is not _INVALID:
+        _router_checks(v, cfg, data)
+    if v.errors or cfg is _INVALID:
+        raise ConfigError(v.errors, source)
+    return Validated(cfg, v.warnings, to_plain(data))
+
+
+def load_linker(source: Any) -> Validated[LinkerConfig]:
+    """Read a config file (path, ``-`` for stdin, or an open file) and validate it."""
+    text, name = read_source(source)
+    return loads_linker(text, name)
+
+
+def loads_linker(text: str, source: str = "<config>") -> Validated[LinkerConfig]:
+    if not text.strip():
+        raise ConfigError([ConfigIssue("", "config is empty")], source)
+    return validate_linker(parse_text(text, source), source)
+
+
+__all__ = ["AdminConfig", "AdminSecurityConfig", "PrometheusConfig", "LinkerConfig",
+           "validate_linker", "load_linker", "loads_linker", "kind_of", "UNSUPPORTED_TELEMETERS"]

@@ -1,0 +1,237 @@
+"""The dtab grammar (lark, LALR) and Finagle-exact parse errors.
+
+Parsing is done by lark: an LALR(1) parser with a contextual lexer and an inline
+transformer, so no parse tree is ever built. A path is ONE terminal (no whitespace may
+appear inside a path, and ``#`` is a label character there), ``=>`` is one terminal,
+and whitespace (Java's ``Character.isWhitespace`` set) and ``#`` comments are skipped
+between terminals — folded into the end of each terminal (half the lexer work), with
+``%ignore`` for leading ones. Terminal regexes use possessive repeats so the lexer never
+gives back a label character (a backtracked ``#`` would otherwise become a comment).
+
+Error messages must be Finagle's, byte for byte
+(``<expected> expected but <found> found at '<input with [x] marker>'``). Finagle's
+parser is recursive descent and reports the first character its *procedure* rejects,
+which depends on details an LR automaton does not see (e.g. ``/foo/`` fails at
+``label char`` at the end, ``/a/*b`` at ``end of input`` before ``b``). So when lark
+(or token validation) rejects an input, :mod:`._explain` replays Finagle's decision
+procedure over the text to phrase the message and locate the offending character.
+It runs only on the error path; lark decides what parses.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from lark import Lark, Transformer
+from lark.exceptions import LarkError, VisitError
+
+from . import _explain
+from .dtab import Dentry, Dtab
+from .errors import DtabSyntaxError
+from .path import WILDCARD, Path, Prefix
+from .tree import EMPTY, FAIL, NEG, Alt, Leaf, NameTree, Union, Weighted
+
+# Java Character.isWhitespace: Zs/Zl/Zp except the no-break spaces U+00A0, U+2007, U+202F,
+# plus \t \n \v \f \r and the four information separators U+001C..U+001F.
+_JAVA_WS = (
+    "\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f\\x20\\u1680\\u2000-\\u2006\\u2008-\\u200a"
+    "\\u2028\\u2029\\u205f\\u3000"
+)
+_LCHAR = r"(?:[0-9A-Za-z_:.#$%\-]|\\x[0-9A-Fa-f]{2})"
+# Possessive repeats: the lexer must never give back label characters (a backtracked
+# `#` would turn into a comment and let `/a#*` through).
+_LABEL = _LCHAR + "++"
+# A `*` element must be whole; `#` right after it starts a comment (Finagle skips
+# whitespace/comments after the prefix), so it is not excluded here.
+_PELEM = r"(?:\*(?![0-9A-Za-z_:.$%\-\\*])|" + _LABEL + ")"
+
+# Whitespace and comments that a token absorbs after itself. Folding them into the
+# tokens halves the lexer's work (one match per token instead of two); %ignore below
+# only ever sees leading whitespace.
+_IGN = rf"(?:[{_JAVA_WS}]|\#[^\n]*\n?)*+"
+_PATH_BODY = rf"\/(?:{_LABEL}(?:\/{_LABEL})*+)?+(?![0-9A-Za-z_:.#$%\-\\\/])"
+_PREFIX_BODY = rf"\/(?:{_PELEM}(?:\/{_PELEM})*+)?+(?![0-9A-Za-z_:.$%\-\\\/*])"
+
+GRAMMAR = rf"""
+start_path: PATH
+start_prefix: PREFIX
+start_tree: alts
+start_dentry: dentry
+start_dtab: dentries
+
+dentries: (dentry (_SEMI dentry)* _SEMI?)?
+dentry: PREFIX _ARROW alts
+
+?alts: union (_BAR union)*         -> alts
+union: weighted (_AMP weighted)*
+weighted: NUMBER _STAR simple      -> weighted
+        | simple                   -> unweighted
+?simple: _LPAR alts _RPAR
+       | PATH                      -> leaf
+       | _BANG                     -> fail
+       | _TILDE                    -> neg
+       | _DOLLAR                   -> empty
+
+PATH: /{_PATH_BODY}{_IGN}/
+PREFIX: /{_PREFIX_BODY}{_IGN}/
+NUMBER: /(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?![0-9.]){_IGN}/
+_ARROW: /=>{_IGN}/
+_BAR: /\|{_IGN}/
+_AMP: /&{_IGN}/
+_STAR: /\*{_IGN}/
+_SEMI: /;{_IGN}/
+_LPAR: /\({_IGN}/
+_RPAR: /\){_IGN}/
+_BANG: /!{_IGN}/
+_TILDE: /~{_IGN}/
+_DOLLAR: /\${_IGN}/
+
+_IGNORED: /(?:[{_JAVA_WS}]|\#[^\n]*\n?)+/
+%ignore _IGNORED
+"""
+
+_path_body = re.compile(_PATH_BODY).match
+_prefix_body = re.compile(_PREFIX_BODY).match
+_number_body = re.compile(r"[0-9.]*").match
+
+
+
+def _label(text: str) -> bytes:
+    """Decode one label (label chars and ``\\xHH`` escapes) to bytes."""
+    if "\\" not in text:
+        return text.encode("ascii")
+    out = bytearray()
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            out.append(int(text[i + 2 : i + 4], 16))
+            i += 4
+        else:
+            out.append(ord(c))
+            i += 1
+    return bytes(out)
+
+
+def _path_of(tok: str) -> Path:
+    tok = _path_body(tok).group()  # drop the whitespace/comments the token absorbed
+    if len(tok) == 1:
+        return Path.empty  # type: ignore[attr-defined]
+    return Path._trusted(tuple(_label(l) for l in tok[1:].split("/")))
+
+
+def _prefix_of(tok: str) -> Prefix:
+    tok = _prefix_body(tok).group()
+    if len(tok) == 1:
+        return Prefix.empty  # type: ignore[attr-defined]
+    return Prefix._trusted(tuple(WILDCARD if l == "*" else _label(l) for l in tok[1:].split("/")))
+
+
+class _Build(Transformer):
+    """Builds the model while lark reduces (used as lark's inline ``transformer=``)."""
+
+    def start_path(self, c):
+        return _path_of(c[0])
+
+    def start_prefix(self, c):
+        return _prefix_of(c[0])
+
+    def start_tree(self, c):
+        return c[0]
+
+    def start_dentry(self, c):
+        return c[0]
+
+    def start_dtab(self, c):
+        return c[0]
+
+    def dentries(self, c):
+        return Dtab(c)
+
+    def dentry(self, c):
+        return Dentry(_prefix_of(c[0]), c[1])
+
+    def alts(self, c):
+        return c[0] if len(c) == 1 else Alt(*c)
+
+    def union(self, c):
+        return c[0].tree if len(c) == 1 else Union(*c)
+
+    def weighted(self, c):
+        return Weighted(float(_number_body(c[0]).group()), c[1])
+
+    def unweighted(self, c):
+        return Weighted(1.0, c[0])
+
+    def leaf(self, c):
+        return Leaf(_path_of(c[0]))
+
+    def fail(self, c):
+        return FAIL
+
+    def neg(self, c):
+        return NEG
+
+    def empty(self, c):
+        return EMPTY
+
+
+_STARTS = ["start_path", "start_prefix", "start_tree", "start_dentry", "start_dtab"]
+
+_lark = Lark(
+    GRAMMAR,
+    parser="lalr",
+    lexer="contextual",
+    start=_STARTS,
+    transformer=_Build(),
+    maybe_placeholders=False,
+    propagate_positions=False,
+)
+
+def _parse(kind: str, text: str) -> Any:
+    """Parse ``text`` as ``kind`` with lark; on rejection raise Finagle's exact error."""
+    if not isinstance(text, str):
+        raise TypeError(f"expected str to parse, got {type(text).__name__}")
+    try:
+        return _lark.parse(text, start="start_" + kind)
+    except (LarkError, VisitError, ValueError, OverflowError) as e:
+        lark_error = e
+    try:
+        message, offset = _explain.explain(kind, text)
+    except RecursionError:
+        # Only absurdly deep parenthesis nesting gets here (Finagle's own recursive parser
+        # would overflow its stack too); still a syntax error, not a crash.
+        raise DtabSyntaxError(
+            f"nesting too deep at '{text[:40]}{'...' if len(text) > 40 else ''}'", text, 0
+        ) from None
+    if message is None:  # pragma: no cover - the two procedures disagree: a bug
+        raise DtabSyntaxError(
+            f"invalid {kind} at '{text}': {lark_error}", text, 0
+        ) from None
+    raise DtabSyntaxError(message, text, offset) from None
+
+
+def parse_path(text: str) -> Path:
+    """``/svc/web`` -> Path; raises DtabSyntaxError with Finagle's message."""
+    return _parse("path", text)
+
+
+def parse_prefix(text: str) -> Prefix:
+    """A dentry prefix (``*`` allowed as a whole element)."""
+    return _parse("prefix", text)
+
+
+def parse_tree(text: str) -> NameTree[Path]:
+    return _parse("tree", text)
+
+
+def parse_dentry(text: str) -> Dentry:
+    """One dentry; a trailing ``;`` is an error (as in Finagle's Dentry.read)."""
+    return _parse("dentry", text)
+
+
+def parse_dtab(text: str) -> Dtab:
+    return _parse("dtab", text)
+
+
+__all__ = ["parse_path", "parse_prefix", "parse_tree", "parse_dentry", "parse_dtab", "GRAMMAR"]

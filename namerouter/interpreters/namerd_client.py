@@ -1,0 +1,383 @@
+"""HTTP access to one or more namerd ``io.l5d.httpController`` addresses.
+
+This module owns everything about *reaching* namerd; the interpreter owns what the
+answers mean. Jobs:
+
+* parse the ``dst`` addresses (Finagle paths such as ``/$/inet/127.0.0.1/4180``);
+* open watch streams and one-shot requests against the address currently in use;
+* fail over: a connection failure on the current address moves every stream to the
+  next address at once;
+* when no address answers, one probe task (not one loop per stream) polls the
+  addresses with a short jittered backoff; the moment one answers, every stream that
+  is waiting (for reachability *or* in an error backoff) is woken and reconnects.
+  That wake-up is the "full re-sync": every live watch is re-opened and the first
+  value of each new stream replaces what the router had;
+* jittered exponential backoff between ``retry.baseSeconds`` and ``retry.maxSeconds``
+  for failures namerd itself reports (5xx, error lines, bad JSON), as Linkerd does.
+
+Why a probe instead of Linkerd's per-request backoff for "connection refused": with
+the 5 s / 600 s defaults a router would wait minutes after a long namerd outage
+before noticing namerd is back (Linkerd #847, #2411). A refused TCP connection costs
+nothing, so probing at most every ``retry.probeSeconds`` (1 s) is cheap and bounds the
+time to re-sync after namerd returns.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+
+import aiohttp
+
+from ..naming.dns import ip_literal
+
+log = logging.getLogger(__name__)
+
+#: How long to wait for namerd's response headers on a new stream or request.
+HEADERS_TIMEOUT_S = 30.0
+#: TCP connect timeout per attempt: a black-holed address must not stall fail-over.
+CONNECT_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One namerd HTTP controller address."""
+
+    host: str
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        host = ip_literal(self.host) or self.host  # URLs need canonical IPs: /$/inet/127.1/4180
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def _where(where: str) -> str:
+    return f"{where}: " if where else ""
+
+
+def _port(text: str, where: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise ValueError(f"{_where(where)}port {text!r} is not a number") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{_where(where)}port {port} is outside 1-65535")
+    return port
+
+
+def parse_endpoint(value: Any, where: str = "dst") -> Endpoint:
+    """``/$/inet/<host>/<port>`` (also ``/$/fixedinet/…``, ``/$/io.buoyant.rinet/<port>/<host>``,
+    ``/$/inet/<port>`` = this host) or a plain ``host:port``. Errors start with ``where``."""
+    w = _where(where)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{w}expected a namerd address such as /$/inet/127.0.0.1/4180, got {value!r}")
+    text = value.strip()
+    if text.startswith("/"):
+        labels = [l for l in text.split("/") if l]
+        if len(labels) >= 3 and labels[0] == "$" and labels[1] in ("inet", "fixedinet"):
+            if len(labels) == 3:
+                return Endpoint("127.0.0.1", _port(labels[2], where))
+            if len(labels) == 4:
+                return Endpoint(labels[2], _port(labels[3], where))
+        if len(labels) == 4 and labels[0] == "$" and labels[1] == "io.buoyant.rinet":
+            return Endpoint(labels[3], _port(labels[2], where))
+        raise ValueError(
+            f"{w}{text!r} is not a namerd address; expected /$/inet/<host>/<port> "
+            "(or /$/io.buoyant.rinet/<port>/<host>, or host:port)")
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{w}{text!r} is not a namerd address; expected /$/inet/<host>/<port> or host:port")
+    return Endpoint(host.strip("[]"), _port(port, where))
+
+
+def parse_endpoints(dst: Union[str, Sequence[str]]) -> list[Endpoint]:
+    """``dst`` is one address or a list of addresses to fail over between, in order."""
+    if isinstance(dst, str):
+        return [parse_endpoint(dst)]
+    if not isinstance(dst, (list, tuple)) or not dst:
+        raise ValueError(f"dst: expected a namerd address or a non-empty list of them, got {dst!r}")
+    return [parse_endpoint(v, f"dst[{i}]") for i, v in enumerate(dst)]
+
+
+def jittered_backoff(attempt: int, base: float, cap: float) -> float:
+    """Finagle's exponentialJittered: the n-th delay is uniform in [base, min(cap, base*2^n)]."""
+    if base <= 0:
+        return 0.0
+    hi = min(cap, base * (2 ** min(attempt, 30)))
+    return random.uniform(base, max(base, hi))
+
+
+class NamerdUnreachable(Exception):
+    """The TCP connection to a namerd address could not be made (or was lost at once)."""
+
+
+class NamerdResponseError(Exception):
+    """namerd answered with a non-200 status; ``status`` and namerd's ``body`` text."""
+
+    def __init__(self, endpoint: Endpoint, url: str, status: int, body: str) -> None:
+        msg = body.strip() or f"HTTP {status}"
+        super().__init__(f"namerd {endpoint} answered {status} to GET {url}: {msg}")
+        self.endpoint = endpoint
+        self.status = status
+        self.body = body
+
+
+def _keepalive_socket(addr_info: tuple) -> socket.socket:
+    """Sockets with TCP keepalive, so a namerd host that vanishes without closing the
+    connection (power loss, partition) ends our watch streams within ~30 s instead of
+    leaving them silently stale (there is no heartbeat frame in namerd's protocol)."""
+    family, type_, proto, _, _ = addr_info
+    sock = socket.socket(family=family, type=type_, proto=proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for opt, val in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 4)):
+        if hasattr(socket, opt):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), val)
+    return sock
+
+
+class NamerdClient:
+    """Shared by every watch of one interpreter: address choice, fail-over, probing,
+    backoff and the re-sync signal."""
+
+    def __init__(
+        self,
+        endpoints: Iterable[Endpoint],
+        base_seconds: float = 5.0,
+        max_seconds: float = 600.0,
+        probe_seconds: float = 1.0,
+        on_event: Optional[Callable[[str], None]] = None,
+    ) -> None:
+        self.endpoints = list(endpoints)
+        if not self.endpoints:
+            raise ValueError("at least one namerd address is required")
+        self.base_seconds = float(base_seconds)
+        self.max_seconds = max(float(max_seconds), self.base_seconds)
+        self.probe_seconds = float(probe_seconds)
+        self._on_event = on_event or (lambda name: None)
+        self._current = 0
+        # Addresses that refused us since the last success; all of them => unreachable.
+        self._failed: set[int] = set()
+        self._session: Optional[aiohttp.ClientSession] = None
+        self._probe_task: Optional[asyncio.Task] = None
+        self._resync: Optional[asyncio.Event] = None  # created lazily on the loop
+        self.reachable = True
+        self.generation = 0  # bumped on every re-sync (namerd came back / fail-over)
+        self.last_error: Optional[str] = None
+        self.last_change = time.time()
+        self._closed = False
+
+    # -- state ---------------------------------------------------------------------
+    @property
+    def current(self) -> Endpoint:
+        return self.endpoints[self._current]
+
+    def _event(self) -> asyncio.Event:
+        if self._resync is None:
+            self._resync = asyncio.Event()
+        return self._resync
+
+    def _signal_resync(self) -> None:
+        """Wake every stream waiting for namerd (reachability or error backoff)."""
+        self.generation += 1
+        ev = self._event()
+        self._resync = asyncio.Event()
+        ev.set()
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # limit=0: every watch holds one HTTP/1.1 connection for its lifetime, so a
+            # pool limit would silently block the 101st stream.
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, socket_factory=_keepalive_socket)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=None),
+                auto_decompress=True,
+            )
+        return self._session
+
+    def report_success(self, ep: Endpoint) -> None:
+        """A stream got an answer from ``ep``: it is good; stop probing."""
+        idx = self.endpoints.index(ep)
+        self._failed.discard(idx)
+        if not self.reachable:
+            self.reachable = True
+            self._current = idx
+            self.last_change = time.time()
+            self._on_event("reconnected")
+            self._signal_resync()
+
+    async def connection_failed(self, ep: Endpoint, error: BaseException) -> None:
+        """A stream could not reach ``ep``. Fail over; when every address failed, wait
+        until the probe finds one that answers (or the client closes)."""
+        if self._closed:
+            return
+        self.last_error = f"{ep}: {error}"
+        idx = self.endpoints.index(ep)
+        self._failed.add(idx)
+        if idx == self._current and len(self.endpoints) > 1:
+            nxt = (idx + 1) % len(self.endpoints)
+            for _ in range(len(self.endpoints)):
+                if nxt not in self._failed:
+                    break
+                nxt = (nxt + 1) % len(self.endpoints)
+            if nxt != idx and nxt not in self._failed:
+                log.warning("namerd %s unreachable (%s); failing over to %s", ep, error, self.endpoints[nxt])
+                self._current = nxt
+                self._on_event("failover")
+                return  # retry at once on the new address
+        if idx != self._current and self._current not in self._failed:
+            return  # someone already failed over; retry on the current address
+        if len(self._failed) < len(self.endpoints):
+            return
+        if self.reachable:
+            self.reachable = False
+            self.last_change = time.time()
+            log.warning("no namerd address answers (%s); serving last known state", self.last_error)
+            self._on_event("unreachable")
+        self._ensure_probe()
+        await self._event().wait()
+
+    async def wait_backoff(self, delay: float) -> None:
+        """Sleep ``delay`` seconds unless a re-sync happens first."""
+        if delay <= 0:
+            return
+        ev = self._event()
+        try:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+            # arrives as the inner await completes, and a closed watch would live on.
+            async with asyncio.timeout(delay):
+                await ev.wait()
+        except TimeoutError:
+            pass
+
+    def backoff(self, attempt: int) -> float:
+        return jittered_backoff(attempt, self.base_seconds, self.max_seconds)
+
+    # -- probing -----------------------------------------------------------------------
+    def _ensure_probe(self) -> None:
+        if self._probe_task is None or self._probe_task.done():
+            self._probe_task = asyncio.get_running_loop().create_task(self._probe_loop())
+
+    async def _probe_loop(self) -> None:
+        """While namerd is unreachable: try every address, back off (jittered, up to
+        ``probe_seconds``), repeat. One cheap ``GET /api/1/dtabs`` per round."""
+        attempt = 0
+        while not self._closed and not self.reachable:
+            order = [self._current] + [i for i in range(len(self.endpoints)) if i != self._current]
+            for idx in order:
+                ep = self.endpoints[idx]
+                if await self._probe(ep):
+                    self._failed.clear()
+                    self._current = idx
+                    self.reachable = True
+                    self.last_change = time.time()
+                    log.info("namerd %s answers again; re-syncing every watch", ep)
+                    self._on_event("reconnected")
+                    self._signal_resync()
+                    return
+            cap = max(self.probe_seconds, 0.05)
+            delay = min(cap, 0.05 * (2 ** min(attempt, 10)))
+            attempt += 1
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+
+    async def _probe(self, ep: Endpoint) -> bool:
+        try:
+            async with self.session().get(
+                ep.base_url + "/api/1/dtabs",
+                timeout=aiohttp.ClientTimeout(total=max(self.probe_seconds, 1.0), sock_connect=CONNECT_TIMEOUT_S),
+            ) as resp:
+                await resp.read()
+                return resp.status < 500
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+            return False
+
+    # -- requests ------------------------------------------------------------------------
+    async def open(self, ep: Endpoint, path: str, params: Mapping[str, str]) -> aiohttp.ClientResponse:
+        """Start ``GET path?params`` on ``ep``; returns the response once its headers are
+        in and the status is 200. Raises NamerdUnreachable or NamerdResponseError."""
+        url = ep.base_url + path
+        if self._closed:
+            raise NamerdUnreachable("the namerd client is closed")
+        try:
+            async with asyncio.timeout(HEADERS_TIMEOUT_S):  # see wait_backoff
+                resp = await self.session().get(url, params=dict(params), headers={"Accept": "application/json"})
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+            # refused, reset, timed out, or not speaking HTTP: try elsewhere / later
+            raise NamerdUnreachable(f"cannot reach namerd at {ep}: {_describe(e)}") from e
+        if resp.status != 200:
+            try:
+                body = (await resp.read()).decode("utf-8", "replace")
+            except (aiohttp.ClientError, OSError):
+                body = ""
+            finally:
+                resp.release()
+            raise NamerdResponseError(ep, path, resp.status, body)
+        return resp
+
+    async def get_json(self, path: str, params: Mapping[str, str]) -> Any:
+        """One-shot GET with fail-over: tries every address once, starting with the current."""
+        errors: list[str] = []
+        n = len(self.endpoints)
+        for k in range(n):
+            ep = self.endpoints[(self._current + k) % n]
+            try:
+                resp = await self.open(ep, path, params)
+            except NamerdUnreachable as e:
+                errors.append(str(e))
+                continue
+            try:
+                async with resp:
+                    async with asyncio.timeout(HEADERS_TIMEOUT_S):
+                        data = await resp.read()
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+                errors.append(f"namerd {ep}: {_describe(e)}")
+                continue
+            self.report_success(ep)
+            try:
+                return json.loads(data)
+            except ValueError as e:
+                raise NamerdResponseError(ep, path, 200, f"invalid JSON: {e}") from None
+        raise NamerdUnreachable("; ".join(errors))
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._probe_task is not None:
+            self._probe_task.cancel()
+            try:
+                await self._probe_task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self._resync is not None:
+            self._resync.set()  # release waiters so their tasks can finish
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def admin_state(self) -> dict:
+        return {
+            "addresses": [str(e) for e in self.endpoints],
+            "current": str(self.current),
+            "reachable": self.reachable,
+            "lastError": self.last_error,
+            "resyncs": self.generation,
+            "since": self.last_change,
+        }
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, asyncio.TimeoutError):
+        return "timed out"
+    return str(e) or type(e).__name__

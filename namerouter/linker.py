@@ -1,0 +1,278 @@
+"""The main job: build and run everything a validated config describes.
+
+``Linker`` is Linkerd's linker: namers (``plugins.NAMERS``), one interpreter per router
+(``plugins.INTERPRETERS``; when a router names none, the ``default`` interpreter over
+the configured namers), one ``HttpRouter`` per router, and the admin server. ``run``
+starts it all and returns when SIGTERM/SIGINT arrives or ``POST /admin/shutdown`` is
+called; then routers stop accepting and drain in-flight requests for at most
+``admin.shutdownGraceMs``, and everything is closed.
+
+Plugins are built with ``cls.from_config(config, runtime)`` (sync or async) where
+``runtime`` is a :class:`Runtime`: the metrics registry, the namers already built, the
+router label (for interpreters) and a list to which a plugin may append admin routes
+``(method, path, handler)``.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from . import plugins
+from .admin.app import AdminServer, Route, build_admin_app
+from .admin.linker_routes import RouterView, linker_routes
+from .config.schema import LinkerConfig
+from .config.validate import Validated, kind_of
+from .dtab import Dtab
+from .metrics import MetricsRegistry
+
+log = logging.getLogger("namerouter")
+
+
+class StartupError(Exception):
+    """The config was valid but something could not start (a port in use, …)."""
+
+
+@dataclass
+class Runtime:
+    """What plugins get besides their config (read by attribute, all optional for them)."""
+
+    metrics: MetricsRegistry
+    #: the configured namers, built and started, in config order
+    namers: list[Any] = field(default_factory=list)
+    #: for interpreters: the router they serve, its ``bindingCache`` block and the
+    #: metrics scope ``rt/<label>`` (bind cache gauges go under ``<scope>/bindcache/…``)
+    router_label: Optional[str] = None
+    binding_cache: Any = None
+    metrics_scope: Optional[str] = None
+    #: a plugin may append ``(method, path, handler)`` admin routes here
+    admin_routes: list[Route] = field(default_factory=list)
+
+
+async def _build(cls: Any, config: Any, runtime: Runtime) -> Any:
+    obj = cls.from_config(config, runtime)
+    if inspect.isawaitable(obj):
+        obj = await obj
+    return obj
+
+
+async def _maybe_await(x: Any) -> None:
+    if inspect.isawaitable(x):
+        await x
+
+
+class Linker:
+    def __init__(self, validated: Validated[LinkerConfig], metrics: Optional[MetricsRegistry] = None) -> None:
+        self.config: LinkerConfig = validated.config
+        self.config_json = validated.raw
+        self.metrics = metrics if metrics is not None else MetricsRegistry()
+        self.runtime = Runtime(self.metrics)
+        self.namers: list[Any] = []
+        self.interpreters: list[Any] = []
+        self.routers: list[Any] = []
+        self.announcers: list[Any] = []
+        self.announcements: list[Any] = []
+        self.views: dict[str, RouterView] = {}
+        self.admin: Optional[AdminServer] = None
+        self._stop = asyncio.Event()
+        self._closed = False
+
+    # -- building ------------------------------------------------------------------
+
+    async def _build_namers(self) -> None:
+        for i, cfg in enumerate(self.config.namers):
+            kind = kind_of(cfg) or "?"
+            try:
+                namer = await _build(plugins.load(plugins.NAMERS, kind), cfg, self.runtime)
+                await _maybe_await(namer.start())
+            except Exception as e:
+                raise StartupError(f"namers[{i}] ({kind}): could not start: {e}") from e
+            self.namers.append(namer)
+            self.runtime.namers.append(namer)
+
+    async def _build_interpreter(self, i: int, label: str) -> Any:
+        cfg = self.config.interpreters[i] if i < len(self.config.interpreters) else None
+        rcfg = self.config.routers[i]
+        rt = Runtime(self.metrics, self.runtime.namers, label, rcfg.bindingCache, f"rt/{label}",
+                     self.runtime.admin_routes)
+        if cfg is None:
+            interp = await self._default_interpreter(rt)
+        else:
+            kind = kind_of(cfg) or "default"
+            interp = await _build(plugins.load(plugins.INTERPRETERS, kind), cfg, rt)
+        await _maybe_await(getattr(interp, "start", lambda: None)())
+        return interp
+
+    async def _default_interpreter(self, rt: Runtime) -> Any:
+        try:
+            plugin = plugins.load(plugins.INTERPRETERS, "default")
+        except ImportError:
+            plugin = None
+        if plugin is not None:
+            from .config.validate import config_class_of
+
+            schema = config_class_of(plugin)
+            if schema is not None:
+                return await _build(plugin, schema(), rt)
+        from .naming.interpreter import DefaultInterpreter
+
+        interp = DefaultInterpreter(rt.namers)
+        interp.register_metrics(self.metrics, f"{rt.metrics_scope}")
+        return interp
+
+    async def start(self) -> None:
+        """Build and start everything; StartupError says what failed."""
+        from .proxy.router import HttpRouter
+
+        await self._build_namers()
+        for i, rcfg in enumerate(self.config.routers):
+            label = rcfg.effective_label
+            try:
+                interp = await self._build_interpreter(i, label)
+            except StartupError:
+                raise
+            except Exception as e:
+                raise StartupError(f"routers[{i}] ({label}): interpreter could not start: {e}") from e
+            self.interpreters.append(interp)
+            router = HttpRouter(rcfg, interp, self.metrics)
+            try:
+                await router.start()
+            except OSError as e:
+                await router.close(0)  # release the servers that did bind
+                addrs = ", ".join(f"{s.ip}:{s.port}" for s in rcfg.servers)
+                raise StartupError(f"routers[{i}] ({label}): cannot listen on {addrs}: {e.strerror or e}") from e
+            self.routers.append(router)
+            self.views[label] = RouterView(label, Dtab.read(rcfg.dtab or ""), interp, router)
+            await self._announce(i, rcfg, router)
+            for ip, port in getattr(router, "bound_ports", [(s.ip, s.port) for s in rcfg.servers]):
+                log.info("router %s serving on %s:%s", label, ip, port)
+        await self._start_admin()
+
+    async def _announce(self, i: int, rcfg: Any, router: Any) -> None:
+        """Register the router's servers with its ``announcers`` (Linkerd's router
+        ``announcers`` + server ``announce`` keys), once they listen."""
+        configs = getattr(rcfg, "announcers", None) or []
+        if not configs:
+            return
+        from .announcers import announce_server
+
+        label = rcfg.effective_label
+        rt = Runtime(self.metrics, self.runtime.namers, label, None, f"rt/{label}", self.runtime.admin_routes)
+        announcers = []
+        for j, cfg in enumerate(configs):
+            kind = kind_of(cfg) or "?"
+            try:
+                announcers.append(await _build(plugins.load(plugins.ANNOUNCERS, kind), cfg, rt))
+            except Exception as e:
+                raise StartupError(f"routers[{i}].announcers[{j}] ({kind}): could not start: {e}") from e
+        self.announcers.extend(announcers)
+        bound = list(getattr(router, "bound_ports", [(s.ip, s.port) for s in rcfg.servers]))
+        for j, (scfg, addr) in enumerate(zip(rcfg.servers, bound)):
+            paths = getattr(scfg, "announce", None) or []
+            if not paths:
+                continue
+            try:
+                self.announcements.append(await announce_server(announcers, paths, addr))
+            except Exception as e:
+                raise StartupError(f"routers[{i}].servers[{j}].announce: {e}") from e
+
+    async def _start_admin(self) -> None:
+        admin = self.config.admin
+        prom = self.config.prometheus()
+        routes = linker_routes(lambda: self.views, lambda: self.namers) + list(self.runtime.admin_routes)
+        app = build_admin_app(
+            self.metrics, self.config_json, routes,
+            security=admin.security,
+            prometheus_path=prom.path if prom else "/admin/metrics/prometheus",
+            prometheus_prefix=prom.prefix if prom else "",
+            known_ids=self._known_ids,
+            on_shutdown=self._admin_shutdown,
+        )
+        self.admin = AdminServer(app, admin.ip, admin.port)
+        try:
+            await self.admin.start()
+        except OSError as e:
+            self.admin = None
+            raise StartupError(f"admin: cannot listen on {admin.ip}:{admin.port}: {e.strerror or e}") from e
+        log.info("admin serving on http://%s:%s", admin.ip, self.admin.port)
+
+    def _known_ids(self) -> list[str]:
+        """Live client ids, for exact Prometheus labels."""
+        ids: list[str] = []
+        for r in self.routers:
+            fn = getattr(r, "client_state", None)
+            if fn is not None:
+                try:
+                    ids.extend(str(k) for k in fn())
+                except Exception:
+                    pass
+        return ids
+
+    # -- running and stopping --------------------------------------------------------
+
+    def request_shutdown(self) -> None:
+        self._stop.set()
+
+    async def _admin_shutdown(self) -> None:
+        log.info("shutdown requested through the admin server")
+        self._stop.set()
+
+    async def wait(self) -> None:
+        await self._stop.wait()
+
+    async def close(self, grace_s: Optional[float] = None) -> None:
+        """Drain routers (at most ``grace_s``, default admin.shutdownGraceMs), close the rest."""
+        if self._closed:
+            return
+        self._closed = True
+        grace = self.config.admin.shutdownGraceMs / 1000.0 if grace_s is None else grace_s
+        # withdraw announcements first, so new traffic goes elsewhere while we drain
+        for a in self.announcements:
+            try:
+                await a.close()
+            except Exception:
+                log.exception("error while withdrawing an announcement")
+        if self.routers:
+            await asyncio.gather(*(r.close(grace) for r in self.routers), return_exceptions=True)
+        for obj in self.announcers + self.interpreters + self.namers:
+            close = getattr(obj, "close", None)
+            if close is not None:
+                try:
+                    await _maybe_await(close())
+                except Exception:
+                    log.exception("error while closing %r", obj)
+        if self.admin is not None:
+            await self.admin.close()
+
+
+async def run(validated: Validated[LinkerConfig]) -> int:
+    """Start, serve until asked to stop, drain, close. Returns the exit status."""
+    linker = Linker(validated)
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+
+    def on_signal(signame: str) -> None:
+        if linker._stop.is_set():  # a second signal: stop waiting for the drain
+            log.warning("%s again: exiting now without waiting for the drain", signame)
+            os._exit(1)
+        log.info("%s: draining (at most %d ms)", signame, linker.config.admin.shutdownGraceMs)
+        linker.request_shutdown()
+
+    for sig in signals:
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    try:
+        try:
+            await linker.start()
+        except StartupError as e:
+            log.error("%s", e)
+            return 1
+        await linker.wait()
+        return 0
+    finally:
+        await linker.close()
+        for sig in signals:
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,29 @@
+"""Write coalescing: one send per connection per read event.
+
+Handling one read (a request head, a response head plus body) produces several
+``write`` calls on the same connection; on loopback each ``transport.write`` is a
+``send`` syscall costing more than the Python that produced it. While a protocol's
+``data_received`` runs, writes are collected per connection and flushed when it
+returns, so a small response leaves as one segment. Outside ``data_received``
+(coroutines, timers) writes go straight to the transport.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class Batch:
+    __slots__ = ("depth", "dirty")
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.dirty: list[Any] = []
+
+    def flush(self) -> None:
+        dirty, self.dirty = self.dirty, []
+        for conn in dirty:
+            conn.flush()
+
+
+#: The loop's batch (the data plane runs on one event loop per process).
+BATCH = Batch()

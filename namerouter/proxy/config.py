@@ -1,0 +1,125 @@
+"""Router configuration: Linkerd 1's ``routers[]`` schema as dataclasses.
+
+Field names are Linkerd's camelCase keys so that a Linkerd ``config.yaml`` loads
+unmodified; the config layer (``namerouter/config``) turns YAML into these classes
+generically from the type hints and the ``metadata`` bounds declared here, and
+reports errors with the key path and line. Defaults are Linkerd's.
+
+Service (per logical name) and client (per bound id) policy blocks are accepted as
+opaque mappings here; the policy stages read the keys they understand (see
+``namerouter/proxy/routing.py``: ``ServiceStage`` and ``ClientStage``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+#: Identifier kinds this package implements (see ``identifiers.py``).
+IDENTIFIER_KINDS = (
+    "io.l5d.header.token",
+    "io.l5d.path",
+    "io.l5d.methodAndHost",
+    "io.l5d.header",
+    "io.l5d.static",
+)
+
+#: Load balancer kinds (see ``balancers.py``).
+BALANCER_KINDS = ("p2c", "ewma", "roundRobin")
+
+
+@dataclass
+class IdentifierConfig:
+    """One identifier. Only the keys of its ``kind`` are meaningful:
+
+    - ``io.l5d.header.token``: ``header`` (default ``Host``)
+    - ``io.l5d.path``: ``segments`` (1), ``consume`` (false)
+    - ``io.l5d.methodAndHost``: ``httpUriInDst`` (false)
+    - ``io.l5d.header``: ``header`` (default ``l5d-name``)
+    - ``io.l5d.static``: ``path`` (required)
+    """
+
+    kind: str = field(default="io.l5d.header.token", metadata={"choices": IDENTIFIER_KINDS})
+    header: Optional[str] = None
+    segments: int = field(default=1, metadata={"min": 1, "max": 1000})
+    consume: bool = False
+    httpUriInDst: bool = False
+    path: Optional[str] = None
+
+
+@dataclass
+class BindingCacheConfig:
+    """Linkerd's ``bindingCache``: bounds on the per-router caches."""
+
+    paths: int = field(default=1000, metadata={"min": 1})
+    trees: int = field(default=1000, metadata={"min": 1})
+    bounds: int = field(default=1000, metadata={"min": 1})
+    clients: int = field(default=1000, metadata={"min": 1})
+    idleTtlSecs: int = field(default=600, metadata={"min": 1})
+
+
+@dataclass
+class ServerConfig:
+    port: int = field(default=4140, metadata={"min": 0, "max": 65535})
+    #: Linkerd binds loopback unless told otherwise.
+    ip: str = "127.0.0.1"
+    clearContext: bool = False
+    maxConcurrentRequests: Optional[int] = field(default=None, metadata={"min": 1})
+    maxCallDepth: int = field(default=1000, metadata={"min": 1})
+    #: Linkerd's server ``announce``: names to register this server under with the
+    #: router's ``announcers`` (the main job does that, not the data plane).
+    announce: Optional[list[str]] = None
+
+
+@dataclass
+class LoadBalancerConfig:
+    kind: str = field(default="p2c", metadata={"choices": BALANCER_KINDS})
+    maxEffort: int = field(default=5, metadata={"min": 1, "max": 100})
+    decayTimeMs: int = field(default=10000, metadata={"min": 1})
+
+
+# The policy blocks' schema (namerouter/proxy/policy/config.py) refers to LoadBalancerConfig,
+# so it is imported once that is defined.
+from .policy.config import ClientBlock, ServiceBlock  # noqa: E402
+
+
+@dataclass
+class RouterConfig:
+    protocol: str = field(default="http", metadata={"choices": ("http",)})
+    label: Optional[str] = None
+    dstPrefix: str = "/svc"
+    dtab: str = ""
+    identifier: Union[IdentifierConfig, list[IdentifierConfig], None] = None
+    bindingTimeoutMs: int = field(default=10000, metadata={"min": 1})
+    bindingCache: BindingCacheConfig = field(default_factory=BindingCacheConfig)
+    maxHeadersKB: int = field(default=8, metadata={"min": 1, "max": 1024})
+    maxInitialLineKB: int = field(default=4, metadata={"min": 1, "max": 1024})
+    maxErrResponseKB: int = field(default=5120, metadata={"min": 1})
+    #: Bodies are always streamed with backpressure: ``streamingEnabled: false`` is accepted
+    #: for Linkerd configs and logged as unsupported; ``streamAfterContentLengthKB`` is
+    #: accepted and has no effect (no body is buffered whole).
+    streamingEnabled: bool = True
+    streamAfterContentLengthKB: int = field(default=5, metadata={"min": 0})
+    #: Path of the access log (none when absent); ``httpAccessLogAppend`` false truncates it.
+    httpAccessLog: Optional[str] = None
+    httpAccessLogAppend: bool = True
+    #: ``{kind: default, ...}``; the interpreter plugin validates its own keys, and the
+    #: main job hands the built interpreter to ``HttpRouter``.
+    interpreter: Optional[dict[str, Any]] = None
+    servers: list[ServerConfig] = field(default_factory=lambda: [ServerConfig()])
+    #: Policy per logical name / per bound id: ``io.l5d.global`` (default kind) or
+    #: ``io.l5d.static`` with prefix ``configs`` (see namerouter/proxy/policy/).
+    service: Optional[ServiceBlock] = field(default=None, metadata={"default_kind": "io.l5d.global"})
+    client: Optional[ClientBlock] = field(default=None, metadata={"default_kind": "io.l5d.global"})
+    #: Linkerd's router ``announcers`` (used by the main job, see ServerConfig.announce).
+    announcers: Optional[list[dict[str, Any]]] = None
+
+    @property
+    def effective_label(self) -> str:
+        return self.label or self.protocol
+
+    def identifiers(self) -> list[IdentifierConfig]:
+        if self.identifier is None:
+            return [IdentifierConfig()]
+        if isinstance(self.identifier, list):
+            return list(self.identifier) or [IdentifierConfig()]
+        return [self.identifier]

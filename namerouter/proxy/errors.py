@@ -1,0 +1,134 @@
+"""Router-generated failures and their HTTP responses (Linkerd's ErrorResponder).
+
+Every failure the router produces itself carries its status here: unidentified or
+malformed requests 400, no route / no hosts / connect failures / binding timeout 502,
+request timeouts and overload 503. The response has ``l5d-err`` (the message,
+URL-encoded) and a ``text/plain`` body that explains why, so that "why did my request
+not route?" is answerable from the response alone.
+"""
+from __future__ import annotations
+
+from typing import Optional
+from urllib.parse import quote_plus
+
+
+class RouterError(Exception):
+    """A failure answered by the router itself with ``status``."""
+
+    status = 502
+    #: Linkerd's ``l5d-retryable``: true when the request provably never reached a backend.
+    retryable = False
+
+    def __init__(self, message: str, status: Optional[int] = None, retryable: Optional[bool] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class BadRequest(RouterError):
+    status = 400
+
+
+class Unidentified(BadRequest):
+    """No identifier could name the request."""
+
+
+class BadDtabHeader(BadRequest):
+    pass
+
+
+class NoRoute(RouterError):
+    """The name bound to Neg / Fail: the dtab has no rule for it."""
+
+    status = 502
+    retryable = True
+
+
+class NoHosts(RouterError):
+    """The name bound, but the bound name has no addresses (Finagle's NoBrokersAvailable)."""
+
+    status = 502
+    retryable = True
+
+
+class BindingTimeout(RouterError):
+    status = 502
+    retryable = True
+
+
+class ConnectFailed(RouterError):
+    status = 502
+    retryable = True
+
+
+class BackendFailed(RouterError):
+    """The backend closed or broke the connection before a full response head."""
+
+    status = 502
+
+
+class RequestTimeout(RouterError):
+    status = 503
+
+
+class Overloaded(RouterError):
+    status = 503
+    retryable = True
+
+
+REASONS = {
+    100: "Continue", 101: "Switching Protocols", 200: "OK", 201: "Created", 202: "Accepted",
+    204: "No Content", 301: "Moved Permanently", 302: "Found", 304: "Not Modified",
+    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 408: "Request Timeout", 413: "Payload Too Large",
+    417: "Expectation Failed", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
+    500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Unavailable", 504: "Gateway Timeout",
+}
+
+
+def reason(status: int) -> str:
+    return REASONS.get(status, "Unknown")
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    keep_alive: bool,
+    retryable: bool = False,
+    max_body: int = 5120 * 1024,
+    max_header: int = 8 * 1024,
+    head_only: bool = False,
+    extra_headers: bytes = b"",
+) -> bytes:
+    """A complete response with ``l5d-err`` and a text/plain body explaining ``message``."""
+    body = message.encode("utf-8", "replace")
+    if not body.endswith(b"\n"):
+        body += b"\n"
+    if len(body) > max_body:
+        body = body[:max_body]
+    # Linkerd URL-encodes the message (ISO-8859-1) and truncates it to the header limit.
+    # The header carries the first line (the reason); the body has the details below it.
+    first = message.split("\n", 1)[0]
+    err = quote_plus(first, safe="*", encoding="latin-1", errors="replace")[: max(64, max_header - 64)]
+    parts = [
+        f"HTTP/1.1 {status} {reason(status)}\r\n".encode("latin-1"),
+        b"l5d-err: ", err.encode("latin-1", "replace"), b"\r\n",
+    ]
+    if retryable:
+        parts.append(b"l5d-retryable: true\r\n")
+    parts += [
+        b"Content-Type: text/plain; charset=utf-8\r\n",
+        b"Content-Length: ", str(len(body)).encode(), b"\r\n",
+        b"Via: 1.1 linkerd\r\n",
+        extra_headers,
+        b"" if keep_alive else b"Connection: close\r\n",
+        b"\r\n",
+    ]
+    if not head_only:
+        parts.append(body)
+    return b"".join(parts)

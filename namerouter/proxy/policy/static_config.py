@@ -1,0 +1,120 @@
+"""Which ``service``/``client`` settings apply to a name: ``io.l5d.global`` and
+``io.l5d.static`` prefix matching (Linkerd's PathMatcher) and merging.
+
+- ``io.l5d.global``: its keys apply to every name.
+- ``io.l5d.static``: every ``configs`` entry whose ``prefix`` matches applies, in order;
+  a later entry overrides only the keys it sets.
+- A prefix segment ``*`` matches any one segment; ``{name}`` matches one segment and
+  captures it (``/#/io.l5d.fs/{service}`` on ``/#/io.l5d.fs/web`` gives
+  ``{"service": "web"}``); anything else must be equal. The prefix may be shorter than
+  the path (it is a prefix), never longer.
+
+Blocks may be the validated dataclasses or plain mappings (tests and embedders build
+routers in code); both are read the same way.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+from ...dtab.path import Path
+
+_META_KEYS = ("kind", "prefix", "configs")
+
+
+def get(block: Any, key: str, default: Any = None) -> Any:
+    """``block[key]`` for a mapping, ``block.key`` for a dataclass; ``None`` = unset."""
+    if block is None:
+        return default
+    v = block.get(key) if isinstance(block, dict) else getattr(block, key, None)
+    return default if v is None else v
+
+
+def set_keys(block: Any) -> dict[str, Any]:
+    """The policy keys a block sets (``None`` means unset), without kind/prefix/configs."""
+    if block is None:
+        return {}
+    if isinstance(block, dict):
+        items = block.items()
+    elif dataclasses.is_dataclass(block):
+        items = ((f.name, getattr(block, f.name)) for f in dataclasses.fields(block))
+    else:
+        raise TypeError(f"expected a mapping or a config dataclass, got {type(block).__name__}")
+    return {k: v for k, v in items if v is not None and k not in _META_KEYS}
+
+
+class PrefixMatcher:
+    """A compiled static-config prefix."""
+
+    __slots__ = ("text", "segs")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.segs = [s for s in text.split("/") if s]
+
+    def match(self, labels: list[str]) -> Optional[dict[str, str]]:
+        """Captures when the prefix matches ``labels`` (a path's segments), else None."""
+        segs = self.segs
+        if len(segs) > len(labels):
+            return None
+        caps: dict[str, str] = {}
+        for s, label in zip(segs, labels):
+            if s == "*":
+                continue
+            if s[:1] == "{" and s[-1:] == "}":
+                caps[s[1:-1]] = label
+                continue
+            if s != label:
+                return None
+        return caps
+
+
+def _labels(path: Any) -> list[str]:
+    if isinstance(path, Path):
+        return path.text_labels()
+    return [s for s in str(path).split("/") if s]
+
+
+class StaticConfigs:
+    """A ``service`` or ``client`` block compiled once per router; ``for_path`` per name."""
+
+    def __init__(self, block: Any) -> None:
+        self.kind = get(block, "kind", "io.l5d.global")
+        self.entries: list[tuple[PrefixMatcher, dict[str, Any]]] = []
+        self.global_keys: dict[str, Any] = {}
+        if block is None:
+            return
+        if self.kind == "io.l5d.static":
+            for i, entry in enumerate(get(block, "configs", []) or []):
+                prefix = get(entry, "prefix")
+                if not isinstance(prefix, str) or not prefix.startswith("/"):
+                    raise ValueError(f"configs[{i}].prefix: expected a path starting with '/', got {prefix!r}")
+                self.entries.append((PrefixMatcher(prefix), set_keys(entry)))
+        elif self.kind == "io.l5d.global":
+            self.global_keys = set_keys(block)
+        else:
+            raise ValueError(f"kind: expected io.l5d.global or io.l5d.static, got {self.kind!r}")
+
+    @property
+    def empty(self) -> bool:
+        return not self.entries and not self.global_keys
+
+    def for_path(self, path: Any) -> tuple[dict[str, Any], dict[str, str]]:
+        """(merged keys, captured variables) for a name or bound id."""
+        if self.kind != "io.l5d.static":
+            return dict(self.global_keys), {}
+        labels = _labels(path)
+        merged: dict[str, Any] = {}
+        caps: dict[str, str] = {}
+        for matcher, keys in self.entries:
+            got = matcher.match(labels)
+            if got is not None:
+                merged.update(keys)
+                caps.update(got)
+        return merged, caps
+
+    def any_sets(self, key: str) -> bool:
+        """Whether any entry (or the global block) sets ``key``."""
+        if key in self.global_keys:
+            return True
+        return any(key in keys for _, keys in self.entries)

@@ -1,0 +1,111 @@
+"""Request timeouts and the ``l5d-ctx-deadline`` header.
+
+Two timeouts, as in Linkerd:
+
+- ``totalTimeoutMs`` (service): from the moment the router has the request until the
+  response head, covering every attempt and backoff. On expiry the router answers
+  ``503`` with ``l5d-err`` (Finagle's ``GlobalRequestTimeoutException``) and the attempt
+  in flight is abandoned (its backend connection closed, never reused).
+- ``requestAttemptTimeoutMs`` (client): one attempt, connection set-up included. On
+  expiry the attempt fails (``IndividualRequestTimeoutException``); a classifier that
+  retries the method may retry it, else the router answers ``503``.
+
+Like Finagle's streaming HTTP, a timeout covers the response *head*: once a response is
+being relayed it is not cut short.
+
+``l5d-ctx-deadline`` is ``"<timestamp ns> <deadline ns>"`` (wall clock, nanoseconds).
+Several values combine to the strictest (latest timestamp, earliest deadline). The
+router writes the combination of the incoming value and its own total timeout; the
+deadline is advisory for the next hop (Linkerd does not enforce an incoming one).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterable, Optional
+
+from ..errors import RequestTimeout
+
+TOTAL_TIMEOUT_EXC = "com.twitter.finagle.GlobalRequestTimeoutException"
+ATTEMPT_TIMEOUT_EXC = "com.twitter.finagle.IndividualRequestTimeoutException"
+
+
+class TotalTimeout(RequestTimeout):
+    """totalTimeoutMs expired: never retried."""
+
+    status = 503
+
+
+class AttemptTimeout(RequestTimeout):
+    """requestAttemptTimeoutMs expired for one attempt: retryable by the classifier."""
+
+    status = 503
+
+
+def parse_deadline(value: bytes) -> Optional[tuple[int, int]]:
+    """``b"<ts> <deadline>"`` -> (ts_ns, deadline_ns); None if malformed (then ignored)."""
+    parts = value.split()
+    if len(parts) != 2:
+        return None
+    try:
+        ts, dl = int(parts[0]), int(parts[1])
+    except ValueError:
+        return None
+    if ts < 0 or dl < 0:
+        return None
+    return ts, dl
+
+
+def combine(deadlines: Iterable[tuple[int, int]]) -> Optional[tuple[int, int]]:
+    """The strictest of several deadlines (Finagle's ``Deadline.combined``)."""
+    out: Optional[tuple[int, int]] = None
+    for ts, dl in deadlines:
+        out = (ts, dl) if out is None else (max(out[0], ts), min(out[1], dl))
+    return out
+
+
+def deadline_header(timeout_s: Optional[float], incoming: Iterable[bytes] = ()) -> Optional[bytes]:
+    """The ``l5d-ctx-deadline`` header line to send, or None when there is no deadline."""
+    ds = [d for d in (parse_deadline(v) for v in incoming) if d is not None]
+    if timeout_s is not None:
+        now = time.time_ns()
+        ds.append((now, now + int(timeout_s * 1e9)))
+    d = combine(ds)
+    if d is None:
+        return None
+    return b"l5d-ctx-deadline: %d %d\r\n" % d
+
+
+class TimerWheel:
+    """Request timeouts on a coarse wheel (Finagle's default timer is a hashed wheel with
+    10 ms ticks too): deadlines are rounded up to the next tick, and the event loop gets
+    one timer per tick that has entries instead of one timer per request. Arming is a
+    dict lookup and a list append; cancelling clears the entry in place."""
+
+    TICK = 0.01
+
+    __slots__ = ("loop", "buckets")
+
+    def __init__(self, loop: Any) -> None:
+        self.loop = loop
+        self.buckets: dict[int, list[list[Any]]] = {}
+
+    def schedule(self, when: float, fn: Callable[[Any], None], arg: Any) -> list[Any]:
+        """Call ``fn(arg)`` at ``when`` (loop time) or up to one tick later."""
+        tick = int(when / self.TICK) + 1
+        bucket = self.buckets.get(tick)
+        if bucket is None:
+            bucket = self.buckets[tick] = []
+            self.loop.call_at(tick * self.TICK, self._fire, tick)
+        entry = [fn, arg]
+        bucket.append(entry)
+        return entry
+
+    @staticmethod
+    def cancel(entry: list[Any]) -> None:
+        entry[0] = None
+        entry[1] = None
+
+    def _fire(self, tick: int) -> None:
+        for fn, arg in self.buckets.pop(tick, ()):
+            if fn is not None:
+                fn(arg)

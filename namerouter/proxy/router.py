@@ -1,0 +1,232 @@
+"""``HttpRouter``: one Linkerd-style HTTP router (a ``routers[]`` entry) — the data plane's
+public entry point.
+
+Usage (the main job, ``namerouter run``)::
+
+    router = HttpRouter(config: RouterConfig, interpreter, metrics: MetricsRegistry)
+    await router.start()          # binds every ``servers[]`` socket; returns when listening
+    router.bound_ports            # [(ip, port)] actually bound (port 0 -> the real one)
+    router.client_state()         # {client id: {"state", "addresses", "endpoints", ...}}
+                                  #   for the admin server's /client_state.json
+    router.label, router.config, router.interpreter, router.base_dtab
+    await router.close(grace_s)   # stop accepting, let in-flight requests finish (at most
+                                  #   grace_s), then close everything
+
+``interpreter`` is anything with ``bind(dtab: Dtab, path: Path) -> Activity[NameTree[BoundName]]``
+(namerouter.naming's contract). The router never talks to namers directly.
+
+Per request: identify (``identifiers.py``) -> local dtab from ``l5d-ctx-dtab`` then
+``l5d-dtab`` -> cached ``ServiceStage`` for (name, local dtab) (``routing.py``) -> pick a
+leaf of its compiled bound tree -> its ``ClientStage`` picks an endpoint with the load
+balancer -> pooled ``ClientConnection`` -> relay (``server.py``).
+
+Module map: ``server.py`` (client-facing protocol + ``Exchange``, the per-request relay),
+``client.py`` (backend connections, per-endpoint pools), ``routing.py`` (service and
+client stages, bound-tree compilation, caches), ``balancers.py`` (p2c, ewma, roundRobin),
+``identifiers.py``, ``errors.py`` (status mapping, ``l5d-err`` responses), ``stats.py``,
+``batch.py`` (one send per connection per read), ``accesslog.py`` (``httpAccessLog``),
+``config.py`` (the ``routers[]`` dataclasses), ``policy/`` (retries, classifiers,
+failure accrual, timeouts: plugged in at ``ServiceStage.policy`` / ``ClientStage.policy``).
+
+Errors the router answers itself (``l5d-err`` + a text/plain body naming the logical
+name, the router dtab and the request dtab): unidentified, malformed request or
+``l5d-dtab``, ``Via`` loop → 400; no route (neg/fail), no hosts, connect failure,
+binding timeout, backend closed before answering → 502; timeouts, maxConcurrentRequests
+→ 503. ``/$/io.buoyant.http.status/<code>`` names are answered with that status.
+
+Metrics (Linkerd's flat names): ``rt/<label>/server/<ip>/<port>/{requests,success,
+failures,status/<code>,request_latency_ms,connects,connections}``,
+``rt/<label>/service/<name>/...`` and ``rt/<label>/client/<id>/...`` (the same plus
+``connects``, ``failures/connect``, ``connections``), names without their leading slash
+(``rt/outgoing/service/svc/pong/requests``, ``rt/outgoing/client/$/inet/127.1/8002/requests``).
+"""
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from typing import Any, Optional
+
+from ..dtab.dtab import Dtab
+from ..metrics import MetricsRegistry
+from .accesslog import AccessLog
+from .config import RouterConfig, ServerConfig
+from .errors import BadDtabHeader
+from .identifiers import build_identifier
+from .message import RequestHead
+from .routing import RouteTable, ServiceStage
+from .server import ServerConnection
+from .stats import RequestStats
+
+_DTAB_CACHE_MAX = 1024
+log = logging.getLogger("namerouter.proxy")
+
+
+class RouterCore:
+    """What every server of a router shares: identification, dtabs, the route table."""
+
+    def __init__(self, config: RouterConfig, interpreter: Any, metrics: MetricsRegistry) -> None:
+        self.config = config
+        self.label = config.effective_label
+        try:
+            self.base_dtab = Dtab.read(config.dtab or "")
+        except ValueError as e:
+            raise ValueError(f"routers[{self.label}].dtab: {e}") from None
+        self.identifier = build_identifier(config.identifiers(), config.dstPrefix)
+        self.max_header_bytes = config.maxHeadersKB * 1024
+        self.max_initial_line_bytes = config.maxInitialLineKB * 1024
+        self.max_err_bytes = config.maxErrResponseKB * 1024
+        cache = config.bindingCache
+        self.table = RouteTable(
+            label=self.label,
+            base_dtab=self.base_dtab,
+            interpreter=interpreter,
+            registry=metrics,
+            binding_timeout_s=config.bindingTimeoutMs / 1000.0,
+            max_paths=cache.paths,
+            max_clients=cache.clients,
+            idle_ttl_s=float(cache.idleTtlSecs),
+            service_policy=config.service,
+            client_policy=config.client,
+        )
+        self._dtabs: dict[tuple[Optional[bytes], Optional[bytes]], Optional[Dtab]] = {}
+        if not config.streamingEnabled:
+            log.warning("router %s: streamingEnabled: false is not supported; bodies are always streamed "
+                        "(with backpressure, in bounded memory)", self.label)
+        self.access_log: Optional[AccessLog] = (
+            AccessLog(config.httpAccessLog, config.httpAccessLogAppend) if config.httpAccessLog else None)
+
+    def local_dtab(self, ctx: Optional[bytes], user: Optional[bytes]) -> Optional[Dtab]:
+        """``l5d-ctx-dtab`` ++ ``l5d-dtab`` (that order: the user's override wins)."""
+        key = (ctx, user)
+        if key in self._dtabs:
+            return self._dtabs[key]
+        parts = []
+        for header, raw in (("l5d-ctx-dtab", ctx), ("l5d-dtab", user)):
+            if raw is None:
+                continue
+            text = raw.decode("latin-1")
+            try:
+                parts.append(Dtab.read(text))
+            except ValueError as e:
+                raise BadDtabHeader(f"Invalid {header} header {text!r}: {e}") from None
+        d: Optional[Dtab] = None
+        for p in parts:
+            d = p if d is None else d + p
+        if d is not None and len(d) == 0:
+            d = None
+        if len(self._dtabs) >= _DTAB_CACHE_MAX:
+            self._dtabs.clear()
+        self._dtabs[key] = d
+        return d
+
+    def resolve(self, head: RequestHead) -> tuple[ServiceStage, Optional[bytes]]:
+        name, new_uri = self.identifier.identify(head)
+        local = None
+        if head.dtab is not None or head.dtab_ctx is not None:
+            local = self.local_dtab(head.dtab_ctx, head.dtab)
+        return self.table.route(name, local), new_uri
+
+
+class HttpServer:
+    """One ``servers[]`` entry: a listening socket and its connections."""
+
+    def __init__(self, core: RouterCore, config: ServerConfig, metrics: MetricsRegistry) -> None:
+        self.core = core
+        self.config = config
+        self.ip = config.ip
+        self.port = config.port
+        self.clear_context = config.clearContext
+        self.max_concurrent = config.maxConcurrentRequests
+        self.max_call_depth = config.maxCallDepth
+        self.metrics = metrics
+        self.inflight = 0
+        self.conns: set[ServerConnection] = set()
+        self._server: Optional[asyncio.AbstractServer] = None
+        self._drained: Optional[asyncio.Event] = None
+        self.stats: Optional[RequestStats] = None
+        self.connects: Any = None
+
+    def _scope(self) -> str:
+        return f"rt/{self.core.label}/server/{self.ip}/{self.port}/"
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: ServerConnection(self), self.ip, self.port, reuse_address=True, backlog=1024
+        )
+        if self.port == 0:
+            self.port = self._server.sockets[0].getsockname()[1]
+        prefix = self._scope()
+        self.stats = RequestStats(self.metrics, prefix)
+        self.connects = self.metrics.counter(prefix + "connects")
+        self.metrics.gauge(prefix + "connections", lambda: len(self.conns))
+
+    def conn_closed(self) -> None:
+        if self._drained is not None and not self.conns:
+            self._drained.set()
+
+    async def close(self, grace_s: float) -> None:
+        if self._server is not None:
+            self._server.close()
+        self._drained = asyncio.Event()
+        for c in list(self.conns):
+            c.shutdown()
+        if self.conns:
+            try:
+                await asyncio.wait_for(self._drained.wait(), grace_s)
+            except asyncio.TimeoutError:
+                pass
+        for c in list(self.conns):
+            c.close(abort=True)
+        if self._server is not None:
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+
+
+class HttpRouter:
+    """A router: its servers, identification, binding cache and clients."""
+
+    def __init__(self, config: RouterConfig, interpreter: Any, metrics: MetricsRegistry) -> None:
+        self.config = config
+        self.interpreter = interpreter
+        self.metrics = metrics
+        self.core = RouterCore(config, interpreter, metrics)
+        self.label = self.core.label
+        self.base_dtab = self.core.base_dtab
+        self.servers = [HttpServer(self.core, s, metrics) for s in config.servers]
+
+    async def start(self) -> None:
+        started: list[HttpServer] = []
+        try:
+            for s in self.servers:
+                await s.start()
+                started.append(s)
+            # Everything built so far (modules, config, dtabs) lives as long as the process:
+            # move it out of the cyclic GC's generations so a full collection never has to
+            # walk it again while requests wait (tail latency).
+            gc.freeze()
+        except OSError as e:
+            for s in started:
+                await s.close(0)
+            raise OSError(e.errno, f"router {self.label}: cannot listen on "
+                                   f"{self.servers[len(started)].ip}:{self.servers[len(started)].port}: {e.strerror}") from None
+
+    @property
+    def bound_ports(self) -> list[tuple[str, int]]:
+        return [(s.ip, s.port) for s in self.servers]
+
+    def client_state(self) -> dict[str, Any]:
+        return self.core.table.client_state()
+
+    @property
+    def inflight(self) -> int:
+        return sum(s.inflight for s in self.servers)
+
+    async def close(self, grace_s: float = 10.0) -> None:
+        await asyncio.gather(*(s.close(grace_s) for s in self.servers))
+        self.core.table.close()
+        if self.core.access_log is not None:
+            self.core.access_log.close()

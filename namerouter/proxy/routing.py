@@ -1,0 +1,578 @@
+"""Routing state: logical name -> bound tree -> client, all computed per name, not per request.
+
+``ServiceStage`` (one per logical name + request dtab, Linkerd's "path stack") observes
+``interpreter.bind(dtab, name)`` and compiles each new bound tree into a ``Target`` once:
+a ``LeafTarget`` (one client + its pre-encoded headers), a weighted ``UnionTarget`` or a
+fail-over ``AltTarget``. A request then only calls ``target.pick()``.
+
+``ClientStage`` (one per bound id, Linkerd's client stack) observes the bound name's
+address ``Var`` and keeps a load balancer over its ``Endpoint``s; when the address set
+changes, endpoints that stay keep their pools and in-flight requests, removed ones
+are retired (idle connections closed, busy ones closed when their request ends).
+
+Policy (retries, classifiers, failure accrual, timeouts: ``policy/``) plugs in at the
+stage boundaries: ``ServiceStage.policy`` (per name; None when nothing per request
+applies) and ``ClientStage.policy`` (per bound id: balancer, accrual, requeues,
+``hostConnectionPool``, which the endpoints' pools apply).
+
+``RouteTable`` owns both caches: bounded (``bindingCache.paths`` / ``clients``) with
+idle eviction (``idleTtlSecs``), so random Host headers cannot grow memory forever.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from bisect import bisect_right
+from itertools import accumulate
+from typing import Any, Optional
+
+from ..dtab.dtab import Dtab
+from ..dtab.path import Path
+from ..dtab.tree import Alt, Leaf, NameTree, Union
+from ..metrics import MetricsRegistry
+from ..naming.addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, AddrFailed
+from ..naming.bound import BoundName
+from ..naming.var import PENDING, Failed, Ok
+from .balancers import Balancer, make_balancer
+from .client import Endpoint, PoolSettings
+from .errors import BindingTimeout, NoHosts, NoRoute, RouterError
+from .policy import ClientPolicy, PolicyTable, ServicePolicy
+from .stats import RequestStats, scope_label
+
+#: Set-level Addr metadata that means "answer this status yourself"
+#: (``/$/io.buoyant.http.status/<code>``; see namerouter/naming/system_namer.py).
+STATUS_META_KEY = "io.buoyant.http.status"
+
+_monotonic = time.monotonic
+
+
+def _policy_get(block: Any, key: str, default: Any = None) -> Any:
+    if block is None:
+        return default
+    if isinstance(block, dict):
+        return block.get(key, default)
+    v = getattr(block, key, None)
+    return default if v is None else v
+
+
+def _prefix_matches(prefix: str, path: Path) -> bool:
+    """Linkerd static-config prefix: ``*`` and ``{var}`` match one segment each."""
+    segs = [s for s in prefix.split("/") if s]
+    labels = path.text_labels()
+    if len(segs) > len(labels):
+        return False
+    for s, l in zip(segs, labels):
+        if s == "*" or (s.startswith("{") and s.endswith("}")):
+            continue
+        if s != l:
+            return False
+    return True
+
+
+def policy_for(block: Any, path: Path) -> dict[str, Any]:
+    """Merge a ``service``/``client`` block for ``path``: io.l5d.global applies as is;
+    io.l5d.static applies every matching ``configs`` entry, later ones overriding."""
+    if block is None:
+        return {}
+    kind = _policy_get(block, "kind", "io.l5d.global")
+    as_dict = block if isinstance(block, dict) else dict(getattr(block, "__dict__", {}))
+    # Unset keys (None in a validated dataclass) never override a value set earlier.
+    if kind != "io.l5d.static":
+        return {k: v for k, v in as_dict.items() if k != "kind" and v is not None}
+    merged: dict[str, Any] = {}
+    for entry in _policy_get(block, "configs", []) or []:
+        e = entry if isinstance(entry, dict) else dict(getattr(entry, "__dict__", {}))
+        if _prefix_matches(str(e.get("prefix", "/")), path):
+            merged.update({k: v for k, v in e.items() if k != "prefix" and v is not None})
+    return merged
+
+
+# Targets: a compiled bound tree ----------------------------------------------------------
+
+class Target:
+    __slots__ = ()
+
+    def pick(self) -> "LeafTarget":
+        raise NotImplementedError
+
+    def clients(self) -> list["ClientStage"]:
+        return []
+
+
+class ErrorTarget(Target):
+    __slots__ = ("error",)
+
+    def __init__(self, error: RouterError) -> None:
+        self.error = error
+
+    def pick(self) -> "LeafTarget":
+        raise self.error
+
+
+class LeafTarget(Target):
+    """One bound name: its client and the request headers naming it."""
+
+    __slots__ = ("client", "bound", "headers")
+
+    def __init__(self, client: "ClientStage", bound: BoundName) -> None:
+        self.client = client
+        self.bound = bound
+        h = b"l5d-dst-client: " + client.id_text.encode("latin-1", "replace") + b"\r\n"
+        if bound.residual.labels:
+            h += b"l5d-dst-residual: " + bound.residual.show().encode("latin-1", "replace") + b"\r\n"
+        self.headers = h
+
+    def pick(self) -> "LeafTarget":
+        return self
+
+    def clients(self) -> list["ClientStage"]:
+        return [self.client]
+
+
+class UnionTarget(Target):
+    """Weighted random choice among branches (Finagle's Union)."""
+
+    __slots__ = ("branches", "cum", "total")
+
+    def __init__(self, branches: list[tuple[float, Target]]) -> None:
+        self.branches = [t for w, t in branches if w > 0] or [t for _, t in branches]
+        weights = [w for w, _ in branches if w > 0] or [1.0] * len(branches)
+        self.cum = list(accumulate(weights))
+        self.total = self.cum[-1]
+
+    def pick(self) -> "LeafTarget":
+        i = bisect_right(self.cum, random.random() * self.total)
+        return self.branches[min(i, len(self.branches) - 1)].pick()
+
+    def clients(self) -> list["ClientStage"]:
+        return [c for b in self.branches for c in b.clients()]
+
+
+class AltTarget(Target):
+    """First usable branch (one whose client has addresses), else the first branch."""
+
+    __slots__ = ("branches",)
+
+    def __init__(self, branches: list[Target]) -> None:
+        self.branches = branches
+
+    def pick(self) -> "LeafTarget":
+        first: Optional[BaseException] = None
+        for b in self.branches:
+            try:
+                leaf = b.pick()
+            except RouterError as e:
+                first = first or e
+                continue
+            if leaf.client.usable:
+                return leaf
+            first = first or leaf  # type: ignore[assignment]
+        if isinstance(first, LeafTarget):
+            return first
+        raise first  # type: ignore[misc]
+
+    def clients(self) -> list["ClientStage"]:
+        return [c for b in self.branches for c in b.clients()]
+
+
+# Client stage: one per bound id -----------------------------------------------------------
+
+class ClientStage:
+    """Per bound id: load balancer over the live address set, pools, client metrics."""
+
+    def __init__(self, table: "RouteTable", bound: BoundName) -> None:
+        self.table = table
+        self.id = bound.id
+        self.id_text = bound.id.show()
+        self.refs = 0
+        #: the client block matched for this id (namerouter/proxy/policy/runtime.py)
+        self.policy: ClientPolicy = table.policies.client(
+            bound.id, f"rt/{table.label}/client/{scope_label(self.id_text)}/")
+        self.balancer: Balancer = make_balancer(self.policy.load_balancer)
+        #: per-attempt timeout (client policy), None when not configured
+        self.attempt_timeout_s: Optional[float] = self.policy.attempt_timeout_s
+        self.endpoints: dict[tuple[str, int], Endpoint] = {}
+        self.addr: Addr = ADDR_PENDING
+        #: last failure of the address source while we still had endpoints to use
+        self.failure: Optional[str] = None
+        self.status_code: Optional[int] = None
+        self.usable = False
+        self.pending = True
+        self._waiters: list[asyncio.Future] = []
+        prefix = f"rt/{table.label}/client/{scope_label(self.id_text)}/"
+        reg = table.registry
+        self.stats = RequestStats(reg, prefix)
+        self.connects = reg.counter(prefix + "connects")
+        self.connect_failures = reg.counter(prefix + "failures/connect")
+        reg.gauge(prefix + "connections", self.connection_count)
+        #: hostConnectionPool (maxSize, maxWaiters, idleTimeMs, minSize) for every endpoint
+        self.pool = PoolSettings(getattr(self.policy, "pool", None))
+        self._pool_timer: Optional[asyncio.TimerHandle] = None
+        self._closed = False
+        self._obs = bound.addr.observe(self._on_addr)
+
+    def connection_count(self) -> int:
+        return sum(e.open_conns for e in self.endpoints.values())
+
+    def _schedule_idle_sweep(self) -> None:
+        """``idleTimeMs``: a timer per client (only when configured) closes idle connections."""
+        t = self.pool.idle_time_s
+        if t is None or self._pool_timer is not None or self._closed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+
+        def sweep() -> None:
+            self._pool_timer = None
+            now = _monotonic()
+            for ep in self.endpoints.values():
+                ep.close_idle(now)
+            self._schedule_idle_sweep()
+
+        self._pool_timer = loop.call_later(max(0.02, t / 2.0), sweep)
+
+    def _on_addr(self, addr: Addr) -> None:
+        self.addr = addr
+        if isinstance(addr, AddrBound):
+            code = addr.meta.get(STATUS_META_KEY)
+            self.status_code = int(code) if code is not None else None
+            fresh: dict[tuple[str, int], Endpoint] = {}
+            for a in addr.addrs:
+                key = (a.host, a.port)
+                ep = self.endpoints.get(key)
+                if ep is None or ep.retired:
+                    ep = Endpoint(a, self, self.pool)
+                    ep.accrual = self.policy.new_accrual(ep)
+                else:
+                    ep.weight = a.weight
+                    ep.address = a
+                fresh[key] = ep
+            for key, ep in self.endpoints.items():
+                if key not in fresh:
+                    ep.retire()
+            self.endpoints = fresh
+            self.balancer.update(list(fresh.values()))
+            self.failure = None
+            self.pending = False
+            self.usable = bool(fresh) or self.status_code is not None
+        elif addr is ADDR_PENDING:
+            # Keep serving the last known set while the source re-resolves.
+            return
+        elif isinstance(addr, AddrFailed):
+            self.failure = addr.cause
+            self.pending = False
+            # Last good state stays in use; only a client that never had hosts fails.
+        else:  # ADDR_NEG
+            for ep in self.endpoints.values():
+                ep.retire()
+            self.endpoints = {}
+            self.balancer.update([])
+            self.pending = False
+            self.usable = False
+            self.status_code = None
+        if self._waiters:
+            ws, self._waiters = self._waiters, []
+            for w in ws:
+                if not w.done():
+                    w.set_result(None)
+
+    async def wait_ready(self, deadline: float) -> None:
+        """Wait while the address set is pending (bounded by the binding deadline)."""
+        loop = asyncio.get_running_loop()
+        while self.pending:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise BindingTimeout(
+                    f"binding timed out: the address set of {self.id_text} is still pending "
+                    f"after {self.table.binding_timeout_s * 1000:.0f} ms (bindingTimeoutMs)"
+                )
+            fut = loop.create_future()
+            self._waiters.append(fut)
+            try:
+                await asyncio.wait_for(fut, remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    def no_hosts_reason(self) -> str:
+        addr = self.addr
+        if isinstance(addr, AddrFailed) or self.failure:
+            cause = self.failure or getattr(addr, "cause", "")
+            return f"bound name {self.id_text} has no addresses: its namer failed: {cause}"
+        if addr is ADDR_NEG:
+            return f"bound name {self.id_text} has no addresses: its namer does not know it (neg)"
+        return f"bound name {self.id_text} has no addresses: the address set is empty"
+
+    def snapshot(self) -> dict[str, Any]:
+        """For /client_state.json."""
+        a = self.addr
+        state = "bound" if isinstance(a, AddrBound) else ("neg" if a is ADDR_NEG else (
+            "pending" if a is ADDR_PENDING else "failed"))
+        eps = sorted(self.endpoints.values(), key=lambda e: (e.host, e.port))
+        out: dict[str, Any] = {
+            "state": state,
+            "addresses": [f"{e.host}:{e.port}" for e in eps],
+            "endpoints": [
+                {"ip": e.host, "port": e.port, "weight": e.weight, "outstanding": e.outstanding,
+                 "connections": e.open_conns, "idle": len(e.idle), "waiters": len(e.waiters or ())}
+                for e in eps
+            ],
+            "loadBalancer": self.balancer.kind,
+        }
+        if self.failure:
+            out["failure"] = self.failure
+        return out
+
+    def close(self) -> None:
+        self._closed = True
+        if self._pool_timer is not None:
+            self._pool_timer.cancel()
+            self._pool_timer = None
+        self._obs.close()
+        for ep in self.endpoints.values():
+            ep.retire()
+        self.stats.drop()
+
+
+# Service stage: one per (logical name, request dtab) -------------------------------------
+
+class ServiceStage:
+    """Per logical name: the bound tree (kept current by the interpreter) compiled to a Target."""
+
+    def __init__(self, table: "RouteTable", name: Path, local: Optional[Dtab]) -> None:
+        self.table = table
+        self.name = name
+        self.name_text = name.show()
+        self.local = local
+        self.dtab = table.base_dtab + local if local else table.base_dtab
+        #: per-request policy for this name (retries, classifier, timeouts), or None when
+        #: no per-request policy applies (namerouter/proxy/policy/runtime.py)
+        self.policy: Optional[ServicePolicy] = table.policies.service(name)
+        #: totalTimeoutMs is enforced by the policy's RequestState (it spans retries)
+        self.timeout_s: Optional[float] = None
+        self.stats = table.service_stats_acquire(name, self.name_text)
+        self.headers = b"l5d-dst-service: " + self.name_text.encode("latin-1", "replace") + b"\r\n"
+        if local:
+            self.headers += b"l5d-ctx-dtab: " + local.show().encode("latin-1", "replace") + b"\r\n"
+        self.target: Optional[Target] = None
+        self.error: Optional[RouterError] = None
+        self.last_used = _monotonic()
+        self.inflight = 0
+        self._waiters: list[asyncio.Future] = []
+        self._clients: list[ClientStage] = []
+        self._obs = None
+        self.activity = table.interpreter.bind(self.dtab, name)
+        self._obs = self.activity.observe(self._on_state)
+
+    # --- binding ---------------------------------------------------------------------
+    def _on_state(self, st: Any) -> None:
+        if st is PENDING:
+            return  # keep the last good tree while re-binding
+        old = self._clients
+        if isinstance(st, Ok):
+            try:
+                self.target = self._compile(st.value)
+                self.error = None
+            except RouterError as e:
+                self.target, self.error = None, e
+        elif isinstance(st, Failed):
+            self.target = None
+            self.error = NoRoute(self.explain(f"binding failed: {st.error}"))
+        self._clients = self.target.clients() if self.target is not None else []
+        for c in old:
+            self.table.client_release(c)
+        if self._waiters:
+            ws, self._waiters = self._waiters, []
+            for w in ws:
+                if not w.done():
+                    w.set_result(None)
+
+    def _compile(self, tree: NameTree[Any]) -> Target:
+        if isinstance(tree, Leaf):
+            bound = tree.value
+            if not isinstance(bound, BoundName):
+                raise NoRoute(self.explain(f"the name bound to an unbound path {bound}"))
+            return LeafTarget(self.table.client_acquire(bound), bound)
+        if isinstance(tree, Union):
+            return UnionTarget([(w.weight, self._compile(w.tree)) for w in tree.weighted])
+        if isinstance(tree, Alt):
+            return AltTarget([self._compile(t) for t in tree.trees])
+        shown = str(tree)
+        if shown == "~":
+            return ErrorTarget(NoRoute(self.explain("no dtab rule or namer matched it (the name bound to ~, neg)")))
+        if shown == "!":
+            return ErrorTarget(NoRoute(self.explain("the dtab sends it to ! (fail)")))
+        return ErrorTarget(NoHosts(self.explain("the name bound to $ (empty, e.g. /$/nil)",
+                                                headline="No hosts are available for")))
+
+    def explain(self, why: str, headline: str = "No route to") -> str:
+        """The "why" of an error response: name, the dtabs involved, how to debug."""
+        lines = [
+            f"{headline} {self.name_text}: {why}",
+            f"  logical name: {self.name_text}",
+            f"  router dtab:  {self.table.base_dtab.show() or '(empty)'}",
+            f"  request dtab: {self.local.show() if self.local else '(none)'}",
+            f"  debug with: GET /delegator.json?namespace={self.table.label}&path={self.name_text}",
+        ]
+        return "\n".join(lines)
+
+    def explain_no_hosts(self, client: ClientStage) -> str:
+        lines = [
+            f"No hosts are available for {self.name_text}: {client.no_hosts_reason()}",
+            f"  logical name: {self.name_text}",
+            f"  bound name:   {client.id_text}",
+            f"  router dtab:  {self.table.base_dtab.show() or '(empty)'}",
+            f"  request dtab: {self.local.show() if self.local else '(none)'}",
+            f"  debug with: GET /delegator.json?namespace={self.table.label}&path={self.name_text}",
+        ]
+        return "\n".join(lines)
+
+    async def wait_bound(self, deadline: float) -> Target:
+        loop = asyncio.get_running_loop()
+        while self.target is None and self.error is None:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise BindingTimeout(self.explain(
+                    f"binding timed out after {self.table.binding_timeout_s * 1000:.0f} ms "
+                    "(bindingTimeoutMs); the name is still pending"))
+            fut = loop.create_future()
+            self._waiters.append(fut)
+            try:
+                await asyncio.wait_for(fut, remaining)
+            except asyncio.TimeoutError:
+                pass
+        if self.target is None:
+            raise self.error  # type: ignore[misc]
+        return self.target
+
+    def close(self) -> None:
+        if self._obs is not None:
+            self._obs.close()
+        for c in self._clients:
+            self.table.client_release(c)
+        self._clients = []
+        self.table.service_stats_release(self.name_text)
+
+
+class RouteTable:
+    """A router's caches of service stages and client stages."""
+
+    def __init__(
+        self,
+        *,
+        label: str,
+        base_dtab: Dtab,
+        interpreter: Any,
+        registry: MetricsRegistry,
+        binding_timeout_s: float,
+        max_paths: int = 1000,
+        max_clients: int = 1000,
+        idle_ttl_s: float = 600.0,
+        service_policy: Any = None,
+        client_policy: Any = None,
+    ) -> None:
+        self.label = label
+        self.base_dtab = base_dtab
+        self.interpreter = interpreter
+        self.registry = registry
+        self.binding_timeout_s = binding_timeout_s
+        self.max_paths = max_paths
+        self.max_clients = max_clients
+        self.idle_ttl_s = idle_ttl_s
+        self.service_policy = service_policy
+        self.client_policy = client_policy
+        self.policies = PolicyTable(label, registry, service_policy, client_policy)
+        self.routes: dict[Any, ServiceStage] = {}
+        self.clients: dict[Path, ClientStage] = {}
+        self._svc_stats: dict[str, list] = {}
+        self._sweeper: Optional[asyncio.TimerHandle] = None
+
+    # service stages -----------------------------------------------------------------
+    def route(self, name: Path, local: Optional[Dtab]) -> ServiceStage:
+        key: Any = name if local is None else (name, local)
+        r = self.routes.get(key)
+        if r is None:
+            if len(self.routes) >= self.max_paths:
+                self._evict_one()
+            r = ServiceStage(self, name, local)
+            self.routes[key] = r
+            self._ensure_sweeper()
+        return r
+
+    def _evict_one(self) -> None:
+        """Make room: drop the least recently used idle stages — a tenth of the cache at
+        once, so a flood of new names costs one scan per many inserts, not one each."""
+        idle = [(r.last_used, k) for k, r in self.routes.items() if r.inflight == 0]
+        if not idle:
+            return
+        idle.sort(key=lambda t: t[0])
+        for _, key in idle[: max(1, self.max_paths // 10)]:
+            self.routes.pop(key).close()
+
+    def sweep(self, now: Optional[float] = None) -> int:
+        """Evict stages idle for longer than idleTtlSecs; returns how many."""
+        now = _monotonic() if now is None else now
+        old = [k for k, r in self.routes.items() if r.inflight == 0 and now - r.last_used > self.idle_ttl_s]
+        for k in old:
+            self.routes.pop(k).close()
+        return len(old)
+
+    def _ensure_sweeper(self) -> None:
+        if self._sweeper is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            interval = max(1.0, min(self.idle_ttl_s / 2.0, 60.0))
+
+            def tick() -> None:
+                self._sweeper = None
+                self.sweep()
+                if self.routes:
+                    self._ensure_sweeper()
+
+            self._sweeper = loop.call_later(interval, tick)
+
+    # client stages ------------------------------------------------------------------
+    def client_acquire(self, bound: BoundName) -> ClientStage:
+        c = self.clients.get(bound.id)
+        if c is None:
+            c = ClientStage(self, bound)
+            self.clients[bound.id] = c
+        c.refs += 1
+        return c
+
+    def client_release(self, c: ClientStage) -> None:
+        c.refs -= 1
+        if c.refs <= 0 and self.clients.get(c.id) is c:
+            del self.clients[c.id]
+            c.close()
+
+    # per-name service stats (shared by the stages of one name under several dtabs) ---
+    def service_stats_acquire(self, name: Path, text: str) -> RequestStats:
+        e = self._svc_stats.get(text)
+        if e is None:
+            e = self._svc_stats[text] = [RequestStats(self.registry, f"rt/{self.label}/service/{scope_label(text)}/"), 0]
+        e[1] += 1
+        return e[0]
+
+    def service_stats_release(self, text: str) -> None:
+        e = self._svc_stats.get(text)
+        if e is not None:
+            e[1] -= 1
+            if e[1] <= 0:
+                del self._svc_stats[text]
+                e[0].drop()
+
+    def client_state(self) -> dict[str, Any]:
+        return {c.id_text: c.snapshot() for c in sorted(self.clients.values(), key=lambda c: c.id_text)}
+
+    def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for r in list(self.routes.values()):
+            r.close()
+        self.routes.clear()
