@@ -36,8 +36,16 @@ demo: $(STAMP)
 test: $(STAMP) debs
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# Every benchmark, one after another (each prints its figures; all on 127.0.0.1, each
+# stops by itself). The first one that fails stops the run; for options, run a script
+# by hand (see its docstring).
+BENCHES := bench/dtab_bench.py bench/proxy_bench.py bench/namerd_bench.py bench/policy_bench.py
+
 bench: $(STAMP) debs
-	$(PY) bench/dtab_bench.py
+	@set -e; for b in $(BENCHES); do \
+	  echo "==> $(PY) $$b"; \
+	  $(PY) $$b; \
+	done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -25,7 +25,7 @@ from typing import Any, Mapping, Optional
 from kazoo.exceptions import NoNodeError
 
 from .naming.var import Var
-from .zk.backoff import Backoff
+from .backoff import JitteredBackoff
 from .zk.serverset_format import MEMBER_PREFIX, HostPort, member_json
 from .zk.session import CONNECTION_ERRORS, DEFAULT_SESSION_TIMEOUT_MS, ZkSession
 
@@ -72,7 +72,7 @@ class Announcer:
         self._task: Optional[asyncio.Task] = None
         self._again = False
         self._retry: Optional[asyncio.TimerHandle] = None
-        self._backoff = Backoff(0.05, 2.0)
+        self._backoff = JitteredBackoff(0.05, 2.0)
         self._stop_connected: Any = None
         self._node_cb: Any = None
         self._closed = False

@@ -1,10 +1,18 @@
-"""Shared fixtures: real servers are started once per session on free loopback ports."""
+"""Shared fixtures: real servers are started once per session on free loopback ports.
+
+Event loops: the data plane runs on uvloop in production (``namerouter run``), so its
+tests run there too. pytest-asyncio's ``pytest_asyncio_loop_factories`` hook (below)
+picks the loop per test module; everything else keeps the default asyncio loop.
+"""
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
+from typing import Any, Callable
 
 import pytest
+import uvloop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -12,6 +20,23 @@ if ROOT not in sys.path:
 
 from tests.support.etcd import EtcdServer, etcd_available  # noqa: E402
 from tests.support.zookeeper import ZooKeeperServer, zookeeper_available  # noqa: E402
+
+#: Test modules that exercise the data plane (namerouter/proxy/): they run on uvloop.
+UVLOOP_MODULE_PREFIXES = ("test_proxy_", "test_policy_", "test_resilience_")
+UVLOOP_MODULES = frozenset(("test_identifiers.py", "test_balancers.py", "test_traffic_split.py"))
+
+
+def runs_on_uvloop(module_file: str) -> bool:
+    name = os.path.basename(module_file)
+    return name in UVLOOP_MODULES or name.startswith(UVLOOP_MODULE_PREFIXES)
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
+    """One loop factory per test (pytest-asyncio >= 1.4; replaces overriding the deprecated
+    ``event_loop_policy`` fixture). A single factory per item keeps test ids unchanged."""
+    if runs_on_uvloop(str(item.path)):
+        return {"uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ import random
 import tempfile
 
 import pytest
-import uvloop
 
 from namerouter.naming.addr import ADDR_PENDING, AddrBound, Address
 from namerouter.naming.var import Var
@@ -16,11 +15,6 @@ from namerouter.namers.fs import FsNamer
 from namerouter.proxy.balancers import Node, P2CLeastLoaded, PeakEwma, RoundRobin, make_balancer
 from tests.support.backends import Backend, RouterHarness, get, request
 from tests.test_proxy_errors import ControlledNamer
-
-
-@pytest.fixture(scope="module")
-def event_loop_policy():
-    return uvloop.EventLoopPolicy()
 
 
 def counts(lb, n: int) -> collections.Counter:

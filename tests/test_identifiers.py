@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-import uvloop
 
 from namerouter.dtab.path import Path
 from namerouter.proxy.config import IdentifierConfig
@@ -10,11 +9,6 @@ from namerouter.proxy.errors import Unidentified
 from namerouter.proxy.identifiers import build_identifier
 from namerouter.proxy.message import RequestHead
 from tests.support.backends import Backend, RouterHarness, get, request
-
-
-@pytest.fixture(scope="module")
-def event_loop_policy():
-    return uvloop.EventLoopPolicy()
 
 
 def head(uri: bytes = b"/", host: bytes | None = b"web", method: bytes = b"GET", version: str = "1.1",

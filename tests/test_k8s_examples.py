@@ -98,3 +98,31 @@ def test_manifests_are_consistent_and_configs_validate():
     incoming_dtab = Dtab.read(inc.dtab)
     assert incoming_dtab == dtab  # both sides bind names the same way
     assert Path.read("/#/io.l5d.k8s/video/http")
+
+
+def test_video_app_manifests_run_the_example_apps_that_exist():
+    """The manifests run examples/videos' scripts (copied into the image), listening on all
+    interfaces on the port their Service targets, and calling each other by service name."""
+    import os
+
+    import yaml
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "examples/kubernetes/04-video-apps.yaml")) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    with open(os.path.join(root, "examples/kubernetes/Dockerfile")) as f:
+        assert "COPY examples/videos ./examples/videos" in f.read()
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    assert set(deployments) == {"videos-web", "playlists-api", "videos-api"}
+    for name, d in deployments.items():
+        [c] = d["spec"]["template"]["spec"]["containers"]
+        script = c["command"][-1]
+        assert script.startswith("/src/examples/videos/")
+        assert os.path.exists(os.path.join(root, script[len("/src/"):])), script
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["HOST"] == "0.0.0.0" and int(env["PORT"]) == c["ports"][0]["containerPort"]
+        assert env["http_proxy"] == "http://$(HOST_IP):4140"
+    env = lambda n: {e["name"]: e.get("value") for e in deployments[n]["spec"]["template"]["spec"]["containers"][0]["env"]}  # noqa: E731
+    assert env("videos-web")["PLAYLISTS_API_URL"] == "http://playlists-api"
+    assert env("playlists-api")["VIDEOS_API_URL"] == "http://videos-api"
+    assert env("videos-api")["FLAKY"] == "true"

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import weakref
 from typing import Any, Optional
 
 import aiohttp
@@ -23,7 +25,6 @@ from aiohttp import web
 
 from namerouter.dtab import Dtab, NameTree, Path
 from namerouter.dtab.tree import EMPTY, FAIL, NEG, Alt, Leaf, Union, Weighted
-from tests.support.ports import free_port
 
 INET = Path.of("$", "inet")
 FS = Path.of("#", "io.l5d.fs")
@@ -109,13 +110,36 @@ class NamerdState:
         return {"type": {NEG: "neg", FAIL: "fail", EMPTY: "empty"}[tree]}
 
 
+def _reserve_port(port: int) -> Optional[socket.socket]:
+    """A socket bound to 127.0.0.1:``port`` (0: any free port) with SO_REUSEADDR and never
+    listening: connections to the port are refused while no server listens on it, yet
+    nothing else on the box can take the port (another test's bind(0), or an outgoing
+    connection's ephemeral port), so a fake namerd "restarted" on it after an outage of
+    seconds on a busy machine always gets it back. Our own listener may still bind it
+    (SO_REUSEADDR on both, only one listening). None if the port is already taken."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        return None
+    return s
+
+
 class FakeNamerd:
     """One namerd HTTP controller process: start/stop on a fixed port (a restart keeps the
-    port), counts its requests, and has switches for protocol edge cases."""
+    port, which stays reserved while it is down), counts its requests, and has switches
+    for protocol edge cases."""
 
     def __init__(self, state: NamerdState, port: Optional[int] = None) -> None:
         self.state = state
-        self.port = port or free_port()
+        hold = _reserve_port(port or 0)
+        if hold is None and not port:
+            raise OSError("no free loopback port for the fake namerd")
+        self.port = port or hold.getsockname()[1]
+        if hold is not None:
+            weakref.finalize(self, hold.close)  # released with the fake
         self.requests: list[tuple[str, dict]] = []
         self.open_streams = 0
         #: write every JSON document one byte per chunk (the parser must not care)
@@ -246,11 +270,16 @@ class FakeNamerd:
                         await resp.write(doc + b"\n")
                 change = asyncio.ensure_future(self.state.wait_change())
                 stop = asyncio.ensure_future(self._stopping.wait())
-                await asyncio.wait({change, stop}, return_when=asyncio.FIRST_COMPLETED)
-                change.cancel()
-                stop.cancel()
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+                try:
+                    await asyncio.wait({change, stop}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    change.cancel()
+                    stop.cancel()
+        except ConnectionResetError:
+            pass  # the client went away while we wrote
+        # A CancelledError (client gone, server shutting down) is not swallowed: aiohttp
+        # is waiting for this handler to end, and a handler that eats its cancel can keep
+        # a shutdown waiting until its own timeout.
         finally:
             self.open_streams -= 1
         return resp
@@ -287,3 +316,21 @@ async def test_fake_addr_and_not_found(fake: FakeNamerd):
             assert await resp.json() == {"type": "bound", "addrs": [{"ip": "127.0.0.1", "port": 8080, "meta": {}}], "meta": {}}
         async with s.get(f"http://127.0.0.1:{fake.port}/api/1/bind/nope", params={"path": "/svc/web"}) as resp:
             assert resp.status == 404
+
+
+async def test_a_stopped_fake_keeps_its_port_reserved_and_refuses_connections(fake: FakeNamerd):
+    """While "namerd is down" nothing else can take its port (so the restart cannot fail or
+    land the client on some other test's server), and connecting is refused."""
+    await fake.stop()
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", fake.port)
+    other = socket.socket()
+    try:
+        with pytest.raises(OSError):
+            other.bind(("127.0.0.1", fake.port))  # a plain bind, as most servers do
+    finally:
+        other.close()
+    await fake.start()
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"http://127.0.0.1:{fake.port}/api/1/dtabs") as resp:
+            assert await resp.json() == ["default"]

@@ -100,9 +100,15 @@ async def test_zookeeper_outage_keeps_last_known_dtabs_and_resyncs(zk_server, pr
                     zk_server.start()
                 # Another writer changes the dtab right after ZooKeeper returns.
                 from kazoo.client import KazooClient
+                from kazoo.retry import KazooRetry
 
-                kz = KazooClient(hosts=zk_server.hosts, timeout=10)
-                await asyncio.to_thread(kz.start, 30)  # a JVM restarting on a busy box
+                # zk_server.start() returns once ZooKeeper serves sessions. Kazoo's default
+                # connection retry doubles its pause up to an hour, so one refused attempt
+                # on a busy box could push the next one past start()'s deadline: retry
+                # every <=0.5 s instead, with a deadline generous for a loaded 2-core CI box.
+                kz = KazooClient(hosts=zk_server.hosts, timeout=10,
+                                 connection_retry=KazooRetry(max_tries=-1, delay=0.05, max_delay=0.5))
+                await asyncio.to_thread(kz.start, 60)
                 try:
                     await asyncio.to_thread(kz.set, f"{prefix}/default", b"/svc=>/after")
                 finally:

@@ -5,16 +5,9 @@ from __future__ import annotations
 
 import time
 
-import pytest
-import uvloop
 
 from tests.support.backends import Backend, RouterHarness, get, request
 from tests.support.load import FlakyBackend
-
-
-@pytest.fixture(scope="module")
-def event_loop_policy():
-    return uvloop.EventLoopPolicy()
 
 
 async def test_static_service_configs_apply_by_prefix():

@@ -11,17 +11,10 @@ import asyncio
 import json
 
 import pytest
-import uvloop
 
 from namerouter.proxy import ServerConfig
 from tests.support.backends import Backend, RawClient, RouterHarness, curl, get, request
 from tests.support.ports import free_port
-
-
-@pytest.fixture(scope="module")
-def event_loop_policy():
-    # The data plane runs on uvloop in production; test it there.
-    return uvloop.EventLoopPolicy()
 
 
 async def test_curl_http_proxy_and_host_header_reach_the_backend():

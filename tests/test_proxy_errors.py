@@ -12,7 +12,6 @@ import tempfile
 from urllib.parse import unquote_plus
 
 import pytest
-import uvloop
 
 from namerouter.dtab.path import Path
 from namerouter.dtab.tree import Leaf
@@ -24,11 +23,6 @@ from namerouter.namers.fs import FsNamer
 from namerouter.proxy import ServerConfig
 from tests.support.backends import Backend, RawClient, RouterHarness, get, request
 from tests.support.ports import free_port
-
-
-@pytest.fixture(scope="module")
-def event_loop_policy():
-    return uvloop.EventLoopPolicy()
 
 
 class ControlledNamer(Namer):

@@ -11,7 +11,6 @@ import json
 import re
 
 import pytest
-import uvloop
 
 from tests.support.backends import Backend, RawClient, RouterHarness, get
 
@@ -19,11 +18,6 @@ GB = 1 << 30
 #: Allowed RSS growth while 1 GB passes (socket buffers, allocator slack); the body is 1024 MB.
 #: Measured here with backpressure: < 1 MB; with the download pause disabled: ~33 MB.
 MAX_GROWTH_MB = 16
-
-
-@pytest.fixture(scope="module")
-def event_loop_policy():
-    return uvloop.EventLoopPolicy()
 
 
 def rss_mb() -> float:

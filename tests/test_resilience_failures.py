@@ -16,8 +16,6 @@ import os
 import tempfile
 import time
 
-import pytest
-import uvloop
 
 from namerouter.namers.fs import FsNamer
 from namerouter.proxy.policy.retries import RetryBudget
@@ -26,11 +24,6 @@ from tests.support.load import FlakyBackend, Load, run_load
 
 READ = {"kind": "io.l5d.global", "responseClassifier": {"kind": "io.l5d.http.retryableRead5XX"}}
 ALL = {"kind": "io.l5d.global", "responseClassifier": {"kind": "io.l5d.http.retryableAll5XX"}}
-
-
-@pytest.fixture(scope="module")
-def event_loop_policy():
-    return uvloop.EventLoopPolicy()
 
 
 async def _until(pred, timeout: float = 5.0, what: str = "condition") -> None:

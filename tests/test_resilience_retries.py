@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-import uvloop
 
 from namerouter.proxy.policy.retries import RetryBudget
 from tests.support.backends import RouterHarness
@@ -24,11 +22,6 @@ from tests.support.load import FlakyBackend, Report, run_load
 READ_RETRIES = {"kind": "io.l5d.global", "responseClassifier": {"kind": "io.l5d.http.retryableRead5XX"}}
 SVC = "rt/outgoing/service/svc/web/"
 DURATION = 30.0
-
-
-@pytest.fixture(scope="module")
-def event_loop_policy():
-    return uvloop.EventLoopPolicy()
 
 
 async def _scenario(rate: float, seed: int) -> tuple[Report, FlakyBackend, dict]:

@@ -1,15 +1,13 @@
 """The main job registers servers with the router's announcers (Linkerd's router
 ``announcers`` + server ``announce``) in a real ZooKeeper and withdraws them on close.
 
-RouterConfig does not declare those keys yet, so the config objects are built here from
-subclasses that add them; the wiring under test (namerouter/linker.py) reads them by name.
+The config objects are built in code here (tests/test_linker_announce_yaml.py covers the
+same path from YAML through the config loader).
 """
 from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
-from typing import Any
 
 from kazoo.client import KazooClient
 
@@ -22,16 +20,6 @@ from namerouter.proxy.config import RouterConfig, ServerConfig
 from tests.support.ports import free_port
 
 
-@dataclass
-class AnnouncingServer(ServerConfig):
-    announce: list[str] = field(default_factory=list)
-
-
-@dataclass
-class AnnouncingRouter(RouterConfig):
-    announcers: list[Any] = field(default_factory=list)
-
-
 def _members(zk: KazooClient, path: str) -> list[dict]:
     if not zk.exists(path):
         return []
@@ -42,8 +30,8 @@ async def test_servers_are_announced_and_withdrawn(zk_server):
     host, port = zk_server.hosts.split(",")[0].rsplit(":", 1)
     ann = ServersetsAnnouncerConfig(zkAddrs=[ZkAddr(host=host, port=int(port))], pathPrefix="/linker-announce")
     router_port = free_port()
-    rcfg = AnnouncingRouter(label="in", dtab="/svc=>/$/inet/127.1/1", announcers=[ann],
-                            servers=[AnnouncingServer(port=router_port, ip="127.0.0.1",
+    rcfg = RouterConfig(label="in", dtab="/svc=>/$/inet/127.1/1", announcers=[ann],
+                            servers=[ServerConfig(port=router_port, ip="127.0.0.1",
                                                       announce=["/#/io.l5d.serversets/pong"])])
     cfg = LinkerConfig(routers=[rcfg], admin=AdminConfig(port=free_port()))
     cfg.interpreters.append(None)

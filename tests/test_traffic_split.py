@@ -14,17 +14,10 @@ import os
 import tempfile
 import time
 
-import pytest
-import uvloop
 
 from namerouter.interpreters.fs import FsInterpreter
 from tests.support.backends import RouterHarness
 from tests.support.load import FlakyBackend, sample
-
-
-@pytest.fixture(scope="module")
-def event_loop_policy():
-    return uvloop.EventLoopPolicy()
 
 
 def _write(path: str, text: str) -> None:

@@ -19,6 +19,11 @@ def port(default: int) -> int:
     return int(os.environ.get("PORT", default))
 
 
+def host() -> str:
+    """Listen address: loopback on a laptop, ``HOST=0.0.0.0`` in a pod (examples/kubernetes)."""
+    return os.environ.get("HOST", "127.0.0.1")
+
+
 def session() -> aiohttp.ClientSession:
     # trust_env: honour http_proxy / no_proxy, as Linkerd-1 apps did with their router
     return aiohttp.ClientSession(trust_env=True, timeout=aiohttp.ClientTimeout(total=10))

@@ -10,7 +10,7 @@ import os
 
 from aiohttp import web
 
-from common import UpstreamError, get_json, port, session
+from common import UpstreamError, get_json, host, port, session
 
 VIDEOS_API = os.environ.get("VIDEOS_API_URL", "http://127.0.0.1:7003").rstrip("/")
 
@@ -50,4 +50,4 @@ def app() -> web.Application:
 
 
 if __name__ == "__main__":
-    web.run_app(app(), host="127.0.0.1", port=port(7002), print=None)
+    web.run_app(app(), host=host(), port=port(7002), print=None)

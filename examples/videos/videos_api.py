@@ -10,7 +10,7 @@ import random
 
 from aiohttp import web
 
-from common import port
+from common import host, port
 
 CATALOG = {
     i: {"id": i, "title": title, "minutes": minutes}
@@ -52,4 +52,4 @@ def app() -> web.Application:
 
 
 if __name__ == "__main__":
-    web.run_app(app(), host="127.0.0.1", port=port(7003), print=None)
+    web.run_app(app(), host=host(), port=port(7003), print=None)

@@ -8,7 +8,7 @@ import os
 
 from aiohttp import web
 
-from common import UpstreamError, get_json, port, session
+from common import UpstreamError, get_json, host, port, session
 
 PLAYLISTS_API = os.environ.get("PLAYLISTS_API_URL", "http://127.0.0.1:7002").rstrip("/")
 
@@ -42,4 +42,4 @@ def app() -> web.Application:
 
 
 if __name__ == "__main__":
-    web.run_app(app(), host="127.0.0.1", port=port(7001), print=None)
+    web.run_app(app(), host=host(), port=port(7001), print=None)

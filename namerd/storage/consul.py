@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 import aiohttp
 
-from namerouter.consul.backoff import JitteredBackoff
+from namerouter.backoff import JitteredBackoff
 from namerouter.consul.client import CONSISTENCY_MODES, ConsulClient, ConsulError, ConsulResponse, next_index
 from namerouter.dtab import Dtab, DtabSyntaxError
 from namerouter.naming.var import PENDING, Activity, ActivityState, Failed, Ok, Var

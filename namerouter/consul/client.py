@@ -147,11 +147,14 @@ class ConsulClient:
         raise ConsulError(rsp.status, rsp.text, what)
 
     @staticmethod
-    def _consistency(params: dict[str, str], mode: Optional[str]) -> None:
-        if mode == "stale":
-            params["stale"] = "true"
-        elif mode == "consistent":
-            params["consistent"] = "true"
+    def _params(consistency: Optional[str] = None, **values: Any) -> dict[str, str]:
+        """Query parameters: ``None`` and ``False`` values are left out, ``True`` is sent
+        as ``true``, other values as text; ``consistency`` ``stale``/``consistent`` adds
+        that flag (Consul's consistency modes; ``default`` sends none)."""
+        params = {k: "true" if v is True else str(v) for k, v in values.items() if v is not None and v is not False}
+        if consistency in ("stale", "consistent"):
+            params[consistency] = "true"
+        return params
 
     # Agent ------------------------------------------------------------------------
     async def agent_self(self) -> dict:
@@ -175,18 +178,10 @@ class ConsulClient:
         passing: Optional[bool] = None,
     ) -> ConsulResponse:
         """``/v1/catalog/service/<svc>`` or (``health``) ``/v1/health/service/<svc>``."""
-        params: dict[str, str] = {}
-        if dc:
-            params["dc"] = dc
-        if tag:
-            params["tag"] = tag
-        if index is not None:
-            params["index"] = str(index)
-        if wait:
-            params["wait"] = wait
-        if health and passing is not None:
-            params["passing"] = "true" if passing else "false"
-        self._consistency(params, consistency)
+        params = self._params(
+            consistency, dc=dc or None, tag=tag or None, index=index, wait=wait or None,
+            passing=("true" if passing else "false") if health and passing is not None else None,
+        )
         kind = "health" if health else "catalog"
         path = f"/v1/{kind}/service/{_quote(service)}"
         rsp = await self.request("GET", path, params)
@@ -204,16 +199,7 @@ class ConsulClient:
         recurse: bool = False,
     ) -> ConsulResponse:
         """GET a key; 200 and 404 are both answers (404 = no such key, with an index)."""
-        params: dict[str, str] = {}
-        if index is not None:
-            params["index"] = str(index)
-        if wait:
-            params["wait"] = wait
-        if dc:
-            params["dc"] = dc
-        if recurse:
-            params["recurse"] = "true"
-        self._consistency(params, consistency)
+        params = self._params(consistency, index=index, wait=wait or None, dc=dc or None, recurse=recurse)
         path = "/v1/kv/" + _quote(key.lstrip("/"))
         return self._check(await self.request("GET", path, params), f"GET {path}", ok=(200, 404))
 
@@ -222,12 +208,7 @@ class ConsulClient:
         consistency: Optional[str] = None,
     ) -> bool:
         """PUT a key; with ``cas`` the write happens only if ModifyIndex matches (0 = create)."""
-        params: dict[str, str] = {}
-        if cas is not None:
-            params["cas"] = str(cas)
-        if dc:
-            params["dc"] = dc
-        self._consistency(params, consistency)
+        params = self._params(consistency, cas=cas, dc=dc or None)
         path = "/v1/kv/" + _quote(key.lstrip("/"))
         rsp = self._check(await self.request("PUT", path, params, data=value), f"PUT {path}")
         return rsp.text.strip() == "true"
@@ -235,13 +216,7 @@ class ConsulClient:
     async def kv_delete(
         self, key: str, *, cas: Optional[int] = None, dc: Optional[str] = None, recurse: bool = False
     ) -> bool:
-        params: dict[str, str] = {}
-        if cas is not None:
-            params["cas"] = str(cas)
-        if dc:
-            params["dc"] = dc
-        if recurse:
-            params["recurse"] = "true"
+        params = self._params(cas=cas, dc=dc or None, recurse=recurse)
         path = "/v1/kv/" + _quote(key.lstrip("/"))
         rsp = self._check(await self.request("DELETE", path, params), f"DELETE {path}")
         return rsp.text.strip() == "true"

@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 HEADERS_TIMEOUT_S = 30.0
 #: TCP connect timeout per attempt: a black-holed address must not stall fail-over.
 CONNECT_TIMEOUT_S = 2.0
+#: Longest ``close()`` waits for the probe task and for aiohttp to see its connections
+#: closed; past it the sockets are aborted (a router reload must never hang on us).
+CLOSE_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,9 @@ class NamerdClient:
         ev.set()
 
     def session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            # Never open a fresh session (and sockets nobody will close) after close().
+            raise NamerdUnreachable("the namerd client is closed")
         if self._session is None or self._session.closed:
             # limit=0: every watch holds one HTTP/1.1 connection for its lifetime, so a
             # pool limit would silently block the 101st stream.
@@ -216,10 +222,18 @@ class NamerdClient:
             self._on_event("reconnected")
             self._signal_resync()
 
-    async def connection_failed(self, ep: Endpoint, error: BaseException) -> None:
+    async def connection_failed(self, ep: Endpoint, error: BaseException,
+                                generation: Optional[int] = None) -> None:
         """A stream could not reach ``ep``. Fail over; when every address failed, wait
-        until the probe finds one that answers (or the client closes)."""
+        until the probe finds one that answers (or the client closes).
+
+        ``generation`` is :attr:`generation` read before the failed attempt started: if a
+        re-sync happened since (the probe found namerd while this attempt was still
+        failing on a loaded box), the failure is stale; return so the stream retries
+        at once instead of declaring namerd gone again."""
         if self._closed:
+            return
+        if generation is not None and generation != self.generation:
             return
         self.last_error = f"{ep}: {error}"
         idx = self.endpoints.index(ep)
@@ -291,6 +305,8 @@ class NamerdClient:
             await asyncio.sleep(random.uniform(delay / 2, delay))
 
     async def _probe(self, ep: Endpoint) -> bool:
+        if self._closed:
+            return False
         try:
             async with self.session().get(
                 ep.base_url + "/api/1/dtabs",
@@ -298,7 +314,7 @@ class NamerdClient:
             ) as resp:
                 await resp.read()
                 return resp.status < 500
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError, NamerdUnreachable):
             return False
 
     # -- requests ------------------------------------------------------------------------
@@ -350,17 +366,32 @@ class NamerdClient:
         raise NamerdUnreachable("; ".join(errors))
 
     async def close(self) -> None:
+        """Stop probing and close every connection. Bounded: each step waits at most
+        ``CLOSE_TIMEOUT_S``; what is still open then is aborted and logged (a close that
+        hangs would hang a router reload or a test's teardown with it)."""
         self._closed = True
-        if self._probe_task is not None:
-            self._probe_task.cancel()
-            try:
-                await self._probe_task
-            except (asyncio.CancelledError, Exception):
-                pass
         if self._resync is not None:
             self._resync.set()  # release waiters so their tasks can finish
-        if self._session is not None:
-            await self._session.close()
+        probe, self._probe_task = self._probe_task, None
+        if probe is not None and not probe.done():
+            probe.cancel()
+            # asyncio.wait, not `await probe`: it neither hangs on a task that lost its
+            # cancel inside a library call nor swallows a cancel of close() itself.
+            await asyncio.wait({probe}, timeout=CLOSE_TIMEOUT_S)
+            if not probe.done():
+                log.warning("namerd probe task did not stop within %gs; abandoning it", CLOSE_TIMEOUT_S)
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            connector = session.connector
+            closing = asyncio.ensure_future(session.close())
+            await asyncio.wait({closing}, timeout=CLOSE_TIMEOUT_S)
+            if not closing.done():
+                closing.cancel()
+                n = _abort_connections(connector)
+                log.warning("aiohttp did not close the namerd connections within %gs; aborted %d",
+                            CLOSE_TIMEOUT_S, n)
+            elif not closing.cancelled() and closing.exception() is not None:
+                log.debug("closing the namerd session failed: %r", closing.exception())
 
     @property
     def closed(self) -> bool:
@@ -375,6 +406,23 @@ class NamerdClient:
             "resyncs": self.generation,
             "since": self.last_change,
         }
+
+
+def _abort_connections(connector: Optional[aiohttp.BaseConnector]) -> int:
+    """Abort every socket ``connector`` still holds (pooled or in use); returns how many.
+    Used only when aiohttp's own close did not finish in time."""
+    if connector is None:
+        return 0
+    protos: list[Any] = list(getattr(connector, "_acquired", ()))
+    for conns in getattr(connector, "_conns", {}).values():
+        protos.extend(p for p, _ in conns)
+    n = 0
+    for proto in protos:
+        transport = getattr(proto, "transport", None)
+        if transport is not None:
+            transport.abort()
+            n += 1
+    return n
 
 
 def _describe(e: BaseException) -> str:

@@ -240,12 +240,22 @@ class _Watch:
             self._stopping = t
         self.connected = False
 
-    async def wait_closed(self) -> None:
+    async def wait_closed(self, timeout: float = 5.0) -> None:
+        """Wait until the cancelled stream task has ended, at most ``timeout`` seconds
+        (the task is closed and holds nothing the caller needs; a close must not hang)."""
         t, self._stopping = self._stopping, None
-        while t is not None and not t.done():
-            await asyncio.wait({t}, timeout=1.0)
+        if t is None:
+            return
+        deadline = time.monotonic() + timeout
+        while not t.done():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.warning("%s watch %s did not stop within %gs; abandoning it",
+                            self.api, self.params.get("path", ""), timeout)
+                return
+            await asyncio.wait({t}, timeout=min(1.0, left))
             t.cancel()  # a cancel lost inside a library call: ask again
-        if t is not None and not t.cancelled() and t.exception() is not None:
+        if not t.cancelled() and t.exception() is not None:
             log.debug("%s watch ended with %r", self.api, t.exception())
 
     # hooks
@@ -261,12 +271,13 @@ class _Watch:
         short_lived = 0  # consecutive streams that ended without one value
         while not self.closed and not client.closed:
             ep = client.current
+            generation = client.generation
             try:
                 resp = await client.open(ep, self.url_path, self.params)
             except NamerdUnreachable as e:
                 self.connected = False
                 self.last_error = str(e)
-                await client.connection_failed(ep, e)
+                await client.connection_failed(ep, e, generation)
                 await self._interp._spread()
                 continue
             except NamerdResponseError as e:
@@ -748,8 +759,8 @@ class NamerdHttpInterpreter:
         if self._dtab is not None:
             self._dtab.close()
             watches.append(self._dtab)
-        for w in watches:
-            await w.wait_closed()
+        # Together, so one slow watch costs one bounded wait, not one per watch.
+        await asyncio.gather(*(w.wait_closed() for w in watches if w._stopping is not None))
         await self.client.close()
         prefix = self.scope + "/"
         self.metrics.remove_prefix(prefix)

@@ -24,7 +24,7 @@ import random
 import time
 from typing import Any, Optional
 
-from ..consul.backoff import JitteredBackoff  # the same decorrelated jitter for every watch
+from ..backoff import JitteredBackoff  # the same decorrelated jitter for every watch
 from ..naming.var import PENDING, Var
 from .client import Gone, K8sApi, K8sApiError
 

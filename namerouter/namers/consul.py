@@ -23,7 +23,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..consul.backoff import JitteredBackoff
+from ..backoff import JitteredBackoff
 from ..consul.client import (
     CONSISTENCY_MODES,
     ConsulClient,
@@ -35,6 +35,7 @@ from ..dtab.tree import NEG, Leaf, NameTree
 from ..naming.addr import ADDR_NEG, ADDR_PENDING, WEIGHT_KEY, Addr, AddrBound, AddrFailed, Address
 from ..naming.bound import BoundName
 from ..naming.namer import Namer
+from ..naming.reactive import map_var
 from ..naming.var import PENDING, Activity, ActivityState, Failed, Ok, Var
 
 log = logging.getLogger(__name__)
@@ -318,24 +319,14 @@ def _tree_state(addr: Addr, bound: BoundName) -> ActivityState[NameTree[Any]]:
 class _Lookup(Activity[NameTree[Any]]):
     """A lookup's Activity: derived from the watch's Var only while observed."""
 
+    # Holds its watch strongly: the namer caches lookups weakly, so the watch lives as
+    # long as someone holds the lookup.
     __slots__ = ("__weakref__", "watch", "bound")
 
     def __init__(self, watch: ServiceWatch, bound: BoundName) -> None:
         self.watch = watch
         self.bound = bound
-        holder: list = []
-
-        def on_first() -> None:
-            holder.append(watch.addr.observe(lambda a: states.update(_tree_state(a, bound))))
-
-        def on_last() -> None:
-            while holder:
-                holder.pop().close()
-
-        states: Var[ActivityState[NameTree[Any]]] = Var(
-            _tree_state(watch.addr.sample(), bound), on_first_observer=on_first, on_last_observer=on_last
-        )
-        super().__init__(states)
+        super().__init__(map_var(watch.addr, lambda v: _tree_state(v, bound)))
 
 
 # The namer ---------------------------------------------------------------------------------

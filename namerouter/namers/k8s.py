@@ -34,6 +34,7 @@ from ..k8s.watch import MISSING, ObjectWatch
 from ..naming.addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, Address
 from ..naming.bound import BoundName
 from ..naming.namer import Namer
+from ..naming.reactive import map_var
 from ..naming.var import PENDING, Activity, ActivityState, Ok, Var
 
 log = logging.getLogger(__name__)
@@ -207,24 +208,16 @@ def _tree_state(result: Any, bound: BoundName) -> ActivityState[NameTree[Any]]:
 
 
 class _Lookup(Activity[NameTree[Any]]):
+    """A lookup's Activity: derived from the binding's result only while observed."""
+
+    # Holds its binding strongly: the namer caches lookups weakly, so the binding lives as
+    # long as someone holds the lookup.
     __slots__ = ("__weakref__", "binding", "bound")
 
     def __init__(self, binding: _Binding, bound: BoundName) -> None:
         self.binding = binding
         self.bound = bound
-        holder: list = []
-
-        def on_first() -> None:
-            holder.append(binding.result.observe(lambda r: states.update(_tree_state(r, bound))))
-
-        def on_last() -> None:
-            while holder:
-                holder.pop().close()
-
-        states: Var[ActivityState[NameTree[Any]]] = Var(
-            _tree_state(binding.result.sample(), bound), on_first_observer=on_first, on_last_observer=on_last
-        )
-        super().__init__(states)
+        super().__init__(map_var(binding.result, lambda v: _tree_state(v, bound)))
 
 
 class K8sNamer(Namer):

@@ -94,9 +94,16 @@ class RouterConfig:
     maxHeadersKB: int = field(default=8, metadata={"min": 1, "max": 1024})
     maxInitialLineKB: int = field(default=4, metadata={"min": 1, "max": 1024})
     maxErrResponseKB: int = field(default=5120, metadata={"min": 1})
-    #: Bodies are always streamed with backpressure: ``streamingEnabled: false`` is accepted
-    #: for Linkerd configs and logged as unsupported; ``streamAfterContentLengthKB`` is
-    #: accepted and has no effect (no body is buffered whole).
+    #: Bodies are always streamed, piece by piece with backpressure, and keep their framing:
+    #: a Content-Length message is forwarded with its Content-Length, a chunked one chunked
+    #: (HTTP/1.0 clients get close-delimited responses instead).
+    #: ``streamAfterContentLengthKB``: Linkerd buffers Content-Length messages up to this
+    #: size and streams larger ones. Accepted; it has no effect here, because relaying the
+    #: bytes as they arrive gives the peer the same message, with the same Content-Length.
+    #: ``streamingEnabled: false``: Linkerd buffers every message whole (chunked ones are
+    #: forwarded with a Content-Length). Not implemented: accepted so that Linkerd configs
+    #: load, and the router logs a warning at start-up; messages stay streamed and chunked
+    #: ones stay chunked. (tests/test_proxy_streaming_config.py checks all of this.)
     streamingEnabled: bool = True
     streamAfterContentLengthKB: int = field(default=5, metadata={"min": 0})
     #: Path of the access log (none when absent); ``httpAccessLogAppend`` false truncates it.
@@ -110,8 +117,11 @@ class RouterConfig:
     #: ``io.l5d.static`` with prefix ``configs`` (see namerouter/proxy/policy/).
     service: Optional[ServiceBlock] = field(default=None, metadata={"default_kind": "io.l5d.global"})
     client: Optional[ClientBlock] = field(default=None, metadata={"default_kind": "io.l5d.global"})
-    #: Linkerd's router ``announcers`` (used by the main job, see ServerConfig.announce).
-    announcers: Optional[list[dict[str, Any]]] = None
+    #: Linkerd's router ``announcers`` (``[{kind: io.l5d.serversets, zkAddrs, pathPrefix}]``),
+    #: validated by kind against ``plugins.ANNOUNCERS`` into each announcer's config class;
+    #: the main job (namerouter/linker.py) builds them and announces each server's
+    #: ``announce`` paths once the router listens (see ServerConfig.announce).
+    announcers: list[Any] = field(default_factory=list, metadata={"plugins": "ANNOUNCERS"})
 
     @property
     def effective_label(self) -> str:

@@ -91,8 +91,9 @@ class RouterCore:
         )
         self._dtabs: dict[tuple[Optional[bytes], Optional[bytes]], Optional[Dtab]] = {}
         if not config.streamingEnabled:
-            log.warning("router %s: streamingEnabled: false is not supported; bodies are always streamed "
-                        "(with backpressure, in bounded memory)", self.label)
+            log.warning("router %s: streamingEnabled: false is not supported: bodies are still streamed "
+                        "(with backpressure, in bounded memory) and chunked messages stay chunked "
+                        "(see namerouter/proxy/config.py)", self.label)
         self.access_log: Optional[AccessLog] = (
             AccessLog(config.httpAccessLog, config.httpAccessLogAppend) if config.httpAccessLog else None)
 

@@ -43,6 +43,22 @@ from .stats import RequestStats, scope_label
 #: Set-level Addr metadata that means "answer this status yourself"
 #: (``/$/io.buoyant.http.status/<code>``; see namerouter/naming/system_namer.py).
 STATUS_META_KEY = "io.buoyant.http.status"
+#: Set-level Addr metadata naming the Host the backend expects (Linkerd's
+#: ``Metadata.authority``, set e.g. by io.l5d.consul with ``setHost: true``): the router
+#: rewrites the request's Host to it (Linkerd's RewriteHostHeader).
+AUTHORITY_META_KEY = "authority"
+
+
+def _host_line(authority: Any) -> Optional[bytes]:
+    """The encoded ``Host: <authority>`` header line (CRLF-terminated) for a usable
+    authority, else None (never a header injection: a value with CR/LF, spaces or other
+    control bytes is ignored)."""
+    if not isinstance(authority, str) or not authority:
+        return None
+    raw = authority.encode("latin-1", "replace")
+    if any(b < 0x21 or b == 0x7F for b in raw):
+        return None
+    return b"Host: " + raw + b"\r\n"
 
 _monotonic = time.monotonic
 
@@ -197,6 +213,10 @@ class ClientStage:
         #: last failure of the address source while we still had endpoints to use
         self.failure: Optional[str] = None
         self.status_code: Optional[int] = None
+        #: RewriteHostHeader: the encoded Host line (and its value) from the address set's
+        #: ``authority`` metadata, computed when the address changes; None = keep the Host
+        self.host_line: Optional[bytes] = None
+        self.authority: Optional[bytes] = None
         self.usable = False
         self.pending = True
         self._waiters: list[asyncio.Future] = []
@@ -239,6 +259,8 @@ class ClientStage:
         if isinstance(addr, AddrBound):
             code = addr.meta.get(STATUS_META_KEY)
             self.status_code = int(code) if code is not None else None
+            self.host_line = _host_line(addr.meta.get(AUTHORITY_META_KEY))
+            self.authority = self.host_line[6:-2] if self.host_line is not None else None
             fresh: dict[tuple[str, int], Endpoint] = {}
             for a in addr.addrs:
                 key = (a.host, a.port)
@@ -273,6 +295,7 @@ class ClientStage:
             self.pending = False
             self.usable = False
             self.status_code = None
+            self.host_line = self.authority = None
         if self._waiters:
             ws, self._waiters = self._waiters, []
             for w in ws:
@@ -321,6 +344,8 @@ class ClientStage:
             ],
             "loadBalancer": self.balancer.kind,
         }
+        if self.authority is not None:
+            out["authority"] = self.authority.decode("latin-1")
         if self.failure:
             out["failure"] = self.failure
         return out

@@ -79,6 +79,23 @@ def _reqid(trace: Optional[bytes]) -> bytes:
     return b"%016x" % getrandbits(64)
 
 
+#: Response headers holding absolute URLs that name the Host the backend saw.
+_URL_HEADERS = (b"location:", b"refresh:")
+
+
+def _unrewrite_host(lines: list[bytes], authority: bytes, original: bytes) -> list[bytes]:
+    """After a Host rewrite, ``Location``/``Refresh`` answers name the rewritten host; point
+    them back at the one the client used (as Linkerd's RewriteHostHeader, nginx and Apache
+    do)."""
+    out = []
+    for line in lines:
+        if line[:9].lower() in _URL_HEADERS or line[:8].lower() in _URL_HEADERS:
+            name, _, value = line.partition(b":")
+            line = name + b":" + value.replace(authority, original)
+        out.append(line)
+    return out
+
+
 class Exchange:
     """One request/response relay between a ServerConnection and a ClientConnection."""
 
@@ -297,9 +314,15 @@ class Exchange:
             bconn.paused = True
         head = self.head
         parts = [head.method, b" ", head.uri, b" HTTP/1.1\r\n"]
-        parts += [h[2] for h in head.headers]
-        if head.host is None:  # HTTP/1.0 without Host: HTTP/1.1 requires one
-            parts += (b"Host: ", node.label.encode(), b"\r\n")
+        host_line = leaf.client.host_line
+        if host_line is None:
+            parts += [h[2] for h in head.headers]
+            if head.host is None:  # HTTP/1.0 without Host: HTTP/1.1 requires one
+                parts += (b"Host: ", node.label.encode(), b"\r\n")
+        else:
+            # RewriteHostHeader: the bound address set names the Host its backends expect.
+            parts += [h[2] for h in head.headers if h[0] != b"host"]
+            parts.append(host_line)
         if head.via is None:
             parts.append(b"Via: 1.1 linkerd\r\n" if head.version != "1.0" else b"Via: 1.0 linkerd\r\n")
         else:
@@ -387,7 +410,11 @@ class Exchange:
         conn = self.conn
         no_body = status == 101 or status == 204 or status == 304 or head.method == b"HEAD"
         parts = [b"HTTP/1.1 %d %b\r\n" % (status, bconn.reason or reason(status).encode())]
-        parts += bconn.header_lines()
+        leaf = self.leaf
+        if leaf is not None and leaf.client.authority is not None and head.host:
+            parts += _unrewrite_host(bconn.header_lines(), leaf.client.authority, head.host)
+        else:
+            parts += bconn.header_lines()
         if extra:
             parts.append(extra)  # l5d-success-class / l5d-retryable
         if bconn.via is None:

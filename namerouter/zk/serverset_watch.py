@@ -19,7 +19,7 @@ from kazoo.exceptions import NoNodeError
 from kazoo.protocol.states import EventType, WatchedEvent
 
 from ..naming.var import Var
-from .backoff import Backoff
+from ..backoff import JitteredBackoff
 from .serverset_format import MEMBER_PREFIX, MalformedMember, Member, parse_member
 from .session import CONNECTION_ERRORS, ZkSession, iso_time
 
@@ -70,7 +70,7 @@ class ServersetWatch:
         self._retry: Optional[asyncio.TimerHandle] = None
         self._linger: Optional[asyncio.TimerHandle] = None
         self._stop_connected: Optional[Callable[[], None]] = None
-        self._backoff = Backoff()
+        self._backoff = JitteredBackoff(0.05, 5.0)
         # Created once: kazoo keeps watchers in per-path sets, so re-registering the same
         # wrapper on every re-read never piles up duplicate callbacks.
         self._exists_cb = session.watcher(self._on_node_event)

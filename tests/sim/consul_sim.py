@@ -287,9 +287,13 @@ class ConsulSim(SimServer):
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return idx
+                # asyncio.timeout, not wait_for: wait_for runs Condition.wait in an inner
+                # task, and a handler cancelled twice (SimServer.stop, then aiohttp's
+                # cleanup) left that task holding the lock, hanging every other waiter.
                 try:
-                    await asyncio.wait_for(dc.changed.wait(), remaining)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(remaining):
+                        await dc.changed.wait()
+                except TimeoutError:
                     return current_index()
 
     async def _notify(self, dc: Datacenter) -> None:

@@ -31,7 +31,7 @@ class EtcdServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> "EtcdServer":
+    def start(self, timeout: float = 60.0) -> "EtcdServer":
         c, p = f"http://127.0.0.1:{self.port}", f"http://127.0.0.1:{self.peer_port}"
         self.proc = subprocess.Popen(
             [
@@ -44,19 +44,22 @@ class EtcdServer:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=1) as r:
-                    if json.loads(r.read()).get("health") == "true":
-                        return self
-            except OSError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"etcd exited with {self.proc.returncode}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError("etcd did not become healthy")
-            time.sleep(0.05)
+        try:
+            while True:
+                try:
+                    with urllib.request.urlopen(self.url + "/health", timeout=1) as r:
+                        if json.loads(r.read()).get("health") == "true":
+                            return self
+                except (OSError, ValueError):
+                    pass
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"etcd on port {self.port} exited with {self.proc.returncode}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"etcd on port {self.port} did not become healthy within {timeout:g}s")
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()  # never leave an etcd behind
+            raise
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

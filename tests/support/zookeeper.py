@@ -23,13 +23,29 @@ def zookeeper_available() -> bool:
     return os.path.exists("/usr/share/java/zookeeper.jar") and shutil.which("java") is not None
 
 
-def _ruok(port: int) -> bool:
+def _four_letter(port: int, cmd: bytes, timeout: float = 1.0) -> bytes:
+    """Send a four-letter command and read the whole answer (b"" if it fails)."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(b"ruok")
-            return s.recv(4) == b"imok"
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(cmd)
+            chunks = []
+            while True:
+                b = s.recv(4096)
+                if not b:
+                    break
+                chunks.append(b)
+            return b"".join(chunks)
     except OSError:
-        return False
+        return b""
+
+
+def _serving(port: int) -> bool:
+    """True once ZooKeeper accepts sessions. ``ruok`` answers ``imok`` as soon as the
+    listener is up, while the server may still be loading its snapshot/log and closing
+    every client connection ("not currently serving requests"); a client started then
+    backs off exponentially and, on a loaded box, can miss its own connect deadline.
+    ``srvr`` reports ``Mode:`` only when the server really serves."""
+    return b"Mode:" in _four_letter(port, b"srvr")
 
 
 class ZooKeeperServer:
@@ -55,7 +71,9 @@ class ZooKeeperServer:
     def hosts(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> "ZooKeeperServer":
+    def start(self, timeout: float = 60.0) -> "ZooKeeperServer":
+        """Start the JVM and return once it serves sessions (generous default timeout:
+        a JVM start on a loaded 2-core CI box can take tens of seconds)."""
         self.proc = subprocess.Popen(
             [
                 "java", "-Xms32m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
@@ -68,13 +86,16 @@ class ZooKeeperServer:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
-        while not _ruok(self.port):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"zookeeper exited with {self.proc.returncode}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError("zookeeper did not answer ruok")
-            time.sleep(0.02)
+        try:
+            while not _serving(self.port):
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"zookeeper on port {self.port} exited with {self.proc.returncode}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"zookeeper on port {self.port} was not serving after {timeout:g}s")
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()  # never leave a JVM behind (a timeout, or pytest-timeout interrupting us)
+            raise
         return self
 
     def stop(self) -> None:
