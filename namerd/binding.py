@@ -16,7 +16,7 @@ from namerouter.dtab import Dtab, Path
 from namerouter.dtab.tree import NEG, Alt, Empty, Fail, Leaf, NameTree, Neg, Union
 from namerouter.naming.addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, AddrFailed
 from namerouter.naming.bound import BoundName
-from namerouter.naming.reactive import DerivedVar, flat_map, map_activity
+from namerouter.naming.reactive import DerivedVar, flat_map, map_activity, observe_switching
 from namerouter.naming.var import PENDING, Activity, ActivityState, Closable, Failed, Ok, Var
 
 from .storage.base import DtabStore
@@ -163,16 +163,12 @@ def flatten_addr(act: Activity[NameTree[Any]], on_tree: Optional[Callable[[NameT
     """
 
     def start(out: DerivedVar) -> Closable:
-        inner: list[Optional[Closable]] = [None]
-
-        def on_state(st: ActivityState[Any]) -> None:
-            old = inner[0]
-            inner[0] = None
+        def step(st: ActivityState[Any]) -> Optional[Closable]:
             if isinstance(st, Ok):
                 tree = on_tree(st.value) if on_tree else st.value
                 if isinstance(tree, Leaf) and isinstance(tree.value, BoundName):
-                    inner[0] = tree.value.addr.observe(out.update)
-                elif isinstance(tree, Neg):
+                    return tree.value.addr.observe(out.update)
+                if isinstance(tree, Neg):
                     out.update(ADDR_NEG)
                 elif isinstance(tree, Empty):
                     out.update(AddrBound())
@@ -184,18 +180,9 @@ def flatten_addr(act: Activity[NameTree[Any]], on_tree: Optional[Callable[[NameT
                 out.update(AddrFailed(st.error))
             else:
                 out.update(ADDR_PENDING)
-            if old is not None:
-                old.close()
+            return None
 
-        outer = act.observe(on_state)
-
-        def close() -> None:
-            outer.close()
-            if inner[0] is not None:
-                inner[0].close()
-                inner[0] = None
-
-        return Closable(close)
+        return observe_switching(act, step)
 
     return DerivedVar(start, ADDR_PENDING)
 

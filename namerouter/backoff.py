@@ -15,8 +15,9 @@ The first delay is exactly ``min_s`` so a single transient error costs almost no
 
 Used by the ZooKeeper serverset watch (``zk/serverset_watch.py``), the announcer
 (``announce.py``), the Consul namer (``namers/consul.py``), namerd's Consul store and the
-Kubernetes object watch (``k8s/watch.py``). The data plane's configurable
-``{kind: jittered, minMs, maxMs}`` backoff lives in ``proxy/policy/retries.py``.
+Kubernetes object watch (``k8s/watch.py``), namerd's etcd store, and the data plane's
+configurable ``{kind: jittered, minMs, maxMs}`` retry / failure-accrual backoff
+(``proxy/policy/retries.py``).
 """
 from __future__ import annotations
 

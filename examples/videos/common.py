@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 
 def port(default: int) -> int:
@@ -27,6 +28,24 @@ def host() -> str:
 def session() -> aiohttp.ClientSession:
     # trust_env: honour http_proxy / no_proxy, as Linkerd-1 apps did with their router
     return aiohttp.ClientSession(trust_env=True, timeout=aiohttp.ClientTimeout(total=10))
+
+
+async def _open_session(a: web.Application) -> None:
+    a["session"] = session()
+
+
+async def _close_session(a: web.Application) -> None:
+    await a["session"].close()
+
+
+def calling_app(routes: list[web.RouteDef]) -> web.Application:
+    """An app serving ``routes`` whose handlers call other services through
+    ``request.app["session"]`` (opened when the app starts, closed when it stops)."""
+    a = web.Application()
+    a.add_routes(routes)
+    a.on_startup.append(_open_session)
+    a.on_cleanup.append(_close_session)
+    return a
 
 
 class UpstreamError(Exception):

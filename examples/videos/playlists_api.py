@@ -10,7 +10,7 @@ import os
 
 from aiohttp import web
 
-from common import UpstreamError, get_json, host, port, session
+from common import UpstreamError, calling_app, get_json, host, port
 
 VIDEOS_API = os.environ.get("VIDEOS_API_URL", "http://127.0.0.1:7003").rstrip("/")
 
@@ -33,20 +33,8 @@ async def get_playlist(request: web.Request) -> web.Response:
     return web.json_response({"name": name, "videos": videos})
 
 
-async def on_startup(a: web.Application) -> None:
-    a["session"] = session()
-
-
-async def on_cleanup(a: web.Application) -> None:
-    await a["session"].close()
-
-
 def app() -> web.Application:
-    a = web.Application()
-    a.add_routes([web.get("/playlists/{name}", get_playlist)])
-    a.on_startup.append(on_startup)
-    a.on_cleanup.append(on_cleanup)
-    return a
+    return calling_app([web.get("/playlists/{name}", get_playlist)])
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import os
 
 from aiohttp import web
 
-from common import UpstreamError, get_json, host, port, session
+from common import UpstreamError, calling_app, get_json, host, port
 
 PLAYLISTS_API = os.environ.get("PLAYLISTS_API_URL", "http://127.0.0.1:7002").rstrip("/")
 
@@ -25,20 +25,8 @@ async def index(request: web.Request) -> web.Response:
     return web.Response(text=f"<html><body>{body}</body></html>", content_type="text/html")
 
 
-async def on_startup(a: web.Application) -> None:
-    a["session"] = session()
-
-
-async def on_cleanup(a: web.Application) -> None:
-    await a["session"].close()
-
-
 def app() -> web.Application:
-    a = web.Application()
-    a.add_routes([web.get("/", index)])
-    a.on_startup.append(on_startup)
-    a.on_cleanup.append(on_cleanup)
-    return a
+    return calling_app([web.get("/", index)])
 
 
 if __name__ == "__main__":

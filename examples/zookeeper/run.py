@@ -19,6 +19,7 @@ Every port can be changed (``--help``). Logs go to ``<workdir>/logs``, process i
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shutil
 import signal
@@ -29,7 +30,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from typing import Optional
+from typing import Callable, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ZK_JAR = "/usr/share/java/zookeeper.jar"
@@ -259,34 +260,64 @@ def curl_line(url: str, host: Optional[str]) -> str:
     return f"curl -s {'-H ' + repr('Host: ' + host) + ' ' if host else ''}{url}"
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for key, default in DEFAULT_PORTS.items():
+# --- the command line and the run loop, shared with run_namerd.py ----------------------
+def parse_args(argv: Optional[list[str]], doc: Optional[str], default_ports: dict[str, int],
+               check_help: str) -> tuple[argparse.Namespace, dict[str, int]]:
+    """The walkthroughs' options: ``--<name>-port`` for every port, ``--workdir``,
+    ``--keep``, ``--check``. Returns the arguments and the ports by name."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for key, default in default_ports.items():
         ap.add_argument(f"--{key}-port", type=int, default=default, dest=key.replace("-", "_"),
                         help=f"default {default}")
     ap.add_argument("--workdir", help="where ZooKeeper's data, the configs and the logs go (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the workdir when stopping")
-    ap.add_argument("--check", action="store_true", help="run the walkthrough's requests, print them, and stop")
+    ap.add_argument("--check", action="store_true", help=check_help)
     args = ap.parse_args(argv)
-    ports = {key: getattr(args, key.replace("-", "_")) for key in DEFAULT_PORTS}
+    return args, {key: getattr(args, key.replace("-", "_")) for key in default_ports}
 
+
+def make_workdir(args: argparse.Namespace, packages: tuple[str, ...], script: str, prefix: str) -> Optional[str]:
+    """The working directory (``--workdir`` or a new temporary one), or None after saying
+    what is missing: Debian's ZooKeeper and Java, or ``packages`` in this Python."""
     if not (os.path.exists(ZK_JAR) and shutil.which("java")):
         print("ZooKeeper is not installed: sudo apt-get install zookeeper (it brings Java)", file=sys.stderr)
-        return 1
+        return None
     try:
-        import namerouter  # noqa: F401
+        for name in packages:
+            importlib.import_module(name)
     except ImportError:
-        print("namerouter is not importable by this Python: run it with the project's venv "
-              "(.venv/bin/python examples/zookeeper/run.py) or `pip install -e .` first", file=sys.stderr)
-        return 1
-
-    workdir = args.workdir or tempfile.mkdtemp(prefix="namerouter-zk-example-")
+        print(f"{'/'.join(packages)} {'is' if len(packages) == 1 else 'are'} not importable by this Python: "
+              f"run it with the project's venv (.venv/bin/python examples/zookeeper/{script}) "
+              "or `pip install -e .` first", file=sys.stderr)
+        return None
+    workdir = args.workdir or tempfile.mkdtemp(prefix=prefix)
     os.makedirs(workdir, exist_ok=True)
-    stack = Stack(ports, workdir, sys.executable)
-    stopping: list[int] = []
+    return workdir
+
+
+def print_walkthrough(steps: list[tuple[str, str, Optional[str]]]) -> None:
+    for what, url, host in steps:
+        print(f"  # {what}\n  {curl_line(url, host)}")
+
+
+def check_walkthrough(steps: list[tuple[str, str, Optional[str]]]) -> bool:
+    """Run the README's requests, print each with its answer; True when all are 200."""
+    ok = True
+    for what, url, host in steps:
+        code, body = _get(url, host)
+        print(f"$ {curl_line(url, host)}\n{body.strip()}   (HTTP {code})")
+        if code != 200:
+            ok = False
+    return ok
+
+
+def run_stack(stack: "Stack", args: argparse.Namespace, workdir: str,
+              show_ready: Callable[[], None], check: Callable[[], bool]) -> int:
+    """Start ``stack``, print how to try it (``show_ready``), then either run ``check``
+    (``--check``) or wait for Ctrl-C / SIGTERM; always stop every process and remove
+    the workdir unless it was asked to be kept. Returns the exit status."""
 
     def on_signal(signum, frame) -> None:
-        stopping.append(signum)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -296,16 +327,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"starting in {workdir} (logs in {stack.logs})")
         stack.start()
         print("\nready. Try:")
-        for what, url, host in walkthrough(ports):
-            print(f"  # {what}\n  {curl_line(url, host)}")
-        print(f"  # what the namer watches\n  curl -s http://127.0.0.1:{ports['ping-admin']}/namer_state/io.l5d.serversets.json")
+        show_ready()
         if args.check:
             print()
-            for what, url, host in walkthrough(ports):
-                code, body = _get(url, host)
-                print(f"$ {curl_line(url, host)}\n{body.strip()}   (HTTP {code})")
-                if code != 200:
-                    status = 1
+            if not check():
+                status = 1
         else:
             print("\nPress Ctrl-C to stop.")
             while True:
@@ -326,6 +352,20 @@ def main(argv: Optional[list[str]] = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
         print("stopped")
     return status
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args, ports = parse_args(argv, __doc__, DEFAULT_PORTS, "run the walkthrough's requests, print them, and stop")
+    workdir = make_workdir(args, ("namerouter",), "run.py", "namerouter-zk-example-")
+    if workdir is None:
+        return 1
+    stack = Stack(ports, workdir, sys.executable)
+
+    def show_ready() -> None:
+        print_walkthrough(walkthrough(ports))
+        print(f"  # what the namer watches\n  curl -s http://127.0.0.1:{ports['ping-admin']}/namer_state/io.l5d.serversets.json")
+
+    return run_stack(stack, args, workdir, show_ready, lambda: check_walkthrough(walkthrough(ports)))
 
 
 if __name__ == "__main__":

@@ -28,14 +28,10 @@ Every port can be changed (``--help``). Logs go to ``<workdir>/logs``, process i
 """
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -57,7 +53,6 @@ _run = _load_run_module()
 Stack = _run.Stack
 _get = _run._get
 curl_line = _run.curl_line
-ZK_JAR = _run.ZK_JAR
 
 #: The namespace both linkers' routers use.
 NAMESPACE = "internal"
@@ -289,77 +284,25 @@ def shift_check(stack: NamerdStack) -> bool:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for key, default in DEFAULT_PORTS.items():
-        ap.add_argument(f"--{key}-port", type=int, default=default, dest=key.replace("-", "_"),
-                        help=f"default {default}")
-    ap.add_argument("--workdir", help="where ZooKeeper's data, the configs and the logs go (default: a temp dir)")
-    ap.add_argument("--keep", action="store_true", help="keep the workdir when stopping")
-    ap.add_argument("--check", action="store_true",
-                    help="run the walkthrough's requests and the canary shift, print them, and stop")
-    args = ap.parse_args(argv)
-    ports = {key: getattr(args, key.replace("-", "_")) for key in DEFAULT_PORTS}
-
-    if not (os.path.exists(ZK_JAR) and shutil.which("java")):
-        print("ZooKeeper is not installed: sudo apt-get install zookeeper (it brings Java)", file=sys.stderr)
+    args, ports = _run.parse_args(argv, __doc__, DEFAULT_PORTS,
+                                  "run the walkthrough's requests and the canary shift, print them, and stop")
+    workdir = _run.make_workdir(args, ("namerouter", "namerd"), "run_namerd.py", "namerouter-zk-namerd-example-")
+    if workdir is None:
         return 1
-    try:
-        import namerd  # noqa: F401
-        import namerouter  # noqa: F401
-    except ImportError:
-        print("namerouter/namerd are not importable by this Python: run it with the project's venv "
-              "(.venv/bin/python examples/zookeeper/run_namerd.py) or `pip install -e .` first", file=sys.stderr)
-        return 1
-
-    workdir = args.workdir or tempfile.mkdtemp(prefix="namerouter-zk-namerd-example-")
-    os.makedirs(workdir, exist_ok=True)
     stack = NamerdStack(ports, workdir, sys.executable)
 
-    def on_signal(signum, frame) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    status = 0
-    try:
-        print(f"starting in {workdir} (logs in {stack.logs})")
-        stack.start()
-        print("\nready. Try:")
-        for what, url, host in walkthrough(ports):
-            print(f"  # {what}\n  {curl_line(url, host)}")
+    def show_ready() -> None:
+        _run.print_walkthrough(walkthrough(ports))
         print(f"  # one API call re-routes both linkers: send pong's traffic to pong-v2\n"
               f"  namerd dtab get {NAMESPACE} --namerd {stack.namerd_url}\n"
               f"  curl -s -X PUT -H 'Content-Type: application/dtab' {stack.namerd_url}/api/1/dtabs/{NAMESPACE} "
               f"--data '{SHIFT_DTAB.replace(chr(10), ' ').strip()}'")
-        if args.check:
-            print()
-            for what, url, host in walkthrough(ports):
-                code, body = _get(url, host)
-                print(f"$ {curl_line(url, host)}\n{body.strip()}   (HTTP {code})")
-                if code != 200:
-                    status = 1
-            if not shift_check(stack):
-                status = 1
-        else:
-            print("\nPress Ctrl-C to stop.")
-            while True:
-                stack.check_alive()
-                time.sleep(0.5)
-    except KeyboardInterrupt:
-        print("\nstopping")
-    except RuntimeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        status = 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # don't interrupt the orderly stop
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stack.stop()
-        if args.keep or args.workdir:
-            print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-        print("stopped")
-    return status
+
+    def check() -> bool:
+        walked = _run.check_walkthrough(walkthrough(ports))
+        return shift_check(stack) and walked
+
+    return _run.run_stack(stack, args, workdir, show_ready, check)
 
 
 if __name__ == "__main__":

@@ -213,7 +213,28 @@ class DtabStore(abc.ABC):
         return 0
 
 
-class LocalDtabStore(DtabStore):
+class ObservedDtabStore(DtabStore):
+    """A store that serves observations from its own Vars.
+
+    Subclasses set ``self._observed`` (an :class:`Observed` of per-namespace Vars) and
+    ``self._list_var`` (the sorted names) in ``__init__`` and push every change into
+    them; observing is then the same for all of them.
+    """
+
+    _observed: Observed
+    _list_var: Var
+
+    def observe(self, ns: str) -> Activity[Optional[VersionedDtab]]:
+        return Activity(self._observed.get(ns))
+
+    def observe_list(self) -> Activity[tuple[str, ...]]:
+        return Activity(self._list_var)
+
+    def watch_count(self) -> int:
+        return self._observed.observed_count
+
+
+class LocalDtabStore(ObservedDtabStore):
     """Shared logic of stores whose data lives in this process (memory, file).
 
     Writes are serialised by one asyncio lock, so the compare-and-set of a version
@@ -289,15 +310,6 @@ class LocalDtabStore(DtabStore):
             del data[ns]
             await self._commit(data, ns)
 
-    def observe(self, ns: str) -> Activity[Optional[VersionedDtab]]:
-        return Activity(self._observed.get(ns))
-
-    def observe_list(self) -> Activity[tuple[str, ...]]:
-        return Activity(self._list_var)
-
-    def watch_count(self) -> int:
-        return self._observed.observed_count
-
 
 def encode_counter(n: int, width: int = 8) -> bytes:
     """Big-endian fixed-width version bytes (Linkerd's in-memory/ZK formats)."""
@@ -311,7 +323,7 @@ def decode_counter(version: bytes, width: int = 8) -> Optional[int]:
 
 
 __all__ = [
-    "VersionedDtab", "DtabStore", "LocalDtabStore", "Observed", "DtabStoreError",
+    "VersionedDtab", "DtabStore", "ObservedDtabStore", "LocalDtabStore", "Observed", "DtabStoreError",
     "NamespaceAlreadyExists", "NamespaceNotFound", "VersionMismatch", "Forbidden",
     "StorageUnavailable", "InvalidNamespace", "check_namespace", "encode_counter",
     "decode_counter", "PENDING",

@@ -21,20 +21,20 @@ import asyncio
 import base64
 import json
 import logging
-import random
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from namerouter.backoff import JitteredBackoff
 from namerouter.dtab import Dtab
-from namerouter.naming.var import PENDING, Activity, ActivityState, Failed, Ok, Var
+from namerouter.naming.var import PENDING, ActivityState, Failed, Ok, Var
 
 from .base import (
-    DtabStore,
     DtabStoreError,
     Forbidden,
     NamespaceAlreadyExists,
     NamespaceNotFound,
     Observed,
+    ObservedDtabStore,
     StorageUnavailable,
     VersionedDtab,
     VersionMismatch,
@@ -69,7 +69,7 @@ def _prefix_end(key: str) -> str:
     return (raw[:-1] + bytes([raw[-1] + 1])).decode("latin-1")
 
 
-class EtcdDtabStore(DtabStore):
+class EtcdDtabStore(ObservedDtabStore):
     kind = "io.l5d.etcd"
     Config = EtcdStoreConfig
 
@@ -164,11 +164,12 @@ class EtcdDtabStore(DtabStore):
     async def _watch_loop(self) -> None:
         import aiohttp
 
-        backoff = 0.1
+        # Jittered backoff so many namerds do not stampede a new etcd.
+        backoff = JitteredBackoff(0.1, 5.0)
         while True:
             try:
                 rev = await self._resync()
-                backoff = 0.1
+                backoff.reset()
                 self._state = "WATCHING"
                 await self._stream(rev + 1)
                 self._state = "RECONNECTING"
@@ -177,9 +178,7 @@ class EtcdDtabStore(DtabStore):
             except (DtabStoreError, aiohttp.ClientError, OSError, ValueError, asyncio.TimeoutError) as e:
                 self._state = f"RECONNECTING ({e})"
                 log.info("etcd watch on %s interrupted: %s", self._dir, e)
-            # Jittered exponential backoff so many namerds do not stampede a new etcd.
-            await asyncio.sleep(backoff * (0.5 + random.random()))
-            backoff = min(backoff * 2, 5.0)
+            await asyncio.sleep(backoff.next())
 
     async def _resync(self) -> int:
         doc = await self._post("kv/range", {"key": _b64(self._dir), "range_end": _b64(_prefix_end(self._dir))})
@@ -325,16 +324,6 @@ class EtcdDtabStore(DtabStore):
         doc = await self._post("kv/deleterange", {"key": _b64(self._key(ns))})
         if int(doc.get("deleted", "0")) == 0:
             raise NamespaceNotFound(ns)
-
-    # Observation ---------------------------------------------------------------------
-    def observe(self, ns: str) -> Activity[Optional[VersionedDtab]]:
-        return Activity(self._observed.get(ns))
-
-    def observe_list(self) -> Activity[tuple[str, ...]]:
-        return Activity(self._list_var)
-
-    def watch_count(self) -> int:
-        return self._observed.observed_count
 
     def admin_state(self) -> dict[str, Any]:
         return {"kind": self.kind, "url": self.url, "pathPrefix": self.prefix or "/",

@@ -26,7 +26,7 @@ from namerouter.dtab import Dtab
 from namerouter.naming.var import PENDING, Activity, ActivityState, Failed, Ok, Var
 
 from .base import (
-    DtabStore,
+    ObservedDtabStore,
     DtabStoreError,
     Forbidden,
     NamespaceAlreadyExists,
@@ -96,7 +96,7 @@ def _perms(text: str) -> int:
     return out
 
 
-class ZkDtabStore(DtabStore):
+class ZkDtabStore(ObservedDtabStore):
     kind = "io.l5d.zk"
     Config = ZkStoreConfig
 
@@ -452,15 +452,7 @@ class ZkDtabStore(DtabStore):
         except NoNodeError:
             raise NamespaceNotFound(ns) from None
 
-    # Observation -------------------------------------------------------------------
-    def observe(self, ns: str) -> Activity[Optional[VersionedDtab]]:
-        return Activity(self._observed.get(ns))
-
-    def observe_list(self) -> Activity[tuple[str, ...]]:
-        return Activity(self._list_var)
-
-    def watch_count(self) -> int:
-        return self._observed.observed_count
+    # Observation (observe, observe_list, watch_count) comes from ObservedDtabStore.
 
     def admin_state(self) -> dict[str, Any]:
         return {

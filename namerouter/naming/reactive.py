@@ -158,39 +158,51 @@ def flat_map(src: Activity[A], f: Callable[[A], "Activity[B] | NameTree[Any]"]) 
     """
 
     def start(out: DerivedVar) -> Closable:
-        inner: list[Optional[Closable]] = [None]
-
-        def on_src(st: ActivityState[A]) -> None:
-            old = inner[0]
+        def step(st: ActivityState[A]) -> Optional[Closable]:
             if isinstance(st, Ok):
                 try:
                     nxt = f(st.value)
                 except Exception as e:  # noqa: BLE001
-                    inner[0] = None
                     out.update(Failed(e))
-                else:
-                    if isinstance(nxt, Activity):
-                        inner[0] = nxt.observe(out.update)
-                    else:
-                        inner[0] = None
-                        out.update(Ok(nxt))
-            else:
-                inner[0] = None
-                out.update(st)
-            if old is not None:
-                old.close()
+                    return None
+                if isinstance(nxt, Activity):
+                    return nxt.observe(out.update)
+                out.update(Ok(nxt))
+                return None
+            out.update(st)
+            return None
 
-        outer = src.observe(on_src)
-
-        def close() -> None:
-            outer.close()
-            if inner[0] is not None:
-                inner[0].close()
-                inner[0] = None
-
-        return Closable(close)
+        return observe_switching(src, step)
 
     return derived_activity(start)
+
+
+def observe_switching(src: "Var[Any] | Activity[Any]", step: Callable[[Any], Optional[Closable]]) -> Closable:
+    """Observe ``src``, calling ``step(state)`` on each of its states; ``step`` may open an
+    inner observation (returned) which replaces the previous one.
+
+    The previous inner observation is closed only *after* ``step`` opened the new one, so
+    a watch shared by both is not torn down and restarted. Closing the result closes the
+    outer observation and the current inner one (the "switch" of a flatMap).
+    """
+    inner: list[Optional[Closable]] = [None]
+
+    def on_src(st: Any) -> None:
+        old = inner[0]
+        inner[0] = None  # while step runs, a re-entrant close() must not see `old` (closed below)
+        inner[0] = step(st)
+        if old is not None:
+            old.close()
+
+    outer = src.observe(on_src)
+
+    def close() -> None:
+        outer.close()
+        if inner[0] is not None:
+            inner[0].close()
+            inner[0] = None
+
+    return Closable(close)
 
 
 def union_of(members: Sequence[tuple[float, Activity[NameTree[Any]]]]) -> Activity[NameTree[Any]]:

@@ -9,7 +9,7 @@ returns, so a small response leaves as one segment. Outside ``data_received``
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 
 class Batch:
@@ -27,3 +27,38 @@ class Batch:
 
 #: The loop's batch (the data plane runs on one event loop per process).
 BATCH = Batch()
+
+
+class Coalescing:
+    """Mixin for a protocol whose writes join the loop's batch.
+
+    The host class provides ``transport`` (None once closed) and ``out`` (the
+    pending chunks, None when nothing waits); both connection sides share this.
+    """
+
+    __slots__ = ()  # keeps ClientConnection's slot layout (no __dict__)
+
+    transport: Any
+    out: Optional[list[bytes]]
+
+    def write(self, data: bytes) -> None:
+        t = self.transport
+        if t is None:
+            return
+        if BATCH.depth:
+            out = self.out
+            if out is None:
+                self.out = [data]
+                BATCH.dirty.append(self)
+            else:
+                out.append(data)
+        else:
+            t.write(data)
+
+    def flush(self) -> None:
+        out = self.out
+        if out is not None:
+            self.out = None
+            t = self.transport
+            if t is not None:
+                t.write(out[0] if len(out) == 1 else b"".join(out))

@@ -21,7 +21,7 @@ import httptools
 
 from ..naming.addr import Address
 from .balancers import Node
-from .batch import BATCH
+from .batch import BATCH, Coalescing
 from .errors import Overloaded
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,7 +49,18 @@ CONNECT_TIMEOUT_S = 3.0
 MAX_IDLE = 256
 
 
-class ClientConnection(asyncio.Protocol):
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """Disable Nagle on a proxied connection: a small head or body must leave at once
+    (batching already makes one send per read event)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+
+class ClientConnection(Coalescing, asyncio.Protocol):
     __slots__ = (
         "endpoint", "transport", "parser", "exchange", "closed", "reused", "got_bytes",
         "status", "reason", "lines", "content_length", "chunked", "via", "conn_tokens",
@@ -88,12 +99,7 @@ class ClientConnection(asyncio.Protocol):
     # asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        set_nodelay(transport)
         self.endpoint.open_conns += 1
         self.endpoint.stage.connects.value += 1
 
@@ -155,6 +161,22 @@ class ClientConnection(asyncio.Protocol):
             ex.conn.resume_reading_for(self)
         elif self.tunnel is not None:
             self.tunnel.resume_reading_for(self)
+
+    # reading the backend, paced by the client ----------------------------------------
+    def stop_reading(self) -> None:
+        """The client reads slower than this backend sends: stop reading it."""
+        t = self.transport
+        if t is not None and not self.paused:
+            self.paused = True
+            t.pause_reading()
+
+    def start_reading(self) -> None:
+        """Undo :meth:`stop_reading` (the client caught up, or the exchange ended)."""
+        if self.paused:
+            self.paused = False
+            t = self.transport
+            if t is not None:
+                t.resume_reading()
 
     # httptools callbacks --------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -225,28 +247,6 @@ class ClientConnection(asyncio.Protocol):
         if toks:
             return [line for lname, line in self.lines if lname not in toks]
         return [line for _, line in self.lines]
-
-    def write(self, data: bytes) -> None:
-        t = self.transport
-        if t is None:
-            return
-        if BATCH.depth:
-            out = self.out
-            if out is None:
-                self.out = [data]
-                BATCH.dirty.append(self)
-            else:
-                out.append(data)
-        else:
-            t.write(data)
-
-    def flush(self) -> None:
-        out = self.out
-        if out is not None:
-            self.out = None
-            t = self.transport
-            if t is not None:
-                t.write(out[0] if len(out) == 1 else b"".join(out))
 
     def close(self) -> None:
         if not self.closed:

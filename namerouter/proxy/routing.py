@@ -104,6 +104,32 @@ def policy_for(block: Any, path: Path) -> dict[str, Any]:
     return merged
 
 
+class Changes:
+    """Requests waiting (bounded by their binding deadline) for a stage's binding to change."""
+
+    __slots__ = ("_futs",)
+
+    def __init__(self) -> None:
+        self._futs: list[asyncio.Future] = []
+
+    def wake(self) -> None:
+        """The binding changed: every waiter looks again."""
+        if self._futs:
+            futs, self._futs = self._futs, []
+            for f in futs:
+                if not f.done():
+                    f.set_result(None)
+
+    async def wait(self, timeout: float) -> None:
+        """Until the next :meth:`wake` or ``timeout`` seconds, whichever comes first."""
+        fut = asyncio.get_running_loop().create_future()
+        self._futs.append(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            pass
+
+
 # Targets: a compiled bound tree ----------------------------------------------------------
 
 class Target:
@@ -219,7 +245,7 @@ class ClientStage:
         self.authority: Optional[bytes] = None
         self.usable = False
         self.pending = True
-        self._waiters: list[asyncio.Future] = []
+        self._changed = Changes()
         prefix = f"rt/{table.label}/client/{scope_label(self.id_text)}/"
         reg = table.registry
         self.stats = RequestStats(reg, prefix)
@@ -296,11 +322,7 @@ class ClientStage:
             self.usable = False
             self.status_code = None
             self.host_line = self.authority = None
-        if self._waiters:
-            ws, self._waiters = self._waiters, []
-            for w in ws:
-                if not w.done():
-                    w.set_result(None)
+        self._changed.wake()
 
     async def wait_ready(self, deadline: float) -> None:
         """Wait while the address set is pending (bounded by the binding deadline)."""
@@ -312,12 +334,7 @@ class ClientStage:
                     f"binding timed out: the address set of {self.id_text} is still pending "
                     f"after {self.table.binding_timeout_s * 1000:.0f} ms (bindingTimeoutMs)"
                 )
-            fut = loop.create_future()
-            self._waiters.append(fut)
-            try:
-                await asyncio.wait_for(fut, remaining)
-            except asyncio.TimeoutError:
-                pass
+            await self._changed.wait(remaining)
 
     def no_hosts_reason(self) -> str:
         addr = self.addr
@@ -385,7 +402,7 @@ class ServiceStage:
         self.error: Optional[RouterError] = None
         self.last_used = _monotonic()
         self.inflight = 0
-        self._waiters: list[asyncio.Future] = []
+        self._changed = Changes()
         self._clients: list[ClientStage] = []
         self._obs = None
         self.activity = table.interpreter.bind(self.dtab, name)
@@ -408,11 +425,7 @@ class ServiceStage:
         self._clients = self.target.clients() if self.target is not None else []
         for c in old:
             self.table.client_release(c)
-        if self._waiters:
-            ws, self._waiters = self._waiters, []
-            for w in ws:
-                if not w.done():
-                    w.set_result(None)
+        self._changed.wake()
 
     def _compile(self, tree: NameTree[Any]) -> Target:
         if isinstance(tree, Leaf):
@@ -462,12 +475,7 @@ class ServiceStage:
                 raise BindingTimeout(self.explain(
                     f"binding timed out after {self.table.binding_timeout_s * 1000:.0f} ms "
                     "(bindingTimeoutMs); the name is still pending"))
-            fut = loop.create_future()
-            self._waiters.append(fut)
-            try:
-                await asyncio.wait_for(fut, remaining)
-            except asyncio.TimeoutError:
-                pass
+            await self._changed.wait(remaining)
         if self.target is None:
             raise self.error  # type: ignore[misc]
         return self.target

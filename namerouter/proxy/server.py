@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import socket
 import time
 from collections import deque
 from random import getrandbits
@@ -28,8 +27,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import httptools
 
-from .batch import BATCH
-from .client import ClientConnection, Endpoint
+from .batch import BATCH, Coalescing
+from .client import ClientConnection, Endpoint, set_nodelay
 from .errors import (
     BackendFailed, BadRequest, ConnectFailed, NoHosts, Overloaded, RequestTimeout, RouterError, error_response,
     reason,
@@ -221,13 +220,19 @@ class Exchange:
             if node is None:
                 raise NoHosts(route.explain_no_hosts(client))
             await self._connect(leaf, node)  # type: ignore[arg-type]
-        except RouterError as e:
-            self.fail(e)
         except asyncio.CancelledError:
             pass
-        except Exception as e:  # a bug or a broken plugin: answer, log, keep serving
-            log.exception("routing %r failed", self.head.uri)
-            self.fail(RouterError(f"internal error while routing the request: {type(e).__name__}: {e}"))
+        except Exception as e:
+            self._routing_failed(e)
+
+    def _routing_failed(self, e: Exception) -> None:
+        """Answer a request whose routing raised (call it from the ``except`` block)."""
+        if isinstance(e, RouterError):
+            self.fail(e)
+            return
+        # a bug or a broken plugin: answer, log, keep serving
+        log.exception("routing %r failed", self.head.uri)
+        self.fail(RouterError(f"internal error while routing the request: {type(e).__name__}: {e}"))
 
     async def _connect(self, leaf: "LeafTarget", node: Endpoint) -> None:
         client = leaf.client
@@ -270,13 +275,10 @@ class Exchange:
                     return
                 self.attach(leaf, node, bconn)
                 return
-        except RouterError as e:
-            self.fail(e)
         except asyncio.CancelledError:
             pass
-        except Exception as e:  # a bug or a broken plugin: answer, log, keep serving
-            log.exception("routing %r failed", self.head.uri)
-            self.fail(RouterError(f"internal error while routing the request: {type(e).__name__}: {e}"))
+        except Exception as e:
+            self._routing_failed(e)
 
     def _arm(self, seconds: float, what: str) -> None:
         """Fail with 503 unless the response head arrives within ``seconds`` (from now)."""
@@ -309,9 +311,8 @@ class Exchange:
         bconn.skip_body = self.head.method == b"HEAD"
         node.outstanding += 1
         conn = self.conn
-        if conn.write_paused and bconn.transport is not None:
-            bconn.transport.pause_reading()
-            bconn.paused = True
+        if conn.write_paused:
+            bconn.stop_reading()
         head = self.head
         parts = [head.method, b" ", head.uri, b" HTTP/1.1\r\n"]
         host_line = leaf.client.host_line
@@ -490,9 +491,7 @@ class Exchange:
         b.exchange = None
         self.conn.resume_reading_for(b)
         if b.paused:
-            b.paused = False
-            if b.transport is not None:
-                b.transport.resume_reading()
+            b.start_reading()
         if node is not None:
             node.outstanding -= 1
             if self.leaf is not None:
@@ -677,7 +676,7 @@ class Exchange:
             self._record()
 
 
-class ServerConnection(asyncio.Protocol):
+class ServerConnection(Coalescing, asyncio.Protocol):
     """One accepted client connection."""
 
     def __init__(self, server: "HttpServer") -> None:
@@ -710,12 +709,7 @@ class ServerConnection(asyncio.Protocol):
     # asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        set_nodelay(transport)
         self.server.conns.add(self)
         self.server.connects.value += 1
         peer = transport.get_extra_info("peername")
@@ -772,30 +766,21 @@ class ServerConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         # The client reads slower than the backend sends: stop reading the backend.
         self.write_paused = True
-        if self.tunnel is not None:
-            t = self.tunnel.transport
-            if t is not None:
-                t.pause_reading()
-            return
-        if self.queue:
-            b = self.queue[0].backend
-            if b is not None and b.transport is not None and not b.paused:
-                b.paused = True
-                b.transport.pause_reading()
+        b = self._upstream()
+        if b is not None:
+            b.stop_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        b = self._upstream()
+        if b is not None:
+            b.start_reading()
+
+    def _upstream(self) -> Optional[ClientConnection]:
+        """The backend connection feeding this client: the tunnel's, or the head exchange's."""
         if self.tunnel is not None:
-            t = self.tunnel.transport
-            if t is not None:
-                t.resume_reading()
-            return
-        if self.queue:
-            b = self.queue[0].backend
-            if b is not None and b.paused:
-                b.paused = False
-                if b.transport is not None:
-                    b.transport.resume_reading()
+            return self.tunnel
+        return self.queue[0].backend if self.queue else None
 
     # flow control helpers -------------------------------------------------------------
     def pause_reading_for(self, key: Any) -> None:
@@ -809,28 +794,6 @@ class ServerConnection(asyncio.Protocol):
             keys.discard(key)
             if not keys and self.transport is not None and not self.closed:
                 self.transport.resume_reading()
-
-    def write(self, data: bytes) -> None:
-        t = self.transport
-        if t is None:
-            return
-        if BATCH.depth:
-            out = self.out
-            if out is None:
-                self.out = [data]
-                BATCH.dirty.append(self)
-            else:
-                out.append(data)
-        else:
-            t.write(data)
-
-    def flush(self) -> None:
-        out = self.out
-        if out is not None:
-            self.out = None
-            t = self.transport
-            if t is not None:
-                t.write(out[0] if len(out) == 1 else b"".join(out))
 
     # httptools callbacks ----------------------------------------------------------------
     def on_message_begin(self) -> None:

@@ -20,9 +20,10 @@ capped at ``maxMs``).
 """
 from __future__ import annotations
 
-import random
 import time
 from typing import Any, Callable, Iterator, Optional
+
+from ...backoff import decorrelated_jittered
 
 SCALE = 1000
 _SLICES = 10
@@ -136,15 +137,9 @@ def constant(seconds: float) -> Iterator[float]:
         yield seconds
 
 
-def decorrelated_jitter(min_s: float, max_s: float, rng: Optional[random.Random] = None) -> Iterator[float]:
-    """Finagle's ``Backoff.decorrelatedJittered(min, max)``."""
-    uniform = (rng or random).uniform
-    cur = min_s
-    yield cur
-    while True:
-        hi = min(max_s, max(min_s, cur * 3))
-        cur = uniform(min_s, hi) if hi > min_s else min_s
-        yield cur
+#: Finagle's ``Backoff.decorrelatedJittered(min, max)``: the one implementation the watch
+#: loops use too.
+decorrelated_jitter = decorrelated_jittered
 
 
 class BackoffPolicy:
@@ -180,6 +175,9 @@ class BackoffPolicy:
     def stream(self) -> Iterator[float]:
         if self.kind == "constant":
             return constant(self.a)
+        if self.a <= 0:
+            # minMs 0 (Finagle rejects it): uniform in [0, 3 × 0] is 0 s every time.
+            return constant(0.0)
         return decorrelated_jitter(self.a, self.b)
 
     def __repr__(self) -> str:
