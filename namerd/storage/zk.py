@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from namerouter.dtab import Dtab
-from namerouter.naming.var import PENDING, Activity, ActivityState, Failed, Ok, Var
+from namerouter.naming.var import PENDING, ActivityState, Failed, Ok, Var
 
 from .base import (
     ObservedDtabStore,
