@@ -40,6 +40,8 @@ class Node:
 
 class Balancer:
     kind = ""
+    #: whether :meth:`observe` uses latencies (the exchange skips the clock read if not)
+    observes_latency = False
 
     def __init__(self, max_effort: int = 5) -> None:
         self.max_effort = max_effort
@@ -131,6 +133,8 @@ class PeakEwma(P2CLeastLoaded):
 
     def _load(self, n: Node) -> float:
         return self._cost(n) * (n.outstanding + 1) / n.weight
+
+    observes_latency = True
 
     def observe(self, node: Node, latency_s: float) -> None:
         now = _monotonic()

@@ -42,6 +42,13 @@ _LOWER = {n: n.lower() for n in (
     b"content-type", b"content-length", b"server", b"date", b"connection",
 )}
 
+#: Of those, the ones forwarded unchanged (not hop-by-hop, not Content-Length, not l5d-):
+#: their lower-case forms, for the fast path of on_header.
+_PLAIN = {n: ln for n, ln in _LOWER.items() if ln not in RESP_DROP and ln != b"content-length"}
+
+#: Connection header values that list no forwardable header (nothing to strip).
+_CONN_PLAIN = frozenset((b"keep-alive", b"Keep-Alive"))
+
 _monotonic = time.monotonic
 
 CONNECT_TIMEOUT_S = 3.0
@@ -186,6 +193,10 @@ class ClientConnection(Coalescing, asyncio.Protocol):
         self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        lname = _PLAIN.get(name)
+        if lname is not None:  # common, forwarded as is: no further checks
+            self.lines.append((lname, name + b": " + value + b"\r\n"))
+            return
         lname = _LOWER.get(name)
         if lname is None:
             lname = name.lower()
@@ -194,6 +205,10 @@ class ClientConnection(Coalescing, asyncio.Protocol):
                 if b"chunked" in value.lower():
                     self.chunked = True
             elif lname == b"connection":
+                if value in _CONN_PLAIN:
+                    # "keep-alive" names a header that is dropped anyway (RESP_DROP):
+                    # nothing to strip; keep-alive itself comes from the parser.
+                    return
                 toks = [t.strip().lower() for t in value.split(b",")]
                 self.conn_tokens = (self.conn_tokens or []) + toks
             elif lname == b"via":

@@ -136,10 +136,11 @@ class Exchange:
 
     # --- start: identify, bind, pick, connect ------------------------------------------
     def start(self) -> None:
+        # t0 is the construction time (a request that starts at once), or reset by
+        # exchange_done for one that waited behind a pipelined predecessor.
         conn = self.conn
         server = conn.server
         head = self.head
-        self.t0 = _now()
         server.inflight += 1
         self.counted = True
         try:
@@ -331,7 +332,9 @@ class Exchange:
         parts += (
             self.route.headers,  # type: ignore[union-attr]
             leaf.headers,
-            b"l5d-reqid: ", _reqid(head.trace), b"\r\n",
+            b"l5d-reqid: ",
+            b"%016x" % getrandbits(64) if head.trace is None else _reqid(head.trace),
+            b"\r\n",
         )
         if head.upgrade is not None:
             parts += (b"Upgrade: ", head.upgrade, b"\r\nConnection: Upgrade\r\n")
@@ -494,8 +497,11 @@ class Exchange:
             b.start_reading()
         if node is not None:
             node.outstanding -= 1
-            if self.leaf is not None:
-                self.leaf.client.balancer.observe(node, _now() - self.t0)
+            leaf = self.leaf
+            if leaf is not None:
+                balancer = leaf.client.balancer
+                if balancer.observes_latency:
+                    balancer.observe(node, _now() - self.t0)
             if reusable:
                 node.release(b)
                 return
@@ -932,7 +938,9 @@ class ServerConnection(Coalescing, asyncio.Protocol):
         if q:
             if len(q) == 1:
                 self.resume_reading_for(_PIPELINE)
-            q[0].start()
+            nxt = q[0]
+            nxt.t0 = _now()  # latency counts from when it starts, not from its arrival
+            nxt.start()
         else:
             self.resume_reading_for(_PIPELINE)
 
