@@ -61,7 +61,7 @@ def test_defaults_follow_linkerd():
 
 def test_seed_config_error_example_names_path_and_line():
     bad = SEED.replace("port: 4001", "port: abc")
-    assert errors(bad) == ["routers[0].servers[0].port: expected an integer 0-65535, got 'abc' (line 10)"]
+    assert errors(bad) == ["routers[0].servers[0].port: expected an integer 1-65535, got 'abc' (line 10)"]
 
 
 def test_routers_are_required():

@@ -59,7 +59,7 @@ class BindingCacheConfig:
 
 @dataclass
 class ServerConfig:
-    port: int = field(default=4140, metadata={"min": 0, "max": 65535})
+    port: int = field(default=4140, metadata={"min": 1, "max": 65535})
     #: Linkerd binds loopback unless told otherwise.
     ip: str = "127.0.0.1"
     clearContext: bool = False
