@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from namerouter.config.loader import ConfigError, ConfigIssue, parse_text, read_source, to_plain
-from namerouter.config.validate import _INVALID, Validated, Validator
+from namerouter.config.loader import ConfigError, ConfigIssue, parse_text, read_source
+from namerouter.config.validate import Validated, Validator, validate
 
 #: Interfaces Linkerd's namerd has that this one does not serve.
 UNSUPPORTED_INTERFACES = {
@@ -84,16 +84,8 @@ class NamerdConfig:
 
 def validate_namerd(data: Any, source: str = "") -> Validated[NamerdConfig]:
     """Validate parsed data; ConfigError lists every problem (key path and line)."""
-    v = Validator()
-    if not isinstance(data, dict):
-        raise ConfigError([ConfigIssue("", "expected a mapping with 'storage' and 'interfaces' keys",
-                                       getattr(data, "line", 1))], source)
-    cfg = v.dataclass(NamerdConfig, data, "", getattr(data, "line", 1))
-    if cfg is not _INVALID:
-        _checks(v, cfg, data)
-    if v.errors or cfg is _INVALID:
-        raise ConfigError(v.errors, source)
-    return Validated(cfg, v.warnings, to_plain(data))
+    return validate(NamerdConfig, data, source, checks=_checks,
+                    expected="expected a mapping with 'storage' and 'interfaces' keys")
 
 
 def _checks(v: Validator, cfg: NamerdConfig, data: Any) -> None:

@@ -143,7 +143,10 @@ def test_policy_blocks_from_the_real_config_loader():
     match, later entries override earlier ones, unset keys do not."""
     from namerouter.config.schema import loads_linker
     from namerouter.dtab.path import Path
-    from namerouter.proxy.routing import policy_for
+    from namerouter.proxy.policy.static_config import StaticConfigs
+
+    def policy_for(block, path):  # what the router's PolicyTable merges for a name / client id
+        return StaticConfigs(block).for_path(path)[0]
 
     cfg = loads_linker("""
 routers:

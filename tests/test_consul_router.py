@@ -13,6 +13,7 @@ from namerouter.linker import Linker
 from tests.sim.consul_sim import ConsulSim
 from tests.support.backends import Backend, curl
 from tests.support.ports import free_port
+from tests.support.routing import Traffic, route_status, until_routed
 
 
 def config(sim: ConsulSim, router_port: int, admin_port: int) -> str:
@@ -33,39 +34,6 @@ routers:
   servers:
   - {{port: {router_port}, ip: 127.0.0.1}}
 """
-
-
-class Traffic:
-    """Requests in a loop on keep-alive connections until stopped; records every status."""
-
-    def __init__(self, port: int, host: str = "web", concurrency: int = 4) -> None:
-        self.url = f"http://127.0.0.1:{port}/pong"
-        self.host = host
-        self.concurrency = concurrency
-        self.statuses: list[int] = []
-        self._stop = asyncio.Event()
-        self._tasks: list[asyncio.Task] = []
-
-    async def _loop(self) -> None:
-        async with aiohttp.ClientSession() as s:
-            while not self._stop.is_set():
-                async with s.get(self.url, headers={"Host": self.host}) as r:
-                    await r.read()
-                    self.statuses.append(r.status)
-
-    def start(self) -> "Traffic":
-        self._tasks = [asyncio.ensure_future(self._loop()) for _ in range(self.concurrency)]
-        return self
-
-    async def stop(self) -> None:
-        self._stop.set()
-        await asyncio.gather(*self._tasks)
-
-
-async def route_status(port: int, host: str = "web") -> tuple[int, str]:
-    async with aiohttp.ClientSession() as s:
-        async with s.get(f"http://127.0.0.1:{port}/pong", headers={"Host": host}) as r:
-            return r.status, await r.text()
 
 
 async def test_router_follows_consul_and_survives_restart():
@@ -133,14 +101,7 @@ async def test_router_consul_absent_at_startup_then_appears():
             assert status >= 400  # no such name yet, a clear error rather than a hang
             await sim.start()
             await sim.register("node-a", "127.0.0.1", service="web", port=a.port, status="passing")
-            deadline = time.monotonic() + 8
-            while True:
-                status, body = await route_status(router_port)
-                if status == 200:
-                    break
-                assert time.monotonic() < deadline, status
-                await asyncio.sleep(0.05)
-            assert body == "pong"
+            assert await until_routed(router_port, 8) == "pong"
         finally:
             await linker.close()
             await sim.stop()

@@ -1,7 +1,6 @@
 """examples/zookeeper run as a user runs it: its one command, curl through it, Ctrl-C."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import signal
@@ -11,6 +10,7 @@ import time
 
 import pytest
 
+from tests.support.examples import curl, free_ports, load_script, port_args
 from tests.support.ports import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,26 +19,7 @@ RUN = os.path.join(EXAMPLE, "run.py")
 
 
 def load_run_module():
-    spec = importlib.util.spec_from_file_location("zk_example_run", RUN)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def free_ports(mod):
-    return {k: free_port() for k in mod.DEFAULT_PORTS}
-
-
-def port_args(ports):
-    out = []
-    for k, v in ports.items():
-        out += [f"--{k}-port", str(v)]
-    return out
-
-
-def curl(*args):
-    r = subprocess.run(["curl", "-s", "-S", "--max-time", "10", *args], capture_output=True, text=True, timeout=20)
-    return r.stdout
+    return load_script(RUN, "zk_example_run")
 
 
 def test_checked_in_configs_are_what_the_runner_uses():

@@ -3,7 +3,6 @@ through both linkers, re-route the whole mesh with one write to namerd, Ctrl-C."
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import os
 import re
 import signal
@@ -14,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from tests.support.ports import free_port
+from tests.support.examples import curl, free_ports, load_script, port_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "zookeeper")
@@ -44,26 +43,7 @@ interfaces:
 
 
 def load_run_module():
-    spec = importlib.util.spec_from_file_location("zk_namerd_example_run", RUN)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def free_ports(mod):
-    return {k: free_port() for k in mod.DEFAULT_PORTS}
-
-
-def port_args(ports):
-    out = []
-    for k, v in ports.items():
-        out += [f"--{k}-port", str(v)]
-    return out
-
-
-def curl(*args):
-    r = subprocess.run(["curl", "-s", "-S", "--max-time", "10", *args], capture_output=True, text=True, timeout=20)
-    return r.stdout
+    return load_script(RUN, "zk_namerd_example_run")
 
 
 def curl_status(*args):

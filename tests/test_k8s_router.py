@@ -13,7 +13,7 @@ from namerouter.linker import Linker
 from tests.sim.k8s_sim import K8sApiSim, subset
 from tests.support.backends import Backend, curl
 from tests.support.ports import free_port
-from tests.test_consul_router import Traffic, route_status
+from tests.support.routing import Traffic, route_status, until_routed
 
 
 def config(sim: K8sApiSim, router_port: int, admin_port: int) -> str:
@@ -107,14 +107,7 @@ async def test_router_k8s_api_absent_at_startup_then_appears():
             status, _ = await route_status(router_port)
             assert status >= 400
             await sim.start()
-            deadline = time.monotonic() + 12
-            while True:
-                status, body = await route_status(router_port)
-                if status == 200:
-                    break
-                assert time.monotonic() < deadline, status
-                await asyncio.sleep(0.05)
-            assert body == "pong"
+            assert await until_routed(router_port, 12) == "pong"
         finally:
             await linker.close()
             await sim.stop()

@@ -13,12 +13,12 @@ top level with ``admin`` port 9991).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 from ..dtab import Dtab
 from ..proxy.config import RouterConfig
-from .loader import ConfigError, ConfigIssue, MarkedDict, parse_text, read_source, to_plain
-from .validate import _INVALID, Validated, Validator, kind_of
+from .loader import ConfigError, ConfigIssue, MarkedDict, parse_text, read_source
+from .validate import _INVALID, Validated, Validator, kind_of, validate
 
 #: Telemeter kinds Linkerd has that we don't: accepted with a warning, not an error,
 #: so a Linkerd config.yaml still loads.
@@ -127,16 +127,8 @@ def _router_checks(v: Validator, cfg: LinkerConfig, data: MarkedDict) -> None:
 
 def validate_linker(data: Any, source: str = "") -> Validated[LinkerConfig]:
     """Validate parsed config data; ConfigError lists every problem found."""
-    v = Validator()
-    if not isinstance(data, dict):
-        raise ConfigError([ConfigIssue("", "expected a mapping with a 'routers' key at the top level",
-                                       getattr(data, "line", 1))], source)
-    cfg = v.dataclass(LinkerConfig, data, "", getattr(data, "line", 1))
-    if cfg is not _INVALID:
-        _router_checks(v, cfg, data)
-    if v.errors or cfg is _INVALID:
-        raise ConfigError(v.errors, source)
-    return Validated(cfg, v.warnings, to_plain(data))
+    return validate(LinkerConfig, data, source, checks=_router_checks,
+                    expected="expected a mapping with a 'routers' key at the top level")
 
 
 def load_linker(source: Any) -> Validated[LinkerConfig]:

@@ -460,10 +460,25 @@ def _hints(cls: type) -> dict[str, Any]:
     return h
 
 
-def validate(schema: type[T], data: Any, source: str = "") -> Validated[T]:
-    """Validate parsed ``data`` into ``schema``; raise ConfigError listing every problem."""
+def validate(
+    schema: type[T],
+    data: Any,
+    source: str = "",
+    checks: Optional[Callable[["Validator", T, Any], None]] = None,
+    expected: Optional[str] = None,
+) -> Validated[T]:
+    """Validate parsed ``data`` into ``schema``; raise ConfigError listing every problem.
+
+    ``checks(validator, config, data)`` adds whole-config checks (they run only when the
+    schema itself validated); ``expected`` is the message for a top level that is not a
+    mapping (e.g. "expected a mapping with a 'routers' key at the top level").
+    """
     v = Validator()
+    if expected is not None and not isinstance(data, dict):
+        raise ConfigError([ConfigIssue("", expected, getattr(data, "line", 1))], source)
     out = v.dataclass(schema, data, "", getattr(data, "line", None) or 1)
+    if checks is not None and out is not _INVALID:
+        checks(v, out, data)
     if v.errors or out is _INVALID:
         raise ConfigError(v.errors or [ConfigIssue("", "invalid config")], source)
     return Validated(out, v.warnings, to_plain(data))

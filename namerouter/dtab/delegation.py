@@ -22,7 +22,7 @@ all Alt/Union branches are bound (no short-circuit), a branch failure becomes an
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Generator, Optional
 
 from .dtab import Dentry, Dtab
@@ -49,7 +49,8 @@ class DelegateTree:
     dentry: Dentry
 
     def with_dentry(self, dentry: Dentry) -> "DelegateTree":
-        return self
+        """The same node, produced by ``dentry`` (every variant is a frozen dataclass)."""
+        return replace(self, dentry=dentry)  # type: ignore[type-var]
 
     def simplified(self) -> "DelegateTree":
         return simplify(self)
@@ -65,17 +66,11 @@ class DException(DelegateTree):
     def message(self) -> str:
         return str(self.error)
 
-    def with_dentry(self, dentry: Dentry) -> "DelegateTree":
-        return DException(self.path, dentry, self.error)
-
 
 @dataclass(frozen=True)
 class DEmpty(DelegateTree):
     path: Path
     dentry: Dentry
-
-    def with_dentry(self, dentry):
-        return DEmpty(self.path, dentry)
 
 
 @dataclass(frozen=True)
@@ -83,17 +78,11 @@ class DFail(DelegateTree):
     path: Path
     dentry: Dentry
 
-    def with_dentry(self, dentry):
-        return DFail(self.path, dentry)
-
 
 @dataclass(frozen=True)
 class DNeg(DelegateTree):
     path: Path
     dentry: Dentry
-
-    def with_dentry(self, dentry):
-        return DNeg(self.path, dentry)
 
 
 @dataclass(frozen=True)
@@ -101,9 +90,6 @@ class DDelegate(DelegateTree):
     path: Path
     dentry: Dentry
     tree: DelegateTree
-
-    def with_dentry(self, dentry):
-        return DDelegate(self.path, dentry, self.tree)
 
 
 @dataclass(frozen=True)
@@ -114,18 +100,12 @@ class DLeaf(DelegateTree):
     dentry: Dentry
     value: Any
 
-    def with_dentry(self, dentry):
-        return DLeaf(self.path, dentry, self.value)
-
 
 @dataclass(frozen=True)
 class DAlt(DelegateTree):
     path: Path
     dentry: Dentry
     trees: tuple
-
-    def with_dentry(self, dentry):
-        return DAlt(self.path, dentry, self.trees)
 
 
 @dataclass(frozen=True)
@@ -135,9 +115,6 @@ class DUnion(DelegateTree):
     path: Path
     dentry: Dentry
     trees: tuple
-
-    def with_dentry(self, dentry):
-        return DUnion(self.path, dentry, self.trees)
 
 
 @dataclass(frozen=True)
@@ -152,6 +129,9 @@ class DTransformation(DelegateTree):
     @property
     def dentry(self) -> Dentry:  # type: ignore[override]
         return Dentry.nop  # type: ignore[attr-defined]
+
+    def with_dentry(self, dentry: Dentry) -> "DelegateTree":
+        return self  # a transformation is not produced by a dentry
 
 
 DelegateTree.Exception = DException  # type: ignore[attr-defined]

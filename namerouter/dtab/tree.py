@@ -299,55 +299,46 @@ def _show_value(value: Any) -> str:
     return show() if callable(show) else str(value)
 
 
-def _show_top(t: NameTree) -> str:
+def _unwrap(t: NameTree) -> NameTree:
+    """A one-child Alt or Union prints as its child, at every level."""
     while True:
-        if isinstance(t, Alt):
-            if len(t.trees) == 1:
-                t = t.trees[0]
-                continue
-            return " | ".join(_show_union_level(c) for c in t.trees)
-        if isinstance(t, Union) and len(t.weighted) == 1:
+        if isinstance(t, Alt) and len(t.trees) == 1:
+            t = t.trees[0]
+        elif isinstance(t, Union) and len(t.weighted) == 1:
             t = t.weighted[0].tree
-            continue
-        return _show_union_level(t)
+        else:
+            return t
+
+
+def _show_top(t: NameTree) -> str:
+    t = _unwrap(t)
+    if isinstance(t, Alt):
+        return " | ".join(_show_union_level(c) for c in t.trees)
+    return _show_union_level(t)
 
 
 def _show_union_level(t: NameTree) -> str:
-    while True:
-        if isinstance(t, Alt):
-            if len(t.trees) == 1:
-                t = t.trees[0]
-                continue
-            return "(" + _show_top(t) + ")"
-        if isinstance(t, Union):
-            if len(t.weighted) == 1:
-                t = t.weighted[0].tree
-                continue
-            parts = []
-            for w in t.weighted:
-                s = _show_simple(w.tree)
-                parts.append(s if w.weight == DEFAULT_WEIGHT else f"{format_weight(w.weight)}*{s}")
-            return " & ".join(parts)
-        return _show_simple(t)
+    t = _unwrap(t)
+    if isinstance(t, Alt):
+        return "(" + _show_top(t) + ")"
+    if isinstance(t, Union):
+        parts = []
+        for w in t.weighted:
+            s = _show_simple(w.tree)
+            parts.append(s if w.weight == DEFAULT_WEIGHT else f"{format_weight(w.weight)}*{s}")
+        return " & ".join(parts)
+    return _show_simple(t)
 
 
 def _show_simple(t: NameTree) -> str:
-    while True:
-        if isinstance(t, Alt):
-            if len(t.trees) == 1:
-                t = t.trees[0]
-                continue
-            return "(" + _show_top(t) + ")"
-        if isinstance(t, Union):
-            if len(t.weighted) == 1:
-                t = t.weighted[0].tree
-                continue
-            return "(" + _show_top(t) + ")"
-        if isinstance(t, Leaf):
-            return _show_value(t.value)
-        if isinstance(t, _Constant):
-            return t.symbol
-        raise TypeError(f"not a NameTree: {t!r}")
+    t = _unwrap(t)
+    if isinstance(t, (Alt, Union)):
+        return "(" + _show_top(t) + ")"
+    if isinstance(t, Leaf):
+        return _show_value(t.value)
+    if isinstance(t, _Constant):
+        return t.symbol
+    raise TypeError(f"not a NameTree: {t!r}")
 
 
 # eval -------------------------------------------------------------------------------

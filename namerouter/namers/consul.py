@@ -35,7 +35,7 @@ from ..dtab.tree import NEG, Leaf, NameTree
 from ..naming.addr import ADDR_NEG, ADDR_PENDING, WEIGHT_KEY, Addr, AddrBound, AddrFailed, Address
 from ..naming.bound import BoundName
 from ..naming.namer import Namer
-from ..naming.reactive import map_var
+from ..naming.reactive import HeldActivity
 from ..naming.var import PENDING, Activity, ActivityState, Failed, Ok, Var
 
 log = logging.getLogger(__name__)
@@ -316,19 +316,6 @@ def _tree_state(addr: Addr, bound: BoundName) -> ActivityState[NameTree[Any]]:
     return Ok(Leaf(bound))
 
 
-class _Lookup(Activity[NameTree[Any]]):
-    """A lookup's Activity: derived from the watch's Var only while observed."""
-
-    # Holds its watch strongly: the namer caches lookups weakly, so the watch lives as
-    # long as someone holds the lookup.
-    __slots__ = ("__weakref__", "watch", "bound")
-
-    def __init__(self, watch: ServiceWatch, bound: BoundName) -> None:
-        self.watch = watch
-        self.bound = bound
-        super().__init__(map_var(watch.addr, lambda v: _tree_state(v, bound)))
-
-
 # The namer ---------------------------------------------------------------------------------
 
 class ConsulNamer(Namer):
@@ -366,7 +353,7 @@ class ConsulNamer(Namer):
         self._stats_prefix = "namer/" + "/".join(self.prefix.text_labels()) + "/"
         self._watches: "weakref.WeakValueDictionary[tuple, ServiceWatch]" = weakref.WeakValueDictionary()
         self._running: dict[tuple, ServiceWatch] = {}
-        self._lookups: "weakref.WeakValueDictionary[Path, _Lookup]" = weakref.WeakValueDictionary()
+        self._lookups: "weakref.WeakValueDictionary[Path, HeldActivity]" = weakref.WeakValueDictionary()
         self._agent: Optional[dict] = None
         self._agent_lock = asyncio.Lock()
 
@@ -401,7 +388,7 @@ class ConsulNamer(Namer):
             watch = ServiceWatch(self, dc, service, tag)
             self._watches[key] = watch
         bound = BoundName(self.bound_id(path.take(n)), watch.addr, path.drop(n))
-        act = _Lookup(watch, bound)
+        act = HeldActivity(watch, bound, watch.addr, lambda v: _tree_state(v, bound))
         self._lookups[path] = act
         return act
 

@@ -34,7 +34,7 @@ from ..k8s.watch import MISSING, ObjectWatch
 from ..naming.addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, Address
 from ..naming.bound import BoundName
 from ..naming.namer import Namer
-from ..naming.reactive import map_var
+from ..naming.reactive import HeldActivity
 from ..naming.var import PENDING, Activity, ActivityState, Ok, Var
 
 log = logging.getLogger(__name__)
@@ -207,19 +207,6 @@ def _tree_state(result: Any, bound: BoundName) -> ActivityState[NameTree[Any]]:
     return Ok(Leaf(bound))
 
 
-class _Lookup(Activity[NameTree[Any]]):
-    """A lookup's Activity: derived from the binding's result only while observed."""
-
-    # Holds its binding strongly: the namer caches lookups weakly, so the binding lives as
-    # long as someone holds the lookup.
-    __slots__ = ("__weakref__", "binding", "bound")
-
-    def __init__(self, binding: _Binding, bound: BoundName) -> None:
-        self.binding = binding
-        self.bound = bound
-        super().__init__(map_var(binding.result, lambda v: _tree_state(v, bound)))
-
-
 class K8sNamer(Namer):
     kind = KIND
     Config = K8sNamerConfig
@@ -241,7 +228,7 @@ class K8sNamer(Namer):
         self._metrics = metrics
         self._objects: "weakref.WeakValueDictionary[tuple, ObjectWatch]" = weakref.WeakValueDictionary()
         self._bindings: "weakref.WeakValueDictionary[tuple, _Binding]" = weakref.WeakValueDictionary()
-        self._lookups: "weakref.WeakValueDictionary[Path, _Lookup]" = weakref.WeakValueDictionary()
+        self._lookups: "weakref.WeakValueDictionary[Path, HeldActivity]" = weakref.WeakValueDictionary()
 
     @classmethod
     def from_config(cls, config: K8sNamerConfig, runtime: Any = None) -> "K8sNamer":
@@ -290,7 +277,8 @@ class K8sNamer(Namer):
             sv = self._object("services", ns, svc, selector) if port.isdigit() else None
             binding = _Binding(self.bound_id(Path.of(*labels)), port, ep, sv)
             self._bindings[key] = binding
-        act = _Lookup(binding, BoundName(binding.id, binding.addr, path.drop(n)))
+        bound = BoundName(binding.id, binding.addr, path.drop(n))
+        act = HeldActivity(binding, bound, binding.result, lambda v: _tree_state(v, bound))
         self._lookups[path] = act
         return act
 

@@ -131,6 +131,21 @@ def map_var(src: Var[A], f: Callable[[A], B]) -> Var[B]:
     return dv
 
 
+class HeldActivity(Activity[B]):
+    """An Activity mapped (lazily) from ``source`` that keeps ``holder`` alive.
+
+    Namers cache their lookups weakly; whoever holds the lookup holds the watch behind it
+    (``holder``), so the watch lives exactly as long as someone uses the name.
+    """
+
+    __slots__ = ("__weakref__", "holder", "bound")
+
+    def __init__(self, holder: Any, bound: Any, source: Var[A], to_state: Callable[[A], ActivityState[B]]) -> None:
+        self.holder = holder
+        self.bound = bound
+        super().__init__(map_var(source, to_state))
+
+
 def map_activity(src: Activity[A], f: Callable[[A], B]) -> Activity[B]:
     """Apply ``f`` to Ok values; an exception in ``f`` becomes Failed."""
 

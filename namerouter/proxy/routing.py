@@ -60,48 +60,8 @@ def _host_line(authority: Any) -> Optional[bytes]:
         return None
     return b"Host: " + raw + b"\r\n"
 
+
 _monotonic = time.monotonic
-
-
-def _policy_get(block: Any, key: str, default: Any = None) -> Any:
-    if block is None:
-        return default
-    if isinstance(block, dict):
-        return block.get(key, default)
-    v = getattr(block, key, None)
-    return default if v is None else v
-
-
-def _prefix_matches(prefix: str, path: Path) -> bool:
-    """Linkerd static-config prefix: ``*`` and ``{var}`` match one segment each."""
-    segs = [s for s in prefix.split("/") if s]
-    labels = path.text_labels()
-    if len(segs) > len(labels):
-        return False
-    for s, l in zip(segs, labels):
-        if s == "*" or (s.startswith("{") and s.endswith("}")):
-            continue
-        if s != l:
-            return False
-    return True
-
-
-def policy_for(block: Any, path: Path) -> dict[str, Any]:
-    """Merge a ``service``/``client`` block for ``path``: io.l5d.global applies as is;
-    io.l5d.static applies every matching ``configs`` entry, later ones overriding."""
-    if block is None:
-        return {}
-    kind = _policy_get(block, "kind", "io.l5d.global")
-    as_dict = block if isinstance(block, dict) else dict(getattr(block, "__dict__", {}))
-    # Unset keys (None in a validated dataclass) never override a value set earlier.
-    if kind != "io.l5d.static":
-        return {k: v for k, v in as_dict.items() if k != "kind" and v is not None}
-    merged: dict[str, Any] = {}
-    for entry in _policy_get(block, "configs", []) or []:
-        e = entry if isinstance(entry, dict) else dict(getattr(entry, "__dict__", {}))
-        if _prefix_matches(str(e.get("prefix", "/")), path):
-            merged.update({k: v for k, v in e.items() if k != "prefix" and v is not None})
-    return merged
 
 
 class Changes:

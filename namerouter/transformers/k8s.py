@@ -101,7 +101,7 @@ class DaemonSetTransformer(NameTreeTransformer):
     def for_namer(cls, namer: K8sNamer, namespace: str, port: str, service: str, host_network: bool = False,
                   prefix: Optional[str] = None) -> "DaemonSetTransformer":
         act = namer.lookup(Path.of(namespace, port, service))
-        binding = act.binding  # type: ignore[attr-defined]
+        binding = act.holder  # the k8s namer's HeldActivity holds its binding
         default = f"/io.l5d.k8s.daemonset/{namespace}/{port}/{service}"
         return cls(binding.addr, host_network, transformer_prefix(default, prefix), namer, act)
 

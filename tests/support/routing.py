@@ -1,0 +1,51 @@
+"""Client-side helpers for end-to-end tests that drive traffic through a real router."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+
+
+class Traffic:
+    """Requests in a loop on keep-alive connections until stopped; records every status."""
+
+    def __init__(self, port: int, host: str = "web", concurrency: int = 4) -> None:
+        self.url = f"http://127.0.0.1:{port}/pong"
+        self.host = host
+        self.concurrency = concurrency
+        self.statuses: list[int] = []
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    async def _loop(self) -> None:
+        async with aiohttp.ClientSession() as s:
+            while not self._stop.is_set():
+                async with s.get(self.url, headers={"Host": self.host}) as r:
+                    await r.read()
+                    self.statuses.append(r.status)
+
+    def start(self) -> "Traffic":
+        self._tasks = [asyncio.ensure_future(self._loop()) for _ in range(self.concurrency)]
+        return self
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+
+
+async def route_status(port: int, host: str = "web") -> tuple[int, str]:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"http://127.0.0.1:{port}/pong", headers={"Host": host}) as r:
+            return r.status, await r.text()
+
+
+async def until_routed(port: int, timeout_s: float, host: str = "web") -> str:
+    """Ask the router until it answers 200 (a namer's backend appeared); the body."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status, body = await route_status(port, host)
+        if status == 200:
+            return body
+        assert time.monotonic() < deadline, status
+        await asyncio.sleep(0.05)
