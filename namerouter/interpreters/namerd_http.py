@@ -71,6 +71,7 @@ from ..naming.addr import ADDR_PENDING, Addr, AddrFailed, addr_from_json
 from ..naming.bound import BoundName
 from ..naming.transform import apply_transformers, build_transformers
 from ..naming.var import PENDING, Activity, ActivityState, Closable, Failed, Ok, Var
+from ..tls.config import ClientTlsConfig, check_common_name_vars
 from .json_stream import JsonStreamParser, StreamErrorLine, StreamTruncated
 from .namerd_client import NamerdClient, NamerdResponseError, NamerdUnreachable, parse_endpoint, parse_endpoints
 
@@ -131,6 +132,11 @@ class NamerdHttpConfig:
     cache: NamerdCacheConfig = field(default_factory=NamerdCacheConfig)
     transformers: list[Any] = field(default_factory=list, metadata={"plugins": "TRANSFORMERS"})
     experimental: bool = False
+    #: talk to namerd over TLS (Linkerd's client TLS block; ``clientAuth`` for mutual TLS)
+    tls: Optional[ClientTlsConfig] = None
+
+    def __post_init__(self) -> None:
+        check_common_name_vars(self.tls, None)
 
 
 # -- errors ---------------------------------------------------------------------------
