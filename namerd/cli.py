@@ -83,6 +83,8 @@ def run(source: str, check: bool = False) -> int:
 
 
 async def _serve(validated) -> int:
+    from namerouter.tls import TlsConfigError
+
     from .server import Namerd
     from .storage.base import DtabStoreError
 
@@ -99,14 +101,18 @@ async def _serve(validated) -> int:
     except DtabStoreError as e:
         sys.stderr.write(f"namerd: storage: {e}\n")
         return 1
+    except TlsConfigError as e:  # a certificate or key changed since the config was checked
+        sys.stderr.write(f"namerd: {e}\n")
+        return 2
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(namerd._shutdown()))
         except (NotImplementedError, RuntimeError):
             pass
-    sys.stderr.write(f"namerd ready: api {namerd.url}, admin http://{namerd.admin_addr[0] if namerd.admin_addr else '-'}:"
-                     f"{namerd.admin_port}\n")
+    admin_scheme = "https" if namerd.admin_tls is not None else "http"
+    sys.stderr.write(f"namerd ready: api {namerd.url}, admin {admin_scheme}://"
+                     f"{namerd.admin_addr[0] if namerd.admin_addr else '-'}:{namerd.admin_port}\n")
     try:
         await namerd.wait_closed()
     finally:
