@@ -89,7 +89,8 @@ class HandshakeFailures:
 
     def __init__(self, metrics: Optional[MetricsRegistry], scope: str, log_every: float = 10.0) -> None:
         self.scope = scope
-        self.counter = (metrics or MetricsRegistry()).counter(f"{scope}/tls/handshake_failures")
+        registry = metrics if metrics is not None else MetricsRegistry()
+        self.counter = registry.counter(f"{scope}/tls/handshake_failures")
         self.last_reason: Optional[str] = None
         self.last_at: Optional[float] = None
         self._log_every = log_every

@@ -60,7 +60,7 @@ class TlsSource:
         self.error_at: Optional[float] = None
         self._failed_digest: Optional[bytes] = None
         self._retry: Optional[asyncio.TimerHandle] = None
-        m = metrics or MetricsRegistry()
+        m = metrics if metrics is not None else MetricsRegistry()
         self._reloads = m.counter(f"{name}/tls/reloads")
         self._failures = m.counter(f"{name}/tls/reload_failures")
         if self.cert is not None:

@@ -8,8 +8,11 @@ the symlink swaps Kubernetes uses to update a mounted Secret (``..data`` is repl
 file names themselves never change) are seen. Both the directory of each path and that
 of the file it resolves to are watched.
 
-If the OS refuses the watch (e.g. the inotify watch limit is reached) the same watch is
-run in watchfiles' polling mode: one stat of each directory's entries per second.
+A change made after a file was loaded but before the watch was in place would be missed,
+so once a (re)started watch has been quiet for ``SETTLE_MS`` every subscriber checks its
+files once. If the OS refuses the watch (e.g. the inotify watch limit is reached) the
+same watch is run in watchfiles' polling mode: one stat of each directory's entries per
+second.
 """
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ log = logging.getLogger("namerouter.tls")
 #: other) before reporting them together.
 DEBOUNCE_MS = 400
 POLL_DELAY_MS = 1000
+#: Quiet time after which a new watch is known to be in place (see module docstring).
+SETTLE_MS = 1000
 
 
 def directories_of(paths: list[str]) -> set[str]:
@@ -92,13 +97,18 @@ class DirectoryWatcher:
         self._task = self._stop = None
 
     async def _run(self, dirs: list[str], stop: asyncio.Event) -> None:
+        settled = False
         while not stop.is_set():
             try:
                 async for changes in watchfiles.awatch(
                         *dirs, watch_filter=None, recursive=False, debounce=DEBOUNCE_MS, step=50,
                         stop_event=stop, force_polling=self._polling or None, poll_delay_ms=POLL_DELAY_MS,
-                        ignore_permission_denied=True):
-                    self._dispatch({os.path.dirname(p) for _, p in changes})
+                        ignore_permission_denied=True, rust_timeout=SETTLE_MS, yield_on_timeout=True):
+                    if changes:
+                        self._dispatch({os.path.dirname(p) for _, p in changes})
+                    elif not settled:  # the watch is in place: catch what changed before
+                        settled = True
+                        self._dispatch(set(dirs))
                 return
             except asyncio.CancelledError:
                 raise
