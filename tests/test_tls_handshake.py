@@ -1,12 +1,16 @@
 """TLS handshakes in process, with a real CA: the acceptor over any protocol, failures
 counted with short reasons on both sides, and certificate rotation without a restart
 (new connections get the new certificate, open ones keep working, a broken file is
-reported and the old certificate stays)."""
+reported and the old certificate stays).
+
+The servers run on uvloop as in production; clients are blocking ``ssl`` sockets in a
+thread, as a peer in another process would be."""
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import os
+import socket
 import ssl
 import time
 from typing import Optional
@@ -16,7 +20,7 @@ import pytest
 from namerouter.metrics import MetricsRegistry
 from namerouter.tls import ClientTlsConfig, ServerTlsConfig, TlsRegistry, describe
 from namerouter.tls.context import client_context
-from namerouter.tls.server import TlsAcceptor
+from namerouter.tls.server import TlsServer
 from tests.support.tls import Pki
 
 
@@ -34,39 +38,64 @@ class Echo(asyncio.Protocol):
 
 
 class TlsEcho:
-    """An echo server behind a TlsAcceptor (the way the admin, namerd and the data
+    """An echo server behind a TlsServer (the way the admin, namerd and the data
     plane terminate TLS)."""
 
     def __init__(self, registry: TlsRegistry, cfg: ServerTlsConfig, name: str = "test/server") -> None:
         self.registry = registry
         self.source = registry.server(cfg, name, "servers[0].tls")
         self.failures = registry.handshake_failures(name)
-        self.acceptor = TlsAcceptor(Echo, self.source, self.failures)
-        self.server: Optional[asyncio.AbstractServer] = None
+        self.server = TlsServer(Echo, self.source, self.failures)
 
     async def __aenter__(self) -> "TlsEcho":
-        self.server = await asyncio.get_running_loop().create_server(self.acceptor, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
+        await self.server.listen("127.0.0.1", 0)
+        self.port = self.server.port
         return self
 
     async def __aexit__(self, *exc) -> None:
-        self.acceptor.close()
         self.server.close()
         await self.server.wait_closed()
 
 
-async def talk(port: int, ctx: ssl.SSLContext, name: Optional[str]) -> tuple[bytes, bytes]:
-    """Connect, echo a line, return (echo, server certificate DER)."""
-    r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname=name), 10)
-    try:
-        w.write(b"ping\n")
-        line = await asyncio.wait_for(r.readline(), 10)
+class Conn:
+    """A blocking TLS client connection, driven from a thread."""
+
+    def __init__(self, port: int, ctx: ssl.SSLContext, name: Optional[str]) -> None:
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        try:
+            self.sock = ctx.wrap_socket(raw, server_hostname=name)
+        except BaseException:
+            raw.close()
+            raise
+        self.file = self.sock.makefile("rb")
+
+    def echo(self, data: bytes) -> bytes:
+        self.sock.sendall(data)
+        line = self.file.readline()
         if not line:
             raise ConnectionResetError("closed by the server")
-        der = w.get_extra_info("ssl_object").getpeercert(binary_form=True)
-        return line, der
+        return line
+
+    @property
+    def der(self) -> bytes:
+        return self.sock.getpeercert(binary_form=True)
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def _talk(port: int, ctx: ssl.SSLContext, name: Optional[str]) -> tuple[bytes, bytes]:
+    c = Conn(port, ctx, name)
+    try:
+        return c.echo(b"ping\n"), c.der
     finally:
-        w.close()
+        c.close()
+
+
+async def talk(port: int, ctx: ssl.SSLContext, name: Optional[str]) -> tuple[bytes, bytes]:
+    """Connect, echo a line, return (echo, server certificate DER)."""
+    return await asyncio.to_thread(_talk, port, ctx, name)
 
 
 def fingerprint(cert_path: str) -> bytes:
@@ -103,10 +132,12 @@ async def test_mutual_tls_accepts_good_client_and_refuses_others_with_reasons(pk
         await wait_until(lambda: s.failures.count == 2, what="a second counted failure")
         assert s.failures.last_reason.startswith("unknown CA"), s.failures.last_reason
         # plaintext on the TLS port
-        r, w = await asyncio.open_connection("127.0.0.1", s.port)
-        w.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert await asyncio.wait_for(r.read(), 10) == b""  # dropped
-        w.close()
+        def plaintext() -> bytes:
+            with socket.create_connection(("127.0.0.1", s.port), timeout=10) as raw:
+                raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                return raw.recv(100)
+
+        assert await asyncio.to_thread(plaintext) == b""  # dropped
         await wait_until(lambda: s.failures.count == 3, what="a third counted failure")
         assert s.failures.last_reason == "peer sent plaintext HTTP to a TLS port"
         # the server keeps serving good clients
@@ -152,8 +183,8 @@ async def test_rotation_new_connections_get_new_cert_old_ones_untouched_broken_f
     cctx, _ = client_context(ClientTlsConfig(commonName="web", trustCertsBundle=pki.ca_pem))
     async with TlsEcho(reg, cfg) as s:
         # an open connection before the rotation
-        r, w = await asyncio.open_connection("127.0.0.1", s.port, ssl=cctx, server_hostname="web")
-        old_der = w.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        conn = await asyncio.to_thread(Conn, s.port, cctx, "web")
+        old_der = conn.der
         assert hashlib.sha256(old_der).digest() == fingerprint(first.cert)
 
         second = pki.issue("rot", "web", directory=d)  # same paths, new certificate and key
@@ -172,10 +203,9 @@ async def test_rotation_new_connections_get_new_cert_old_ones_untouched_broken_f
             await asyncio.sleep(0.05)
         assert s.source.reloads == 1 and s.source.error is None
         # the connection opened before the rotation still works, with the old certificate
-        w.write(b"still here\n")
-        assert await asyncio.wait_for(r.readline(), 10) == b"still here\n"
-        assert w.get_extra_info("ssl_object").getpeercert(binary_form=True) == old_der
-        w.close()
+        assert await asyncio.to_thread(conn.echo, b"still here\n") == b"still here\n"
+        assert conn.der == old_der
+        conn.close()
 
         # a broken key: reported (log, state, counter), the good certificate stays
         with open(second.key, "w") as f:
@@ -213,16 +243,19 @@ async def test_client_material_rotates_too(pki, tmp_path):
 
     source = reg.server(ServerTlsConfig(certPath=srv.cert, keyPath=srv.key, caCertPath=pki.ca_pem,
                                         requireClientAuth=True), "s", "s")
-    server = await asyncio.get_running_loop().create_server(TlsAcceptor(WhoAreYou, source), "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    server = TlsServer(WhoAreYou, source)
+    await server.listen("127.0.0.1", 0)
+    port = server.port
     params = reg.client_params(ClientTlsConfig(commonName="web", trustCertsBundle=pki.ca_pem,
                                                clientAuth=_auth(c1)), {}, "rt/x/client/y", "c")
 
+    def _connect() -> None:
+        c = Conn(port, params.context, params.server_hostname)
+        c.file.readline()
+        c.close()
+
     async def connect() -> str:
-        r, w = await asyncio.open_connection("127.0.0.1", port, ssl=params.context,
-                                             server_hostname=params.server_hostname)
-        await r.readline()
-        w.close()
+        await asyncio.to_thread(_connect)
         return seen[-1]
 
     assert await connect() == "router-1"

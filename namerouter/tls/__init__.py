@@ -8,7 +8,7 @@ namerd interpreters (see docs/architecture.md, "TLS").
 - ``reloading``: ``TlsSource`` (the context new connections use, reloaded when files
   change), ``TlsRegistry`` (a process's sources, ``/admin/tls.json``),
   ``ClientTlsParams`` (context + server name + pool key); ``watch``: the file watch.
-- ``server``: ``TlsAcceptor``, TLS termination for any asyncio protocol;
+- ``server``: ``TlsServer``, TLS termination for any asyncio protocol;
   ``aiohttp_site``: the same for aiohttp servers.
 - ``errors``: short reasons for TLS failures, ``HandshakeFailures`` counters;
   ``peer``: the client certificate and ``x-forwarded-client-cert``.

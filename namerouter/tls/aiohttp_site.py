@@ -1,22 +1,21 @@
 """aiohttp servers (admin, namerd's HTTP controller) over TLS with rotation.
 
 ``serve(runner, ip, port, tls=source, failures=...)`` starts an aiohttp site: a plain
-``web.TCPSite`` without ``tls``, else :class:`TlsSite`, which listens through
-:class:`~namerouter.tls.server.TlsAcceptor` instead of ``create_server(ssl=ctx)`` so the
+``web.TCPSite`` without ``tls``, else :class:`TlsSite`, which listens with
+:class:`~namerouter.tls.server.TlsServer` instead of ``create_server(ssl=ctx)`` so the
 certificate can change under a running server and failed handshakes are counted.
 Handlers see the connection as usual: ``request.secure`` is true and
 ``request.transport.get_extra_info("ssl_object")`` is the TLS session.
 """
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Optional
 
 from aiohttp import web
 
 from .errors import HandshakeFailures
 from .reloading import TlsSource
-from .server import TlsAcceptor
+from .server import TlsServer
 
 
 class TlsSite(web.TCPSite):
@@ -27,7 +26,6 @@ class TlsSite(web.TCPSite):
         super().__init__(runner, host, port, **kw)
         self._tls = tls
         self._failures = failures
-        self._acceptor: Optional[TlsAcceptor] = None
 
     @property
     def name(self) -> str:
@@ -37,17 +35,11 @@ class TlsSite(web.TCPSite):
         await web.BaseSite.start(self)  # registers the site with the runner
         server = self._runner.server
         assert server is not None
-        self._acceptor = TlsAcceptor(server, self._tls, self._failures)
-        self._server = await asyncio.get_running_loop().create_server(
-            self._acceptor, self._host, self._port, backlog=self._backlog,
-            reuse_address=self._reuse_address, reuse_port=self._reuse_port)
-        sockets = self._server.sockets
-        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
-
-    async def stop(self) -> None:
-        if self._acceptor is not None:
-            self._acceptor.close()
-        await super().stop()
+        tls_server = TlsServer(server, self._tls, self._failures)
+        await tls_server.listen(self._host, self._port, backlog=self._backlog,
+                                reuse_address=self._reuse_address, reuse_port=self._reuse_port)
+        self._server = tls_server  # type: ignore[assignment]  # close() is all BaseSite uses
+        self._bound_port = tls_server.port
 
 
 async def serve(runner: web.BaseRunner, ip: str, port: int, *, tls: Optional[TlsSource] = None,

@@ -44,13 +44,12 @@ _REASONS = {
 
 def _unwrap(exc: BaseException) -> BaseException:
     """The ssl error inside aiohttp's/asyncio's wrappers, if there is one."""
-    seen = 0
-    while seen < 8:
-        seen += 1
-        if isinstance(exc, ssl.SSLError):
-            return exc
-        inner = (getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None)
-                 or exc.__cause__ or exc.__context__)
+    for _ in range(8):
+        # aiohttp's ClientConnectorCertificateError *is* an ssl.CertificateError but
+        # carries the real one in ``certificate_error``: look inside wrappers first.
+        inner = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None)
+        if not isinstance(inner, BaseException) and not isinstance(exc, ssl.SSLError):
+            inner = exc.__cause__ or exc.__context__
         if not isinstance(inner, BaseException) or inner is exc:
             return exc
         exc = inner
