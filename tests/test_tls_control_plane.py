@@ -278,3 +278,43 @@ async def test_wrong_common_name_is_explained(mesh):
         closer.close()
     finally:
         await interp.close()
+
+
+def _readme_block(marker: str) -> str:
+    text = open(os.path.join(ROOT, "README.md")).read()
+    after = text[text.index(f"<!-- {marker}"):]
+    start = after.index("```") + after[after.index("```"):].index("\n") + 1
+    return after[start:after.index("```", start)]
+
+
+async def test_readme_tls_walkthrough(tmp_path):
+    """The README's TLS section as a user runs it: its openssl commands make the CA and
+    certificates, its namerd and router configs (ports moved to free ones) run, a request
+    is routed through namerd's dtab, and namerd refuses a client without a certificate."""
+    d = str(tmp_path)
+    code, out, err = await run("bash", "-ec", f"cd {d}\n" + _readme_block("tls-pki"))
+    assert code == 0, out + err
+    async with Backend(name="readme") as backend:
+        api, nadmin, radmin, rport = free_port(), free_port(), free_port(), free_port()
+        ncfg = (_readme_block("tls-namerd").replace("port: 4180", f"port: {api}")
+                .replace("port: 9991", f"port: {nadmin}").replace("127.0.0.1/8080", f"127.0.0.1/{backend.port}"))
+        rcfg = (_readme_block("tls-router").replace("port: 9990", f"port: {radmin}")
+                .replace("127.0.0.1/4180", f"127.0.0.1/{api}").replace("port: 4140", f"port: {rport}"))
+        ncfg = ncfg.replace("certs/", f"{d}/certs/")
+        rcfg = rcfg.replace("certs/", f"{d}/certs/")
+        namerd = Proc("namerd", ncfg, d, "namerd").start()
+        router = Proc("namerouter", rcfg, d, "router").start()
+        ca = f"{d}/certs/ca.pem"
+        try:
+            await namerd.wait_ready("--cacert", ca, "--cert", f"{d}/certs/router.pem", "--key",
+                                    f"{d}/certs/router-key.pem", f"https://127.0.0.1:{api}/api/1/dtabs")
+            await router.wait_ready("--cacert", ca, f"https://127.0.0.1:{radmin}/admin/ping")
+            code, out, err = await curl("-H", "Host: web", "-D", "-", f"http://127.0.0.1:{rport}/pong")
+            assert code == 0 and "x-backend: readme" in out.lower(), out + err
+            code, out, _ = await curl("--cacert", ca, f"https://127.0.0.1:{api}/api/1/dtabs")
+            assert code != 0 and out == ""
+            code, out, err = await curl("--cacert", ca, f"https://127.0.0.1:{nadmin}/admin/tls.json")
+            assert code == 0 and json.loads(out)["handshakes"], out + err
+        finally:
+            router.stop()
+            namerd.stop()
