@@ -241,3 +241,27 @@ def test_xfcc_from_a_real_certificate():
     assert p.subject == "O=Acme\\, Inc,CN=web"
     assert p.xfcc() == (f'Hash={h};SAN=spiffe://cluster.local/ns/web;URI=spiffe://cluster.local/ns/web;'
                         f'DNS=web.ns.svc;Subject="O=Acme\\\\, Inc,CN=web"')
+
+
+def test_namerd_check(pki, tmp_path):
+    """`namerd --check`: valid → 0 and "config is valid"; every problem with key path and
+    line → 2; nothing is started either way."""
+    c, other = pki.issue("nd", "namerd"), pki.issue("nd-other", "x")
+    good = tmp_path / "namerd.yaml"
+    good.write_text("admin: {port: 9991}\nstorage: {kind: io.l5d.inMemory}\ninterfaces:\n"
+                    f"- kind: io.l5d.httpController\n  tls: {{certPath: {c.cert}, keyPath: {c.key}}}\n")
+    r = subprocess.run([sys.executable, "-m", "namerd", "--check", str(good)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and "config is valid" in r.stdout, r.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("admin:\n  port: abc\n  tls:\n    certPath: /nope.pem\n    keyPath: /nope-key.pem\n"
+                   "storage: {kind: io.l5d.inMemory}\ninterfaces:\n- kind: io.l5d.httpController\n  tls:\n"
+                   f"    certPath: {c.cert}\n    keyPath: {other.key}\n    protocols: [TLSv1.4]\n")
+    r = subprocess.run([sys.executable, "-m", "namerd", "--check", str(bad)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2
+    for want in ("admin.port: expected an integer 0-65535, got 'abc' (line 2)",
+                 "admin.tls.certPath: /nope.pem: file not found (line 4)",
+                 "admin.tls.keyPath: /nope-key.pem: file not found (line 5)",
+                 "interfaces[0].tls.protocols[0]: expected one of TLSv1, TLSv1.1, TLSv1.2, TLSv1.3, got 'TLSv1.4'"):
+        assert want in r.stderr, r.stderr
