@@ -200,6 +200,9 @@ def test_check_exit_status_2_and_start_refusal(pki, tmp_path):
     assert r.returncode == 2
     assert "routers[0].servers[0].tls.certPath:" in r.stderr and "missing.pem: file not found (line 7)" in r.stderr
     assert "routers[0].servers[0].tls.keyPath:" in r.stderr and "(line 8)" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "namerouter", str(bad)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)  # starting it: the same refusal
+    assert r.returncode == 2 and "missing.pem: file not found (line 7)" in r.stderr
     c = pki.issue("refuse", "web")
     good = tmp_path / "good.yaml"
     good.write_text(router_yaml(f"certPath: {c.cert}\nkeyPath: {c.key}", admin_tls=f"certPath: {c.cert}\n"

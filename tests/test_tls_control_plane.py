@@ -175,6 +175,15 @@ async def test_namerd_mutual_tls_with_curl_and_openssl(mesh):
         "-CAfile", mesh.pki.ca_pem, "-ign_eof", stdin=b"GET /api/1/dtabs HTTP/1.0\r\n\r\n")
     assert '["default"]' not in out  # no client certificate: no answer
 
+    # `namerd dtab` (our namerctl) with curl-style TLS options
+    rc, out, err = await run(sys.executable, "-m", "namerd", "dtab", "list", "--namerd", mesh.api,
+                             "--cacert", mesh.pki.ca_pem, "--cert", mesh.router_cert.cert,
+                             "--key", mesh.router_cert.key)
+    assert rc == 0 and out.split() == ["default"], out + err
+    rc, out, err = await run(sys.executable, "-m", "namerd", "dtab", "list", "--namerd", mesh.api,
+                             "--cacert", mesh.pki.ca_pem)
+    assert rc != 0 and "cannot reach namerd" in err
+
     # the admin server over TLS (no client certificate required there)
     state = await mesh.admin_json("/admin/tls.json")
     iface = next(v for k, v in state["handshakes"].items() if k.startswith("namerd/interface/"))
