@@ -15,10 +15,11 @@ on purpose:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from namerouter.config.loader import ConfigError, ConfigIssue, parse_text, read_source
 from namerouter.config.validate import Validated, Validator, validate
+from namerouter.tls.config import ServerTlsConfig
 
 #: Interfaces Linkerd's namerd has that this one does not serve.
 UNSUPPORTED_INTERFACES = {
@@ -44,6 +45,8 @@ DEFAULT_FILE_STORE = "namerd-dtabs.json"
 class NamerdAdminConfig:
     ip: str = "127.0.0.1"
     port: int = field(default=9991, metadata={"min": 0, "max": 65535})
+    #: serve the admin over TLS (Linkerd's server TLS block)
+    tls: Optional[ServerTlsConfig] = None
 
 
 @dataclass
@@ -53,7 +56,9 @@ class HttpControllerConfig:
     kind: str = "io.l5d.httpController"
     ip: str = "127.0.0.1"
     port: int = field(default=4180, metadata={"min": 0, "max": 65535})
-    #: accepted for compatibility; TLS termination is not provided
+    #: serve the API over TLS; ``requireClientAuth`` + ``caCertPath`` for mutual TLS
+    tls: Optional[ServerTlsConfig] = None
+    #: accepted for compatibility
     socketOptions: Any = None
 
 

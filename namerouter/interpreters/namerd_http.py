@@ -35,6 +35,10 @@ Config (Linkerd's keys, plus ours marked *)::
         addrCacheInactive: 100
         addrCacheInactiveTTLSecs: 600
       transformers: [...]           # applied to every bound tree, as in Linkerd
+      tls:                          # Linkerd's client TLS block: https to namerd
+        commonName: namerd          # SNI and the name namerd's certificate must carry
+        trustCertsBundle: ca.pem    # (or trustCerts: [...]; default: the system's CAs)
+        clientAuth: {certPath: router.pem, keyPath: router-key.pem}   # mutual TLS
 
 Failures: a name namerd has never answered for shows namerd's error (``Failed`` /
 ``AddrFailed`` with its status and message) while the stream retries with backoff; once a
@@ -71,6 +75,8 @@ from ..naming.addr import ADDR_PENDING, Addr, AddrFailed, addr_from_json
 from ..naming.bound import BoundName
 from ..naming.transform import apply_transformers, build_transformers
 from ..naming.var import PENDING, Activity, ActivityState, Closable, Failed, Ok, Var
+from ..tls import TlsRegistry
+from ..tls.config import ClientTlsConfig, check_common_name_vars
 from .json_stream import JsonStreamParser, StreamErrorLine, StreamTruncated
 from .namerd_client import NamerdClient, NamerdResponseError, NamerdUnreachable, parse_endpoint, parse_endpoints
 
@@ -131,6 +137,11 @@ class NamerdHttpConfig:
     cache: NamerdCacheConfig = field(default_factory=NamerdCacheConfig)
     transformers: list[Any] = field(default_factory=list, metadata={"plugins": "TRANSFORMERS"})
     experimental: bool = False
+    #: talk to namerd over TLS (Linkerd's client TLS block; ``clientAuth`` for mutual TLS)
+    tls: Optional[ClientTlsConfig] = None
+
+    def __post_init__(self) -> None:
+        check_common_name_vars(self.tls, None)
 
 
 # -- errors ---------------------------------------------------------------------------
@@ -615,18 +626,28 @@ class NamerdHttpInterpreter:
         metrics: Optional[MetricsRegistry] = None,
         scope: str = f"interpreter/{KIND}",
         transformers: Optional[list[Any]] = None,
+        tls_registry: Optional[TlsRegistry] = None,
     ) -> None:
         self.config = config
         try:
             self.namespace = _check_namespace(config.namespace)
         except ValueError as e:
             raise ValueError(f"namespace: {e}") from None
+        self.metrics = metrics if metrics is not None else MetricsRegistry()
+        self.scope = scope.rstrip("/")
+        # TLS to namerd: the process's registry (rotation, /admin/tls.json) or our own.
+        self._own_tls = tls_registry is None and config.tls is not None and config.tls.enabled
+        tls_registry = tls_registry or TlsRegistry(self.metrics)
+        tls = tls_registry.client_params(config.tls, {}, self.scope, f"{self.scope}: tls")
+        self._tls_registry = tls_registry
         self.client = NamerdClient(
             parse_endpoints(config.dst),
             base_seconds=config.retry.baseSeconds,
             max_seconds=config.retry.maxSeconds,
             probe_seconds=config.retry.probeSeconds,
             on_event=lambda name: self._count(name),
+            tls=tls,
+            tls_failures=tls_registry.handshake_failures(self.scope) if tls is not None else None,
         )
         c = config.cache
         self._binds: WatchCache[tuple[Dtab, Path], BindWatch] = WatchCache(
@@ -635,8 +656,6 @@ class NamerdHttpInterpreter:
             "addr", c.addrCacheInactive, c.addrCacheInactiveTTLSecs)
         self._dtab: Optional[DtabWatch] = None
         self.transformers = list(transformers or [])
-        self.metrics = metrics if metrics is not None else MetricsRegistry()
-        self.scope = scope.rstrip("/")
         self._counters: dict[str, Any] = {}
         g = self.metrics.gauge
         g(f"{self.scope}/bind/active", lambda: self._binds.active)
@@ -656,7 +675,8 @@ class NamerdHttpInterpreter:
         label = getattr(runtime, "router_label", None)
         scope = f"rt/{label}/interpreter/{KIND}" if label else f"interpreter/{KIND}"
         interp = cls(config, metrics=getattr(runtime, "metrics", None), scope=scope,
-                     transformers=build_transformers(config.transformers, runtime))
+                     transformers=build_transformers(config.transformers, runtime),
+                     tls_registry=getattr(runtime, "tls", None))
         routes = getattr(runtime, "admin_routes", None)
         if isinstance(routes, list):
             routes.append(("GET", interp.admin_path(label), interp._admin_handler))
@@ -762,6 +782,8 @@ class NamerdHttpInterpreter:
         # Together, so one slow watch costs one bounded wait, not one per watch.
         await asyncio.gather(*(w.wait_closed() for w in watches if w._stopping is not None))
         await self.client.close()
+        if self._own_tls:
+            await self._tls_registry.close()
         prefix = self.scope + "/"
         self.metrics.remove_prefix(prefix)
 
