@@ -8,6 +8,9 @@ STAMP  := $(VENV)/.installed
 # Debian packages the tests start for real (ZooKeeper, etcd) or compare against
 # (nginx, wrk) or drive as a client (curl).
 DEB_PACKAGES := zookeeper etcd-server nginx wrk curl
+# Linkerd-parity namers: a real DNS server (io.l5d.dnssrv), Apache Curator (io.l5d.curator),
+# and a local Debian base + podman for the container image test.
+DEB_PACKAGES += dnsmasq libcurator-discovery-java debootstrap podman runc
 
 .PHONY: demo test venv debs bench clean
 
