@@ -36,8 +36,10 @@ debs:
 demo: $(STAMP)
 	$(PY) -m namerouter.demo
 
+# The container-image test is deselected by default (pyproject addopts): it runs second.
 test: $(STAMP) debs
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m container $(PYTEST_ARGS)
 
 # Every benchmark, one after another (each prints its figures; all on 127.0.0.1, each
 # stops by itself). The first one that fails stops the run; for options, run a script
