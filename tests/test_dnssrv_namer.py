@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import pytest
 
@@ -15,7 +14,7 @@ from namerouter.namers.dnssrv import parse_dns_host
 from tests.support.backends import Backend, curl
 from tests.support.dnsmasq import DnsmasqServer, dnsmasq_available
 from tests.support.ports import free_port
-from tests.support.routing import route_status
+from tests.support.routing import route_status, until
 
 pytestmark = pytest.mark.skipif(not dnsmasq_available(), reason="dnsmasq is not installed: run `make test`")
 
@@ -39,16 +38,6 @@ routers:
   servers:
   - {{port: {router_port}, ip: 127.0.0.1}}
 """
-
-
-async def _until(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = await pred()
-        if v:
-            return v
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -92,7 +81,7 @@ async def test_router_follows_srv_records_and_keeps_them_through_a_dns_outage(dn
                 await route_status(router_port)
                 return len(b.requests) > n_b
 
-            await _until(on_b, 10, "routing did not follow the new SRV record")
+            await until(on_b, 10, "routing did not follow the new SRV record")
             state = json.loads((await curl("-s", f"http://127.0.0.1:{admin_port}/namer_state/io.l5d.dnssrv.json"))[1])
             assert state["names"][WEB]["addr"]["addrs"] == [{"ip": "127.0.0.1", "port": b.port, "meta": {}}]
 
@@ -104,7 +93,7 @@ async def test_router_follows_srv_records_and_keeps_them_through_a_dns_outage(dn
                 status, body = await route_status(router_port)
                 return status == 502 and body
 
-            body = await _until(gone, 10, "a vanished SRV record still routed")
+            body = await until(gone, 10, "a vanished SRV record still routed")
             assert "/svc/web" in body
         finally:
             await linker.close()

@@ -3,7 +3,6 @@ from YAML) whose dtab lives in Consul KV / a ConfigMap (the simulators), followe
 through bad values, deletion and a backend outage."""
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
@@ -13,23 +12,7 @@ from tests.sim.consul_sim import ConsulSim
 from tests.sim.k8s_sim import K8sApiSim
 from tests.support.backends import Backend, curl
 from tests.support.ports import free_port
-from tests.support.routing import Traffic, route_status
-
-
-async def _until(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = await pred()
-        if v:
-            return v
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.02)
-
-
-async def _reaches(port: int, backend: Backend, host: str = "web") -> bool:
-    n = len(backend.requests)
-    status, _ = await route_status(port, host)
-    return status == 200 and len(backend.requests) > n
+from tests.support.routing import Traffic, reaches, route_status, until
 
 
 def _dtab(port: int) -> str:
@@ -63,13 +46,13 @@ routers:
             code, out, _ = await curl("-s", "-H", "Host: web", f"http://127.0.0.1:{router_port}/pong")
             assert (code, out) == (0, "pong") and len(fb.requests) == 1
             await sim.kv_set("namerd/dtabs/staging", f"/svc/api => /$/inet/127.0.0.1/{a.port};".encode())
-            await _until(lambda: _reaches(router_port, a, "api"), 5, "the Consul dtab change was not followed")
+            await until(lambda: reaches(router_port, a, "api"), 5, "the Consul dtab change was not followed")
 
             # A change during traffic: no request fails, routing follows within a second.
             traffic = Traffic(router_port, host="api").start()
             t0 = time.monotonic()
             await sim.kv_set("namerd/dtabs/staging", f"/svc/api => /$/inet/127.0.0.1/{b.port};".encode())
-            await _until(lambda: _reaches(router_port, b, "api"), 5, "second change not followed")
+            await until(lambda: reaches(router_port, b, "api"), 5, "second change not followed")
             assert time.monotonic() - t0 < 1.0
             # Consul restarts: the last dtab stays in force.
             await sim.restart(downtime=0.3)
@@ -83,9 +66,9 @@ routers:
                 st = await _state(admin_port, "/interpreter_state/io.l5d.consul.interpreter.json")
                 return st if st["error"] else None
 
-            st = await _until(bad_seen, 5, "the bad value was not noticed")
+            st = await until(bad_seen, 5, "the bad value was not noticed")
             assert "consul key namerd/dtabs/staging" in st["error"] and st["state"] == "ok"
-            assert await _reaches(router_port, b, "api")
+            assert await reaches(router_port, b, "api")
 
             # The key is deleted: the empty dtab (Linkerd) — only the router's dtab applies.
             del sim.dcs[sim.datacenter].kv["namerd/dtabs/staging"]
@@ -95,8 +78,8 @@ routers:
                 s, body = await route_status(router_port, "api")
                 return s == 502 and "/svc/api" in body
 
-            await _until(api_gone, 5, "the deleted key still routed")
-            assert await _reaches(router_port, fb)
+            await until(api_gone, 5, "the deleted key still routed")
+            assert await reaches(router_port, fb)
         finally:
             await linker.close()
 
@@ -124,9 +107,9 @@ routers:
             status, body = await route_status(router_port)
             assert status == 502 and "/svc/web" in body
             sim.set_configmap("linkerd", "dtabs", {"outgoing": _dtab(a.port), "other": "/x => /y"})
-            await _until(lambda: _reaches(router_port, a), 5, "the ConfigMap was not followed")
+            await until(lambda: reaches(router_port, a), 5, "the ConfigMap was not followed")
             sim.set_configmap("linkerd", "dtabs", {"outgoing": _dtab(b.port)})
-            await _until(lambda: _reaches(router_port, b), 5, "the ConfigMap change was not followed")
+            await until(lambda: reaches(router_port, b), 5, "the ConfigMap change was not followed")
 
             sim.set_configmap("linkerd", "dtabs", {"outgoing": "/svc/web => => nope"})
 
@@ -134,9 +117,9 @@ routers:
                 st = await _state(admin_port, "/interpreter_state/io.l5d.k8s.configmap.json")
                 return st if st["error"] else None
 
-            st = await _until(bad_seen, 5, "the bad value was not noticed")
+            st = await until(bad_seen, 5, "the bad value was not noticed")
             assert "ConfigMap linkerd/dtabs key outgoing" in st["error"]
-            assert await _reaches(router_port, b)  # last good dtab
+            assert await reaches(router_port, b)  # last good dtab
 
             sim.delete("configmaps", "linkerd", "dtabs")
 
@@ -144,6 +127,6 @@ routers:
                 s, _ = await route_status(router_port)
                 return s == 502
 
-            await _until(gone, 5, "a deleted ConfigMap still routed")
+            await until(gone, 5, "a deleted ConfigMap still routed")
         finally:
             await linker.close()

@@ -2,9 +2,7 @@
 against the Kubernetes API simulator."""
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 
 import pytest
 
@@ -14,17 +12,7 @@ from namerouter.namers.k8s_external import ingress_hosts, service_port
 from tests.sim.k8s_sim import K8sApiSim, subset
 from tests.support.backends import Backend, curl
 from tests.support.ports import free_port
-from tests.support.routing import route_status
-
-
-async def _until(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = await pred()
-        if v:
-            return v
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.05)
+from tests.support.routing import reaches, route_status, until
 
 
 def ns_config(sim: K8sApiSim, router_port: int, env_var: str = "MY_POD_NAMESPACE") -> str:
@@ -57,15 +45,9 @@ async def test_namespaced_namer_serves_its_own_namespace(monkeypatch):
             assert prod.requests[0].header("l5d-dst-client") == "/#/io.l5d.k8s.ns/http/web"
             # Endpoints changes are followed as by io.l5d.k8s.
             sim.set_endpoints("prod", "web", [subset(["127.0.0.1"], {"http": dev.port})])
-            await _until(lambda: _reaches(router_port, dev), 5, "endpoint change not followed")
+            await until(lambda: reaches(router_port, dev), 5, "endpoint change not followed")
         finally:
             await linker.close()
-
-
-async def _reaches(port: int, backend: Backend, host: str = "web") -> bool:
-    n = len(backend.requests)
-    status, _ = await route_status(port, host)
-    return status == 200 and len(backend.requests) > n
 
 
 async def test_namespaced_namer_needs_its_env_var(monkeypatch):
@@ -103,9 +85,9 @@ routers:
 
             sim.set_service("prod", "web", [{"name": "http", "port": lb.port, "targetPort": 8080}],
                             lb_ingress=[{"ip": "127.0.0.1"}])
-            await _until(lambda: _reaches(router_port, lb), 5, "the ingress address was not followed")
+            await until(lambda: reaches(router_port, lb), 5, "the ingress address was not followed")
             assert lb.requests[-1].header("l5d-dst-client") == "/#/io.l5d.k8s.external/prod/http/web"
-            assert await _reaches(router_port, lb, "numbered")  # a port number names the Service port
+            assert await reaches(router_port, lb, "numbered")  # a port number names the Service port
 
             state = json.loads((await curl("-s", f"http://127.0.0.1:{admin_port}/namer_state/io.l5d.k8s.external.json"))[1])
             assert state["names"]["/#/io.l5d.k8s.external/prod/http/web"]["addrs"] == [
@@ -117,7 +99,7 @@ routers:
                 s, _ = await route_status(router_port)
                 return s == 502
 
-            await _until(neg, 5, "a deleted Service still routed")
+            await until(neg, 5, "a deleted Service still routed")
         finally:
             await linker.close()
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
 
 import pytest
 
@@ -16,7 +15,7 @@ from namerouter.namers.marathon import endpoint_of_dst, task_endpoints
 from tests.sim.marathon_sim import MarathonSim, task
 from tests.support.backends import Backend, curl
 from tests.support.ports import free_port
-from tests.support.routing import route_status
+from tests.support.routing import reaches, route_status, until
 
 
 def config(sim: MarathonSim, router_port: int, admin_port: int) -> str:
@@ -38,22 +37,6 @@ routers:
 """
 
 
-async def _until(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = await pred()
-        if v:
-            return v
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.05)
-
-
-async def _reaches(port: int, backend: Backend, host: str) -> bool:
-    n = len(backend.requests)
-    status, _ = await route_status(port, host)
-    return status == 200 and len(backend.requests) > n
-
-
 async def test_router_follows_marathon_apps(monkeypatch):
     monkeypatch.setenv("MARATHON_HTTP_AUTH_CREDENTIAL", base64.b64encode(b"l5d:secret").decode())
     monkeypatch.delenv("DCOS_SERVICE_ACCOUNT_CREDENTIAL", raising=False)
@@ -68,24 +51,24 @@ async def test_router_follows_marathon_apps(monkeypatch):
         await linker.start()
         try:
             for _ in range(5):
-                assert await _reaches(router_port, a, "users.api.prod")
+                assert await reaches(router_port, a, "users.api.prod")
             assert not b.requests
             # The shortest app id that prefixes the name wins; the rest is the residual.
-            assert await _reaches(router_port, a, "v1.users.api.prod")
+            assert await reaches(router_port, a, "v1.users.api.prod")
             assert a.requests[-1].header("l5d-dst-residual") == "/v1"
             assert a.requests[-1].header("l5d-dst-client") == "/#/io.l5d.marathon/prod/api/users"
             # IP-per-task: the task's IP and the app's discovery port (not the agent host).
-            assert await _reaches(router_port, c, "web")
+            assert await reaches(router_port, c, "web")
 
             # The tasks change: b becomes healthy, a goes away.
             sim.set_app("/prod/api/users", [task("127.0.0.1", b.port, alive=[True])], health_checks=1)
-            await _until(lambda: _reaches(router_port, b, "users.api.prod"), 5, "new tasks not followed")
+            await until(lambda: reaches(router_port, b, "users.api.prod"), 5, "new tasks not followed")
 
             # Marathon goes away: the last known tasks keep routing.
             await sim.stop()
             await asyncio.sleep(0.5)
             for _ in range(5):
-                assert await _reaches(router_port, b, "users.api.prod")
+                assert await reaches(router_port, b, "users.api.prod")
             state = json.loads((await curl("-s", f"http://127.0.0.1:{admin_port}/namer_state/io.l5d.marathon.json"))[1])
             assert state["names"]["/prod/api/users"]["lastError"], state
             await sim.start()
@@ -97,7 +80,7 @@ async def test_router_follows_marathon_apps(monkeypatch):
                 status, body = await route_status(router_port, "users.api.prod")
                 return status == 502 and body
 
-            body = await _until(gone, 5, "a removed app still routed")
+            body = await until(gone, 5, "a removed app still routed")
             assert "/svc/users.api.prod" in body
         finally:
             await linker.close()

@@ -2,7 +2,6 @@
 resources in the Kubernetes API simulator, driven over namerd's HTTP API with curl."""
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 

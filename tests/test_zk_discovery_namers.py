@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 
 import pytest
@@ -19,23 +18,7 @@ from namerouter.zk.serverset_format import MalformedMember
 from tests.support.backends import Backend, curl
 from tests.support.curator import CuratorRegistration, curator_available
 from tests.support.ports import free_port
-from tests.support.routing import route_status
-
-
-async def _until(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = await pred()
-        if v:
-            return v
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.05)
-
-
-async def _served_by(port: int, backend: Backend, host: str = "web") -> bool:
-    n = len(backend.requests)
-    status, _ = await route_status(port, host)
-    return status == 200 and len(backend.requests) > n
+from tests.support.routing import reaches, route_status, until
 
 
 @pytest.fixture
@@ -76,7 +59,7 @@ routers:
             # A second instance (another JVM) joins; then the first unregisters cleanly.
             reg_b = await asyncio.to_thread(CuratorRegistration, zk_server.hosts, base,
                                             ("web", "b", "127.0.0.1", b.port))
-            await _until(lambda: _served_by(router_port, b), 10, "instance b never got traffic")
+            await until(lambda: reaches(router_port, b), 10, "instance b never got traffic")
             await asyncio.to_thread(reg_a.close)
             await asyncio.sleep(0.3)
             n_a = len(a.requests)
@@ -100,7 +83,7 @@ routers:
                 status, body = await route_status(router_port)
                 return status == 502 and body
 
-            body = await _until(no_hosts, 20, "a crashed Curator instance kept traffic")
+            body = await until(no_hosts, 20, "a crashed Curator instance kept traffic")
             assert "/#/io.l5d.curator/web" in body
 
             # A service Curator never registered is neg.
@@ -137,14 +120,14 @@ routers:
         await linker.start()
         try:
             for _ in range(5):
-                assert await _served_by(router_port, a), "the lowest candidate is the leader"
+                assert await reaches(router_port, a), "the lowest candidate is the leader"
             # A name below the group walks up to it; the rest is the residual.
-            assert await _served_by(router_port, a, "deep")
+            assert await reaches(router_port, a, "deep")
             assert a.requests[-1].header("l5d-dst-residual") == "/v1/users"
 
             # The leader steps down: the next candidate leads, at once.
             kz.delete(first)
-            await _until(lambda: _served_by(router_port, b), 5, "the new leader got no traffic")
+            await until(lambda: reaches(router_port, b), 5, "the new leader got no traffic")
             state = json.loads((await curl("-s", f"http://127.0.0.1:{admin_port}/namer_state/io.l5d.zkLeader.json"))[1])
             assert group in state["groups"], state
 
@@ -156,7 +139,7 @@ routers:
                 status, body = await route_status(router_port)
                 return status == 502 and body
 
-            await _until(neg, 5, "an empty leader group still routed")
+            await until(neg, 5, "an empty leader group still routed")
         finally:
             await linker.close()
 

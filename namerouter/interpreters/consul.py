@@ -28,15 +28,13 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-import aiohttp.web
-
 from ..consul.client import CONSISTENCY_MODES, ConsulClient, ConsulResponse
 from ..consul.kv_watch import follow_key
 from ..naming.transform import build_transformers
 from ..naming.var import Activity
 from ..namers.consul import ConsulTls, _tls_context
 from .default import interpreter_options, register_metrics
-from .dtab_source import DtabSourceInterpreter, DtabText
+from .dtab_source import DtabSourceInterpreter, DtabText, register_admin_route
 
 KIND = "io.l5d.consul.interpreter"
 
@@ -88,12 +86,7 @@ class ConsulInterpreter(DtabSourceInterpreter):
                      config.readConsistencyMode, float(max_ms) / 1000 if max_ms else 5.0,
                      transformers=build_transformers(config.transformers, runtime), **interpreter_options(runtime))
         register_metrics(interp, runtime)
-        routes = getattr(runtime, "admin_routes", None)
-        if isinstance(routes, list):
-            path = f"/interpreter_state/{KIND}.json"
-            if any(r[1] == path for r in routes):
-                path = f"/{getattr(runtime, 'router_label', '')}{path}"
-            routes.append(("GET", path, interp._admin_handler))
+        register_admin_route(runtime, f"/interpreter_state/{KIND}.json", interp._admin_handler)
         return interp
 
     # the KV watch ---------------------------------------------------------------------
@@ -130,9 +123,6 @@ class ConsulInterpreter(DtabSourceInterpreter):
         st.update({"consul": self.client.base, "key": self.key, "watching": self._task is not None,
                    "errors": self.errors, "lastError": self.last_error})
         return st
-
-    async def _admin_handler(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
-        return aiohttp.web.json_response(self.admin_state())
 
     async def close(self) -> None:
         self._stop_watch()

@@ -43,6 +43,12 @@ class DtabSourceInterpreter(DefaultInterpreter):
         base = await self.dtab_activity.wait_ok(timeout)
         return await super().delegate(base + dtab, path, timeout=timeout)
 
+    async def _admin_handler(self, request: Any) -> Any:
+        """The JSON of :meth:`admin_state` (subclasses define it), for the admin server."""
+        import aiohttp.web
+
+        return aiohttp.web.json_response(self.admin_state())
+
     def cache_stats(self) -> dict[str, Any]:
         s = super().cache_stats()
         s["outer"] = self.outer.stats()
@@ -51,6 +57,16 @@ class DtabSourceInterpreter(DefaultInterpreter):
     async def close(self) -> None:
         self.outer.clear()
         await super().close()
+
+
+def register_admin_route(runtime: Any, path: str, handler: Callable[..., Any]) -> None:
+    """Serve ``handler`` at Linkerd's ``path`` on the admin server; a second router with the
+    same interpreter kind gets ``/<router label><path>``."""
+    routes = getattr(runtime, "admin_routes", None)
+    if isinstance(routes, list):
+        if any(r[1] == path for r in routes):
+            path = f"/{getattr(runtime, 'router_label', '')}{path}"
+        routes.append(("GET", path, handler))
 
 
 class DtabText(Var[ActivityState[Dtab]]):

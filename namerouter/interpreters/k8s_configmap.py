@@ -22,14 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-import aiohttp.web
-
 from ..k8s.watch import MISSING, ObjectWatch
 from ..namers.k8s import make_api
 from ..naming.transform import build_transformers
 from ..naming.var import PENDING, Activity, Closable
 from .default import interpreter_options, register_metrics
-from .dtab_source import DtabSourceInterpreter, DtabText
+from .dtab_source import DtabSourceInterpreter, DtabText, register_admin_route
 
 KIND = "io.l5d.k8s.configMap"
 
@@ -62,12 +60,7 @@ class ConfigMapInterpreter(DtabSourceInterpreter):
         interp = cls(watch, config.filename, transformers=build_transformers(config.transformers, runtime),
                      **interpreter_options(runtime))
         register_metrics(interp, runtime)
-        routes = getattr(runtime, "admin_routes", None)
-        if isinstance(routes, list):
-            path = "/interpreter_state/io.l5d.k8s.configmap.json"
-            if any(r[1] == path for r in routes):
-                path = f"/{getattr(runtime, 'router_label', '')}{path}"
-            routes.append(("GET", path, interp._admin_handler))
+        register_admin_route(runtime, "/interpreter_state/io.l5d.k8s.configmap.json", interp._admin_handler)
         return interp
 
     def _start_watch(self) -> None:
@@ -94,9 +87,6 @@ class ConfigMapInterpreter(DtabSourceInterpreter):
         st = self.source.admin_state()
         st["watch"] = self.watch.admin_state()
         return st
-
-    async def _admin_handler(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
-        return aiohttp.web.json_response(self.admin_state())
 
     async def close(self) -> None:
         self._stop_watch()

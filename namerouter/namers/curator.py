@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..dtab.path import Path
-from ..dtab.tree import NEG, Leaf, NameTree
-from ..naming.addr import ADDR_PENDING, Addr, AddrBound, AddrFailed
+from ..dtab.tree import NEG, NameTree
+from ..naming.addr import Addr, AddrBound
 from ..naming.bound import BoundName
+from ..naming.namer import addr_tree_state
 from ..naming.reactive import HeldActivity
-from ..naming.var import PENDING, Activity, ActivityState, Failed, Ok
+from ..naming.var import Activity
 from ..zk.discovery_formats import parse_curator_instance
 from ..zk.serverset_format import Endpoint
 from ..zk.serverset_watch import Snapshot
@@ -65,14 +66,6 @@ class CuratorSelection(Selection):
         return {"ssl": any(inst.ssl for _, inst in snap.members)}
 
 
-def _tree_state(addr: Addr, bound: BoundName) -> ActivityState[NameTree[Any]]:
-    if addr is ADDR_PENDING:
-        return PENDING
-    if isinstance(addr, AddrFailed):
-        return Failed(RuntimeError(addr.cause))
-    if isinstance(addr, AddrBound):
-        return Ok(Leaf(bound))
-    return Ok(NEG)
 
 
 class CuratorNamer(ServersetsNamer):
@@ -108,7 +101,7 @@ class CuratorNamer(ServersetsNamer):
             self.session = ZkSession.acquire(self.zk_hosts, self.session_timeout_ms)
         sel = self._selection(zk_path, None, None)
         bound = BoundName(self.bound_id(path.take(1)), sel.addr, path.drop(1))
-        return HeldActivity(sel, bound, sel.addr, lambda a: _tree_state(a, bound))
+        return HeldActivity(sel, bound, sel.addr, lambda a: addr_tree_state(a, bound))
 
     def admin_state(self) -> dict:
         st = super().admin_state()

@@ -49,13 +49,13 @@ import dns.resolver
 
 from ..backoff import JitteredBackoff
 from ..dtab.path import Path
-from ..dtab.tree import NEG, Leaf, NameTree
+from ..dtab.tree import NEG, NameTree
 from ..naming import dns as naming_dns
 from ..naming.addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, Address
 from ..naming.bound import BoundName
-from ..naming.namer import Namer
+from ..naming.namer import Namer, addr_tree_state
 from ..naming.reactive import HeldActivity
-from ..naming.var import PENDING, Activity, ActivityState, Ok, Var
+from ..naming.var import Activity, Var
 
 log = logging.getLogger(__name__)
 
@@ -244,12 +244,6 @@ class SrvWatch:
         }
 
 
-def _tree_state(addr: Addr, bound: BoundName) -> ActivityState[NameTree[Any]]:
-    if addr is ADDR_PENDING:
-        return PENDING
-    if isinstance(addr, AddrBound):
-        return Ok(Leaf(bound))
-    return Ok(NEG)
 
 
 class DnsSrvNamer(Namer):
@@ -290,7 +284,7 @@ class DnsSrvNamer(Namer):
         if watch is None:
             watch = self._watches[name] = SrvWatch(self, name)
         bound = BoundName(self.bound_id(path.take(1)), watch.addr, path.drop(1))
-        act = HeldActivity(watch, bound, watch.addr, lambda a: _tree_state(a, bound))
+        act = HeldActivity(watch, bound, watch.addr, lambda a: addr_tree_state(a, bound))
         self._lookups[path] = act
         return act
 

@@ -31,15 +31,15 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..dtab.path import Path
-from ..dtab.tree import NEG, Leaf, NameTree
+from ..dtab.tree import NEG, NameTree
 from ..k8s.client import K8sApi
 from ..k8s.watch import MISSING, ObjectWatch
 from ..naming import dns
 from ..naming.addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, AddrFailed, Address
 from ..naming.bound import BoundName
-from ..naming.namer import Namer
+from ..naming.namer import Namer, addr_tree_state
 from ..naming.reactive import HeldActivity
-from ..naming.var import PENDING, Activity, ActivityState, Failed, Ok, Var
+from ..naming.var import PENDING, Activity, Var
 from .k8s import make_api
 
 log = logging.getLogger(__name__)
@@ -127,14 +127,6 @@ class _Binding:
             self.addr.update(AddrFailed("load-balancer ingress does not resolve: " + "; ".join(errors)))
 
 
-def _tree_state(addr: Addr, bound: BoundName) -> ActivityState[NameTree[Any]]:
-    if addr is ADDR_PENDING:
-        return PENDING
-    if isinstance(addr, AddrFailed):
-        return Failed(RuntimeError(addr.cause))
-    if isinstance(addr, AddrBound):
-        return Ok(Leaf(bound))
-    return Ok(NEG)
 
 
 class K8sExternalNamer(Namer):
@@ -179,7 +171,7 @@ class K8sExternalNamer(Namer):
         if binding is None:
             binding = self._bindings[key] = _Binding(watch, port)
         bound = BoundName(self.bound_id(Path.of(*labels)), binding.addr, path.drop(n))
-        act = HeldActivity(binding, bound, binding.addr, lambda a: _tree_state(a, bound))
+        act = HeldActivity(binding, bound, binding.addr, lambda a: addr_tree_state(a, bound))
         self._lookups[path] = act
         return act
 

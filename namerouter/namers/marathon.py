@@ -52,13 +52,13 @@ import aiohttp
 
 from ..backoff import JitteredBackoff
 from ..dtab.path import Path
-from ..dtab.tree import NEG, Leaf, NameTree
+from ..dtab.tree import NEG, NameTree
 from ..naming import dns
-from ..naming.addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, AddrFailed, Address
+from ..naming.addr import ADDR_NEG, ADDR_PENDING, AddrBound, AddrFailed, Address
 from ..naming.bound import BoundName
-from ..naming.namer import Namer
+from ..naming.namer import Namer, addr_tree_state
 from ..naming.reactive import HeldActivity, flat_map
-from ..naming.var import PENDING, Activity, ActivityState, Failed, Ok, Var
+from ..naming.var import PENDING, Activity, Failed, Ok, Var
 from .consul import ConsulTls, _tls_context
 
 log = logging.getLogger(__name__)
@@ -252,14 +252,6 @@ class AppPoll(_Poll):
         self.var.update(AddrFailed(f"marathon app {self.name}: {err}"))
 
 
-def _tree_state(addr: Addr, bound: BoundName) -> ActivityState[NameTree[Any]]:
-    if addr is ADDR_PENDING:
-        return PENDING
-    if isinstance(addr, AddrFailed):
-        return Failed(RuntimeError(addr.cause))
-    if isinstance(addr, AddrBound):
-        return Ok(Leaf(bound))
-    return Ok(NEG)
 
 
 class MarathonNamer(Namer):
@@ -316,7 +308,7 @@ class MarathonNamer(Namer):
         if poll is None:
             poll = self._apps[app] = AppPoll(self, app)
         bound = BoundName(self.bound_id(app), poll.var, residual)
-        return HeldActivity(poll, bound, poll.var, lambda a: _tree_state(a, bound))
+        return HeldActivity(poll, bound, poll.var, lambda a: addr_tree_state(a, bound))
 
     async def close(self) -> None:
         self.apps._stop()

@@ -145,24 +145,27 @@ class MarathonSim(SimServer):
         tasks = "apps.tasks" in self._embeds(request)
         return web.json_response({"apps": [self._view(a, tasks) for i, a in sorted(self.apps.items()) if want in i]})
 
-    async def _get(self, request: web.Request) -> web.Response:
+    def _app(self, request: web.Request) -> tuple[Optional[dict], Optional[web.Response]]:
+        """(the app the path names, None) or (None, the error answer)."""
         denied = self._check(request)
         if denied:
-            return denied
+            return None, denied
         app_id = self._norm(request.match_info["app_id"])
         app = self.apps.get(app_id)
         if app is None:
-            return web.json_response({"message": f"App '{app_id}' does not exist"}, status=404)
+            return None, web.json_response({"message": f"App '{app_id}' does not exist"}, status=404)
+        return app, None
+
+    async def _get(self, request: web.Request) -> web.Response:
+        app, error = self._app(request)
+        if app is None:
+            return error  # type: ignore[return-value]
         return web.json_response({"app": self._view(app, "app.tasks" in self._embeds(request))})
 
     async def _tasks(self, request: web.Request) -> web.Response:
-        denied = self._check(request)
-        if denied:
-            return denied
-        app_id = self._norm(request.match_info["app_id"])
-        app = self.apps.get(app_id)
+        app, error = self._app(request)
         if app is None:
-            return web.json_response({"message": f"App '{app_id}' does not exist"}, status=404)
+            return error  # type: ignore[return-value]
         return web.json_response({"tasks": copy.deepcopy(app["tasks"])})
 
     async def _create(self, request: web.Request) -> web.Response:
