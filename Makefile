@@ -8,6 +8,9 @@ STAMP  := $(VENV)/.installed
 # Debian packages the tests start for real (ZooKeeper, etcd) or compare against
 # (nginx, wrk) or drive as a client (curl, openssl s_client / s_time).
 DEB_PACKAGES := zookeeper etcd-server nginx wrk curl openssl
+# Linkerd-parity namers: a real DNS server (io.l5d.dnssrv), Apache Curator (io.l5d.curator),
+# and a local Debian base + podman for the container image test.
+DEB_PACKAGES += dnsmasq libcurator-discovery-java debootstrap podman runc
 
 .PHONY: demo test venv debs bench clean
 
@@ -33,8 +36,10 @@ debs:
 demo: $(STAMP)
 	$(PY) -m namerouter.demo
 
+# The container-image test is deselected by default (pyproject addopts): it runs second.
 test: $(STAMP) debs
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m container $(PYTEST_ARGS)
 
 # Every benchmark, one after another (each prints its figures; all on 127.0.0.1, each
 # stops by itself). The first one that fails stops the run; for options, run a script

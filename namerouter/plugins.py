@@ -13,12 +13,23 @@ NAMERS: dict[str, str] = {
     "io.l5d.serversets": "namerouter.namers.serversets:ServersetsNamer",
     "io.l5d.consul": "namerouter.namers.consul:ConsulNamer",
     "io.l5d.k8s": "namerouter.namers.k8s:K8sNamer",
+    # Linkerd parity (issue 15)
+    "io.l5d.rewrite": "namerouter.namers.rewrite:RewriteNamer",
+    "io.l5d.dnssrv": "namerouter.namers.dnssrv:DnsSrvNamer",
+    "io.l5d.curator": "namerouter.namers.curator:CuratorNamer",
+    "io.l5d.zkLeader": "namerouter.namers.zk_leader:ZkLeaderNamer",
+    "io.l5d.k8s.ns": "namerouter.namers.k8s:K8sNsNamer",
+    "io.l5d.k8s.external": "namerouter.namers.k8s_external:K8sExternalNamer",
+    "io.l5d.marathon": "namerouter.namers.marathon:MarathonNamer",
 }
 
 INTERPRETERS: dict[str, str] = {
     "default": "namerouter.interpreters.default:DefaultInterpreterPlugin",
     "io.l5d.fs": "namerouter.interpreters.fs:FsInterpreter",
     "io.l5d.namerd.http": "namerouter.interpreters.namerd_http:NamerdHttpInterpreter",
+    # Linkerd parity (issue 15)
+    "io.l5d.consul.interpreter": "namerouter.interpreters.consul:ConsulInterpreter",
+    "io.l5d.k8s.configMap": "namerouter.interpreters.k8s_configmap:ConfigMapInterpreter",
 }
 
 TRANSFORMERS: dict[str, str] = {
@@ -41,6 +52,7 @@ NAMERD_STORAGE: dict[str, str] = {
     "io.l5d.zk": "namerd.storage.zk:ZkDtabStore",
     "io.l5d.etcd": "namerd.storage.etcd:EtcdDtabStore",
     "io.l5d.consul": "namerd.storage.consul:ConsulDtabStore",
+    "io.l5d.k8s": "namerd.storage.k8s:K8sDtabStore",
 }
 
 

@@ -39,7 +39,7 @@ def test_bad_config_exits_2_with_all_messages(tmp_path):
         assert "routers[0].servers[0].port: expected an integer 1-65535, got 'abc' (line 9)" in p.stderr
         assert "routers[0].identifer: unknown key; did you mean 'identifier'? (line 11)" in p.stderr
         assert "namers[0].kind: unknown kind 'io.l5d.nope'" in p.stderr
-        assert "known kinds: io.l5d.consul, io.l5d.fs" in p.stderr
+        assert "known kinds: io.l5d.consul, " in p.stderr and "io.l5d.fs, " in p.stderr
         assert p.stdout == ""
 
 

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import aiohttp
 
-from namerouter.backoff import JitteredBackoff
-from namerouter.consul.client import CONSISTENCY_MODES, ConsulClient, ConsulError, ConsulResponse, next_index
+from namerouter.consul.client import CONSISTENCY_MODES, ConsulClient, ConsulError, ConsulResponse
+from namerouter.consul.kv_watch import follow_key
 from namerouter.dtab import Dtab, DtabSyntaxError
 from namerouter.naming.var import PENDING, Activity, ActivityState, Failed, Ok, Var
 
@@ -40,7 +38,6 @@ from .base import (
     check_namespace,
 )
 
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -267,28 +264,16 @@ class ConsulDtabStore(DtabStore):
 
     async def _blocking_loop(self, key: str, recurse: bool, to_state, publish) -> None:
         """Follow ``key`` (or the prefix) with blocking queries forever; keep the last value."""
-        backoff = JitteredBackoff(0.01, self.max_backoff_s)
-        index: Optional[int] = None
-        while True:
-            started = time.monotonic()
+
+        def answer(rsp: ConsulResponse) -> None:
             try:
-                rsp = await self.client.kv_get(key, index=index, wait=self.wait, recurse=recurse,
-                                               consistency=self.read_consistency, dc=self.datacenter)
-                new_index = next_index(index, rsp.index)
-                try:
-                    publish(to_state(rsp))
-                except DtabStoreError as e:
-                    publish(Failed(e))  # garbage in the key: say so, keep watching for a fix
-                unchanged = new_index == index
-                index = new_index
-                backoff.reset()
-                if unchanged and time.monotonic() - started < 0.05:
-                    await asyncio.sleep(backoff.next())  # a server that does not block: no spin
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                self.errors += 1
-                self.last_error = f"{type(e).__name__}: {e}"
-                log.debug("consul storage watch %s failed: %s", key, e)
-                index = None
-                await asyncio.sleep(backoff.next())
+                publish(to_state(rsp))
+            except DtabStoreError as e:
+                publish(Failed(e))  # garbage in the key: say so, keep watching for a fix
+
+        def error(e: BaseException) -> None:
+            self.errors += 1
+            self.last_error = f"{type(e).__name__}: {e}"
+
+        await follow_key(self.client, key, answer, error, recurse=recurse, wait=self.wait,
+                         consistency=self.read_consistency, dc=self.datacenter, max_backoff_s=self.max_backoff_s)

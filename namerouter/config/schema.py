@@ -12,6 +12,7 @@ top level with ``admin`` port 9991).
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -128,10 +129,46 @@ def _router_checks(v: Validator, cfg: LinkerConfig, data: MarkedDict) -> None:
         cfg.interpreters.append(interp)
 
 
+#: Router protocols Linkerd has that namerouter will not route (refused in one line each,
+#: instead of one error per thrift-only key).
+UNSUPPORTED_PROTOCOLS = ("thrift", "thriftmux", "mux")
+
+
+def _split_rpc_routers(data: Any) -> tuple[Any, list[ConfigIssue]]:
+    """One issue per thrift/mux router, and the data with each of them replaced by an
+    empty HTTP router, so the rest of the config is still checked (every other problem
+    listed) without a pile of errors about thrift-only keys."""
+    routers = data.get("routers") if isinstance(data, dict) else None
+    if not isinstance(routers, list):
+        return data, []
+    issues = []
+    kept = copy.copy(routers)  # keeps the line marks of the list and of the other routers
+    for i, r in enumerate(routers):
+        if isinstance(r, dict) and r.get("protocol") in UNSUPPORTED_PROTOCOLS:
+            line = getattr(r, "lines", {}).get("protocol", getattr(r, "line", None))
+            issues.append(ConfigIssue(f"routers[{i}].protocol", f"'{r['protocol']}': the thrift and mux protocols "
+                                                                "are not supported (namerouter routes HTTP)", line))
+            kept[i] = {"protocol": "http", "label": f"{r.get('label') or r['protocol']} (refused)"}
+    if not issues:
+        return data, []
+    rest = copy.copy(data)
+    rest["routers"] = kept
+    return rest, issues
+
+
 def validate_linker(data: Any, source: str = "") -> Validated[LinkerConfig]:
     """Validate parsed config data; ConfigError lists every problem found."""
-    return validate(LinkerConfig, data, source, checks=_router_checks,
-                    expected="expected a mapping with a 'routers' key at the top level")
+    data, refused = _split_rpc_routers(data)
+    try:
+        validated = validate(LinkerConfig, data, source, checks=_router_checks,
+                             expected="expected a mapping with a 'routers' key at the top level")
+    except ConfigError as e:
+        if refused:
+            raise ConfigError(refused + list(e.errors), source) from None
+        raise
+    if refused:
+        raise ConfigError(refused, source)
+    return validated
 
 
 def load_linker(source: Any) -> Validated[LinkerConfig]:

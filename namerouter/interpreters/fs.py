@@ -22,15 +22,10 @@ from typing import Any, Optional
 
 from ..dtab.dtab import Dtab
 from ..dtab.errors import DtabSyntaxError
-from ..dtab.path import Path
-from ..dtab.tree import NameTree
-from ..naming.binding_cache import BindingCache
-from ..naming.bound import BoundName
-from ..naming.interpreter import DefaultInterpreter
-from ..naming.reactive import flat_map
 from ..naming.transform import build_transformers
 from ..naming.var import PENDING, Activity, ActivityState, Failed, Ok, Var
 from .default import interpreter_options, register_metrics
+from .dtab_source import DtabSourceInterpreter
 
 MAX_DTAB_BYTES = 500 * 1024
 
@@ -109,19 +104,15 @@ class DtabFileVar(Var[ActivityState[Dtab]]):
             self.check()
 
 
-class FsInterpreter(DefaultInterpreter):
-    """DefaultInterpreter whose base dtab is the content of ``dtab_file``."""
+class FsInterpreter(DtabSourceInterpreter):
+    """The default interpreter whose base dtab is the content of ``dtab_file``."""
 
     kind = "io.l5d.fs"
     config_class = FsInterpreterConfig
 
     def __init__(self, dtab_file: str, poll_interval: float = 0.05, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
         self.dtab_file = DtabFileVar(dtab_file, poll_interval)
-        self.dtab_activity: Activity[Dtab] = Activity(self.dtab_file)
-        # Outer bindings (local dtab, path) -> follow the file; inner ones are cached by
-        # DefaultInterpreter per (file dtab ++ local dtab, path).
-        self.outer = BindingCache(max_size=self.cache.max_size, idle_ttl=self.cache.idle_ttl)
+        super().__init__(Activity(self.dtab_file), **kwargs)
 
     @classmethod
     def from_config(cls, config: FsInterpreterConfig, runtime: Any = None) -> "FsInterpreter":
@@ -129,21 +120,3 @@ class FsInterpreter(DefaultInterpreter):
         interp = cls(config.dtabFile, transformers=transformers, **interpreter_options(runtime))
         register_metrics(interp, runtime)
         return interp
-
-    def bind(self, dtab: Dtab, path: Path) -> Activity[NameTree[BoundName]]:
-        inner_bind = super().bind
-        return self.outer.get(
-            (dtab, path), lambda: flat_map(self.dtab_activity, lambda base: inner_bind(base + dtab, path)))
-
-    async def delegate(self, dtab: Dtab, path: Path, timeout: float = 2.0) -> dict:
-        base = await self.dtab_activity.wait_ok(timeout)
-        return await super().delegate(base + dtab, path, timeout=timeout)
-
-    def cache_stats(self) -> dict[str, Any]:
-        s = super().cache_stats()
-        s["outer"] = self.outer.stats()
-        return s
-
-    async def close(self) -> None:
-        self.outer.clear()
-        await super().close()

@@ -135,6 +135,19 @@ class K8sApi:
                 raise K8sApiError(rsp.status, f"GET {path}: expected a JSON object")
             return doc
 
+    async def send(self, method: str, path: str, body: Optional[dict] = None, timeout: float = 30.0) -> dict:
+        """POST/PUT/DELETE a JSON object; K8sApiError (with the API's Status reason,
+        e.g. ``Conflict``, ``AlreadyExists``, ``NotFound``) on an error status."""
+        t = aiohttp.ClientTimeout(total=timeout, connect=self._connect_timeout)
+        async with self._get_session().request(
+            method, self.base_url + path, json=body, headers=self._headers(), timeout=t
+        ) as rsp:
+            raw = await rsp.read()
+            doc = _loads(raw)
+            if rsp.status not in (200, 201, 202):
+                raise _error_from(rsp.status, doc, raw.decode("utf-8", "replace")[:200] or rsp.reason or "")
+            return doc if isinstance(doc, dict) else {}
+
     async def watch(
         self, path: str, params: Optional[Mapping[str, str]] = None, idle_timeout: float = 330.0
     ) -> AsyncIterator[dict]:

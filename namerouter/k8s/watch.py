@@ -85,10 +85,14 @@ class ObjectWatch:
 
     @property
     def collection_path(self) -> str:
+        """Core (v1) resources; a ``group/version/plural`` resource is a custom resource
+        (``/apis/<group>/<version>/namespaces/<ns>/<plural>``)."""
+        if "/" in self.resource:
+            return f"/apis/{self.resource.rsplit('/', 1)[0]}/namespaces/{self.namespace}/{self.resource.rsplit('/', 1)[1]}"
         return f"/api/v1/namespaces/{self.namespace}/{self.resource}"
 
     def _params(self) -> dict[str, str]:
-        p = {"fieldSelector": f"metadata.name={self.name}"}
+        p = {"fieldSelector": f"metadata.name={self.name}"} if self.name is not None else {}
         if self.label_selector:
             p["labelSelector"] = self.label_selector
         return p
@@ -119,12 +123,21 @@ class ObjectWatch:
         md = (obj or {}).get("metadata") or {}
         return md.get("name") == self.name
 
+    def _apply_list(self, items: list) -> None:
+        self._set(items[0] if items else MISSING)
+
+    def _apply_event(self, kind: str, obj: dict) -> None:
+        if kind in ("ADDED", "MODIFIED"):
+            self._set(obj)
+        elif kind == "DELETED":
+            self._set(MISSING)
+
     async def _list(self) -> None:
         doc = await self.api.get(self.collection_path, self._params())
         self.lists += 1
         items = [o for o in (doc.get("items") or []) if self._mine(o)]
         self.resource_version = str(((doc.get("metadata") or {}).get("resourceVersion")) or "") or None
-        self._set(items[0] if items else MISSING)
+        self._apply_list(items)
 
     async def _watch_once(self) -> int:
         """One watch stream; returns how many events it delivered. Raises Gone on 410."""
@@ -157,10 +170,7 @@ class ObjectWatch:
             self.events += 1
             if not self._mine(obj):
                 continue
-            if kind in ("ADDED", "MODIFIED"):
-                self._set(obj)
-            elif kind == "DELETED":
-                self._set(MISSING)
+            self._apply_event(kind, obj)
         return n
 
     def _record(self, err: BaseException) -> None:
@@ -216,3 +226,45 @@ class ObjectWatch:
             "lastError": self.last_error,
             "lastErrorAt": self.last_error_at,
         }
+
+
+class CollectionWatch(ObjectWatch):
+    """List-then-watch of a whole collection (every object of a resource in a
+    namespace): ``state`` is PENDING, then a dict name → object, replaced on every
+    change. Same loop, versions and recovery as :class:`ObjectWatch`; a failure before
+    the first list leaves the state pending (there is no "missing" for a collection)."""
+
+    def __init__(self, api: K8sApi, resource: str, namespace: str, label_selector: Optional[str] = None,
+                 max_backoff_s: float = 10.0, watch_timeout_s: Optional[int] = None) -> None:
+        super().__init__(api, resource, namespace, None, label_selector,  # type: ignore[arg-type]
+                         max_backoff_s, watch_timeout_s)
+        self._objects: dict[str, dict] = {}
+
+    def _mine(self, obj: Any) -> bool:
+        return bool(((obj or {}).get("metadata") or {}).get("name"))
+
+    def _apply_list(self, items: list) -> None:
+        self._objects = {o["metadata"]["name"]: o for o in items}
+        self._set(dict(self._objects))
+
+    def _apply_event(self, kind: str, obj: dict) -> None:
+        name = obj["metadata"]["name"]
+        if kind in ("ADDED", "MODIFIED"):
+            self._objects[name] = obj
+        elif kind == "DELETED":
+            self._objects.pop(name, None)
+        else:
+            return
+        self._set(dict(self._objects))
+
+    def _set(self, obj: Any) -> None:
+        if obj is MISSING:  # the loop's "nothing known yet" after an error: stay pending
+            return
+        self.state.update(obj)
+
+    def admin_state(self) -> dict[str, Any]:
+        st = super().admin_state()
+        st.pop("name", None)
+        st["exists"] = None
+        st["objects"] = sorted(self._objects)
+        return st

@@ -31,12 +31,12 @@ from ..consul.client import (
     next_index,
 )
 from ..dtab.path import Path
-from ..dtab.tree import NEG, Leaf, NameTree
-from ..naming.addr import ADDR_NEG, ADDR_PENDING, WEIGHT_KEY, Addr, AddrBound, AddrFailed, Address
+from ..dtab.tree import NEG, NameTree
+from ..naming.addr import ADDR_NEG, ADDR_PENDING, WEIGHT_KEY, Addr, AddrBound, Address
 from ..naming.bound import BoundName
-from ..naming.namer import Namer
+from ..naming.namer import Namer, addr_tree_state
 from ..naming.reactive import HeldActivity
-from ..naming.var import PENDING, Activity, ActivityState, Failed, Ok, Var
+from ..naming.var import Activity, Var
 
 log = logging.getLogger(__name__)
 
@@ -305,15 +305,6 @@ class ServiceWatch:
         }
 
 
-def _tree_state(addr: Addr, bound: BoundName) -> ActivityState[NameTree[Any]]:
-    """Linkerd's mapping of a service's Addr to the lookup's Activity state."""
-    if addr is ADDR_PENDING:
-        return PENDING
-    if addr is ADDR_NEG:
-        return Ok(NEG)
-    if isinstance(addr, AddrFailed):
-        return Failed(RuntimeError(addr.cause))
-    return Ok(Leaf(bound))
 
 
 # The namer ---------------------------------------------------------------------------------
@@ -388,7 +379,7 @@ class ConsulNamer(Namer):
             watch = ServiceWatch(self, dc, service, tag)
             self._watches[key] = watch
         bound = BoundName(self.bound_id(path.take(n)), watch.addr, path.drop(n))
-        act = HeldActivity(watch, bound, watch.addr, lambda v: _tree_state(v, bound))
+        act = HeldActivity(watch, bound, watch.addr, lambda v: addr_tree_state(v, bound))
         self._lookups[path] = act
         return act
 

@@ -247,6 +247,10 @@ class K8sNamer(Namer):
     def name_length(self) -> int:
         return 3 + (1 if self.label_selector else 0)
 
+    def namespace_port_service(self, labels: list[str]) -> tuple[str, str, str]:
+        """(namespace, port, service) from a name's leading labels."""
+        return labels[0], labels[1], labels[2]
+
     def _object(self, resource: str, ns: str, name: str, selector: Optional[str]) -> ObjectWatch:
         key = (resource, ns, name, selector)
         w = self._objects.get(key)
@@ -268,9 +272,9 @@ class K8sNamer(Namer):
             labels = [l.decode("utf-8").lower() for l in path.labels[:n]]
         except UnicodeDecodeError:
             return Activity.value(NEG)
-        ns, port, svc = labels[:3]
-        selector = f"{self.label_selector}={labels[3]}" if self.label_selector else None
-        key = tuple(labels)
+        ns, port, svc = self.namespace_port_service(labels)
+        selector = f"{self.label_selector}={labels[-1]}" if self.label_selector else None
+        key = (ns, *labels)
         binding = self._bindings.get(key)
         if binding is None:
             ep = self._object("endpoints", ns, svc, selector)
@@ -306,3 +310,61 @@ class K8sNamer(Namer):
                 w.admin_state() for _, w in sorted(self._objects.items(), key=lambda kv: str(kv[0]))
             ],
         }
+
+
+# io.l5d.k8s.ns ---------------------------------------------------------------------------
+
+NS_KIND = "io.l5d.k8s.ns"
+
+
+@dataclass
+class K8sNsNamerConfig:
+    """Linkerd's ``io.l5d.k8s.ns``: the namespace comes from an environment variable
+    (the downward API), names are ``/<port>/<service>[/<label value>]``."""
+
+    kind: str = NS_KIND
+    prefix: str = "/" + NS_KIND
+    host: Optional[str] = None
+    port: Optional[int] = field(default=None, metadata={"min": 1, "max": 65535})
+    envVar: str = "POD_NAMESPACE"
+    labelSelector: Optional[str] = None
+    transformers: list[Any] = field(default_factory=list, metadata={"plugins": "TRANSFORMERS"})
+
+
+class K8sNsNamer(K8sNamer):
+    """``/#/io.l5d.k8s.ns/<port>/<service>[/<label value>]`` in the pod's own namespace
+    (Linkerd's SingleNsNamer); the bound id leaves the namespace out, as Linkerd's."""
+
+    kind = NS_KIND
+    Config = K8sNsNamerConfig
+
+    def __init__(self, api: K8sApi, namespace: str, prefix: Optional[Path] = None, **kw: Any) -> None:
+        super().__init__(api, prefix if prefix is not None else Path.of(NS_KIND), **kw)
+        self.namespace = namespace.lower()
+
+    @classmethod
+    def from_config(cls, config: K8sNsNamerConfig, runtime: Any = None) -> "K8sNsNamer":  # type: ignore[override]
+        from ..naming.transform import build_transformers
+
+        namespace = os.environ.get(config.envVar)
+        if not namespace:
+            # Linkerd asserts the same at start-up ("could not find namespace for envVar").
+            raise ValueError(f"{NS_KIND}: the environment variable {config.envVar} (envVar) is not set; "
+                             f"it must hold the namespace to serve, e.g. from the downward API "
+                             f"(fieldRef: metadata.namespace)")
+        namer = cls(make_api(config.host, config.port), namespace, prefix=Path.read(config.prefix),
+                    label_selector=config.labelSelector, metrics=getattr(runtime, "metrics", None))
+        namer.transformers = build_transformers(config.transformers, runtime)
+        return namer
+
+    @property
+    def name_length(self) -> int:
+        return 2 + (1 if self.label_selector else 0)
+
+    def namespace_port_service(self, labels: list[str]) -> tuple[str, str, str]:
+        return self.namespace, labels[0], labels[1]
+
+    def admin_state(self) -> dict[str, Any]:
+        st = super().admin_state()
+        st["namespace"] = self.namespace
+        return st

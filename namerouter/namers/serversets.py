@@ -40,7 +40,7 @@ from ..naming.addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, AddrFailed, A
 from ..naming.bound import BoundName
 from ..naming.namer import Namer
 from ..naming.var import PENDING, Activity, ActivityState, Closable, Failed, Ok, Var
-from ..zk.serverset_format import Endpoint, MalformedMember, Member, parse_member
+from ..zk.serverset_format import MEMBER_PREFIX, Endpoint, MalformedMember, Member, parse_member
 from ..zk.serverset_watch import ServersetWatch, Snapshot
 from ..zk.session import DEFAULT_SESSION_TIMEOUT_MS, ZkSession, normalize_hosts
 
@@ -129,6 +129,7 @@ class Selection:
         self._gen = 0
         self._dns_task: Optional[asyncio.Task] = None
         self._dns_timer: Optional[asyncio.TimerHandle] = None
+        self._meta: dict[str, Any] = {}
         self.dns_errors: dict[str, str] = {}
 
     def _start(self) -> None:
@@ -153,15 +154,10 @@ class Selection:
             self._dns_timer.cancel()
             self._dns_timer = None
 
-    def _on_snapshot(self, snap: Optional[Snapshot]) -> None:
-        self._gen += 1
-        self._cancel_dns()
-        if snap is None:
-            self.addr.update(ADDR_PENDING)
-            return
-        if not snap.exists:
-            self.addr.update(ADDR_NEG)
-            return
+    def endpoints(self, snap: Snapshot) -> "list[Endpoint] | Addr":
+        """The endpoints this selection takes from a snapshot of an existing znode, or
+        an Addr to publish as is. Serversets: ALIVE members (of the shard), the chosen
+        endpoint; none usable → Neg, so lookups walk up."""
         eps: list[Endpoint] = []
         for _, m in snap.members:
             if m.status != "ALIVE":
@@ -171,12 +167,30 @@ class Selection:
             ep = m.endpoint(self.endpoint)
             if ep is not None:
                 eps.append(ep)
-        if not eps:
-            self.addr.update(ADDR_NEG)  # zero usable members: Neg, so lookups walk up
+        return eps or ADDR_NEG
+
+    def meta(self, snap: Snapshot) -> dict[str, Any]:
+        """Set-level metadata of the bound address set (none for serversets)."""
+        return {}
+
+    def _on_snapshot(self, snap: Optional[Snapshot]) -> None:
+        self._gen += 1
+        self._cancel_dns()
+        if snap is None:
+            self.addr.update(ADDR_PENDING)
             return
+        if not snap.exists:
+            self.addr.update(ADDR_NEG)
+            return
+        eps = self.endpoints(snap)
+        if isinstance(eps, Addr):
+            self.addr.update(eps)
+            return
+        self._meta = self.meta(snap)
         if all(_is_ip(ep.host) for ep in eps):
             self.dns_errors.clear()
-            self.addr.update(AddrBound(Address(dns.ip_literal(ep.host) or ep.host, ep.port) for ep in eps))
+            self.addr.update(AddrBound((Address(dns.ip_literal(ep.host) or ep.host, ep.port) for ep in eps),
+                                       self._meta))
             return
         # Host names: resolved in the loop's executor (never blocking the loop); a newer
         # snapshot supersedes an unfinished resolution and its refresh timer.
@@ -202,7 +216,7 @@ class Selection:
             for ip in [dns.ip_literal(ep.host)] if _is_ip(ep.host) else resolved.get(ep.host, []):
                 addrs.append(Address(ip, ep.port))
         if addrs:
-            self.addr.update(AddrBound(addrs))
+            self.addr.update(AddrBound(addrs, self._meta))
         elif errors:
             self.addr.update(AddrFailed("; ".join(errors.values())))
         else:
@@ -234,10 +248,8 @@ class Lookup:
         self._selection: Optional[Selection] = None
 
     def _start(self) -> None:
-        labels = self.path.text_labels()
         try:
-            name, endpoint, shard = parse_segment(labels[-1])
-            zk_path = znode_path(labels[:-1] + [name])
+            zk_path, endpoint, shard = self.namer.split(self.path.text_labels())
         except ValueError as e:
             self.states.update(Failed(e))
             return
@@ -283,10 +295,23 @@ def _path_of(text: str) -> Path:
 
 
 class ServersetsNamer(Namer):
-    """Binds ``/#/io.l5d.serversets/<zk path>`` to the serverset's live members."""
+    """Binds ``/#/io.l5d.serversets/<zk path>`` to the serverset's live members.
+
+    The ZooKeeper namers of other layouts (``io.l5d.zkLeader``, ``io.l5d.curator``)
+    subclass it and set ``child_prefix``/``parse`` (what the znode's children are),
+    ``selection_class`` (which addresses they give) and :meth:`split`.
+    """
 
     kind = KIND
     config_class = ServersetsConfig
+    child_prefix = MEMBER_PREFIX
+    parse = staticmethod(parse_member)
+    selection_class = Selection
+
+    def split(self, labels: list[str]) -> tuple[str, Optional[str], Optional[int]]:
+        """(znode path, endpoint, shard) of a name's labels; ValueError if malformed."""
+        name, endpoint, shard = parse_segment(labels[-1])
+        return znode_path(labels[:-1] + [name]), endpoint, shard
 
     def __init__(
         self,
@@ -356,7 +381,7 @@ class ServersetsNamer(Namer):
         key = (path, endpoint, shard)
         sel = self._selections.get(key)
         if sel is None:
-            sel = self._selections[key] = Selection(self, path, endpoint, shard)
+            sel = self._selections[key] = self.selection_class(self, path, endpoint, shard)
         return sel
 
     def _forget_selection(self, sel: Selection) -> None:
@@ -368,7 +393,8 @@ class ServersetsNamer(Namer):
         w = self._watches.get(path)
         if w is None:
             assert self.session is not None
-            w = self._watches[path] = ServersetWatch(self.session, path, self.linger_s, self._forget_watch)
+            w = self._watches[path] = ServersetWatch(self.session, path, self.linger_s, self._forget_watch,
+                                                     child_prefix=self.child_prefix, parse=self.parse)
         w.acquire()
         return w
 

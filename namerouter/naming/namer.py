@@ -55,3 +55,20 @@ class Namer(abc.ABC):
     def bound_id(self, rest: Path) -> Path:
         """``/#/<prefix>/<rest>``: the id of a name this namer bound."""
         return Path([b"#"]) + self.prefix + rest
+
+
+def addr_tree_state(addr: Any, bound: BoundName) -> Any:
+    """The lookup state of a name whose answer is one bound address set (Linkerd's usual
+    mapping): pending → pending, a failure → failed, a bound set (even empty) → the leaf,
+    anything else (neg) → ``~``. ``bound`` carries the address Var itself."""
+    from ..dtab.tree import NEG, Leaf
+    from .addr import ADDR_PENDING, AddrBound, AddrFailed
+    from .var import PENDING, Failed, Ok
+
+    if addr is ADDR_PENDING:
+        return PENDING
+    if isinstance(addr, AddrFailed):
+        return Failed(RuntimeError(addr.cause))
+    if isinstance(addr, AddrBound):
+        return Ok(Leaf(bound))
+    return Ok(NEG)

@@ -1,5 +1,11 @@
 """Watching one ZooKeeper serverset: existence, ``member_*`` children, member data.
 
+The same watch serves every "a znode whose children are instances" layout: the
+serversets namer (``member_*`` children, serverset JSON), the ``io.l5d.zkLeader`` namer
+(``member_*`` candidates of a Twitter-commons leader group) and the ``io.l5d.curator``
+namer (every child, Curator ServiceInstance JSON) pass their own ``child_prefix`` and
+``parse``.
+
 Driven only by ZooKeeper watches (exists + children on the serverset znode, data on each
 member), never by polling. kazoo forgets every watch when its connection drops, so on
 each transition into ``connected`` the whole serverset is re-read and re-watched; in
@@ -13,14 +19,14 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from kazoo.exceptions import NoNodeError
 from kazoo.protocol.states import EventType, WatchedEvent
 
 from ..naming.var import Var
 from ..backoff import JitteredBackoff
-from .serverset_format import MEMBER_PREFIX, MalformedMember, Member, parse_member
+from .serverset_format import MEMBER_PREFIX, MalformedMember, parse_member
 from .session import CONNECTION_ERRORS, ZkSession, iso_time
 
 log = logging.getLogger("namerouter.zk.serverset")
@@ -31,7 +37,9 @@ class Snapshot:
     """What ZooKeeper last told us about a serverset (valid members only)."""
 
     exists: bool
-    members: tuple[tuple[str, Member], ...] = ()
+    members: tuple[tuple[str, Any], ...] = ()
+    #: children whose data did not parse (name, reason): still candidates for a leader
+    malformed: tuple[tuple[str, str], ...] = ()
 
 
 class ServersetWatch:
@@ -49,13 +57,18 @@ class ServersetWatch:
         path: str,
         linger_s: float = 2.0,
         on_idle: Optional[Callable[["ServersetWatch"], None]] = None,
+        child_prefix: str = MEMBER_PREFIX,
+        parse: Callable[[bytes], Any] = parse_member,
     ) -> None:
         self.session = session
         self.path = path
+        self.child_prefix = child_prefix
+        #: data → member; raises MalformedMember (a ValueError) for unusable data
+        self.parse = parse
         self.linger_s = linger_s
         self._on_idle = on_idle
         self.snapshot: Var[Optional[Snapshot]] = Var(None)
-        self.members: dict[str, Member] = {}
+        self.members: dict[str, Any] = {}
         self.malformed: dict[str, str] = {}
         self.exists: Optional[bool] = None
         self.last_update: Optional[float] = None
@@ -199,7 +212,7 @@ class ServersetWatch:
             self._gone()  # deleted in between; the exists watch is armed
             return
         self.exists = True
-        names = {c for c in children if c.startswith(MEMBER_PREFIX)}
+        names = {c for c in children if c.startswith(self.child_prefix)}
         for gone in (set(self.members) | set(self.malformed)) - names:
             self.members.pop(gone, None)
             self.malformed.pop(gone, None)
@@ -233,7 +246,7 @@ class ServersetWatch:
 
     def _set_member(self, name: str, data: bytes) -> None:
         try:
-            member = parse_member(data)
+            member = self.parse(data)
         except MalformedMember as e:
             self.members.pop(name, None)
             if self.malformed.get(name) != str(e):
@@ -244,14 +257,15 @@ class ServersetWatch:
         self.members[name] = member
 
     def _publish(self) -> None:
-        snap = Snapshot(bool(self.exists), tuple(sorted(self.members.items())))
+        snap = Snapshot(bool(self.exists), tuple(sorted(self.members.items())),
+                        tuple(sorted(self.malformed.items())))
         if snap != self.snapshot.sample():
             self.last_update = time.time()
             self.snapshot.update(snap)
 
     def admin_state(self) -> dict:
         session = self.session
-        alive = sum(1 for m in self.members.values() if m.status == "ALIVE")
+        alive = sum(1 for m in self.members.values() if getattr(m, "status", "ALIVE") == "ALIVE")
         if self.snapshot.sample() is None:
             state = "pending"
         elif session is not None and not session.connected:

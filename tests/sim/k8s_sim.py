@@ -1,5 +1,6 @@
-"""A Kubernetes API server simulator (core/v1 Endpoints and Services), written from the
-API documentation (https://kubernetes.io/docs/reference/using-api/api-concepts/).
+"""A Kubernetes API server simulator (core/v1 Endpoints, Services and ConfigMaps, and
+namespaced custom resources), written from the API documentation
+(https://kubernetes.io/docs/reference/using-api/api-concepts/).
 
 * ``GET /api/v1/namespaces/<ns>/{endpoints,services}`` lists (``EndpointsList`` /
   ``ServiceList`` with ``metadata.resourceVersion``); ``.../<name>`` gets one object or a
@@ -19,6 +20,14 @@ API documentation (https://kubernetes.io/docs/reference/using-api/api-concepts/)
 * Auth: with ``token`` set, requests need ``Authorization: Bearer <token>`` (else 401);
   ``ssl_context`` serves HTTPS (the in-cluster case).
 
+Writes (custom resources, as their API documents them): ``POST`` a collection creates
+(201; 409 ``AlreadyExists``; 422 ``Invalid`` for a name that is not a DNS subdomain);
+``PUT`` a named object replaces it only when ``metadata.resourceVersion`` is the current
+one (409 ``Conflict`` otherwise; 422 without one — custom resources allow no
+unconditional update; 404 if absent); ``DELETE`` removes it (404 if absent; 409 when
+``preconditions.resourceVersion`` is stale). Custom resources exist only once their
+definition is registered (:meth:`register_crd`), else their paths are 404.
+
 Fault injection: :meth:`stop`/:meth:`start` (same port), :meth:`compact` (old versions
 become 410), :meth:`end_watches` (streams end: EOF), :meth:`expire_watches` (open streams
 get an ERROR 410 event, then end).
@@ -28,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import re
 import ssl
 import time
 import uuid
@@ -37,7 +47,10 @@ from aiohttp import web
 
 from .base import SimServer
 
-KINDS = {"endpoints": "Endpoints", "services": "Service"}
+KINDS = {"endpoints": "Endpoints", "services": "Service", "configmaps": "ConfigMap"}
+
+#: metadata.name of custom resources: a DNS subdomain (RFC 1123), at most 253 characters
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 def status(code: int, reason: str, message: str, **details: Any) -> dict:
@@ -157,6 +170,19 @@ class K8sApiSim(SimServer):
         self.history: list[tuple[int, str, str, Optional[dict], Optional[dict]]] = []
         self.oldest_rv = self.rv  # watches from an older version get 410
         self._watchers: set[_Watcher] = set()
+        #: custom resources served: "group/version/plural" → kind
+        self.crds: dict[str, str] = {}
+
+    def register_crd(self, group: str, version: str, plural: str, kind: str) -> None:
+        """Serve ``/apis/<group>/<version>/namespaces/<ns>/<plural>`` (a CRD was applied)."""
+        self.crds[f"{group}/{version}/{plural}"] = kind
+
+    def _kind(self, res: str) -> str:
+        return self.crds.get(res) or KINDS[res]
+
+    @staticmethod
+    def _api_version(res: str) -> str:
+        return res.rsplit("/", 1)[0] if "/" in res else "v1"
 
     @property
     def url(self) -> str:
@@ -190,6 +216,12 @@ class K8sApiSim(SimServer):
         r.add_get("/api/v1/watch/namespaces/{ns}/{resource}/{name}", self._legacy_watch)
         r.add_get("/api/v1/watch/{resource}", self._legacy_watch)
         r.add_get("/version", self._version)
+        crs = "/apis/{group}/{version}/namespaces/{ns}/{plural}"
+        r.add_get(crs, self._cr_collection)
+        r.add_post(crs, self._cr_create)
+        r.add_get(crs + "/{name}", self._cr_named)
+        r.add_put(crs + "/{name}", self._cr_replace)
+        r.add_delete(crs + "/{name}", self._cr_delete)
 
     async def _version(self, request: web.Request) -> web.Response:
         return web.json_response({"major": "1", "minor": "29", "gitVersion": "v1.29.0-sim"})
@@ -237,7 +269,7 @@ class K8sApiSim(SimServer):
             and labels_match(labels, o["metadata"].get("labels") or {}) and fields_match(fields, o)
         ]
         return web.json_response({
-            "kind": KINDS[res] + "List", "apiVersion": "v1",
+            "kind": self._kind(res) + "List", "apiVersion": self._api_version(res),
             "metadata": {"resourceVersion": str(self.rv)}, "items": items,
         })
 
@@ -330,7 +362,8 @@ class K8sApiSim(SimServer):
                     next_bookmark = loop.time() + self.bookmark_interval
                     if not w.bookmarks:
                         continue
-                    obj = {"kind": KINDS[res], "apiVersion": "v1", "metadata": {"resourceVersion": str(self.rv)}}
+                    obj = {"kind": self._kind(res), "apiVersion": self._api_version(res),
+                           "metadata": {"resourceVersion": str(self.rv)}}
                 await rsp.write(json.dumps({"type": typ, "object": obj}).encode() + b"\n")
                 if typ == "ERROR":
                     break
@@ -375,7 +408,8 @@ class K8sApiSim(SimServer):
         }
         if labels:
             md["labels"] = dict(labels)
-        obj = {"kind": KINDS[res], "apiVersion": "v1", "metadata": md, **copy.deepcopy(body)}
+        obj = {"kind": self._kind(res), "apiVersion": self._api_version(res), "metadata": md,
+               **copy.deepcopy(body)}
         self.objects[key] = obj
         self._publish("MODIFIED" if old else "ADDED", res, old, obj)
         return obj
@@ -385,9 +419,132 @@ class K8sApiSim(SimServer):
         return self._put("endpoints", ns, name, {"subsets": subsets} if subsets else {}, labels)
 
     def set_service(self, ns: str, name: str, ports: list[dict], labels: Optional[dict] = None,
-                    cluster_ip: str = "10.96.0.10") -> dict:
-        return self._put("services", ns, name, {"spec": {"ports": ports, "clusterIP": cluster_ip,
-                                                          "type": "ClusterIP"}}, labels)
+                    cluster_ip: str = "10.96.0.10", lb_ingress: Optional[list[dict]] = None) -> dict:
+        """A ClusterIP Service, or with ``lb_ingress`` (``[{"ip": ...}|{"hostname": ...}]``,
+        possibly empty while provisioning) a LoadBalancer Service and its status."""
+        body: dict[str, Any] = {"spec": {"ports": ports, "clusterIP": cluster_ip,
+                                         "type": "ClusterIP" if lb_ingress is None else "LoadBalancer"}}
+        body["status"] = {"loadBalancer": {"ingress": lb_ingress} if lb_ingress else {}}
+        return self._put("services", ns, name, body, labels)
+
+    def set_configmap(self, ns: str, name: str, data: dict[str, str]) -> dict:
+        return self._put("configmaps", ns, name, {"data": dict(data)}, None)
+
+    # custom resources --------------------------------------------------------------------
+    def _cr(self, request: web.Request) -> str:
+        mi = request.match_info
+        res = f"{mi['group']}/{mi['version']}/{mi['plural']}"
+        if res not in self.crds:
+            raise web.HTTPNotFound(text="404 page not found\n")
+        return res
+
+    async def _cr_collection(self, request: web.Request) -> web.StreamResponse:
+        denied = self._auth(request)
+        if denied:
+            return denied
+        res = self._cr(request)
+        ns = request.match_info["ns"]
+        if self._is_watch(request):
+            return await self._watch(request, res, ns, None)
+        labels, fields = self._selectors(request)
+        items = [copy.deepcopy(o) for (r, ons, _), o in sorted(self.objects.items())
+                 if r == res and ons == ns and labels_match(labels, o["metadata"].get("labels") or {})
+                 and fields_match(fields, o)]
+        return web.json_response({"kind": self._kind(res) + "List", "apiVersion": self._api_version(res),
+                                  "metadata": {"resourceVersion": str(self.rv)}, "items": items})
+
+    async def _cr_named(self, request: web.Request) -> web.StreamResponse:
+        denied = self._auth(request)
+        if denied:
+            return denied
+        res = self._cr(request)
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        obj = self.objects.get((res, ns, name))
+        if obj is None:
+            return _status_response(404, "NotFound", f'{res.rsplit("/", 1)[1]} "{name}" not found', name=name)
+        return web.json_response(obj)
+
+    async def _cr_body(self, request: web.Request, res: str) -> dict:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise web.HTTPBadRequest(text=json.dumps(status(400, "BadRequest", "the body is not JSON")),
+                                     content_type="application/json")
+        if not isinstance(body, dict):
+            raise web.HTTPBadRequest(text=json.dumps(status(400, "BadRequest", "expected an object")),
+                                     content_type="application/json")
+        name = ((body.get("metadata") or {}).get("name")) or ""
+        if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+            raise web.HTTPUnprocessableEntity(
+                text=json.dumps(status(422, "Invalid", f'{self._kind(res)}.{res.split("/")[0]} "{name}" is invalid: '
+                                                       "metadata.name: Invalid value: a lowercase RFC 1123 subdomain "
+                                                       "must consist of lower case alphanumeric characters, '-' or "
+                                                       "'.'")),
+                content_type="application/json")
+        return body
+
+    @staticmethod
+    def _user_fields(body: dict) -> dict:
+        return {k: v for k, v in body.items() if k not in ("kind", "apiVersion", "metadata", "status")}
+
+    async def _cr_create(self, request: web.Request) -> web.StreamResponse:
+        denied = self._auth(request)
+        if denied:
+            return denied
+        res = self._cr(request)
+        ns = request.match_info["ns"]
+        body = await self._cr_body(request, res)
+        name = body["metadata"]["name"]
+        if (res, ns, name) in self.objects:
+            return _status_response(409, "AlreadyExists", f'{res.rsplit("/", 1)[1]} "{name}" already exists',
+                                    name=name)
+        obj = self._put(res, ns, name, self._user_fields(body), body["metadata"].get("labels"))
+        return web.json_response(obj, status=201)
+
+    async def _cr_replace(self, request: web.Request) -> web.StreamResponse:
+        denied = self._auth(request)
+        if denied:
+            return denied
+        res = self._cr(request)
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        body = await self._cr_body(request, res)
+        cur = self.objects.get((res, ns, name))
+        if cur is None:
+            return _status_response(404, "NotFound", f'{res.rsplit("/", 1)[1]} "{name}" not found', name=name)
+        rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        if not rv:
+            return _status_response(422, "Invalid", f'{self._kind(res)} "{name}" is invalid: '
+                                                    "metadata.resourceVersion: Invalid value: 0x0: must be "
+                                                    "specified for an update")
+        if rv != cur["metadata"]["resourceVersion"]:
+            return _status_response(409, "Conflict", f'Operation cannot be fulfilled on {res.rsplit("/", 1)[1]} '
+                                                     f'"{name}": the object has been modified; please apply your '
+                                                     "changes to the latest version and try again", name=name)
+        obj = self._put(res, ns, name, self._user_fields(body), body["metadata"].get("labels"))
+        return web.json_response(obj)
+
+    async def _cr_delete(self, request: web.Request) -> web.StreamResponse:
+        denied = self._auth(request)
+        if denied:
+            return denied
+        res = self._cr(request)
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        cur = self.objects.get((res, ns, name))
+        if cur is None:
+            return _status_response(404, "NotFound", f'{res.rsplit("/", 1)[1]} "{name}" not found', name=name)
+        try:
+            opts = await request.json() if request.can_read_body else {}
+        except ValueError:
+            opts = {}
+        want = ((opts or {}).get("preconditions") or {}).get("resourceVersion")
+        if want and want != cur["metadata"]["resourceVersion"]:
+            return _status_response(409, "Conflict", f'Operation cannot be fulfilled on {res.rsplit("/", 1)[1]} '
+                                                     f'"{name}": Precondition failed: ResourceVersion in '
+                                                     f"precondition: {want}, ResourceVersion in object meta: "
+                                                     f'{cur["metadata"]["resourceVersion"]}', name=name)
+        self.delete(res, ns, name)
+        return web.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                                  "details": {"name": name, "kind": res.rsplit("/", 1)[1]}})
 
     def delete(self, res: str, ns: str, name: str) -> None:
         old = self.objects.pop((res, ns, name), None)

@@ -49,3 +49,22 @@ async def until_routed(port: int, timeout_s: float, host: str = "web") -> str:
             return body
         assert time.monotonic() < deadline, status
         await asyncio.sleep(0.05)
+
+
+async def until(pred, timeout_s: float, what: str):
+    """Await ``pred()`` every 50 ms until it returns something true (returned), failing
+    with ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        v = await pred()
+        if v:
+            return v
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)
+
+
+async def reaches(port: int, backend, host: str = "web") -> bool:
+    """One request through the router: answered 200 by ``backend`` (a tests Backend)?"""
+    n = len(backend.requests)
+    status, _ = await route_status(port, host)
+    return status == 200 and len(backend.requests) > n
