@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import uuid
 
@@ -15,6 +14,7 @@ import pytest
 from kazoo.client import KazooClient
 
 from tests.support.ports import free_port
+from tests.support.zookeeper import wait_children
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMEROUTER = [sys.executable, "-m", "namerouter"]
@@ -32,26 +32,6 @@ def kz(zk_server):
 @pytest.fixture
 def base():
     return "/c-" + uuid.uuid4().hex[:8]
-
-
-def wait_children(kz, path, pred, timeout=10.0):
-    """Wait (on ZooKeeper watches, no polling) until pred(children) holds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        ev = threading.Event()
-        if kz.exists(path, watch=lambda e: ev.set()):
-            try:
-                children = kz.get_children(path, watch=lambda e: ev.set())
-            except Exception:  # noqa: BLE001 - deleted in between
-                children = []
-        else:
-            children = []
-        if pred(children):
-            return children
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"{path}: children {children} did not satisfy the condition")
-        ev.wait(left)
 
 
 def start(args, env=None):

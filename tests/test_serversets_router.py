@@ -19,9 +19,8 @@ from kazoo.client import KazooClient
 from namerouter.config.schema import loads_linker
 from namerouter.linker import Linker
 from namerouter.zk import EXPIRED, SUSPENDED
-from tests.support.ports import free_port, wait_for_port
-from tests.support.zookeeper import ZooKeeperServer
-from tests.test_announce_cli import wait_children
+from tests.support.ports import free_port
+from tests.support.zookeeper import ZooKeeperServer, wait_children
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

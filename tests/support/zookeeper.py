@@ -115,3 +115,49 @@ class ZooKeeperServer:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def wait_children(kz, path: str, pred, timeout: float = 10.0) -> list:
+    """Wait (on ZooKeeper watches, no polling) until pred(children of path) holds.
+
+    Survives the server going away: a call that fails with ConnectionLoss or
+    SessionExpiredError (the session of this test client expired while ZooKeeper was
+    down; kazoo then opens a new one) waits for kazoo to be connected again and retries.
+    """
+    import threading
+
+    from kazoo.exceptions import ConnectionLoss, NoNodeError, SessionExpiredError
+    from kazoo.protocol.states import KazooState
+
+    deadline = time.monotonic() + timeout
+    children: list = []
+    while True:
+        ev = threading.Event()
+        try:
+            if kz.exists(path, watch=lambda e: ev.set()):
+                try:
+                    children = kz.get_children(path, watch=lambda e: ev.set())
+                except NoNodeError:  # deleted in between
+                    children = []
+            else:
+                children = []
+        except (ConnectionLoss, SessionExpiredError):
+            def on_state(state, ev=ev):
+                if state == KazooState.CONNECTED:
+                    ev.set()
+                    return True  # remove this listener
+                return False
+
+            kz.add_listener(on_state)
+            if kz.state == KazooState.CONNECTED:
+                ev.set()
+            # ev is set again once connected; until then no answer to judge
+            if not ev.wait(max(0.0, deadline - time.monotonic())):
+                raise AssertionError(f"{path}: ZooKeeper client did not reconnect within {timeout} s")
+            continue
+        if pred(children):
+            return children
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"{path}: children {children} did not satisfy the condition")
+        ev.wait(left)
