@@ -6,13 +6,14 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 # Debian packages the tests start for real (ZooKeeper, etcd) or compare against
-# (nginx, wrk) or drive as a client (curl, openssl s_client / s_time).
-DEB_PACKAGES := zookeeper etcd-server nginx wrk curl openssl
+# (nginx, wrk) or drive as a client (curl, openssl s_client / s_time, headless chromium for
+# the admin UI), or feed (influxdb: the io.l5d.influxdb telemeter's output is written to a real one).
+DEB_PACKAGES := zookeeper etcd-server nginx wrk curl openssl chromium chromium-driver influxdb
 # Linkerd-parity namers: a real DNS server (io.l5d.dnssrv), Apache Curator (io.l5d.curator),
 # and a local Debian base + podman for the container image test.
 DEB_PACKAGES += dnsmasq libcurator-discovery-java debootstrap podman runc
 
-.PHONY: demo test venv debs bench clean
+.PHONY: demo test venv debs bench clean screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,13 +46,17 @@ test: $(STAMP) debs
 # stops by itself). The first one that fails stops the run; for options, run a script
 # by hand (see its docstring).
 BENCHES := bench/dtab_bench.py bench/proxy_bench.py bench/namerd_bench.py bench/policy_bench.py \
-           bench/tls_handshake_bench.py
+           bench/tls_handshake_bench.py bench/dashboard_bench.py
 
 bench: $(STAMP) debs
 	@set -e; for b in $(BENCHES); do \
 	  echo "==> $(PY) $$b"; \
 	  $(PY) $$b; \
 	done
+
+# The README's pictures of the admin UI, taken by the browser tests themselves (about 1.5 min).
+screenshots: $(STAMP) debs
+	NAMEROUTER_SCREENSHOTS=docs/img $(PY) -m pytest -q tests/test_ui_router_browser.py tests/test_ui_namerd_browser.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -31,6 +31,7 @@ import urllib.parse
 import urllib.request
 from typing import Any, Optional, Sequence
 
+from .dryrun import change_row, format_row, summarize
 from .dtabtext import DtabParseError, parse_dtab_at
 
 DEFAULT_URL = "http://127.0.0.1:4180"
@@ -122,36 +123,7 @@ def _pretty(dtab_text: str) -> str:
     return "".join(f"{e.prefix.show()} => {e.dst.show()};\n" for e in d)
 
 
-# Dry run ------------------------------------------------------------------------------
-
-def summarize(node: Any) -> str:
-    """A delegate-tree JSON node as one line: leaves' ids, ``|`` alternatives, ``&`` unions."""
-    if not isinstance(node, dict):
-        return "?"
-    t = node.get("type")
-    if t == "delegate":
-        return summarize(node.get("delegate"))
-    if t == "leaf":
-        return (node.get("bound") or {}).get("id") or node.get("path", "?")
-    if t == "alt":
-        parts = [summarize(c) for c in node.get("alt", [])]
-        parts = [p for p in parts if p != "~"] or ["~"]
-        return parts[0] if len(parts) == 1 else "(" + " | ".join(parts) + ")"
-    if t == "union":
-        return "(" + " & ".join(f"{u.get('weight', 1)}*{summarize(u.get('tree'))}"
-                                for u in node.get("union", [])) + ")"
-    if t == "transformation":
-        return summarize(node.get("tree"))
-    if t == "neg":
-        return "~"
-    if t == "fail":
-        return "!"
-    if t == "empty":
-        return "$"
-    if t == "exception":
-        return f"error({node.get('message', '')})"
-    return str(t)
-
+# Dry run (the comparison itself is namerd/dryrun.py, shared with the namerd UI) -------
 
 def dry_run(client: Client, ns: str, new_text: str, names: list[str], out: Any) -> None:
     exists = client.get(ns) is not None
@@ -159,8 +131,7 @@ def dry_run(client: Client, ns: str, new_text: str, names: list[str], out: Any) 
     for name in names:
         before = summarize(client.delegate(ns, name)) if exists else "~"
         after = summarize(client.delegate(None, name, new_text))
-        mark = "unchanged" if before == after else "CHANGED"
-        out.write(f"  {name}: {before} -> {after}  [{mark}]\n")
+        out.write(format_row(change_row(name, before, after)) + "\n")
 
 
 # Commands ---------------------------------------------------------------------------

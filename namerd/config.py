@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from namerouter.config.loader import ConfigError, ConfigIssue, parse_text, read_source
+from namerouter.config.schema import AdminSecurityConfig
 from namerouter.config.validate import Validated, Validator, validate
 from namerouter.tls.config import ServerTlsConfig
 
@@ -32,8 +33,6 @@ UNSUPPORTED_INTERFACES = {
 
 UNSUPPORTED_TELEMETERS = {
     "io.l5d.zipkin": "tracing export is not implemented",
-    "io.l5d.statsd": "push metrics are not implemented; scrape /admin/metrics/prometheus instead",
-    "io.l5d.influxdb": "use /admin/metrics/prometheus or /admin/metrics.json instead",
     "io.l5d.tracelog": "trace logging is not implemented",
     "io.l5d.commonMetrics": "/admin/metrics.json is always served",
 }
@@ -47,6 +46,8 @@ class NamerdAdminConfig:
     port: int = field(default=9991, metadata={"min": 0, "max": 65535})
     #: serve the admin over TLS (Linkerd's server TLS block)
     tls: Optional[ServerTlsConfig] = None
+    #: Linkerd's keys, as the router's: the dtab editor's writes are ``controlEnabled``
+    security: Optional[AdminSecurityConfig] = None
 
 
 @dataclass
@@ -80,7 +81,7 @@ class NamerdConfig:
     storage: Any = field(default=None, metadata={"plugins": "NAMERD_STORAGE"})
     namers: list[Any] = field(default_factory=list, metadata={"plugins": "NAMERS"})
     telemetry: list[Any] = field(default_factory=list, metadata={
-        "kinds": TELEMETERS, "unsupported": UNSUPPORTED_TELEMETERS})
+        "kinds": TELEMETERS, "plugins": "TELEMETERS", "unsupported": UNSUPPORTED_TELEMETERS})
 
     @property
     def http_controllers(self) -> list[HttpControllerConfig]:

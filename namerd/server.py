@@ -46,6 +46,8 @@ class Namerd:
         binding_idle_ttl: float = 600.0,
         binding_cache_size: int = 10_000,
         keepalive_timeout: float = 75.0,
+        admin_security: Any = None,
+        telemeters: Sequence[Any] = (),
     ) -> None:
         self.store = store
         self.namers = list(namers)
@@ -53,7 +55,7 @@ class Namerd:
         self.interfaces = [tuple(i) + (None,) * (3 - len(i)) for i in interfaces]
         self.admin_addr = admin
         self.admin_tls = admin_tls
-        self.metrics = metrics or MetricsRegistry()
+        self.metrics = metrics if metrics is not None else MetricsRegistry()  # an empty one is falsy
         self.tls = TlsRegistry(self.metrics)
         self.config_json = config_json
         self.prometheus_path = prometheus_path
@@ -66,6 +68,10 @@ class Namerd:
         # Idle time allowed *between* requests on a connection; a watch stream is one
         # long request and has no server-side timeout at all.
         self.keepalive_timeout = keepalive_timeout
+        #: Linkerd's ``admin.security`` (None: everything served)
+        self.admin_security = admin_security
+        #: io.l5d.statsd / io.l5d.influxdb (namerouter/telemetry/), started with namerd
+        self.telemeters = list(telemeters)
         self.interpreter: Any = None
         self.binder: Optional[NamerdBinder] = None
         self.controller: Optional[HttpController] = None
@@ -89,6 +95,8 @@ class Namerd:
             ncls = plugins.load(plugins.NAMERS, kind_of(n))
             namers.append(ncls.from_config(n, runtime))
         prom = next((t for t in cfg.telemetry if getattr(t, "kind", "") == "io.l5d.prometheus"), None)
+        telemeters = [plugins.load(plugins.TELEMETERS, kind_of(t)).from_config(t, runtime)
+                      for t in cfg.telemetry if kind_of(t) in plugins.TELEMETERS]
         return cls(
             store,
             namers,
@@ -99,6 +107,8 @@ class Namerd:
             config_json=validated.raw,
             prometheus_path=prom.path if prom else "/admin/metrics/prometheus",
             prometheus_prefix=prom.prefix if prom else "",
+            admin_security=cfg.admin.security,
+            telemeters=telemeters,
         )
 
     # Lifecycle ---------------------------------------------------------------------------
@@ -114,6 +124,8 @@ class Namerd:
         self.metrics.gauge("namerd/storage/observed_namespaces", self.store.watch_count)
         for n in self.namers:
             await n.start()
+        for t in self.telemeters:
+            await t.start()
         self.interpreter = self._make_interpreter()
         if self.interpreter is not None:
             self.binder = NamerdBinder(self.store, self.interpreter, self.namers,
@@ -155,6 +167,8 @@ class Namerd:
     async def _start_admin(self, ip: str, port: int) -> None:
         from namerouter.admin.app import AdminServer, build_admin_app, json_response
 
+        from . import ui
+
         async def storage_state(_: web.Request) -> web.Response:
             return json_response(self.store.admin_state(), pretty=True)
 
@@ -175,10 +189,13 @@ class Namerd:
         app = build_admin_app(
             self.metrics, self.config_json,
             [("GET", "/storage.json", storage_state), ("GET", "/namespaces.json", namespaces),
-             ("GET", "/dtab/delegator.json", delegator), ("GET", "/bindings.json", bindings)],
+             ("GET", "/dtab/delegator.json", delegator), ("GET", "/bindings.json", bindings)]
+            + ui.namerd_ui_routes(self) + [r for t in self.telemeters for r in t.admin_routes],
             prometheus_path=self.prometheus_path, prometheus_prefix=self.prometheus_prefix,
-            on_shutdown=self._shutdown,
+            on_shutdown=self._shutdown, security=self.admin_security,
             tls_registry=self.tls,
+            ui_paths=ui.UI_PATHS,
+            control_paths=ui.CONTROL_PATHS,
         )
         tls = self.tls.server(self.admin_tls, "admin", "admin.tls") if self.admin_tls is not None else None
         self._admin = AdminServer(app, ip, port, tls, self.tls.handshake_failures("admin") if tls else None)
@@ -194,6 +211,8 @@ class Namerd:
 
     async def close(self) -> None:
         self._stopped.set()
+        for t in self.telemeters:
+            await t.close()
         if self._admin is not None:
             await self._admin.close()
             self._admin = None

@@ -20,11 +20,13 @@ import logging
 import os
 import signal
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from . import plugins
 from .admin.app import AdminServer, Route, build_admin_app
+from .admin.dashboard import DashboardSampler, dashboard_routes
 from .admin.linker_routes import RouterView, linker_routes
+from .admin.ui import ui_routes
 from .config.schema import LinkerConfig
 from .config.validate import Validated, kind_of
 from .dtab import Dtab
@@ -86,6 +88,8 @@ class Runtime:
     admin_routes: list[Route] = field(default_factory=list)
     #: the process's TLS sources (namerd interpreters' client TLS, rotation, admin page)
     tls: Optional[TlsRegistry] = None
+    #: live client ids (exact labels in exported metrics), for telemeters
+    known_ids: Optional[Callable[[], list[str]]] = None
 
 
 async def _build(cls: Any, config: Any, runtime: Runtime) -> Any:
@@ -112,8 +116,10 @@ class Linker:
         self.routers: list[Any] = []
         self.announcers: list[Any] = []
         self.announcements: list[Any] = []
+        self.telemeters: list[Any] = []
         self.views: dict[str, RouterView] = {}
         self.admin: Optional[AdminServer] = None
+        self.dashboard = DashboardSampler(self.metrics)
         self._stop = asyncio.Event()
         self._closed = False
 
@@ -195,7 +201,24 @@ class Linker:
             await self._announce(i, rcfg, router)
             for ip, port in getattr(router, "bound_ports", [(s.ip, s.port) for s in rcfg.servers]):
                 log.info("router %s serving on %s:%s", label, ip, port)
+        await self._start_telemeters()
         await self._start_admin()
+
+    async def _start_telemeters(self) -> None:
+        """``telemetry:`` kinds other than io.l5d.prometheus (which the admin serves)."""
+        rt = Runtime(self.metrics, self.runtime.namers, admin_routes=self.runtime.admin_routes,
+                     known_ids=self._known_ids)
+        for i, cfg in enumerate(self.config.telemetry):
+            kind = kind_of(cfg) or getattr(cfg, "kind", None)
+            if kind not in plugins.TELEMETERS:
+                continue
+            try:
+                tel = await _build(plugins.load(plugins.TELEMETERS, kind), cfg, rt)
+                await _maybe_await(tel.start())
+            except Exception as e:
+                raise StartupError(f"telemetry[{i}] ({kind}): could not start: {e}") from e
+            self.telemeters.append(tel)
+            self.runtime.admin_routes.extend(getattr(tel, "admin_routes", []))
 
     async def _announce(self, i: int, rcfg: Any, router: Any) -> None:
         """Register the router's servers with its ``announcers`` (Linkerd's router
@@ -228,7 +251,10 @@ class Linker:
     async def _start_admin(self) -> None:
         admin = self.config.admin
         prom = self.config.prometheus()
-        routes = linker_routes(lambda: self.views, lambda: self.namers) + list(self.runtime.admin_routes)
+        routes = (linker_routes(lambda: self.views, lambda: self.namers)
+                  + ui_routes(lambda: self.views)
+                  + dashboard_routes(self.metrics, self._client_states, self.dashboard)
+                  + list(self.runtime.admin_routes))
         app = build_admin_app(
             self.metrics, self.config_json, routes,
             security=admin.security,
@@ -252,6 +278,14 @@ class Linker:
             self.admin = None
             raise StartupError(f"admin: cannot listen on {admin.ip}:{admin.port}: {e.strerror or e}") from e
         log.info("admin serving on %s://%s:%s", self.admin.scheme, admin.ip, self.admin.port)
+
+    def _client_states(self) -> dict[str, Any]:
+        """Per router label, its clients' addresses and pools (for the dashboard)."""
+        out: dict[str, Any] = {}
+        for label, view in self.views.items():
+            fn = getattr(view.router, "client_state", None)
+            out[label] = fn() if fn is not None else {}
+        return out
 
     def _known_ids(self) -> list[str]:
         """Live client ids, for exact Prometheus labels."""
@@ -291,13 +325,14 @@ class Linker:
                 log.exception("error while withdrawing an announcement")
         if self.routers:
             await asyncio.gather(*(r.close(grace) for r in self.routers), return_exceptions=True)
-        for obj in self.announcers + self.interpreters + self.namers:
+        for obj in self.telemeters + self.announcers + self.interpreters + self.namers:
             close = getattr(obj, "close", None)
             if close is not None:
                 try:
                     await _maybe_await(close())
                 except Exception:
                     log.exception("error while closing %r", obj)
+        self.dashboard.close()
         if self.admin is not None:
             await self.admin.close()
         await self.tls.close()

@@ -55,6 +55,9 @@ def _bucket_bounds() -> list[float]:
 
 
 _BOUNDS = _bucket_bounds()
+#: The upper bound of each ``Stat.counts`` bucket (read-only): the admin dashboard computes
+#: windowed percentiles from the difference of two bucket snapshots.
+BUCKET_BOUNDS: tuple[float, ...] = tuple(_BOUNDS)
 
 
 class Stat:

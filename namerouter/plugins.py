@@ -46,6 +46,12 @@ ANNOUNCERS: dict[str, str] = {
     "io.l5d.serversets": "namerouter.announcers.serversets:ServersetsAnnouncer",
 }
 
+#: telemeters other than io.l5d.prometheus (served by the admin server itself)
+TELEMETERS: dict[str, str] = {
+    "io.l5d.statsd": "namerouter.telemetry.statsd:StatsDTelemeter",
+    "io.l5d.influxdb": "namerouter.telemetry.influxdb:InfluxDbTelemeter",
+}
+
 NAMERD_STORAGE: dict[str, str] = {
     "io.l5d.inMemory": "namerd.storage.memory:InMemoryDtabStore",
     "io.namerouter.file": "namerd.storage.file:FileDtabStore",

@@ -58,3 +58,27 @@ def etcd_server():
     server = EtcdServer().start()
     yield server
     server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the whole session (the admin UI tests)."""
+    from tests.support.browser import Browser, browser_available
+
+    if not browser_available():
+        pytest.fail("chromium / chromedriver are not installed: run `make test`, which installs them")
+    b = Browser()
+    yield b
+    b.quit()
+
+
+@pytest.fixture(scope="session")
+def influx_server():
+    """One real InfluxDB 1.x for the session (the io.l5d.influxdb telemeter's tests)."""
+    from tests.support.influxdb import InfluxServer, influxdb_available
+
+    if not influxdb_available():
+        pytest.fail("InfluxDB is not installed: run `make test`, which installs it")
+    server = InfluxServer().start()
+    yield server
+    server.cleanup()

@@ -131,7 +131,8 @@ usage:
     assert errors("routers:\n- protocol: http\ntelemetry:\n- kind: io.l5d.prometheus\n  path: metrics\n") == [
         "telemetry[0]: path: must start with '/', got 'metrics' (line 4)"]
     assert errors("routers:\n- protocol: http\ntelemetry:\n- kind: io.l5d.graphite\n") == [
-        "telemetry[0].kind: unknown kind 'io.l5d.graphite' (known kinds: io.l5d.prometheus) (line 4)"]
+        "telemetry[0].kind: unknown kind 'io.l5d.graphite' (known kinds: io.l5d.influxdb, io.l5d.prometheus, "
+        "io.l5d.statsd) (line 4)"]
 
 
 def test_identifier_single_or_list_and_admin_security():

@@ -33,7 +33,7 @@ ROUTER_XFAIL = {
     "namerd-mesh.yaml": NAMERD_IFACES,
     "namerd-tls.yaml": NAMERD_IFACES,
     "namerd.yaml": NAMERD_IFACES,
-    "serversets.yaml": f"a capture inside a segment ({{service}}:https) in a static client "
+    "serversets.yaml": "a capture inside a segment ({service}:https) in a static client "
                        "prefix (data plane)",
     "socket-options.yaml": f"server socketOptions ({KEYS})",
 }

@@ -13,8 +13,10 @@ handshake failures per server and client.
 ``admin.security`` (Linkerd's keys) decides what is served: ``pathBlacklist`` regexes
 are refused, ``pathWhitelist`` regexes always served, and the categories
 ``uiEnabled`` (ping, metrics, config, delegator, ``/``), ``controlEnabled``
-(``/admin/shutdown``) and ``diagnosticsEnabled`` (namer/client state, bound names,
-everything else) switch groups off. A refused path answers 404, as in Linkerd.
+(``/admin/shutdown``, and the dtab writes of namerd's UI) and ``diagnosticsEnabled``
+(namer/client state, bound names, everything else) switch groups off. A refused path
+answers 404, as in Linkerd. The dashboard, the dtab playground and their assets and JSON
+(``ui.UI_PATH_PATTERNS``) are ``uiEnabled``.
 """
 from __future__ import annotations
 
@@ -31,13 +33,14 @@ from ..tls.aiohttp_site import serve
 from ..tls.errors import HandshakeFailures
 from ..tls.reloading import TlsRegistry, TlsSource
 from .metrics_export import metrics_flat, metrics_tree, prometheus_text
+from .ui import UI_PATH_PATTERNS
 
 log = logging.getLogger(__name__)
 
 Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
 
-UI_PATHS = re.compile(r"/|/admin/ping|/admin/metrics\.json|/admin/metrics/prometheus|/config\.json"
-                      r"|/delegator(\.json)?|/favicon\.ico")
+UI_PATHS = re.compile(r"/|/admin/ping|/admin/metrics\.json|/admin/metrics/prometheus|/admin/metrics/influxdb"
+                      r"|/config\.json|/delegator(\.json)?|/favicon\.ico")
 CONTROL_PATHS = re.compile(r"/admin/shutdown")
 
 
@@ -50,24 +53,31 @@ def _truthy(v: Optional[str]) -> bool:
     return v is not None and v.lower() in ("1", "true", "yes", "")
 
 
-def _security_middleware(security: Any, prometheus_path: str) -> Any:
+MUTATING = frozenset(("POST", "PUT", "PATCH", "DELETE"))
+
+
+def _security_middleware(security: Any, prometheus_path: str, ui_paths: Iterable[str] = (),
+                         control_paths: Iterable[str] = ()) -> Any:
     white = [re.compile(p) for p in getattr(security, "pathWhitelist", [])]
     black = [re.compile(p) for p in getattr(security, "pathBlacklist", [])]
+    extra_ui = [re.compile(p) for p in (*UI_PATH_PATTERNS, *ui_paths)]
+    extra_control = [re.compile(p) for p in control_paths]
 
-    def allowed(path: str) -> bool:
+    def allowed(method: str, path: str) -> bool:
         if any(r.search(path) for r in white):  # Linkerd's lists are regexes, e.g. ^/admin/shutdown$
             return True
         if any(r.search(path) for r in black):
             return False
-        if CONTROL_PATHS.fullmatch(path):
+        if CONTROL_PATHS.fullmatch(path) or (
+                method in MUTATING and any(r.fullmatch(path) for r in extra_control)):
             return bool(getattr(security, "controlEnabled", True))
-        if UI_PATHS.fullmatch(path) or path == prometheus_path:
+        if UI_PATHS.fullmatch(path) or path == prometheus_path or any(r.fullmatch(path) for r in extra_ui):
             return bool(getattr(security, "uiEnabled", True))
         return bool(getattr(security, "diagnosticsEnabled", True))
 
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-        if not allowed(request.path):
+        if not allowed(request.method, request.path):
             raise web.HTTPNotFound(text="not found\n")
         return await handler(request)
 
@@ -85,11 +95,17 @@ def build_admin_app(
     known_ids: Optional[Callable[[], Iterable[str]]] = None,
     on_shutdown: Optional[Callable[[], Awaitable[None]]] = None,
     tls_registry: Optional[TlsRegistry] = None,
+    ui_paths: Iterable[str] = (),
+    control_paths: Iterable[str] = (),
 ) -> web.Application:
     """The admin app. ``config_json`` is served at ``/config.json``; ``known_ids``
     (optional) lists live service names / client ids for exact Prometheus labels;
-    ``on_shutdown`` runs after ``POST /admin/shutdown`` has been answered."""
-    middlewares = [_security_middleware(security, prometheus_path)] if security is not None else []
+    ``on_shutdown`` runs after ``POST /admin/shutdown`` has been answered.
+    ``ui_paths`` / ``control_paths`` (regexes, full match) add the caller's own routes to
+    the ``uiEnabled`` / ``controlEnabled`` groups of ``admin.security``; a control path
+    counts as control for mutating methods only (its GET is a page or a read)."""
+    middlewares = ([_security_middleware(security, prometheus_path, ui_paths, control_paths)]
+                   if security is not None else [])
     app = web.Application(middlewares=middlewares)
     shutdown_started = asyncio.Event()
     tasks: set[asyncio.Task] = set()

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from ..dtab import Dtab, Path
 from .app import Route, json_response
+from .ui import MAX_DTAB_BYTES, DtabChecker
 
 DELEGATE_TIMEOUT_S = 2.0
 
@@ -45,6 +46,8 @@ def _text(status: int, text: str) -> web.Response:
 def linker_routes(routers: Callable[[], dict[str, RouterView]],
                   namers: Callable[[], Iterable[Any]]) -> list[Route]:
 
+    checker = DtabChecker()
+
     async def delegate(namespace: Optional[str], dtab_text: Optional[str], path_text: Optional[str],
                        pretty: bool) -> web.Response:
         views = routers()
@@ -56,9 +59,11 @@ def linker_routes(routers: Callable[[], dict[str, RouterView]],
             return _text(404, f"Unknown namespace: {namespace} (routers: {known})\n")
         if dtab_text is None:
             dtab = view.dtab
+        elif len(dtab_text) > MAX_DTAB_BYTES:
+            return _text(413, f"Invalid dtab: longer than {MAX_DTAB_BYTES} characters")
         else:
             try:
-                dtab = Dtab.read(dtab_text)
+                dtab = await checker.read(dtab_text)  # off the loop: the routers share it
             except Exception as e:
                 return _text(400, f"Invalid dtab: {e}")
         if path_text is None:

@@ -26,8 +26,6 @@ from .validate import _INVALID, Validated, Validator, kind_of, validate
 #: so a Linkerd config.yaml still loads.
 UNSUPPORTED_TELEMETERS = {
     "io.l5d.zipkin": "tracing export is not implemented; requests are still routed",
-    "io.l5d.statsd": "push metrics are not implemented; scrape /admin/metrics/prometheus instead",
-    "io.l5d.influxdb": "use /admin/metrics/prometheus or /admin/metrics.json instead",
     "io.l5d.tracelog": "trace logging is not implemented",
     "io.l5d.recentRequests": "the /requests page is not implemented",
     "io.l5d.commonMetrics": "/admin/metrics.json is always served",
@@ -80,7 +78,7 @@ class LinkerConfig:
     admin: AdminConfig = field(default_factory=AdminConfig)
     namers: list[Any] = field(default_factory=list, metadata={"plugins": "NAMERS"})
     telemetry: list[Any] = field(default_factory=list, metadata={
-        "kinds": TELEMETERS, "unsupported": UNSUPPORTED_TELEMETERS})
+        "kinds": TELEMETERS, "plugins": "TELEMETERS", "unsupported": UNSUPPORTED_TELEMETERS})
     #: Linkerd phoned home with it; accepted and ignored.
     usage: Any = None
     #: per router (same order): the validated interpreter config, or None = default

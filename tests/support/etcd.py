@@ -4,14 +4,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 import urllib.request
 from typing import Optional
 
 from .ports import free_port
+from .process import start_and_wait, stop_process
 
 
 def etcd_available() -> bool:
@@ -33,42 +32,26 @@ class EtcdServer:
 
     def start(self, timeout: float = 60.0) -> "EtcdServer":
         c, p = f"http://127.0.0.1:{self.port}", f"http://127.0.0.1:{self.peer_port}"
-        self.proc = subprocess.Popen(
+        self.proc = start_and_wait(
             [
                 "etcd", "--name", "t", "--data-dir", self.dir,
                 "--listen-client-urls", c, "--advertise-client-urls", c,
                 "--listen-peer-urls", p, "--initial-advertise-peer-urls", p,
                 "--initial-cluster", f"t={p}", "--log-level", "warn", "--logger", "zap",
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            self._healthy, f"etcd on port {self.port}", timeout,
         )
-        deadline = time.monotonic() + timeout
+        return self
+
+    def _healthy(self) -> bool:
         try:
-            while True:
-                try:
-                    with urllib.request.urlopen(self.url + "/health", timeout=1) as r:
-                        if json.loads(r.read()).get("health") == "true":
-                            return self
-                except (OSError, ValueError):
-                    pass
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"etcd on port {self.port} exited with {self.proc.returncode}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"etcd on port {self.port} did not become healthy within {timeout:g}s")
-                time.sleep(0.05)
-        except BaseException:
-            self.stop()  # never leave an etcd behind
-            raise
+            with urllib.request.urlopen(self.url + "/health", timeout=1) as r:
+                return json.loads(r.read()).get("health") == "true"
+        except (OSError, ValueError):
+            return False
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def restart(self) -> None:

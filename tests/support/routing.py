@@ -3,15 +3,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
 
 import aiohttp
+
+from .ports import free_port
 
 
 class Traffic:
     """Requests in a loop on keep-alive connections until stopped; records every status."""
 
-    def __init__(self, port: int, host: str = "web", concurrency: int = 4) -> None:
-        self.url = f"http://127.0.0.1:{port}/pong"
+    def __init__(self, port: int, host: str = "web", concurrency: int = 4, path: str = "/pong",
+                 pause: float = 0.0) -> None:
+        self.url = f"http://127.0.0.1:{port}{path}"
+        #: seconds between two requests of one loop (0: as fast as the router answers)
+        self.pause = pause
         self.host = host
         self.concurrency = concurrency
         self.statuses: list[int] = []
@@ -24,6 +31,8 @@ class Traffic:
                 async with s.get(self.url, headers={"Host": self.host}) as r:
                     await r.read()
                     self.statuses.append(r.status)
+                if self.pause:
+                    await asyncio.sleep(self.pause)
 
     def start(self) -> "Traffic":
         self._tasks = [asyncio.ensure_future(self._loop()) for _ in range(self.concurrency)]
@@ -68,3 +77,32 @@ async def reaches(port: int, backend, host: str = "web") -> bool:
     n = len(backend.requests)
     status, _ = await route_status(port, host)
     return status == 200 and len(backend.requests) > n
+@asynccontextmanager
+async def running_router(dtab: str, extra: str = "", namers: str = "", router_extra: str = ""
+                         ) -> AsyncIterator[tuple[Any, str, int]]:
+    """A real linker (router ``outgoing`` on one server, admin server) from ``dtab`` (one
+    dentry per line), ``extra`` top-level YAML (e.g. ``telemetry:``), ``namers`` YAML and
+    ``router_extra`` keys of the router (two-space indented). Yields (linker, admin base
+    URL, router port)."""
+    from namerouter.config.schema import loads_linker
+    from namerouter.linker import Linker
+
+    admin, port = free_port(), free_port()
+    lines = "".join(f"    {line.strip()}\n" for line in dtab.strip().splitlines())
+    linker = Linker(loads_linker(f"""
+admin: {{ip: 127.0.0.1, port: {admin}}}
+{namers}
+routers:
+- protocol: http
+  label: outgoing
+  dtab: |
+{lines}{router_extra}
+  servers:
+  - {{port: {port}, ip: 127.0.0.1}}
+{extra}
+"""))
+    await linker.start()
+    try:
+        yield linker, f"http://127.0.0.1:{admin}", port
+    finally:
+        await linker.close(0)

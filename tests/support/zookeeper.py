@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -15,6 +14,7 @@ import time
 from typing import Optional
 
 from .ports import free_port
+from .process import start_and_wait, stop_process
 
 ZK_CLASSPATH = "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar"
 
@@ -74,7 +74,7 @@ class ZooKeeperServer:
     def start(self, timeout: float = 60.0) -> "ZooKeeperServer":
         """Start the JVM and return once it serves sessions (generous default timeout:
         a JVM start on a loaded 2-core CI box can take tens of seconds)."""
-        self.proc = subprocess.Popen(
+        self.proc = start_and_wait(
             [
                 "java", "-Xms32m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                 "-Dzookeeper.admin.enableServer=false",
@@ -82,30 +82,12 @@ class ZooKeeperServer:
                 "org.apache.zookeeper.server.ZooKeeperServerMain",
                 os.path.join(self.dir, "zoo.cfg"),
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            lambda: _serving(self.port), f"zookeeper on port {self.port}", timeout,
         )
-        deadline = time.monotonic() + timeout
-        try:
-            while not _serving(self.port):
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"zookeeper on port {self.port} exited with {self.proc.returncode}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"zookeeper on port {self.port} was not serving after {timeout:g}s")
-                time.sleep(0.05)
-        except BaseException:
-            self.stop()  # never leave a JVM behind (a timeout, or pytest-timeout interrupting us)
-            raise
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def restart(self) -> None:
