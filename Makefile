@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # (nginx, wrk) or drive as a client (curl).
 DEB_PACKAGES := zookeeper etcd-server nginx wrk curl
 
-.PHONY: demo test venv debs bench clean
+.PHONY: demo test venv debs bench clean protos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ bench: $(STAMP) debs
 	  echo "==> $(PY) $$b"; \
 	  $(PY) $$b; \
 	done
+
+# Regenerate the committed protobuf modules of namerouter/mesh from their .proto files
+# (tests/test_mesh_protos.py fails when they are out of date).
+PROTOS := $(wildcard namerouter/mesh/*.proto namerouter/mesh/linkerd2/*.proto)
+protos: $(STAMP)
+	$(PY) -m grpc_tools.protoc -I. --python_out=. $(PROTOS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

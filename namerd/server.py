@@ -38,6 +38,7 @@ class Namerd:
         binding_idle_ttl: float = 600.0,
         binding_cache_size: int = 10_000,
         keepalive_timeout: float = 75.0,
+        ifaces: Sequence[Any] = (),
     ) -> None:
         self.store = store
         self.namers = list(namers)
@@ -55,6 +56,11 @@ class Namerd:
         # Idle time allowed *between* requests on a connection; a watch stream is one
         # long request and has no server-side timeout at all.
         self.keepalive_timeout = keepalive_timeout
+        #: mesh / thrift / destination interface configs (``namerd.config``)
+        self.iface_configs = list(ifaces)
+        #: bound ports of those interfaces by kind, in config order
+        self.iface_ports: dict[str, list[int]] = {}
+        self.ifaces: list[Any] = []
         self.interpreter: Any = None
         self.binder: Optional[NamerdBinder] = None
         self.controller: Optional[HttpController] = None
@@ -82,6 +88,7 @@ class Namerd:
             store,
             namers,
             interfaces=[(c.ip, c.port) for c in cfg.http_controllers],
+            ifaces=cfg.other_interfaces,
             admin=(cfg.admin.ip, cfg.admin.port),
             metrics=metrics,
             config_json=validated.raw,
@@ -120,8 +127,22 @@ class Namerd:
             server = getattr(site, "_server", None)
             self.http_ports.append(server.sockets[0].getsockname()[1] if server and server.sockets else port)
             log.info("namerd io.l5d.httpController listening on %s:%d", ip, self.http_ports[-1])
+        for icfg in self.iface_configs:
+            await self._start_iface(icfg)
         if self.admin_addr is not None:
             await self._start_admin(*self.admin_addr)
+
+    async def _start_iface(self, cfg: Any) -> None:
+        """Start one mesh / thrift / destination listener (``namerd/iface/``)."""
+        from .iface import build_interface
+
+        if self.binder is None:
+            raise RuntimeError(f"{cfg.kind} needs namerd's interpreter, which is not available")
+        iface = build_interface(cfg, self.store, self.binder, self.metrics)
+        self.ifaces.append(iface)
+        port = await iface.start(cfg.ip, cfg.port)
+        self.iface_ports.setdefault(cfg.kind, []).append(port)
+        log.info("namerd %s listening on %s:%d", cfg.kind, cfg.ip, port)
 
     def _make_interpreter(self) -> Any:
         try:
@@ -153,6 +174,7 @@ class Namerd:
             stats = getattr(self.interpreter, "cache_stats", None)
             doc = {"interpreter": stats() if stats else None,
                    "streams": dict(self.controller.open_streams) if self.controller else {},
+                   "interfaces": [i.admin_state() for i in self.ifaces],
                    "observedNamespaces": self.store.watch_count()}
             return json_response(doc, pretty=True)
 
@@ -179,6 +201,12 @@ class Namerd:
         if self._admin is not None:
             await self._admin.close()
             self._admin = None
+        for iface in self.ifaces:
+            try:
+                await iface.close()
+            except Exception:  # one interface failing to close must not keep the rest open
+                log.exception("closing %s", getattr(iface, "kind", iface))
+        self.ifaces = []
         for runner in self._runners:
             await runner.cleanup()
         self._runners = []
