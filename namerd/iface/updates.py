@@ -17,7 +17,7 @@ M = TypeVar("M")
 
 
 async def updates(var: Var[Any], render: Callable[[Any], Optional[M]],
-                  key: Callable[[M], Hashable] = lambda m: m) -> AsyncIterator[M]:
+                  key: Callable[[M], Hashable] = lambda m: m, dedupe: bool = True) -> AsyncIterator[M]:
     wake = asyncio.Event()
     latest: list[Any] = []
 
@@ -37,10 +37,11 @@ async def updates(var: Var[Any], render: Callable[[Any], Optional[M]],
             msg = render(st)
             if msg is None:
                 continue
-            k = key(msg)
-            if k == last:
-                continue
-            last = k
+            if dedupe:
+                k = key(msg)
+                if k == last:
+                    continue
+                last = k
             yield msg
     finally:
         sub.close()
