@@ -1,7 +1,9 @@
-"""HTTP access to one or more namerd ``io.l5d.httpController`` addresses.
+"""Reaching one or more namerd addresses, for the ``io.l5d.namerd.http``,
+``io.l5d.mesh`` and ``io.l5d.namerd`` interpreters.
 
-This module owns everything about *reaching* namerd; the interpreter owns what the
-answers mean. Jobs:
+:class:`NamerdEndpoints` owns everything about *reaching* namerd whatever the protocol;
+the interpreters own what the answers mean. :class:`NamerdClient` adds HTTP (the
+controller API); the gRPC and ThriftMux clients live beside their interpreters. Jobs:
 
 * parse the ``dst`` addresses (Finagle paths such as ``/$/inet/127.0.0.1/4180``);
 * open watch streams and one-shot requests against the address currently in use;
@@ -30,13 +32,15 @@ import random
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequence, TypeVar, Union
 
 import aiohttp
 
 from ..naming.dns import ip_literal
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: How long to wait for namerd's response headers on a new stream or request.
 HEADERS_TIMEOUT_S = 30.0
@@ -148,9 +152,10 @@ def _keepalive_socket(addr_info: tuple) -> socket.socket:
     return sock
 
 
-class NamerdClient:
+class NamerdEndpoints:
     """Shared by every watch of one interpreter: address choice, fail-over, probing,
-    backoff and the re-sync signal."""
+    backoff and the re-sync signal. Subclasses say how to probe an address
+    (:meth:`_probe`) and close their connections (:meth:`_close_transport`)."""
 
     def __init__(
         self,
@@ -170,7 +175,6 @@ class NamerdClient:
         self._current = 0
         # Addresses that refused us since the last success; all of them => unreachable.
         self._failed: set[int] = set()
-        self._session: Optional[aiohttp.ClientSession] = None
         self._probe_task: Optional[asyncio.Task] = None
         self._resync: Optional[asyncio.Event] = None  # created lazily on the loop
         self.reachable = True
@@ -195,21 +199,6 @@ class NamerdClient:
         ev = self._event()
         self._resync = asyncio.Event()
         ev.set()
-
-    def session(self) -> aiohttp.ClientSession:
-        if self._closed:
-            # Never open a fresh session (and sockets nobody will close) after close().
-            raise NamerdUnreachable("the namerd client is closed")
-        if self._session is None or self._session.closed:
-            # limit=0: every watch holds one HTTP/1.1 connection for its lifetime, so a
-            # pool limit would silently block the 101st stream.
-            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, socket_factory=_keepalive_socket)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=None),
-                auto_decompress=True,
-            )
-        return self._session
 
     def report_success(self, ep: Endpoint) -> None:
         """A stream got an answer from ``ep``: it is good; stop probing."""
@@ -274,6 +263,22 @@ class NamerdClient:
         except TimeoutError:
             pass
 
+    async def on_any(self, fn: Callable[[Endpoint], Awaitable[T]]) -> T:
+        """``fn(endpoint)`` on the current address, then on each other one while it
+        raises NamerdUnreachable (a one-shot request with fail-over)."""
+        errors: list[str] = []
+        n = len(self.endpoints)
+        for k in range(n):
+            ep = self.endpoints[(self._current + k) % n]
+            try:
+                result = await fn(ep)
+            except NamerdUnreachable as e:
+                errors.append(str(e))
+                continue
+            self.report_success(ep)
+            return result
+        raise NamerdUnreachable("; ".join(errors))
+
     def backoff(self, attempt: int) -> float:
         return jittered_backoff(attempt, self.base_seconds, self.max_seconds)
 
@@ -303,6 +308,67 @@ class NamerdClient:
             delay = min(cap, 0.05 * (2 ** min(attempt, 10)))
             attempt += 1
             await asyncio.sleep(random.uniform(delay / 2, delay))
+
+    async def _probe(self, ep: Endpoint) -> bool:
+        """Does ``ep`` answer? (One cheap request of the protocol.)"""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Stop probing and close every connection. Bounded: each step waits at most
+        ``CLOSE_TIMEOUT_S``; what is still open then is aborted and logged (a close that
+        hangs would hang a router reload or a test's teardown with it)."""
+        self._closed = True
+        if self._resync is not None:
+            self._resync.set()  # release waiters so their tasks can finish
+        probe, self._probe_task = self._probe_task, None
+        if probe is not None and not probe.done():
+            probe.cancel()
+            # asyncio.wait, not `await probe`: it neither hangs on a task that lost its
+            # cancel inside a library call nor swallows a cancel of close() itself.
+            await asyncio.wait({probe}, timeout=CLOSE_TIMEOUT_S)
+            if not probe.done():
+                log.warning("namerd probe task did not stop within %gs; abandoning it", CLOSE_TIMEOUT_S)
+        await self._close_transport()
+
+    async def _close_transport(self) -> None:
+        """Close the protocol's connections (bounded by ``CLOSE_TIMEOUT_S``)."""
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def admin_state(self) -> dict:
+        return {
+            "addresses": [str(e) for e in self.endpoints],
+            "current": str(self.current),
+            "reachable": self.reachable,
+            "lastError": self.last_error,
+            "resyncs": self.generation,
+            "since": self.last_change,
+        }
+
+
+class NamerdClient(NamerdEndpoints):
+    """:class:`NamerdEndpoints` over namerd's HTTP controller (aiohttp)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._session: Optional[aiohttp.ClientSession] = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            # Never open a fresh session (and sockets nobody will close) after close().
+            raise NamerdUnreachable("the namerd client is closed")
+        if self._session is None or self._session.closed:
+            # limit=0: every watch holds one HTTP/1.1 connection for its lifetime, so a
+            # pool limit would silently block the 101st stream.
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, socket_factory=_keepalive_socket)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=None),
+                auto_decompress=True,
+            )
+        return self._session
 
     async def _probe(self, ep: Endpoint) -> bool:
         if self._closed:
@@ -342,44 +408,23 @@ class NamerdClient:
 
     async def get_json(self, path: str, params: Mapping[str, str]) -> Any:
         """One-shot GET with fail-over: tries every address once, starting with the current."""
-        errors: list[str] = []
-        n = len(self.endpoints)
-        for k in range(n):
-            ep = self.endpoints[(self._current + k) % n]
-            try:
-                resp = await self.open(ep, path, params)
-            except NamerdUnreachable as e:
-                errors.append(str(e))
-                continue
+
+        async def attempt(ep: Endpoint) -> bytes:
+            resp = await self.open(ep, path, params)
             try:
                 async with resp:
                     async with asyncio.timeout(HEADERS_TIMEOUT_S):
-                        data = await resp.read()
+                        return await resp.read()
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
-                errors.append(f"namerd {ep}: {_describe(e)}")
-                continue
-            self.report_success(ep)
-            try:
-                return json.loads(data)
-            except ValueError as e:
-                raise NamerdResponseError(ep, path, 200, f"invalid JSON: {e}") from None
-        raise NamerdUnreachable("; ".join(errors))
+                raise NamerdUnreachable(f"namerd {ep}: {_describe(e)}") from None
 
-    async def close(self) -> None:
-        """Stop probing and close every connection. Bounded: each step waits at most
-        ``CLOSE_TIMEOUT_S``; what is still open then is aborted and logged (a close that
-        hangs would hang a router reload or a test's teardown with it)."""
-        self._closed = True
-        if self._resync is not None:
-            self._resync.set()  # release waiters so their tasks can finish
-        probe, self._probe_task = self._probe_task, None
-        if probe is not None and not probe.done():
-            probe.cancel()
-            # asyncio.wait, not `await probe`: it neither hangs on a task that lost its
-            # cancel inside a library call nor swallows a cancel of close() itself.
-            await asyncio.wait({probe}, timeout=CLOSE_TIMEOUT_S)
-            if not probe.done():
-                log.warning("namerd probe task did not stop within %gs; abandoning it", CLOSE_TIMEOUT_S)
+        data = await self.on_any(attempt)
+        try:
+            return json.loads(data)
+        except ValueError as e:
+            raise NamerdResponseError(self.current, path, 200, f"invalid JSON: {e}") from None
+
+    async def _close_transport(self) -> None:
         session, self._session = self._session, None
         if session is not None and not session.closed:
             connector = session.connector
@@ -393,19 +438,6 @@ class NamerdClient:
             elif not closing.cancelled() and closing.exception() is not None:
                 log.debug("closing the namerd session failed: %r", closing.exception())
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def admin_state(self) -> dict:
-        return {
-            "addresses": [str(e) for e in self.endpoints],
-            "current": str(self.current),
-            "reachable": self.reachable,
-            "lastError": self.last_error,
-            "resyncs": self.generation,
-            "since": self.last_change,
-        }
 
 
 def _abort_connections(connector: Optional[aiohttp.BaseConnector]) -> int:
