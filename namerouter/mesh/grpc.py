@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-import time
 from typing import Any, AsyncIterator, Callable, Iterable, Optional
 
 import h2.settings
@@ -37,6 +36,8 @@ from grpclib.const import Cardinality, Handler as MethodHandler, Status
 from grpclib.exceptions import GRPCError
 from grpclib.protocol import H2Protocol
 from grpclib.server import Handler, Server, Stream
+
+from ..ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 # grpclib logs every stream a client cancels at INFO; for namerd that is every watch a
@@ -52,29 +53,6 @@ MAX_STREAMS = 10_000
 #: Inbound flow-control windows: requests are small; keep what a peer may push unread small.
 STREAM_WINDOW = 64 * 1024
 CONNECTION_WINDOW = 1024 * 1024
-
-
-class RateLimitedLog:
-    """One warning line per event kind at most every ``interval`` seconds; the ones in
-    between are counted and reported with the next line (a hostile peer can send bad
-    input in a loop; the log must stay readable)."""
-
-    def __init__(self, logger: logging.Logger, interval: float = 1.0) -> None:
-        self.logger = logger
-        self.interval = interval
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def warn(self, kind: str, msg: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self._last.get(kind, -1e9) < self.interval:
-            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
-            return
-        self._last[kind] = now
-        n = self._suppressed.pop(kind, 0)
-        if n:
-            msg += f" ({n} more like it suppressed)"
-        self.logger.warning(msg, *args)
 
 
 bad_input_log = RateLimitedLog(log)

@@ -32,6 +32,7 @@ import struct
 from typing import Any, Optional
 
 from . import message as m
+from ..ratelog import RateLimitedLog
 from .thrift import Handler, ThriftDecodeError
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,6 @@ MAX_PIPELINED = 64
 
 class _BadInputLog:
     def __init__(self) -> None:
-        from ..mesh.grpc import RateLimitedLog
-
         self._log = RateLimitedLog(log)
 
     def __call__(self, peer: Any, msg: str) -> None:

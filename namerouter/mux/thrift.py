@@ -16,7 +16,10 @@ from thriftpy2.protocol.binary import TBinaryProtocol
 from thriftpy2.thrift import TApplicationException, TException, TMessageType
 from thriftpy2.transport import TMemoryBuffer
 
+from ..ratelog import RateLimitedLog
+
 log = logging.getLogger(__name__)
+_bad_input = RateLimitedLog(log)
 
 #: Nesting allowed when decoding (the Namer IDL needs 4; unknown fields are skipped
 #: recursively, so a hostile message could otherwise nest until Python's limit).
@@ -86,7 +89,7 @@ class ThriftDispatcher:
         self.service = service
         self.impl = impl
         self.methods = set(service.thrift_services)
-        self.on_bad_input = on_bad_input or (lambda msg: log.warning("thrift: %s", msg))
+        self.on_bad_input = on_bad_input or (lambda msg: _bad_input.warn("thrift", "thrift: %s", msg))
 
     def _make(self, name: str, mtype: int) -> Any:
         if name not in self.methods or mtype not in (TMessageType.CALL, TMessageType.ONEWAY):
