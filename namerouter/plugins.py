@@ -19,6 +19,8 @@ INTERPRETERS: dict[str, str] = {
     "default": "namerouter.interpreters.default:DefaultInterpreterPlugin",
     "io.l5d.fs": "namerouter.interpreters.fs:FsInterpreter",
     "io.l5d.namerd.http": "namerouter.interpreters.namerd_http:NamerdHttpInterpreter",
+    "io.l5d.mesh": "namerouter.interpreters.mesh:MeshInterpreter",
+    "io.l5d.namerd": "namerouter.interpreters.namerd_thrift:NamerdThriftInterpreter",
 }
 
 TRANSFORMERS: dict[str, str] = {

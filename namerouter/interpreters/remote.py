@@ -592,3 +592,38 @@ class RemoteInterpreter:
         await asyncio.gather(*(w.wait_closed() for w in watches if w._stopping is not None))
         await self.client.close()
         self.metrics.remove_prefix(self.scope + "/")
+
+
+# -- TLS config shapes (validated; refused until the TLS module provides contexts) ---------------
+
+def refuse_tls(value: Any) -> Any:
+    raise ValueError("TLS to namerd is not available yet in this build; remove 'tls' "
+                     "(or put a TLS-terminating proxy next to namerd)")
+
+
+@dataclass
+class ClientAuthConfig:
+    certPath: str
+    keyPath: str
+    intermediateCertsPath: Optional[str] = None
+
+
+@dataclass
+class TlsClientConfig:
+    """Linkerd's client ``tls`` block (``io.l5d.mesh``)."""
+
+    enabled: Optional[bool] = None
+    disableValidation: Optional[bool] = None
+    commonName: Optional[str] = None
+    trustCerts: Optional[list[str]] = None
+    trustCertsBundle: Optional[str] = None
+    clientAuth: Optional[ClientAuthConfig] = None
+    protocols: Optional[list[str]] = None
+
+
+@dataclass
+class NamerdTlsConfig:
+    """The ``io.l5d.namerd`` interpreter's ``tls`` block."""
+
+    commonName: str
+    caCert: Optional[str] = None
