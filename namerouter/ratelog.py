@@ -27,6 +27,9 @@ class RateLimitedLog:
         if now - self._last.get(kind, -1e9) < self.interval:
             self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
             return
+        if len(self._last) > 1024:  # kinds come from peers' input: keep the table bounded
+            self._last.clear()
+            self._suppressed.clear()
         self._last[kind] = now
         n = self._suppressed.pop(kind, 0)
         if n:

@@ -88,9 +88,10 @@ class FrameReader:
         self.max_frame = max_frame
         self._buf = bytearray()
 
-    def feed(self, data: bytes) -> list[Message]:
+    def feed(self, data: bytes) -> Iterator[Message]:
+        """The complete frames, one by one: frames before a bad one are handed out
+        before :class:`MuxError` is raised for it."""
         self._buf += data
-        out: list[Message] = []
         while len(self._buf) >= 4:
             (size,) = struct.unpack_from(">i", self._buf)
             if size < 4 or size > self.max_frame:
@@ -100,8 +101,7 @@ class FrameReader:
             head = bytes(self._buf[4:8])
             body = bytes(self._buf[8:4 + size])
             del self._buf[:4 + size]
-            out.append(Message(_signed(head[0]), int.from_bytes(head[1:4], "big"), body))
-        return out
+            yield Message(_signed(head[0]), int.from_bytes(head[1:4], "big"), body)
 
 
 class Reassembler:

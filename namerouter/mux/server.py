@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import struct
 from typing import Any, Optional
 
@@ -49,7 +50,8 @@ class _BadInputLog:
         self._log = RateLimitedLog(log)
 
     def __call__(self, peer: Any, msg: str) -> None:
-        self._log.warn("mux", "thrift/mux client %s: %s", peer, msg)
+        # One line per distinct reason (numbers aside) per interval.
+        self._log.warn(re.sub(r"\d+", "#", msg)[:80], "thrift/mux client %s: %s", peer, msg)
 
 
 class _Connection(asyncio.Protocol):

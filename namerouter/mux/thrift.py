@@ -85,11 +85,11 @@ class ThriftDispatcher:
     """Serves ``impl`` (``async def <method>(*params) -> result value``) for thriftpy2
     ``service``. ``__call__(payload) -> reply payload`` is what the Mux server runs."""
 
-    def __init__(self, service: Any, impl: Any, on_bad_input: Optional[Callable[[str], None]] = None) -> None:
+    def __init__(self, service: Any, impl: Any, on_bad_input: Optional[Callable[[str, str], None]] = None) -> None:
         self.service = service
         self.impl = impl
         self.methods = set(service.thrift_services)
-        self.on_bad_input = on_bad_input or (lambda msg: _bad_input.warn("thrift", "thrift: %s", msg))
+        self.on_bad_input = on_bad_input or (lambda kind, msg: _bad_input.warn(kind, "thrift: %s", msg))
 
     def _make(self, name: str, mtype: int) -> Any:
         if name not in self.methods or mtype not in (TMessageType.CALL, TMessageType.ONEWAY):
@@ -100,14 +100,14 @@ class ThriftDispatcher:
         try:
             name, mtype, seqid, args = decode_message(payload, self._make)
         except _Undecodable as e:
-            self.on_bad_input(str(e))
+            self.on_bad_input("malformed", str(e))
             return self._app_error(e.name, e.seqid, TApplicationException.PROTOCOL_ERROR, str(e))
         except ThriftDecodeError as e:
-            self.on_bad_input(str(e))
+            self.on_bad_input("not-thrift", str(e))
             raise
         if args is None:
             what = f"unknown method {name!r}" if name not in self.methods else f"message type {mtype} for {name}"
-            self.on_bad_input(what)
+            self.on_bad_input("unknown-method", what)
             return self._app_error(name, seqid, TApplicationException.UNKNOWN_METHOD,
                                    f"Invalid method name: '{name}'" if name not in self.methods else what)
         result_cls = getattr(self.service, f"{name}_result")
