@@ -7,29 +7,14 @@ import struct
 
 import pytest
 
-from tests.support.grpcio_client import GrpcioClient, generate
-from tests.support.namerd_proc import NamerdProcess, write_fs
-
-
-@pytest.fixture(scope="module")
-def gen_dir(tmp_path_factory):
-    return generate(str(tmp_path_factory.mktemp("grpcio-gen")))
+from tests.support.grpcio_client import GrpcioClient, gen_dir  # noqa: F401 (fixture)
+from tests.support.namerd_proc import running_namerd, write_fs
 
 
 @pytest.fixture(scope="module")
 def namerd(tmp_path_factory):
-    work = tmp_path_factory.mktemp("namerd-dest")
-    disco = work / "disco"
-    disco.mkdir()
-    write_fs(str(disco), "web", ("127.0.0.1", 8081))
-    n = NamerdProcess(str(work), str(disco))
-    n.disco = str(disco)  # type: ignore[attr-defined]
-    try:
-        n.start_sync()
-        n.put_dtab_sync("/svc=>/#/io.l5d.fs;/svc/both=>/#/io.l5d.fs/web & /#/io.l5d.fs/other")
-        yield n
-    finally:
-        n.kill_sync()
+    yield from running_namerd(tmp_path_factory, "namerd-dest", {"web": [("127.0.0.1", 8081)]},
+                              "/svc=>/#/io.l5d.fs;/svc/both=>/#/io.l5d.fs/web & /#/io.l5d.fs/other")
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ import urllib.request
 
 import pytest
 
-from tests.support.grpcio_client import GrpcioClient, generate
-from tests.support.namerd_proc import NamerdProcess, write_fs
+from tests.support.grpcio_client import GrpcioClient, gen_dir  # noqa: F401 (fixture)
+from tests.support.namerd_proc import SAMPLE_DTAB, SAMPLE_FILES, get_json, running_namerd, write_fs
 
 BASE = "/svc=>/#/io.l5d.fs"
 ROOT = {"elems": [base64.b64encode(b"default").decode()]}
@@ -33,12 +33,6 @@ def p(*labels: str) -> dict:
 
 def show(path: dict) -> str:
     return "/" + "/".join(base64.b64decode(e).decode() for e in path.get("elems", []))
-
-
-def http_get(namerd: NamerdProcess, endpoint: str, **params: str) -> object:
-    q = urllib.parse.urlencode(params)
-    with urllib.request.urlopen(f"{namerd.url}{endpoint}?{q}", timeout=10) as r:
-        return json.loads(r.read())
 
 
 def tree_from_http(doc: dict) -> object:
@@ -82,27 +76,8 @@ def addrs_from_http(doc: dict) -> object:
 
 
 @pytest.fixture(scope="module")
-def gen_dir(tmp_path_factory):
-    return generate(str(tmp_path_factory.mktemp("grpcio-gen")))
-
-
-@pytest.fixture(scope="module")
 def namerd(tmp_path_factory):
-    work = tmp_path_factory.mktemp("namerd-mesh")
-    disco = work / "disco"
-    disco.mkdir()
-    write_fs(str(disco), "web", ("127.0.0.1", 8081))
-    write_fs(str(disco), "web2", ("127.0.0.1", 8082), ("10.0.0.2", 8083))
-    write_fs(str(disco), "canary", ("127.0.0.1", 8089))
-    n = NamerdProcess(str(work), str(disco))
-    n.disco = str(disco)  # type: ignore[attr-defined]
-    try:
-        n.start_sync()
-        n.put_dtab_sync(f"{BASE};/svc/split=>0.9*/#/io.l5d.fs/web & 0.1*/#/io.l5d.fs/canary;"
-                        "/svc/alt=>/#/io.l5d.fs/nope | /#/io.l5d.fs/web2")
-        yield n
-    finally:
-        n.kill_sync()
+    yield from running_namerd(tmp_path_factory, "namerd-mesh", SAMPLE_FILES, SAMPLE_DTAB)
 
 
 @pytest.fixture
@@ -113,7 +88,7 @@ async def client(gen_dir, namerd):
 
 @pytest.mark.parametrize("name", ["/svc/web", "/svc/split", "/svc/alt", "/svc/web/extra/residual", "/nothing"])
 async def test_bound_trees_match_the_http_controller(client, namerd, name):
-    http = await asyncio.to_thread(http_get, namerd, "/api/1/bind/default", path=name)
+    http = await asyncio.to_thread(get_json, namerd, "/api/1/bind/default", path=name)
     labels = name.strip("/").split("/")
     got = await client.unary("Interpreter.GetBoundTree", {"root": ROOT, "name": p(*labels)})
     assert got["end"] == "OK", got
@@ -143,7 +118,7 @@ async def test_bound_tree_stream_follows_dtab_changes(client, namerd):
 @pytest.mark.parametrize("id", ["/#/io.l5d.fs/web", "/#/io.l5d.fs/web2", "/#/io.l5d.fs/missing",
                                 "/$/inet/127.0.0.1/9999", "/%/io.l5d.port/4141/#/io.l5d.fs/web"])
 async def test_replicas_match_the_http_controller(client, namerd, id):
-    http = await asyncio.to_thread(http_get, namerd, "/api/1/addr/default", path=id)
+    http = await asyncio.to_thread(get_json, namerd, "/api/1/addr/default", path=id)
     labels = id.strip("/").split("/")
     got = await client.unary("Resolver.GetReplicas", {"id": p(*labels)})
     assert got["end"] == "OK", got
@@ -225,9 +200,8 @@ def delegate_from_http(doc: dict) -> dict:
 
 @pytest.mark.parametrize("name", ["/svc/web", "/svc/split", "/svc/alt", "/nothing"])
 async def test_delegation_matches_the_http_controller(client, namerd, name):
-    await namerd.put_dtab(f"{BASE};/svc/split=>0.9*/#/io.l5d.fs/web & 0.1*/#/io.l5d.fs/canary;"
-                          "/svc/alt=>/#/io.l5d.fs/nope | /#/io.l5d.fs/web2")
-    http = await asyncio.to_thread(http_get, namerd, "/api/1/delegate/default", path=name)
+    await namerd.put_dtab(SAMPLE_DTAB)
+    http = await asyncio.to_thread(get_json, namerd, "/api/1/delegate/default", path=name)
     labels = name.strip("/").split("/")
     req = {"root": ROOT, "tree": {"leaf": {"id": p(*labels)}}}
     got = await client.unary("Delegator.GetDelegateTree", req)

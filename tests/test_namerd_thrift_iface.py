@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import struct
 import time
@@ -29,41 +28,22 @@ from namerouter.mux import message as m
 from namerouter.mux.client import MuxSession
 from namerouter.mux.thrift import decode_reply, encode_call
 from namerouter.thriftapi import IDL_PATH
-from tests.support.namerd_proc import NamerdProcess, write_fs
+from tests.support.namerd_proc import SAMPLE_DTAB, SAMPLE_FILES, NamerdProcess, get_json, running_namerd, write_fs
 
 # The test's own load of the IDL (a separate module object from namerouter's).
 idl = thriftpy2.load(IDL_PATH, module_name="test_namer_thrift")
 BASE = "/svc=>/#/io.l5d.fs"
-DTAB = f"{BASE};/svc/split=>0.9*/#/io.l5d.fs/web & 0.1*/#/io.l5d.fs/canary;/svc/alt=>/#/io.l5d.fs/nope | /#/io.l5d.fs/web2"
+DTAB = SAMPLE_DTAB
 
 
 @pytest.fixture(scope="module")
 def namerd(tmp_path_factory):
-    work = tmp_path_factory.mktemp("namerd-thrift")
-    disco = work / "disco"
-    disco.mkdir()
-    write_fs(str(disco), "web", ("127.0.0.1", 8081))
-    write_fs(str(disco), "web2", ("127.0.0.1", 8082), ("10.0.0.2", 8083))
-    write_fs(str(disco), "canary", ("127.0.0.1", 8089))
-    n = NamerdProcess(str(work), str(disco))
-    n.disco = str(disco)  # type: ignore[attr-defined]
-    try:
-        n.start_sync()
-        n.put_dtab_sync(DTAB)
-        yield n
-    finally:
-        n.kill_sync()
+    yield from running_namerd(tmp_path_factory, "namerd-thrift", SAMPLE_FILES, SAMPLE_DTAB)
 
 
 def client(namerd: NamerdProcess, timeout_ms: int = 10_000):
     return make_client(idl.Namer, "127.0.0.1", namerd.thrift, trans_factory=TFramedTransportFactory(),
                        timeout=timeout_ms)
-
-
-def http_get(namerd: NamerdProcess, endpoint: str, **params: str):
-    q = urllib.parse.urlencode(params)
-    with urllib.request.urlopen(f"{namerd.url}{endpoint}?{q}", timeout=10) as r:
-        return json.loads(r.read())
 
 
 def labels(path: str) -> list[bytes]:
@@ -106,7 +86,7 @@ def addr(c, id: str, stamp: bytes = b""):
 
 @pytest.mark.parametrize("name", ["/svc/web", "/svc/split", "/svc/alt", "/svc/web/extra/residual", "/nothing"])
 async def test_bind_matches_the_http_controller(namerd, name):
-    http = await asyncio.to_thread(http_get, namerd, "/api/1/bind/default", path=name)
+    http = await asyncio.to_thread(get_json, namerd, "/api/1/bind/default", path=name)
     got = await asyncio.to_thread(lambda: bind(client(namerd), name))
     assert thrift_tree(got.tree) == http_tree(http)
     assert got.ns == "default" and len(got.stamp) == 8
@@ -115,7 +95,7 @@ async def test_bind_matches_the_http_controller(namerd, name):
 @pytest.mark.parametrize("id", ["/#/io.l5d.fs/web", "/#/io.l5d.fs/web2", "/#/io.l5d.fs/missing",
                                 "/$/inet/127.0.0.1/9999", "/%/io.l5d.port/4141/#/io.l5d.fs/web"])
 async def test_addr_matches_the_http_controller(namerd, id):
-    http = await asyncio.to_thread(http_get, namerd, "/api/1/addr/default", path=id)
+    http = await asyncio.to_thread(get_json, namerd, "/api/1/addr/default", path=id)
     got = await asyncio.to_thread(lambda: addr(client(namerd), id))
     if http["type"] == "bound":
         assert got.value.bound is not None
@@ -133,7 +113,7 @@ async def test_dtab_and_delegate_match_the_http_controller(namerd):
     with urllib.request.urlopen(text_req, timeout=5) as r:
         assert got.dtab == r.read().decode().strip()
     for name in ("/svc/web", "/svc/split", "/nothing"):
-        http = await asyncio.to_thread(http_get, namerd, "/api/1/delegate/default", path=name)
+        http = await asyncio.to_thread(get_json, namerd, "/api/1/delegate/default", path=name)
         req = idl.DelegateReq(dtab="", clientId=[], delegation=idl.Delegation(stamp=b"", ns="default", tree=idl.DelegateTree(
             root=idl.DelegateNode(path=labels(name), dentry="/\\x2f=>~", contents=idl.DelegateContents(pathLeaf=labels(name))),
             nodes={})))

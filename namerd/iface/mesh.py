@@ -40,7 +40,7 @@ from namerouter.mesh import codec_pb2, convert, delegator_pb2, interpreter_pb2, 
 from namerouter.mesh.grpc import BadRequest, GrpcServer
 from namerouter.metrics import MetricsRegistry
 from namerouter.naming.addr import ADDR_PENDING, Addr
-from namerouter.naming.var import PENDING, Failed, Ok
+from namerouter.naming.var import Failed, Ok
 
 from ..binding import NamerdBinder
 from ..storage.base import DtabStore, InvalidNamespace, VersionedDtab, check_namespace

@@ -33,7 +33,7 @@ import logging
 import random
 from typing import Any, Callable, Hashable, Optional
 
-from namerouter.dtab import Dtab, DtabSyntaxError, Path
+from namerouter.dtab import Dtab, DtabSyntaxError
 from namerouter.metrics import MetricsRegistry
 from namerouter.mux.server import MuxServer
 from namerouter.mux.thrift import ThriftDispatcher

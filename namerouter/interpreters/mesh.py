@@ -45,7 +45,6 @@ from ..mesh.grpc import message_types, service_path
 from ..metrics import MetricsRegistry
 from ..naming.addr import Addr
 from ..naming.bound import BoundName
-from ..naming.transform import build_transformers
 from .namerd_client import CLOSE_TIMEOUT_S, Endpoint, NamerdEndpoints, NamerdUnreachable, parse_endpoints
 from .remote import (
     FailureThresholdConfig,
@@ -240,25 +239,11 @@ class MeshInterpreter(RemoteInterpreter):
                  scope: str = f"interpreter/{KIND}", transformers: Optional[list[Any]] = None) -> None:
         self.config = config
         self.root = Path.read(config.root)
-        client = MeshClient(
-            parse_endpoints(config.dst),
-            base_seconds=config.retry.baseSeconds,
-            max_seconds=config.retry.maxSeconds,
-            probe_seconds=config.retry.probeSeconds,
-            on_event=lambda name: self._count(name),
-            ping_interval=config.failureThreshold.minPeriodMs / 1000.0,
-            ping_timeout=config.failureThreshold.closeTimeoutMs / 1000.0,
-            stream_window=config.initialStreamWindowSizeKB * 1024,
-        )
+        client = MeshClient(parse_endpoints(config.dst), **self.client_options(config),
+                            ping_interval=config.failureThreshold.minPeriodMs / 1000.0,
+                            ping_timeout=config.failureThreshold.closeTimeoutMs / 1000.0,
+                            stream_window=config.initialStreamWindowSizeKB * 1024)
         super().__init__(self.root.labels[0].decode("utf-8"), client, config.cache, metrics, scope, transformers)
-
-    @classmethod
-    def from_config(cls, config: MeshInterpreterConfig, runtime: Any = None) -> "MeshInterpreter":
-        label, scope = cls.scope_for(runtime)
-        interp = cls(config, metrics=getattr(runtime, "metrics", None), scope=scope,
-                     transformers=build_transformers(config.transformers, runtime))
-        interp.register_admin(runtime, label)
-        return interp
 
     # -- transport -----------------------------------------------------------------------
     async def _open(self, watch: Watch, ep: Endpoint) -> AsyncIterator[Any]:

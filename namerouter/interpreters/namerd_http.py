@@ -48,8 +48,8 @@ Metrics and admin: see ``remote.py`` (scope ``rt/<router>/interpreter/io.l5d.nam
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Optional, Union
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable, Optional
 
 import aiohttp
 
@@ -58,7 +58,6 @@ from ..dtab.tree import EMPTY, FAIL, NEG, Alt, Leaf, Union as UnionTree, Weighte
 from ..metrics import MetricsRegistry
 from ..naming.addr import Addr, addr_from_json
 from ..naming.bound import BoundName
-from ..naming.transform import build_transformers
 from .json_stream import JsonStreamParser, StreamErrorLine, StreamTruncated
 from .namerd_client import Endpoint, NamerdClient, NamerdResponseError, NamerdUnreachable, parse_endpoints
 from .remote import (  # noqa: F401  (re-exported: the config blocks and errors of this kind)
@@ -66,6 +65,7 @@ from .remote import (  # noqa: F401  (re-exported: the config blocks and errors 
     NamerdCacheConfig,
     NamerdError,
     NamerdRetryConfig,
+    RemoteConfig,
     RemoteFailure,
     RemoteInterpreter,
     StreamLost,
@@ -78,16 +78,8 @@ KIND = "io.l5d.namerd.http"
 
 
 @dataclass
-class NamerdHttpConfig:
-    dst: Union[str, list[str]] = field(metadata={
-        "check": check_dst, "min_items": 1,
-        "doc": "namerd address (/$/inet/<host>/<port>) or a list of them to fail over between"})
+class NamerdHttpConfig(RemoteConfig):
     kind: str = KIND
-    namespace: str = field(default="default", metadata={"check": check_namespace})
-    retry: NamerdRetryConfig = field(default_factory=NamerdRetryConfig)
-    cache: NamerdCacheConfig = field(default_factory=NamerdCacheConfig)
-    transformers: list[Any] = field(default_factory=list, metadata={"plugins": "TRANSFORMERS"})
-    experimental: bool = False
 
 
 # -- JSON -> NameTree ---------------------------------------------------------------------
@@ -162,25 +154,8 @@ class NamerdHttpInterpreter(RemoteInterpreter):
         transformers: Optional[list[Any]] = None,
     ) -> None:
         self.config = config
-        client = NamerdClient(
-            parse_endpoints(config.dst),
-            base_seconds=config.retry.baseSeconds,
-            max_seconds=config.retry.maxSeconds,
-            probe_seconds=config.retry.probeSeconds,
-            on_event=lambda name: self._count(name),
-        )
+        client = NamerdClient(parse_endpoints(config.dst), **self.client_options(config))
         super().__init__(config.namespace, client, config.cache, metrics, scope, transformers)
-
-    @classmethod
-    def from_config(cls, config: NamerdHttpConfig, runtime: Any = None) -> "NamerdHttpInterpreter":
-        """Build from a validated config. ``runtime`` (``namerouter.linker.Runtime``) gives
-        the metrics registry and the router label that scopes the metrics
-        (``rt/<label>/interpreter/io.l5d.namerd.http/…``)."""
-        label, scope = cls.scope_for(runtime)
-        interp = cls(config, metrics=getattr(runtime, "metrics", None), scope=scope,
-                     transformers=build_transformers(config.transformers, runtime))
-        interp.register_admin(runtime, label)
-        return interp
 
     # -- transport -----------------------------------------------------------------------
     def _request(self, watch: Watch) -> tuple[str, dict[str, str]]:

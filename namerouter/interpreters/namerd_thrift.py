@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Optional, Union
+from typing import Any, AsyncIterator, Optional
 
 from thriftpy2.thrift import TException
 
@@ -42,21 +42,17 @@ from ..mux.client import MuxClosed, MuxRemoteError, MuxSession
 from ..mux.thrift import ThriftCallError, decode_reply, encode_call
 from ..naming.addr import Addr
 from ..naming.bound import BoundName
-from ..naming.transform import build_transformers
 from ..thriftapi import convert, namer
 from .namerd_client import Endpoint, NamerdEndpoints, NamerdUnreachable, parse_endpoints
 from .remote import (
     FailureThresholdConfig,
-    NamerdCacheConfig,
     NamerdError,
-    NamerdRetryConfig,
     NamerdTlsConfig,
+    RemoteConfig,
     RemoteFailure,
     RemoteInterpreter,
     StreamLost,
     Watch,
-    check_dst,
-    check_namespace,
     refuse_tls,
 )
 
@@ -69,18 +65,10 @@ _FAILURES = (namer.BindFailure, namer.AddrFailure, namer.DtabFailure, namer.Dele
 
 
 @dataclass
-class NamerdThriftConfig:
-    dst: Union[str, list[str]] = field(metadata={
-        "check": check_dst, "min_items": 1,
-        "doc": "namerd thrift address (/$/inet/<host>/<port>) or a list of them to fail over between"})
+class NamerdThriftConfig(RemoteConfig):
     kind: str = KIND
-    namespace: str = field(default="default", metadata={"check": check_namespace})
-    retry: NamerdRetryConfig = field(default_factory=NamerdRetryConfig)
-    cache: NamerdCacheConfig = field(default_factory=NamerdCacheConfig)
     failureThreshold: FailureThresholdConfig = field(default_factory=FailureThresholdConfig)
     tls: Optional[NamerdTlsConfig] = field(default=None, metadata={"check": refuse_tls})
-    transformers: list[Any] = field(default_factory=list, metadata={"plugins": "TRANSFORMERS"})
-    experimental: bool = False
 
 
 class ThriftMuxClient(NamerdEndpoints):
@@ -172,24 +160,10 @@ class NamerdThriftInterpreter(RemoteInterpreter):
     def __init__(self, config: NamerdThriftConfig, metrics: Optional[MetricsRegistry] = None,
                  scope: str = f"interpreter/{KIND}", transformers: Optional[list[Any]] = None) -> None:
         self.config = config
-        client = ThriftMuxClient(
-            parse_endpoints(config.dst),
-            base_seconds=config.retry.baseSeconds,
-            max_seconds=config.retry.maxSeconds,
-            probe_seconds=config.retry.probeSeconds,
-            on_event=lambda name: self._count(name),
-            ping_interval=config.failureThreshold.minPeriodMs / 1000.0,
-            ping_timeout=config.failureThreshold.closeTimeoutMs / 1000.0,
-        )
+        client = ThriftMuxClient(parse_endpoints(config.dst), **self.client_options(config),
+                                 ping_interval=config.failureThreshold.minPeriodMs / 1000.0,
+                                 ping_timeout=config.failureThreshold.closeTimeoutMs / 1000.0)
         super().__init__(config.namespace, client, config.cache, metrics, scope, transformers)
-
-    @classmethod
-    def from_config(cls, config: NamerdThriftConfig, runtime: Any = None) -> "NamerdThriftInterpreter":
-        label, scope = cls.scope_for(runtime)
-        interp = cls(config, metrics=getattr(runtime, "metrics", None), scope=scope,
-                     transformers=build_transformers(config.transformers, runtime))
-        interp.register_admin(runtime, label)
-        return interp
 
     # -- transport -----------------------------------------------------------------------
     def _request(self, watch: Watch, stamp: bytes) -> tuple[str, Any]:

@@ -39,7 +39,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator, Optional, Union
 
 import aiohttp.web
 
@@ -48,7 +48,7 @@ from ..metrics import MetricsRegistry
 from ..naming.addr import ADDR_PENDING, Addr, AddrFailed
 from ..naming.bound import BoundName
 from ..naming.idle_cache import IdleCache
-from ..naming.transform import apply_transformers
+from ..naming.transform import apply_transformers, build_transformers
 from ..naming.var import PENDING, Activity, ActivityState, Closable, Failed, Ok, Var
 from .namerd_client import NamerdEndpoints, NamerdUnreachable, parse_endpoint, parse_endpoints
 
@@ -103,6 +103,20 @@ def check_namespace(value: str) -> str:
     if not value or "/" in value or value.strip() != value:
         raise ValueError(f"{value!r} is not a namespace name (no '/', not empty)")
     return value
+
+
+@dataclass
+class RemoteConfig:
+    """Keys every namerd interpreter shares (``dst`` may list several namerds)."""
+
+    dst: Union[str, list[str]] = field(metadata={
+        "check": check_dst, "min_items": 1,
+        "doc": "namerd address (/$/inet/<host>/<port>) or a list of them to fail over between"})
+    namespace: str = field(default="default", metadata={"check": check_namespace})
+    retry: NamerdRetryConfig = field(default_factory=NamerdRetryConfig)
+    cache: NamerdCacheConfig = field(default_factory=NamerdCacheConfig)
+    transformers: list[Any] = field(default_factory=list, metadata={"plugins": "TRANSFORMERS"})
+    experimental: bool = False
 
 
 # -- errors ---------------------------------------------------------------------------
@@ -462,15 +476,23 @@ class RemoteInterpreter:
         g(f"{self.scope}/streams", self._open_streams)
 
     @classmethod
-    def scope_for(cls, runtime: Any) -> tuple[Optional[str], str]:
-        """(router label, metrics scope ``rt/<label>/interpreter/<kind>``)."""
+    def from_config(cls, config: Any, runtime: Any = None) -> Any:
+        """Build from a validated config. ``runtime`` (``namerouter.linker.Runtime``) gives
+        the metrics registry and the router label that scopes the metrics
+        (``rt/<label>/interpreter/<kind>/…``) and names the admin page."""
         label = getattr(runtime, "router_label", None)
-        return label, f"rt/{label}/interpreter/{cls.kind}" if label else f"interpreter/{cls.kind}"
-
-    def register_admin(self, runtime: Any, label: Optional[str]) -> None:
+        scope = f"rt/{label}/interpreter/{cls.kind}" if label else f"interpreter/{cls.kind}"
+        interp = cls(config, metrics=getattr(runtime, "metrics", None), scope=scope,  # type: ignore[call-arg]
+                     transformers=build_transformers(config.transformers, runtime))
         routes = getattr(runtime, "admin_routes", None)
         if isinstance(routes, list):
-            routes.append(("GET", self.admin_path(label), self._admin_handler))
+            routes.append(("GET", interp.admin_path(label), interp._admin_handler))
+        return interp
+
+    def client_options(self, config: Any) -> dict[str, Any]:
+        """The ``NamerdEndpoints`` arguments every kind takes from its config."""
+        return {"base_seconds": config.retry.baseSeconds, "max_seconds": config.retry.maxSeconds,
+                "probe_seconds": config.retry.probeSeconds, "on_event": lambda name: self._count(name)}
 
     # -- transport hooks ----------------------------------------------------------------
     async def _open(self, watch: Watch, ep: Any) -> AsyncIterator[Any]:

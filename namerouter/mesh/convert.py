@@ -23,7 +23,7 @@ import logging
 from typing import Any, Callable, Mapping, Optional
 
 from ..dtab import Dentry, Dtab, Path, Prefix, WILDCARD
-from ..dtab.tree import EMPTY, FAIL, NEG, Alt, Empty, Fail, Leaf, NameTree, Neg, Union, Weighted
+from ..dtab.tree import EMPTY, FAIL, NEG, Alt, Empty, Fail, Leaf, NameTree, Union, Weighted
 from ..naming.addr import ADDR_NEG, ADDR_PENDING, WEIGHT_KEY, Addr, AddrBound, AddrFailed, Address
 from ..naming.bound import BoundName
 from ..naming.dns import ip_literal
@@ -56,17 +56,18 @@ def path_from_proto(msg: pb.Path) -> Path:
         raise MeshDecodeError(f"invalid path: {e}") from None
 
 
-def tree_to_proto(tree: NameTree[Path]) -> pb.PathNameTree:
-    out = pb.PathNameTree()
+def _encode_tree(tree: NameTree[Any], cls: Any, set_leaf: Callable[[Any, Any], None]) -> Any:
+    """PathNameTree and BoundNameTree have the same shape; ``set_leaf`` fills a leaf."""
+    out = cls()
     if isinstance(tree, Leaf):
-        out.leaf.id.CopyFrom(path_to_proto(tree.value))
+        set_leaf(out, tree.value)
     elif isinstance(tree, Alt):
         out.alt.SetInParent()
-        out.alt.trees.extend(tree_to_proto(t) for t in tree.trees)
+        out.alt.trees.extend(_encode_tree(t, cls, set_leaf) for t in tree.trees)
     elif isinstance(tree, Union):
         out.union.SetInParent()
         for w in tree.weighted:
-            out.union.trees.add(weight=float(w.weight), tree=tree_to_proto(w.tree))
+            out.union.trees.add(weight=float(w.weight), tree=_encode_tree(w.tree, cls, set_leaf))
     elif isinstance(tree, Fail):
         out.fail.SetInParent()
     elif isinstance(tree, Empty):
@@ -76,16 +77,14 @@ def tree_to_proto(tree: NameTree[Path]) -> pb.PathNameTree:
     return out
 
 
-def tree_from_proto(msg: pb.PathNameTree) -> NameTree[Path]:
+def _decode_tree(msg: Any, leaf: Callable[[Any], Any], what: str) -> NameTree[Any]:
     kind = msg.WhichOneof("node")
     if kind == "leaf":
-        if not msg.leaf.HasField("id"):
-            raise MeshDecodeError("a name tree leaf has no path")
-        return Leaf(path_from_proto(msg.leaf.id))
+        return Leaf(leaf(msg.leaf))
     if kind == "alt":
-        return Alt(*(tree_from_proto(t) for t in msg.alt.trees))
+        return Alt(*(_decode_tree(t, leaf, what) for t in msg.alt.trees))
     if kind == "union":
-        return Union(*(Weighted(w.weight, tree_from_proto(w.tree)) for w in msg.union.trees
+        return Union(*(Weighted(w.weight, _decode_tree(w.tree, leaf, what)) for w in msg.union.trees
                        if w.HasField("weight") and w.HasField("tree")))
     if kind == "neg":
         return NEG
@@ -93,7 +92,20 @@ def tree_from_proto(msg: pb.PathNameTree) -> NameTree[Path]:
         return FAIL
     if kind == "empty":
         return EMPTY
-    raise MeshDecodeError("a name tree node has no kind (neg, fail, empty, alt, union or leaf)")
+    raise MeshDecodeError(f"a {what} node has no kind (neg, fail, empty, alt, union or leaf)")
+
+
+def tree_to_proto(tree: NameTree[Path]) -> pb.PathNameTree:
+    return _encode_tree(tree, pb.PathNameTree, lambda out, p: out.leaf.id.CopyFrom(path_to_proto(p)))
+
+
+def tree_from_proto(msg: pb.PathNameTree) -> NameTree[Path]:
+    def leaf(m: Any) -> Path:
+        if not m.HasField("id"):
+            raise MeshDecodeError("a name tree leaf has no path")
+        return path_from_proto(m.id)
+
+    return _decode_tree(msg, leaf, "name tree")
 
 
 def prefix_to_proto(prefix: Prefix) -> pb.Dtab.Dentry.Prefix:
@@ -140,54 +152,31 @@ def dtab_from_proto(msg: pb.Dtab) -> Dtab:
 
 # -- bound trees ----------------------------------------------------------------------------
 
+def _set_bound_leaf(out: Any, b: Any) -> None:
+    if isinstance(b, BoundName):
+        out.leaf.id.CopyFrom(path_to_proto(b.id))
+        out.leaf.residual.CopyFrom(path_to_proto(b.residual))
+    else:
+        out.neg.SetInParent()
+
+
 def bound_tree_to_proto(tree: NameTree[Any]) -> ipb.BoundNameTree:
     """A bound tree (leaves are BoundNames) without addresses: a client resolves each
     leaf's id with the Resolver. A leaf that is not a BoundName is sent as ``neg``."""
-    out = ipb.BoundNameTree()
-    if isinstance(tree, Leaf):
-        b = tree.value
-        if isinstance(b, BoundName):
-            out.leaf.id.CopyFrom(path_to_proto(b.id))
-            out.leaf.residual.CopyFrom(path_to_proto(b.residual))
-        else:
-            out.neg.SetInParent()
-    elif isinstance(tree, Alt):
-        out.alt.SetInParent()
-        out.alt.trees.extend(bound_tree_to_proto(t) for t in tree.trees)
-    elif isinstance(tree, Union):
-        out.union.SetInParent()
-        for w in tree.weighted:
-            out.union.trees.add(weight=float(w.weight), tree=bound_tree_to_proto(w.tree))
-    elif isinstance(tree, Fail):
-        out.fail.SetInParent()
-    elif isinstance(tree, Empty):
-        out.empty.SetInParent()
-    else:
-        out.neg.SetInParent()
-    return out
+    return _encode_tree(tree, ipb.BoundNameTree, _set_bound_leaf)
 
 
 def bound_tree_from_proto(msg: ipb.BoundNameTree,
                           bound: Callable[[Path, Path], BoundName]) -> NameTree[BoundName]:
     """``bound(id, residual)`` makes each leaf (with the shared address Var of ``id``)."""
-    kind = msg.WhichOneof("node")
-    if kind == "leaf":
-        if not msg.leaf.HasField("id"):
+
+    def leaf(m: Any) -> BoundName:
+        if not m.HasField("id"):
             raise MeshDecodeError("a bound tree leaf has no id")
-        residual = path_from_proto(msg.leaf.residual) if msg.leaf.HasField("residual") else Path()
-        return Leaf(bound(path_from_proto(msg.leaf.id), residual))
-    if kind == "alt":
-        return Alt(*(bound_tree_from_proto(t, bound) for t in msg.alt.trees))
-    if kind == "union":
-        return Union(*(Weighted(w.weight, bound_tree_from_proto(w.tree, bound)) for w in msg.union.trees
-                       if w.HasField("weight") and w.HasField("tree")))
-    if kind == "neg":
-        return NEG
-    if kind == "fail":
-        return FAIL
-    if kind == "empty":
-        return EMPTY
-    raise MeshDecodeError("a bound tree node has no kind")
+        residual = path_from_proto(m.residual) if m.HasField("residual") else Path()
+        return bound(path_from_proto(m.id), residual)
+
+    return _decode_tree(msg, leaf, "bound tree")
 
 
 # -- address sets ------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from typing import Any, AsyncIterator, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import h2.settings
 from google.protobuf.message import DecodeError

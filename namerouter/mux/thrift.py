@@ -74,7 +74,7 @@ def _exception_field(result_cls: Any, exc: BaseException) -> Optional[str]:
     for fid, spec in result_cls.thrift_spec.items():
         if fid == 0:
             continue
-        ttype, fname = spec[0], spec[1]
+        fname = spec[1]
         cls = spec[2] if len(spec) > 2 else None
         if isinstance(cls, type) and isinstance(exc, cls):
             return fname

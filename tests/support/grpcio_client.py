@@ -22,6 +22,8 @@ import sys
 import threading
 from typing import Any, Optional
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROTO_DIRS = ["namerouter/mesh", "namerouter/mesh/linkerd2"]
 
@@ -42,6 +44,12 @@ def generate(dest: str) -> str:
     for d in ["namerouter"] + PROTO_DIRS:
         open(os.path.join(dest, d, "__init__.py"), "a").close()
     return dest
+
+
+@pytest.fixture(scope="module")
+def gen_dir(tmp_path_factory: Any) -> str:
+    """The generated stubs, once per test module (import this fixture)."""
+    return generate(str(tmp_path_factory.mktemp("grpcio-gen")))
 
 
 class GrpcioClient:

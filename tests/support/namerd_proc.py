@@ -4,13 +4,15 @@ ports, so a SIGKILL and a restart keep its addresses. Dtabs persist in the file 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
-from typing import Optional
+from typing import Any, Iterator, Optional
 
 from .ports import free_port
 
@@ -116,3 +118,38 @@ def write_fs(disco: str, name: str, *addrs: tuple[str, int]) -> None:
     with open(tmp, "w") as f:
         f.write("".join(f"{h} {p}\n" for h, p in addrs))
     os.replace(tmp, os.path.join(disco, name))
+
+
+#: The names and dtab the interface tests compare across protocols: a plain leaf, a
+#: weighted union, an alt with a negative first branch, and several addresses.
+SAMPLE_FILES = {"web": [("127.0.0.1", 8081)], "web2": [("127.0.0.1", 8082), ("10.0.0.2", 8083)],
+                "canary": [("127.0.0.1", 8089)]}
+SAMPLE_DTAB = ("/svc=>/#/io.l5d.fs;/svc/split=>0.9*/#/io.l5d.fs/web & 0.1*/#/io.l5d.fs/canary;"
+               "/svc/alt=>/#/io.l5d.fs/nope | /#/io.l5d.fs/web2")
+
+
+def running_namerd(tmp_path_factory: Any, name: str, files: dict[str, list[tuple[str, int]]],
+                   dtab: str = "") -> Iterator[NamerdProcess]:
+    """Body of a module-scoped fixture: a namerd with these io.l5d.fs ``files``
+    (``disco`` attribute: their directory) and ``default`` = ``dtab``."""
+    work = tmp_path_factory.mktemp(name)
+    disco = work / "disco"
+    disco.mkdir()
+    for fname, addrs in files.items():
+        write_fs(str(disco), fname, *addrs)
+    n = NamerdProcess(str(work), str(disco))
+    n.disco = str(disco)  # type: ignore[attr-defined]
+    try:
+        n.start_sync()
+        if dtab:
+            n.put_dtab_sync(dtab)
+        yield n
+    finally:
+        n.kill_sync()
+
+
+def get_json(namerd: NamerdProcess, endpoint: str, **params: str) -> Any:
+    """One GET on namerd's HTTP controller (blocking; tests run it in a thread)."""
+    q = urllib.parse.urlencode(params)
+    with urllib.request.urlopen(f"{namerd.url}{endpoint}?{q}", timeout=10) as r:
+        return json.loads(r.read())
