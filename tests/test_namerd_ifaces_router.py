@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from typing import Any
 
@@ -26,6 +25,7 @@ from namerouter.linker import Runtime
 from namerouter.metrics import MetricsRegistry
 from tests.support.namerd_proc import ROOT, NamerdProcess, write_fs
 from tests.support.ports import free_port
+from tests.support.routing import RouterProcess
 
 KINDS = ["io.l5d.mesh", "io.l5d.namerd"]
 BASE = "/svc=>/#/io.l5d.fs"
@@ -205,35 +205,13 @@ async def test_namerouter_run_with_the_interpreter_and_its_admin_state(kind, nam
         "    retry: {baseSeconds: 1, maxSeconds: 10}\n"
         "  servers:\n"
         f"  - port: {rport}\n")
-    log = open(tmp_path / "router.log", "wb")
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "namerouter", "run", str(cfg),
-                                                cwd=ROOT, stdout=log, stderr=log)
-
-    async def curl(*args: str) -> tuple[int, str]:
-        p = await asyncio.create_subprocess_exec("curl", "-sS", "-m", "5", *args, stdout=asyncio.subprocess.PIPE,
-                                                 stderr=asyncio.subprocess.PIPE)
-        out, err = await p.communicate()
-        return p.returncode, out.decode() + err.decode()
-
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            rc, out = await curl("-H", "Host: web", f"http://127.0.0.1:{rport}/")
-            if rc == 0 and out == "v1":
-                break
-            assert proc.returncode is None, (tmp_path / "router.log").read_text()
-            assert time.monotonic() < deadline, (out, (tmp_path / "router.log").read_text()[-2000:])
-            await asyncio.sleep(0.1)
-        rc, out = await curl(f"http://127.0.0.1:{aport}/out/interpreter_state/{kind}/default.json")
+    async with RouterProcess(str(cfg), str(tmp_path / "router.log"), ROOT) as router:
+        await router.until_body(rport, "web", "v1")
+        rc, out = await router.curl(f"http://127.0.0.1:{aport}/out/interpreter_state/{kind}/default.json")
         state = json.loads(out)
         assert state["kind"] == kind and state["namerd"]["reachable"] is True
         assert state["bind"]["/svc/web"]["value"] == "/#/io.l5d.fs/web"
         assert state["addr"]["/#/io.l5d.fs/web"]["value"]["type"] == "bound"
         assert state["dtab"] == BASE
-        rc, out = await curl(f"http://127.0.0.1:{aport}/delegator.json?path=/svc/web&namespace=out")
+        rc, out = await router.curl(f"http://127.0.0.1:{aport}/delegator.json?path=/svc/web&namespace=out")
         assert rc == 0 and json.loads(out)["delegate"]["bound"]["id"] == "/#/io.l5d.fs/web", out
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            await proc.wait()
-        log.close()
