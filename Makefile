@@ -6,8 +6,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 # Debian packages the tests start for real (ZooKeeper, etcd) or compare against
-# (nginx, wrk) or drive as a client (curl).
-DEB_PACKAGES := zookeeper etcd-server nginx wrk curl
+# (nginx, wrk) or drive as a client (curl, openssl s_client / s_time).
+DEB_PACKAGES := zookeeper etcd-server nginx wrk curl openssl
 
 .PHONY: demo test venv debs bench clean protos
 
@@ -39,7 +39,8 @@ test: $(STAMP) debs
 # Every benchmark, one after another (each prints its figures; all on 127.0.0.1, each
 # stops by itself). The first one that fails stops the run; for options, run a script
 # by hand (see its docstring).
-BENCHES := bench/dtab_bench.py bench/proxy_bench.py bench/namerd_bench.py bench/policy_bench.py
+BENCHES := bench/dtab_bench.py bench/proxy_bench.py bench/namerd_bench.py bench/policy_bench.py \
+           bench/tls_handshake_bench.py
 
 bench: $(STAMP) debs
 	@set -e; for b in $(BENCHES); do \

@@ -2,6 +2,7 @@
 
     namerd CONFIG.yaml            run namerd (Linkerd's `namerd config.yaml`); `-` = stdin
     namerd run CONFIG.yaml        the same
+    namerd --check CONFIG.yaml    validate the config (every error with its key path and line) and exit
     namerd dtab list|get|create|update|delete|apply ...   talk to a running namerd
 
 Exit codes: 0 ok, 1 runtime failure (port in use, storage unreachable, refused
@@ -17,6 +18,7 @@ from typing import Optional, Sequence
 
 USAGE = """usage: namerd CONFIG.yaml            run namerd with this config (- reads stdin)
        namerd run CONFIG.yaml
+       namerd --check CONFIG.yaml     validate the config and exit (0 valid, 2 invalid)
        namerd dtab {list,get,create,update,delete,apply} ... [--namerd URL]
                                       manage dtabs through a running namerd (see `namerd dtab -h`)
 """
@@ -33,28 +35,41 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return dtab_main(args[1:])
     if args[0] == "run":
         args = args[1:]
+    check = "--check" in args
+    args = [a for a in args if a != "--check"]
     if len(args) != 1:
         sys.stderr.write(USAGE)
         return 2
-    return run(args[0])
+    return run(args[0], check=check)
 
 
-def run(source: str) -> int:
+def _load(source: str):
+    """The validated config, or None after printing every problem (exit status 2)."""
     from namerouter.config.loader import ConfigError
 
     from .config import load_namerd
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         validated = load_namerd(source)
     except ConfigError as e:
         sys.stderr.write(f"{e}\n")
-        return 2
+        return None
     except OSError as e:
         sys.stderr.write(f"namerd: cannot read config {source}: {e.strerror or e}\n")
-        return 2
+        return None
     for w in validated.warnings:
         sys.stderr.write(f"warning: {w}\n")
+    return validated
+
+
+def run(source: str, check: bool = False) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    validated = _load(source)
+    if validated is None:
+        return 2
+    if check:
+        sys.stdout.write(f"{source if source != '-' else '<stdin>'}: config is valid\n")
+        return 0
     try:
         import uvloop  # the control plane is aiohttp; uvloop just makes it cheaper
 
@@ -68,6 +83,8 @@ def run(source: str) -> int:
 
 
 async def _serve(validated) -> int:
+    from namerouter.tls import TlsConfigError
+
     from .server import Namerd
     from .storage.base import DtabStoreError
 
@@ -84,14 +101,18 @@ async def _serve(validated) -> int:
     except DtabStoreError as e:
         sys.stderr.write(f"namerd: storage: {e}\n")
         return 1
+    except TlsConfigError as e:  # a certificate or key changed since the config was checked
+        sys.stderr.write(f"namerd: {e}\n")
+        return 2
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(namerd._shutdown()))
         except (NotImplementedError, RuntimeError):
             pass
-    sys.stderr.write(f"namerd ready: api {namerd.url}, admin http://{namerd.admin_addr[0] if namerd.admin_addr else '-'}:"
-                     f"{namerd.admin_port}\n")
+    admin_scheme = "https" if namerd.admin_tls is not None else "http"
+    sys.stderr.write(f"namerd ready: api {namerd.url}, admin {admin_scheme}://"
+                     f"{namerd.admin_addr[0] if namerd.admin_addr else '-'}:{namerd.admin_port}\n")
     try:
         await namerd.wait_closed()
     finally:

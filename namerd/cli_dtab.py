@@ -7,6 +7,8 @@
     namerd dtab apply NS FILE|-          create, or update if it exists
     namerd dtab delete NS
     common: --namerd URL (default $NAMERD_URL or http://127.0.0.1:4180)
+            --cacert FILE, --cert FILE --key FILE: for an https:// namerd (as curl's options;
+            --cert/--key when namerd requires client certificates)
     create/update/apply: --dry-run --names /svc/a,/svc/b  (show binding changes, write nothing)
 
 ``update`` never overwrites blindly: it sends ``If-Match`` with the version the
@@ -22,6 +24,7 @@ import argparse
 import json
 import os
 import re
+import ssl
 import sys
 import urllib.error
 import urllib.parse
@@ -43,15 +46,16 @@ class CliError(Exception):
 class Client:
     """Minimal synchronous client of the dtab endpoints (stdlib HTTP is enough here)."""
 
-    def __init__(self, base: str, timeout: float = 10.0) -> None:
+    def __init__(self, base: str, timeout: float = 10.0, ssl_context: Optional[ssl.SSLContext] = None) -> None:
         self.base = base.rstrip("/")
         self.timeout = timeout
+        self.ssl_context = ssl_context
 
     def request(self, method: str, path: str, body: Optional[bytes] = None,
                 headers: Optional[dict[str, str]] = None) -> tuple[int, dict[str, str], bytes]:
         req = urllib.request.Request(self.base + path, data=body, method=method, headers=headers or {})
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=self.ssl_context) as r:
                 return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
         except urllib.error.HTTPError as e:
             return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
@@ -269,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--namerd", default=os.environ.get("NAMERD_URL", DEFAULT_URL),
                         help="namerd HTTP API base URL (default $NAMERD_URL or %(default)s)")
+    common.add_argument("--cacert", help="CA certificate(s) to verify an https:// namerd with")
+    common.add_argument("--cert", help="client certificate, for a namerd that requires one")
+    common.add_argument("--key", help="the client certificate's key")
     writes = argparse.ArgumentParser(add_help=False)
     writes.add_argument("--dry-run", action="store_true",
                         help="show how --names would bind with the new dtab; write nothing")
@@ -295,12 +302,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _ssl_context(cacert: Optional[str], cert: Optional[str], key: Optional[str]) -> Optional[ssl.SSLContext]:
+    """TLS to namerd (``https://`` URLs): trust ``cacert`` (else the system's CAs) and
+    present ``cert``/``key`` when given."""
+    if not (cacert or cert):
+        return None
+    ctx = ssl.create_default_context(cafile=cacert)
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
     if getattr(args, "dry_run", False) and not args.names:
         sys.stderr.write("namerd dtab: --dry-run needs --names /svc/a,/svc/b\n")
         return 2
-    client = Client(args.namerd)
+    try:
+        ctx = _ssl_context(args.cacert, args.cert, args.key)
+    except (OSError, ssl.SSLError) as e:
+        sys.stderr.write(f"namerd dtab: TLS files: {e}\n")
+        return 2
+    client = Client(args.namerd, ssl_context=ctx)
     try:
         return args.fn(client, args)
     except CliError as e:

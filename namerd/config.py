@@ -9,8 +9,8 @@ on purpose:
   ``io.namerouter.file`` (``./namerd-dtabs.json``) and says so in a warning, so a
   first run needs no database. Linkerd refuses to start instead.
 * Interfaces: ``io.l5d.httpController`` (``namerd/api.py``), ``io.l5d.mesh``,
-  ``io.l5d.thriftNameInterpreter`` and ``io.l5d.destination`` (``namerd/iface/``). A
-  ``tls`` block is validated (Linkerd's shape) but refused until TLS is provided.
+  ``io.l5d.thriftNameInterpreter`` and ``io.l5d.destination`` (``namerd/iface/``), each
+  with an optional server ``tls`` block (Linkerd's shape).
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from typing import Any, Optional
 from namerouter.config.loader import ConfigError, ConfigIssue, parse_text, read_source
 from namerouter.config.validate import Validated, Validator, validate
 from namerouter.dtab import Path
+from namerouter.tls.config import ServerTlsConfig
 
 #: Interfaces Linkerd's namerd has that this one does not serve (none left).
 UNSUPPORTED_INTERFACES: dict[str, str] = {}
@@ -39,6 +40,8 @@ DEFAULT_FILE_STORE = "namerd-dtabs.json"
 class NamerdAdminConfig:
     ip: str = "127.0.0.1"
     port: int = field(default=9991, metadata={"min": 0, "max": 65535})
+    #: serve the admin over TLS (Linkerd's server TLS block)
+    tls: Optional[ServerTlsConfig] = None
 
 
 @dataclass
@@ -48,37 +51,16 @@ class HttpControllerConfig:
     kind: str = "io.l5d.httpController"
     ip: str = "127.0.0.1"
     port: int = field(default=4180, metadata={"min": 0, "max": 65535})
-    #: accepted for compatibility; TLS termination is not provided
+    #: serve the API over TLS; ``requireClientAuth`` + ``caCertPath`` for mutual TLS
+    tls: Optional[ServerTlsConfig] = None
+    #: accepted for compatibility
     socketOptions: Any = None
-
-
-def _check_tls(value: Any) -> Any:
-    # The shape is Linkerd's TlsServerConfig; serving TLS needs the TLS module.
-    raise ValueError("TLS on namerd interfaces is not available yet in this build; remove 'tls' "
-                     "(or terminate TLS in front of namerd)")
-
-
-@dataclass
-class TlsServerConfig:
-    """Linkerd's server ``tls`` block (validated for shape)."""
-
-    certPath: str
-    keyPath: str
-    intermediateCertsPath: Optional[str] = None
-    caCertPath: Optional[str] = None
-    ciphers: Optional[list[str]] = None
-    requireClientAuth: bool = False
-    protocols: Optional[list[str]] = None
 
 
 def _check_ns(ns: str) -> str:
     from namerd.storage.base import check_namespace
 
     return check_namespace(ns)
-
-
-def _tls_field() -> Any:
-    return field(default=None, metadata={"check": _check_tls})
 
 
 @dataclass
@@ -88,7 +70,7 @@ class MeshIfaceConfig:
     kind: str = "io.l5d.mesh"
     ip: str = "127.0.0.1"
     port: int = field(default=4321, metadata={"min": 0, "max": 65535})
-    tls: Optional[TlsServerConfig] = _tls_field()
+    tls: Optional[ServerTlsConfig] = None
     socketOptions: Any = None
     #: accepted for compatibility (Linkerd's per-interface HTTP/2 access log); not written
     h2AccessLog: Optional[str] = None
@@ -117,7 +99,7 @@ class ThriftIfaceConfig:
     ip: str = "127.0.0.1"
     port: int = field(default=4100, metadata={"min": 0, "max": 65535})
     cache: CapacityConfig = field(default_factory=CapacityConfig)
-    tls: Optional[TlsServerConfig] = _tls_field()
+    tls: Optional[ServerTlsConfig] = None
     socketOptions: Any = None
     #: accepted for compatibility with old configs (Linkerd ignores them too)
     retryBaseSecs: Optional[int] = None
@@ -133,6 +115,7 @@ class DestinationIfaceConfig:
     port: int = field(default=8086, metadata={"min": 0, "max": 65535})
     prefix: str = "/svc"
     namespace: str = field(default="default", metadata={"check": lambda ns: _check_ns(ns)})
+    tls: Optional[ServerTlsConfig] = None
     socketOptions: Any = None
 
 

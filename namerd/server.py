@@ -3,6 +3,11 @@
 ``Namerd.from_config(validated)`` builds it from a config file; tests and the
 benchmark use ``Namerd(store, ...)`` directly with port 0 and read the bound ports
 back from ``http_ports`` / ``admin_port``.
+
+TLS: an interface given as ``(ip, port, ServerTlsConfig)`` and ``admin_tls`` serve over
+TLS (mutual TLS with ``requireClientAuth``), with certificate rotation and
+``/admin/tls.json`` (``namerouter/tls/``). Handshake failures count as
+``namerd/interface/<ip>/<port>/tls/handshake_failures`` and ``admin/tls/handshake_failures``.
 """
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ from aiohttp import web
 from namerouter import plugins
 from namerouter.config.validate import kind_of
 from namerouter.metrics import MetricsRegistry
+from namerouter.tls import ServerTlsConfig, TlsRegistry
+from namerouter.tls.aiohttp_site import serve
 
 from .api import HttpController
 from .binding import NamerdBinder
@@ -29,8 +36,9 @@ class Namerd:
         self,
         store: DtabStore,
         namers: Sequence[Any] = (),
-        interfaces: Sequence[tuple[str, int]] = (("127.0.0.1", 4180),),
+        interfaces: Sequence[tuple[Any, ...]] = (("127.0.0.1", 4180),),
         admin: Optional[tuple[str, int]] = ("127.0.0.1", 9991),
+        admin_tls: Optional[ServerTlsConfig] = None,
         metrics: Optional[MetricsRegistry] = None,
         config_json: Any = None,
         prometheus_path: str = "/admin/metrics/prometheus",
@@ -42,9 +50,12 @@ class Namerd:
     ) -> None:
         self.store = store
         self.namers = list(namers)
-        self.interfaces = list(interfaces)
+        #: (ip, port) or (ip, port, ServerTlsConfig or None)
+        self.interfaces = [tuple(i) + (None,) * (3 - len(i)) for i in interfaces]
         self.admin_addr = admin
+        self.admin_tls = admin_tls
         self.metrics = metrics or MetricsRegistry()
+        self.tls = TlsRegistry(self.metrics)
         self.config_json = config_json
         self.prometheus_path = prometheus_path
         self.prometheus_prefix = prometheus_prefix
@@ -87,9 +98,10 @@ class Namerd:
         return cls(
             store,
             namers,
-            interfaces=[(c.ip, c.port) for c in cfg.http_controllers],
+            interfaces=[(c.ip, c.port, c.tls) for c in cfg.http_controllers],
             ifaces=cfg.other_interfaces,
             admin=(cfg.admin.ip, cfg.admin.port),
+            admin_tls=cfg.admin.tls,
             metrics=metrics,
             config_json=validated.raw,
             prometheus_path=prom.path if prom else "/admin/metrics/prometheus",
@@ -114,7 +126,11 @@ class Namerd:
             self.binder = NamerdBinder(self.store, self.interpreter, self.namers,
                                        getattr(self.interpreter, "system", None))
         self.controller = HttpController(self.store, self.binder, self.metrics)
-        for ip, port in self.interfaces:
+        self.tls.start()
+        for ip, port, tls_cfg in self.interfaces:
+            scope = f"namerd/interface/{ip}/{port}"
+            tls = self.tls.server(tls_cfg, scope, f"interfaces[io.l5d.httpController {ip}:{port}].tls") \
+                if tls_cfg is not None else None
             # handler_cancellation: a watch handler is cancelled when its client hangs
             # up, which closes its observations (no idle timeout on the stream itself).
             runner = web.AppRunner(self.controller.app(), access_log=None, handle_signals=False,
@@ -122,11 +138,11 @@ class Namerd:
                                    keepalive_timeout=self.keepalive_timeout)
             await runner.setup()
             self._runners.append(runner)
-            site = web.TCPSite(runner, ip, port, reuse_address=True, backlog=1024)
-            await site.start()
-            server = getattr(site, "_server", None)
-            self.http_ports.append(server.sockets[0].getsockname()[1] if server and server.sockets else port)
-            log.info("namerd io.l5d.httpController listening on %s:%d", ip, self.http_ports[-1])
+            site = await serve(runner, ip, port, tls=tls, failures=self.tls.handshake_failures(scope) if tls else None,
+                               reuse_address=True, backlog=1024)
+            self.http_ports.append(site.port)
+            log.info("namerd io.l5d.httpController listening on %s://%s:%d", "https" if tls else "http",
+                     ip, self.http_ports[-1])
         for icfg in self.iface_configs:
             await self._start_iface(icfg)
         if self.admin_addr is not None:
@@ -140,9 +156,17 @@ class Namerd:
             raise RuntimeError(f"{cfg.kind} needs namerd's interpreter, which is not available")
         iface = build_interface(cfg, self.store, self.binder, self.metrics)
         self.ifaces.append(iface)
-        port = await iface.start(cfg.ip, cfg.port)
+        tls_cfg = getattr(cfg, "tls", None)
+        tls = failures = None
+        if tls_cfg is not None:
+            # gRPC interfaces negotiate HTTP/2 with ALPN, as Linkerd's namerd does.
+            alpn = ["h2"] if cfg.kind in ("io.l5d.mesh", "io.l5d.destination") else None
+            scope = f"namerd/interface/{cfg.ip}/{cfg.port}"
+            tls = self.tls.server(tls_cfg, scope, f"interfaces[{cfg.kind} {cfg.ip}:{cfg.port}].tls", alpn=alpn)
+            failures = self.tls.handshake_failures(scope) if tls is not None else None
+        port = await iface.start(cfg.ip, cfg.port, tls=tls, failures=failures)
         self.iface_ports.setdefault(cfg.kind, []).append(port)
-        log.info("namerd %s listening on %s:%d", cfg.kind, cfg.ip, port)
+        log.info("namerd %s listening on %s:%d%s", cfg.kind, cfg.ip, port, " (TLS)" if tls else "")
 
     def _make_interpreter(self) -> Any:
         try:
@@ -184,11 +208,13 @@ class Namerd:
              ("GET", "/dtab/delegator.json", delegator), ("GET", "/bindings.json", bindings)],
             prometheus_path=self.prometheus_path, prometheus_prefix=self.prometheus_prefix,
             on_shutdown=self._shutdown,
+            tls_registry=self.tls,
         )
-        self._admin = AdminServer(app, ip, port)
+        tls = self.tls.server(self.admin_tls, "admin", "admin.tls") if self.admin_tls is not None else None
+        self._admin = AdminServer(app, ip, port, tls, self.tls.handshake_failures("admin") if tls else None)
         await self._admin.start()
         self.admin_port = self._admin.port
-        log.info("namerd admin listening on %s:%d", ip, self.admin_port)
+        log.info("namerd admin listening on %s://%s:%d", self._admin.scheme, ip, self.admin_port)
 
     async def _shutdown(self) -> None:
         self._stopped.set()
@@ -218,9 +244,11 @@ class Namerd:
             except Exception:  # a namer failing to close must not keep storage open
                 log.exception("closing namer %s", getattr(n, "prefix", n))
         await self.store.close()
+        await self.tls.close()
 
     @property
     def url(self) -> str:
         ip = self.interfaces[0][0] if self.interfaces else "127.0.0.1"
         host = "127.0.0.1" if ip in ("0.0.0.0", "") else ip
-        return f"http://{host}:{self.http_ports[0]}"
+        scheme = "https" if self.interfaces and self.interfaces[0][2] is not None else "http"
+        return f"{scheme}://{host}:{self.http_ports[0]}"

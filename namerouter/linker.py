@@ -29,12 +29,45 @@ from .config.schema import LinkerConfig
 from .config.validate import Validated, kind_of
 from .dtab import Dtab
 from .metrics import MetricsRegistry
+from .tls import TlsConfigError, TlsRegistry
 
 log = logging.getLogger("namerouter")
 
 
 class StartupError(Exception):
     """The config was valid but something could not start (a port in use, …)."""
+
+    exit_status = 1
+
+
+class RefusedConfig(StartupError):
+    """The config cannot be run as it is (a TLS file changed since it was checked, a
+    feature the data plane does not have yet): exit status 2, like a bad config."""
+
+    exit_status = 2
+
+
+def data_plane_tls_keys(config: LinkerConfig) -> list[str]:
+    """Key paths of router ``servers[].tls`` / ``client…tls`` blocks that turn TLS on.
+
+    Issue 11 phase 1: the data plane (namerouter/proxy/) does not terminate or originate
+    TLS yet, so a router with these keys must not start and silently serve plaintext;
+    ``--check`` accepts them. Phase 2 removes this refusal."""
+    out: list[str] = []
+    for i, r in enumerate(config.routers):
+        for j, s in enumerate(r.servers):
+            if s.tls is not None and s.tls.enabled:
+                out.append(f"routers[{i}].servers[{j}].tls")
+        client = r.client
+        if client is None:
+            continue
+        tls = getattr(client, "tls", None)
+        if tls is not None and tls.enabled:
+            out.append(f"routers[{i}].client.tls")
+        for k, entry in enumerate(getattr(client, "configs", None) or []):
+            if entry.tls is not None and entry.tls.enabled:
+                out.append(f"routers[{i}].client.configs[{k}].tls")
+    return out
 
 
 @dataclass
@@ -51,6 +84,8 @@ class Runtime:
     metrics_scope: Optional[str] = None
     #: a plugin may append ``(method, path, handler)`` admin routes here
     admin_routes: list[Route] = field(default_factory=list)
+    #: the process's TLS sources (namerd interpreters' client TLS, rotation, admin page)
+    tls: Optional[TlsRegistry] = None
 
 
 async def _build(cls: Any, config: Any, runtime: Runtime) -> Any:
@@ -70,7 +105,8 @@ class Linker:
         self.config: LinkerConfig = validated.config
         self.config_json = validated.raw
         self.metrics = metrics if metrics is not None else MetricsRegistry()
-        self.runtime = Runtime(self.metrics)
+        self.tls = TlsRegistry(self.metrics)
+        self.runtime = Runtime(self.metrics, tls=self.tls)
         self.namers: list[Any] = []
         self.interpreters: list[Any] = []
         self.routers: list[Any] = []
@@ -98,7 +134,7 @@ class Linker:
         cfg = self.config.interpreters[i] if i < len(self.config.interpreters) else None
         rcfg = self.config.routers[i]
         rt = Runtime(self.metrics, self.runtime.namers, label, rcfg.bindingCache, f"rt/{label}",
-                     self.runtime.admin_routes)
+                     self.runtime.admin_routes, self.tls)
         if cfg is None:
             interp = await self._default_interpreter(rt)
         else:
@@ -128,6 +164,13 @@ class Linker:
         """Build and start everything; StartupError says what failed."""
         from .proxy.router import HttpRouter
 
+        refused = data_plane_tls_keys(self.config)
+        if refused:
+            raise RefusedConfig(
+                f"{', '.join(refused)}: TLS on router servers and clients is not available yet in this "
+                f"build (the admin server, namerd and io.l5d.namerd.http do TLS); refusing to start rather "
+                f"than serve plaintext. `namerouter --check` accepts the config.")
+        self.tls.start()
         await self._build_namers()
         for i, rcfg in enumerate(self.config.routers):
             label = rcfg.effective_label
@@ -135,6 +178,8 @@ class Linker:
                 interp = await self._build_interpreter(i, label)
             except StartupError:
                 raise
+            except TlsConfigError as e:
+                raise RefusedConfig(f"routers[{i}] ({label}): interpreter: {e}") from e
             except Exception as e:
                 raise StartupError(f"routers[{i}] ({label}): interpreter could not start: {e}") from e
             self.interpreters.append(interp)
@@ -191,14 +236,22 @@ class Linker:
             prometheus_prefix=prom.prefix if prom else "",
             known_ids=self._known_ids,
             on_shutdown=self._admin_shutdown,
+            tls_registry=self.tls,
         )
-        self.admin = AdminServer(app, admin.ip, admin.port)
+        tls = None
+        if admin.tls is not None:
+            try:
+                tls = self.tls.server(admin.tls, "admin", "admin.tls")
+            except TlsConfigError as e:
+                raise RefusedConfig(str(e)) from e
+        self.admin = AdminServer(app, admin.ip, admin.port, tls,
+                                 self.tls.handshake_failures("admin") if tls else None)
         try:
             await self.admin.start()
         except OSError as e:
             self.admin = None
             raise StartupError(f"admin: cannot listen on {admin.ip}:{admin.port}: {e.strerror or e}") from e
-        log.info("admin serving on http://%s:%s", admin.ip, self.admin.port)
+        log.info("admin serving on %s://%s:%s", self.admin.scheme, admin.ip, self.admin.port)
 
     def _known_ids(self) -> list[str]:
         """Live client ids, for exact Prometheus labels."""
@@ -247,6 +300,7 @@ class Linker:
                     log.exception("error while closing %r", obj)
         if self.admin is not None:
             await self.admin.close()
+        await self.tls.close()
 
 
 async def run(validated: Validated[LinkerConfig]) -> int:
@@ -269,7 +323,7 @@ async def run(validated: Validated[LinkerConfig]) -> int:
             await linker.start()
         except StartupError as e:
             log.error("%s", e)
-            return 1
+            return e.exit_status
         await linker.wait()
         return 0
     finally:

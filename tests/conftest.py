@@ -23,7 +23,8 @@ from tests.support.zookeeper import ZooKeeperServer, zookeeper_available  # noqa
 
 #: Test modules that exercise the data plane (namerouter/proxy/): they run on uvloop.
 UVLOOP_MODULE_PREFIXES = ("test_proxy_", "test_policy_", "test_resilience_")
-UVLOOP_MODULES = frozenset(("test_identifiers.py", "test_balancers.py", "test_traffic_split.py"))
+UVLOOP_MODULES = frozenset(("test_identifiers.py", "test_balancers.py", "test_traffic_split.py",
+                            "test_tls_handshake.py"))
 
 
 def runs_on_uvloop(module_file: str) -> bool:

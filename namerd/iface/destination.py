@@ -165,8 +165,8 @@ class DestinationInterface:
         self.metrics.gauge(f"{scope}/streams", lambda: self.service.streams)
         self.server = GrpcServer([(self.service, dpb.DESCRIPTOR.services_by_name["Destination"])])
 
-    async def start(self, ip: str, port: int, ssl: Any = None) -> int:
-        return await self.server.start(ip, port, ssl=ssl)
+    async def start(self, ip: str, port: int, tls: Any = None, failures: Any = None) -> int:
+        return await self.server.start(ip, port, tls=tls, failures=failures)
 
     async def close(self) -> None:
         await self.server.close()

@@ -305,8 +305,8 @@ class MeshInterface:
             (CodecService(counted), codec_pb2.DESCRIPTOR.services_by_name["Codec"]),
         ])
 
-    async def start(self, ip: str, port: int, ssl: Any = None) -> int:
-        return await self.server.start(ip, port, ssl=ssl)
+    async def start(self, ip: str, port: int, tls: Any = None, failures: Any = None) -> int:
+        return await self.server.start(ip, port, tls=tls, failures=failures)
 
     async def close(self) -> None:
         await self.server.close()

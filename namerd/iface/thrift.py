@@ -295,8 +295,8 @@ class ThriftInterface:
         self.service = NamerService(store, binder, cache, self.metrics, scope)
         self.server = MuxServer(ThriftDispatcher(namer.Namer, self.service), metrics=self.metrics, scope=scope)
 
-    async def start(self, ip: str, port: int, ssl: Any = None) -> int:
-        return await self.server.start(ip, port, ssl=ssl)
+    async def start(self, ip: str, port: int, tls: Any = None, failures: Any = None) -> int:
+        return await self.server.start(ip, port, tls=tls, failures=failures)
 
     async def close(self) -> None:
         await self.server.close()

@@ -4,7 +4,11 @@
 process has — ``/admin/ping``, ``/admin/metrics.json``, the Prometheus page,
 ``/config.json``, ``POST /admin/shutdown`` — and mounts the caller's own routes (the
 router adds the delegator and namer/client state, namerd its dtab pages).
-``AdminServer`` runs an app on ``admin.ip``/``admin.port`` in the current event loop.
+``AdminServer`` runs an app on ``admin.ip``/``admin.port`` in the current event loop,
+over TLS when given a ``TlsSource`` (``admin.tls``; the certificate is reloaded when its
+files change, see ``namerouter/tls/``). With a ``TlsRegistry``, ``/admin/tls.json`` shows
+every TLS source of the process (certificate, reloads, the last reload error) and the
+handshake failures per server and client.
 
 ``admin.security`` (Linkerd's keys) decides what is served: ``pathBlacklist`` regexes
 are refused, ``pathWhitelist`` regexes always served, and the categories
@@ -23,6 +27,9 @@ from typing import Any, Awaitable, Callable, Iterable, Optional
 from aiohttp import web
 
 from ..metrics import MetricsRegistry
+from ..tls.aiohttp_site import serve
+from ..tls.errors import HandshakeFailures
+from ..tls.reloading import TlsRegistry, TlsSource
 from .metrics_export import metrics_flat, metrics_tree, prometheus_text
 
 log = logging.getLogger(__name__)
@@ -77,6 +84,7 @@ def build_admin_app(
     prometheus_prefix: str = "",
     known_ids: Optional[Callable[[], Iterable[str]]] = None,
     on_shutdown: Optional[Callable[[], Awaitable[None]]] = None,
+    tls_registry: Optional[TlsRegistry] = None,
 ) -> web.Application:
     """The admin app. ``config_json`` is served at ``/config.json``; ``known_ids``
     (optional) lists live service names / client ids for exact Prometheus labels;
@@ -130,34 +138,45 @@ def build_admin_app(
     app.router.add_get(prometheus_path, prometheus)
     app.router.add_get("/config.json", config)
     app.router.add_post("/admin/shutdown", shutdown)
+    if tls_registry is not None:
+        async def tls_state(request: web.Request) -> web.Response:
+            return json_response(tls_registry.state(), pretty=_truthy(request.query.get("pretty")))
+
+        app.router.add_get("/admin/tls.json", tls_state)
     for method, path, handler in extra_routes:
         app.router.add_route(method, path, handler)
     return app
 
 
 class AdminServer:
-    """Serve an admin app on ip:port in the running loop; ``port`` is the bound port."""
+    """Serve an admin app on ip:port in the running loop (TLS with ``tls``); ``port`` is
+    the bound port."""
 
-    def __init__(self, app: web.Application, ip: str = "127.0.0.1", port: int = 9990) -> None:
+    def __init__(self, app: web.Application, ip: str = "127.0.0.1", port: int = 9990,
+                 tls: Optional[TlsSource] = None, failures: Optional[HandshakeFailures] = None) -> None:
         self.app = app
         self.ip = ip
         self.port = port
+        self.tls = tls
+        self.failures = failures
         self._runner: Optional[web.AppRunner] = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.ip, self.port, reuse_address=True)
         try:
-            await site.start()
+            site = await serve(self._runner, self.ip, self.port, tls=self.tls, failures=self.failures,
+                               reuse_address=True)
         except OSError:
             await self._runner.cleanup()
             self._runner = None
             raise
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            self.port = server.sockets[0].getsockname()[1]
+        self.port = site.port
 
     async def close(self) -> None:
         if self._runner is not None:

@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 from ..dtab import Dtab
 from ..proxy.config import RouterConfig
+from ..tls.config import ServerTlsConfig
 from .loader import ConfigError, ConfigIssue, MarkedDict, parse_text, read_source
 from .validate import _INVALID, Validated, Validator, kind_of, validate
 
@@ -52,6 +53,8 @@ class AdminConfig:
     port: int = field(default=9990, metadata={"min": 0, "max": 65535})
     shutdownGraceMs: int = field(default=10000, metadata={"min": 0})
     security: Optional[AdminSecurityConfig] = None
+    #: serve the admin over TLS (Linkerd's server TLS block; see namerouter/tls/)
+    tls: Optional[ServerTlsConfig] = None
     #: accepted for compatibility; aiohttp serves the admin from the event loop
     workerThreads: Optional[int] = field(default=None, metadata={"min": 1})
 

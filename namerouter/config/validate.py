@@ -14,6 +14,8 @@ Field metadata keys (all optional):
 ``min_items``          shortest allowed list
 ``key``                YAML key when it differs from the Python name (e.g. ``for``)
 ``check``              ``fn(value)`` raising ``ValueError`` with a message for bad values
+                       (``__post_init__`` may raise one with a ``config_key`` attribute:
+                       the error is then reported at that key below the dataclass)
 ``plugins``            kind-dispatch: a registry (``kind -> "module:Class"``) or the name
                        of one in :mod:`namerouter.plugins` (``"NAMERS"``). The class's
                        config dataclass is its ``config_class`` / ``Config`` attribute or
@@ -361,6 +363,10 @@ class Validator:
         try:
             return cls(**kwargs)
         except (ValueError, TypeError) as e:  # __post_init__ cross-field checks
+            # An error may name the key at fault (``config_key``, e.g. TLS's "keyPath").
+            key = getattr(e, "config_key", None)
+            if isinstance(key, str) and key:
+                return self.error(_join(path, key), str(e), lines.get(key.split(".")[0].split("[")[0], here))
             return self.error(path, str(e), here)
 
     # -- kind-dispatched plugins -----------------------------------------------------

@@ -21,7 +21,7 @@ fails over)::
       retry: {baseSeconds: 1, maxSeconds: 600}
       failureThreshold: {minPeriodMs: 5000, closeTimeoutMs: 4000}   # HTTP/2 pings
       initialStreamWindowSizeKB: 10240
-      tls: {...}                     # Linkerd's shape; refused until TLS is provided
+      tls: {commonName: namerd, trustCertsBundle: ca.pem}   # TLS (ALPN h2), clientAuth for mTLS
 
 Errors namerd reports: ``INVALID_ARGUMENT``/``UNIMPLEMENTED`` are final for that watch
 (a bad root, a namerd without the method); anything else keeps the last value and
@@ -45,6 +45,7 @@ from ..mesh.grpc import message_types, service_path
 from ..metrics import MetricsRegistry
 from ..naming.addr import Addr
 from ..naming.bound import BoundName
+from ..tls.config import ClientTlsConfig, check_common_name_vars
 from .namerd_client import CLOSE_TIMEOUT_S, Endpoint, NamerdEndpoints, NamerdUnreachable, parse_endpoints
 from .remote import (
     FailureThresholdConfig,
@@ -54,10 +55,8 @@ from .remote import (
     RemoteFailure,
     RemoteInterpreter,
     StreamLost,
-    TlsClientConfig,
     Watch,
     check_dst,
-    refuse_tls,
 )
 
 log = logging.getLogger(__name__)
@@ -97,9 +96,12 @@ class MeshInterpreterConfig:
     cache: NamerdCacheConfig = field(default_factory=NamerdCacheConfig)
     failureThreshold: FailureThresholdConfig = field(default_factory=FailureThresholdConfig)
     initialStreamWindowSizeKB: int = field(default=10240, metadata={"min": 64, "max": 2 * 1024 * 1024})
-    tls: Optional[TlsClientConfig] = field(default=None, metadata={"check": refuse_tls})
+    tls: Optional[ClientTlsConfig] = None
     transformers: list[Any] = field(default_factory=list, metadata={"plugins": "TRANSFORMERS"})
     experimental: bool = False
+
+    def __post_init__(self) -> None:
+        check_common_name_vars(self.tls, None)
 
 
 class MeshClient(NamerdEndpoints):
@@ -112,22 +114,30 @@ class MeshClient(NamerdEndpoints):
         self._config = Configuration(_keepalive_time=ping_interval, _keepalive_timeout=ping_timeout,
                                      _keepalive_permit_without_calls=True,
                                      http2_stream_window_size=stream_window,
-                                     http2_connection_window_size=max(stream_window, 4 * 1024 * 1024))
+                                     http2_connection_window_size=max(stream_window, 4 * 1024 * 1024),
+                                     ssl_target_name_override=self.tls.server_hostname if self.tls else None)
 
     def channel(self, ep: Endpoint) -> Channel:
+        """The channel to ``ep``; over TLS it takes the context of the moment, so a
+        rotated certificate applies once a failed channel is replaced."""
         if self.closed:
             raise NamerdUnreachable("the namerd client is closed")
         ch = self._channels.get(ep)
         if ch is None:
-            ch = self._channels[ep] = Channel(ep.host, ep.port, config=self._config)
+            ssl = self.tls.context if self.tls is not None else None
+            ch = self._channels[ep] = Channel(ep.host, ep.port, ssl=ssl, config=self._config)
         return ch
+
+    def unreachable(self, ep: Endpoint, e: BaseException) -> NamerdUnreachable:
+        self._drop_channel(ep)
+        return NamerdUnreachable(f"cannot reach namerd at {ep}: {self.describe_failure(e, ep)}")
 
     async def open_stream(self, ep: Endpoint, service: Any, method: str, request: Any) -> "GrpcStream":
         """A server stream whose response headers arrived (namerd accepted the call)."""
         req_type, rsp_type = message_types(service, method)
         stream = self.channel(ep).request(service_path(service, method), Cardinality.UNARY_STREAM,
                                           req_type, rsp_type)
-        gs = GrpcStream(stream, ep)
+        gs = GrpcStream(stream, ep, self)
         await gs.start(request)
         return gs
 
@@ -142,7 +152,7 @@ class MeshClient(NamerdEndpoints):
         except GRPCError:
             raise
         except CONNECTION_ERRORS as e:
-            raise NamerdUnreachable(f"cannot reach namerd at {ep}: {e or type(e).__name__}") from None
+            raise self.unreachable(ep, e) from None
         if reply is None:
             raise NamerdUnreachable(f"namerd {ep} sent no answer")
         return reply
@@ -154,8 +164,8 @@ class MeshClient(NamerdEndpoints):
                              max(self.probe_seconds, 1.0))
         except GRPCError:
             return True
-        except NamerdUnreachable:
-            self._drop_channel(ep)
+        except NamerdUnreachable as e:
+            self.last_error = str(e)
             return False
         return True
 
@@ -174,9 +184,10 @@ class GrpcStream:
     """One server stream as an async iterator of messages, with the error mapping of
     the module doc; ``aclose()`` resets it if it is still open."""
 
-    def __init__(self, stream: Any, ep: Endpoint) -> None:
+    def __init__(self, stream: Any, ep: Endpoint, client: MeshClient) -> None:
         self.stream = stream
         self.ep = ep
+        self.client = client
         self._entered = False
         self._done = False
 
@@ -191,7 +202,7 @@ class GrpcStream:
             raise RemoteFailure(f"{e.status.name}: {e.message}", permanent=e.status in PERMANENT) from None
         except CONNECTION_ERRORS as e:
             await self.aclose()
-            raise NamerdUnreachable(f"cannot reach namerd at {self.ep}: {e or type(e).__name__}") from None
+            raise self.client.unreachable(self.ep, e) from None
         except BaseException:
             await self.aclose()
             raise
@@ -235,15 +246,19 @@ class MeshInterpreter(RemoteInterpreter):
     kind = KIND
     config_class = MeshInterpreterConfig
 
+    alpn = ["h2"]
+
     def __init__(self, config: MeshInterpreterConfig, metrics: Optional[MetricsRegistry] = None,
-                 scope: str = f"interpreter/{KIND}", transformers: Optional[list[Any]] = None) -> None:
-        self.config = config
+                 scope: str = f"interpreter/{KIND}", transformers: Optional[list[Any]] = None,
+                 tls_registry: Any = None) -> None:
         self.root = Path.read(config.root)
-        client = MeshClient(parse_endpoints(config.dst), **self.client_options(config),
-                            ping_interval=config.failureThreshold.minPeriodMs / 1000.0,
-                            ping_timeout=config.failureThreshold.closeTimeoutMs / 1000.0,
-                            stream_window=config.initialStreamWindowSizeKB * 1024)
-        super().__init__(self.root.labels[0].decode("utf-8"), client, config.cache, metrics, scope, transformers)
+        super().__init__(config, self.root.labels[0].decode("utf-8"), metrics, scope, transformers, tls_registry)
+
+    def _make_client(self, config: Any, options: dict[str, Any]) -> "MeshClient":
+        return MeshClient(parse_endpoints(config.dst), **options,
+                          ping_interval=config.failureThreshold.minPeriodMs / 1000.0,
+                          ping_timeout=config.failureThreshold.closeTimeoutMs / 1000.0,
+                          stream_window=config.initialStreamWindowSizeKB * 1024)
 
     # -- transport -----------------------------------------------------------------------
     async def _open(self, watch: Watch, ep: Endpoint) -> AsyncIterator[Any]:

@@ -22,6 +22,14 @@ the 5 s / 600 s defaults a router would wait minutes after a long namerd outage
 before noticing namerd is back (Linkerd #847, #2411). A refused TCP connection costs
 nothing, so probing at most every ``retry.probeSeconds`` (1 s) is cheap and bounds the
 time to re-sync after namerd returns.
+
+TLS (the interpreter's ``tls`` block): every connection uses the ``ClientTlsParams``
+context of the moment (a rotated client certificate or CA applies to the next
+connection) and the configured ``commonName`` as SNI and verified name. A failed
+handshake is counted (``…/tls/handshake_failures``), its short reason ("unknown CA",
+"name mismatch", …) becomes ``lastError`` in the admin state, and namerd is treated as
+unreachable for that address (fail-over, probing), since retrying the same handshake
+cannot succeed until a certificate changes.
 """
 from __future__ import annotations
 
@@ -37,6 +45,8 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequen
 import aiohttp
 
 from ..naming.dns import ip_literal
+from ..tls.errors import HandshakeFailures, describe, is_tls_error
+from ..tls.reloading import ClientTlsParams
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +68,10 @@ class Endpoint:
     host: str
     port: int
 
-    @property
-    def base_url(self) -> str:
+    def url(self, scheme: str) -> str:
         host = ip_literal(self.host) or self.host  # URLs need canonical IPs: /$/inet/127.1/4180
         host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}"
+        return f"{scheme}://{host}:{self.port}"
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
@@ -164,8 +173,12 @@ class NamerdEndpoints:
         max_seconds: float = 600.0,
         probe_seconds: float = 1.0,
         on_event: Optional[Callable[[str], None]] = None,
+        tls: Optional[ClientTlsParams] = None,
+        tls_failures: Optional[HandshakeFailures] = None,
     ) -> None:
         self.endpoints = list(endpoints)
+        self.tls = tls
+        self.tls_failures = tls_failures
         if not self.endpoints:
             raise ValueError("at least one namerd address is required")
         self.base_seconds = float(base_seconds)
@@ -313,6 +326,19 @@ class NamerdEndpoints:
         """Does ``ep`` answer? (One cheap request of the protocol.)"""
         raise NotImplementedError
 
+    def _tls_failed(self, e: BaseException, ep: Endpoint) -> str:
+        """Count a failed handshake with ``ep``; its short reason."""
+        if self.tls_failures is not None:
+            reason = self.tls_failures.record(e, str(ep))
+        else:
+            reason = describe(e)
+        name = self.tls.server_hostname if self.tls is not None else None
+        return f"TLS handshake failed{f' (expected name {name})' if name else ''}: {reason}"
+
+    def describe_failure(self, e: BaseException, ep: Endpoint) -> str:
+        """Why a connection to ``ep`` failed, TLS handshakes counted and explained."""
+        return self._tls_failed(e, ep) if is_tls_error(e) else _describe(e)
+
     async def close(self) -> None:
         """Stop probing and close every connection. Bounded: each step waits at most
         ``CLOSE_TIMEOUT_S``; what is still open then is aborted and logged (a close that
@@ -345,6 +371,10 @@ class NamerdEndpoints:
             "lastError": self.last_error,
             "resyncs": self.generation,
             "since": self.last_change,
+            "tls": None if self.tls is None else {
+                "serverName": self.tls.server_hostname,
+                **(self.tls_failures.state() if self.tls_failures is not None else {}),
+            },
         }
 
 
@@ -354,6 +384,16 @@ class NamerdClient(NamerdEndpoints):
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self._session: Optional[aiohttp.ClientSession] = None
+        self._scheme = "https" if self.tls is not None else "http"
+
+    def _tls_kw(self) -> dict[str, Any]:
+        """aiohttp request arguments for TLS: the current context and the server name."""
+        if self.tls is None:
+            return {}
+        kw: dict[str, Any] = {"ssl": self.tls.context}
+        if self.tls.server_hostname:
+            kw["server_hostname"] = self.tls.server_hostname
+        return kw
 
     def session(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -375,27 +415,32 @@ class NamerdClient(NamerdEndpoints):
             return False
         try:
             async with self.session().get(
-                ep.base_url + "/api/1/dtabs",
+                ep.url(self._scheme) + "/api/1/dtabs",
                 timeout=aiohttp.ClientTimeout(total=max(self.probe_seconds, 1.0), sock_connect=CONNECT_TIMEOUT_S),
+                **self._tls_kw(),
             ) as resp:
                 await resp.read()
                 return resp.status < 500
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError, NamerdUnreachable):
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError, NamerdUnreachable) as e:
+            if is_tls_error(e):
+                self.last_error = f"{ep}: {self._tls_failed(e, ep)}"
             return False
 
     # -- requests ------------------------------------------------------------------------
     async def open(self, ep: Endpoint, path: str, params: Mapping[str, str]) -> aiohttp.ClientResponse:
         """Start ``GET path?params`` on ``ep``; returns the response once its headers are
         in and the status is 200. Raises NamerdUnreachable or NamerdResponseError."""
-        url = ep.base_url + path
+        url = ep.url(self._scheme) + path
         if self._closed:
             raise NamerdUnreachable("the namerd client is closed")
         try:
             async with asyncio.timeout(HEADERS_TIMEOUT_S):  # see wait_backoff
-                resp = await self.session().get(url, params=dict(params), headers={"Accept": "application/json"})
+                resp = await self.session().get(url, params=dict(params), headers={"Accept": "application/json"},
+                                                **self._tls_kw())
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
-            # refused, reset, timed out, or not speaking HTTP: try elsewhere / later
-            raise NamerdUnreachable(f"cannot reach namerd at {ep}: {_describe(e)}") from e
+            # refused, reset, timed out, not speaking HTTP, or a failed TLS handshake:
+            # try elsewhere / later
+            raise NamerdUnreachable(f"cannot reach namerd at {ep}: {self.describe_failure(e, ep)}") from e
         if resp.status != 200:
             try:
                 body = (await resp.read()).decode("utf-8", "replace")

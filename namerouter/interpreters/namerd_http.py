@@ -35,6 +35,10 @@ Config (Linkerd's keys, plus ours marked *)::
         addrCacheInactive: 100
         addrCacheInactiveTTLSecs: 600
       transformers: [...]           # applied to every bound tree, as in Linkerd
+      tls:                          # Linkerd's client TLS block: https to namerd
+        commonName: namerd          # SNI and the name namerd's certificate must carry
+        trustCertsBundle: ca.pem    # (or trustCerts: [...]; default: the system's CAs)
+        clientAuth: {certPath: router.pem, keyPath: router-key.pem}   # mutual TLS
 
 Failures: a name namerd has never answered for shows namerd's error (``Failed`` /
 ``AddrFailed`` with its status and message) while the stream retries with backoff; once a
@@ -152,10 +156,12 @@ class NamerdHttpInterpreter(RemoteInterpreter):
         metrics: Optional[MetricsRegistry] = None,
         scope: str = f"interpreter/{KIND}",
         transformers: Optional[list[Any]] = None,
+        tls_registry: Any = None,
     ) -> None:
-        self.config = config
-        client = NamerdClient(parse_endpoints(config.dst), **self.client_options(config))
-        super().__init__(config.namespace, client, config.cache, metrics, scope, transformers)
+        super().__init__(config, config.namespace, metrics, scope, transformers, tls_registry)
+
+    def _make_client(self, config: Any, options: dict[str, Any]) -> NamerdClient:
+        return NamerdClient(parse_endpoints(config.dst), **options)
 
     # -- transport -----------------------------------------------------------------------
     def _request(self, watch: Watch) -> tuple[str, dict[str, str]]:

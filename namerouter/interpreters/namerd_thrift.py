@@ -22,7 +22,7 @@ fails over)::
       namespace: default
       retry: {baseSeconds: 5, maxSeconds: 600}
       failureThreshold: {minPeriodMs: 5000, closeTimeoutMs: 4000}   # Mux pings
-      tls: {commonName: namerd, caCert: /certs/ca.pem}   # refused until TLS is provided
+      tls: {commonName: namerd, caCert: /certs/ca.pem}   # TLS; caCert default: the system's CAs
 
 namerd's ``BindFailure``/``AddrFailure``/``DtabFailure`` keep the last value and retry
 with backoff (as Linkerd).
@@ -53,7 +53,6 @@ from .remote import (
     RemoteInterpreter,
     StreamLost,
     Watch,
-    refuse_tls,
 )
 
 log = logging.getLogger(__name__)
@@ -68,7 +67,10 @@ _FAILURES = (namer.BindFailure, namer.AddrFailure, namer.DtabFailure, namer.Dele
 class NamerdThriftConfig(RemoteConfig):
     kind: str = KIND
     failureThreshold: FailureThresholdConfig = field(default_factory=FailureThresholdConfig)
-    tls: Optional[NamerdTlsConfig] = field(default=None, metadata={"check": refuse_tls})
+    tls: Optional[NamerdTlsConfig] = None  # type: ignore[assignment]  # Linkerd's {commonName, caCert}
+
+    def __post_init__(self) -> None:
+        pass  # commonName is a plain name here (no {variables})
 
 
 class ThriftMuxClient(NamerdEndpoints):
@@ -99,11 +101,16 @@ class ThriftMuxClient(NamerdEndpoints):
                 del self._connecting[ep]
 
     async def _connect(self, ep: Endpoint) -> MuxSession:
+        tls = self.tls
         try:
             s = await MuxSession.connect(ep.host, ep.port, ping_interval=self.ping_interval,
-                                         ping_timeout=self.ping_timeout)
+                                         ping_timeout=self.ping_timeout,
+                                         ssl=tls.context if tls is not None else None,
+                                         server_hostname=tls.server_hostname if tls is not None else None)
         except MuxClosed as e:
-            raise NamerdUnreachable(str(e)) from None
+            cause = e.__cause__
+            why = self.describe_failure(cause, ep) if cause is not None else str(e)
+            raise NamerdUnreachable(f"cannot reach namerd at {ep}: {why}") from None
         old = self._sessions.get(ep)
         self._sessions[ep] = s
         if old is not None and not old.closed and not old.outstanding:
@@ -158,12 +165,18 @@ class NamerdThriftInterpreter(RemoteInterpreter):
     config_class = NamerdThriftConfig
 
     def __init__(self, config: NamerdThriftConfig, metrics: Optional[MetricsRegistry] = None,
-                 scope: str = f"interpreter/{KIND}", transformers: Optional[list[Any]] = None) -> None:
-        self.config = config
-        client = ThriftMuxClient(parse_endpoints(config.dst), **self.client_options(config),
-                                 ping_interval=config.failureThreshold.minPeriodMs / 1000.0,
-                                 ping_timeout=config.failureThreshold.closeTimeoutMs / 1000.0)
-        super().__init__(config.namespace, client, config.cache, metrics, scope, transformers)
+                 scope: str = f"interpreter/{KIND}", transformers: Optional[list[Any]] = None,
+                 tls_registry: Any = None) -> None:
+        super().__init__(config, config.namespace, metrics, scope, transformers, tls_registry)
+
+    @staticmethod
+    def client_tls(config: Any) -> Any:
+        return config.tls.client_config() if config.tls is not None else None
+
+    def _make_client(self, config: Any, options: dict[str, Any]) -> "ThriftMuxClient":
+        return ThriftMuxClient(parse_endpoints(config.dst), **options,
+                               ping_interval=config.failureThreshold.minPeriodMs / 1000.0,
+                               ping_timeout=config.failureThreshold.closeTimeoutMs / 1000.0)
 
     # -- transport -----------------------------------------------------------------------
     def _request(self, watch: Watch, stamp: bytes) -> tuple[str, Any]:

@@ -50,6 +50,9 @@ from ..naming.bound import BoundName
 from ..naming.idle_cache import IdleCache
 from ..naming.transform import apply_transformers, build_transformers
 from ..naming.var import PENDING, Activity, ActivityState, Closable, Failed, Ok, Var
+from ..tls import TlsRegistry
+from ..tls.config import ClientTlsConfig, check_common_name_vars
+from ..tls.material import check_cert_file
 from .namerd_client import NamerdEndpoints, NamerdUnreachable, parse_endpoint, parse_endpoints
 
 log = logging.getLogger(__name__)
@@ -117,6 +120,23 @@ class RemoteConfig:
     cache: NamerdCacheConfig = field(default_factory=NamerdCacheConfig)
     transformers: list[Any] = field(default_factory=list, metadata={"plugins": "TRANSFORMERS"})
     experimental: bool = False
+    #: talk to namerd over TLS (Linkerd's client TLS block; ``clientAuth`` for mutual TLS)
+    tls: Optional[ClientTlsConfig] = None
+
+    def __post_init__(self) -> None:
+        check_common_name_vars(self.tls, None)
+
+
+@dataclass
+class NamerdTlsConfig:
+    """The ``io.l5d.namerd`` interpreter's ``tls`` block (Linkerd's shape): the name
+    namerd's certificate carries and the CA that signed it (default: the system's)."""
+
+    commonName: str
+    caCert: Optional[str] = field(default=None, metadata={"check": check_cert_file})
+
+    def client_config(self) -> ClientTlsConfig:
+        return ClientTlsConfig(commonName=self.commonName, trustCertsBundle=self.caCert)
 
 
 # -- errors ---------------------------------------------------------------------------
@@ -443,28 +463,40 @@ def _dumps_pretty(doc: Any) -> str:
 
 class RemoteInterpreter:
     """Name interpreter backed by a namerd (see module docstring). Subclasses set
-    ``kind`` and implement ``_open``, ``decode_tree``/``decode_addr``/``decode_dtab`` and
-    ``delegate``."""
+    ``kind`` and implement ``_make_client``, ``_open``,
+    ``decode_tree``/``decode_addr``/``decode_dtab`` and ``delegate``."""
 
     kind = ""
+    #: ALPN protocols offered when ``tls`` is on (gRPC: ``h2``)
+    alpn: Optional[list[str]] = None
 
-    def __init__(self, namespace: str, client: NamerdEndpoints, cache: NamerdCacheConfig,
-                 metrics: Optional[MetricsRegistry] = None, scope: str = "",
-                 transformers: Optional[list[Any]] = None) -> None:
+    def __init__(self, config: Any, namespace: str, metrics: Optional[MetricsRegistry] = None, scope: str = "",
+                 transformers: Optional[list[Any]] = None, tls_registry: Optional[TlsRegistry] = None) -> None:
+        self.config = config
         try:
             self.namespace = check_namespace(namespace)
         except ValueError as e:
             raise ValueError(f"namespace: {e}") from None
-        self.client = client
+        self.metrics = metrics if metrics is not None else MetricsRegistry()
+        self.scope = (scope or f"interpreter/{self.kind}").rstrip("/")
+        self._counters: dict[str, Any] = {}
+        # TLS to namerd: the process's registry (rotation, /admin/tls.json) or our own.
+        tls_cfg = self.client_tls(config)
+        self._own_tls = tls_registry is None and tls_cfg is not None and tls_cfg.enabled
+        self._tls_registry = tls_registry or TlsRegistry(self.metrics)
+        tls = self._tls_registry.client_params(tls_cfg, {}, self.scope, f"{self.scope}: tls", alpn=self.alpn)
+        self.client: NamerdEndpoints = self._make_client(config, {
+            "base_seconds": config.retry.baseSeconds, "max_seconds": config.retry.maxSeconds,
+            "probe_seconds": config.retry.probeSeconds, "on_event": lambda name: self._count(name),
+            "tls": tls, "tls_failures": self._tls_registry.handshake_failures(self.scope) if tls is not None else None,
+        })
+        cache = config.cache
         self._binds: IdleCache[tuple[Dtab, Path], BindWatch] = IdleCache(
             "bind", cache.bindingCacheInactive, cache.bindingCacheInactiveTTLSecs)
         self._addrs: IdleCache[Path, AddrWatch] = IdleCache(
             "addr", cache.addrCacheInactive, cache.addrCacheInactiveTTLSecs)
         self._dtab: Optional[DtabWatch] = None
         self.transformers = list(transformers or [])
-        self.metrics = metrics if metrics is not None else MetricsRegistry()
-        self.scope = (scope or f"interpreter/{self.kind}").rstrip("/")
-        self._counters: dict[str, Any] = {}
         g = self.metrics.gauge
         g(f"{self.scope}/bind/active", lambda: self._binds.active)
         g(f"{self.scope}/bind/inactive", lambda: self._binds.inactive)
@@ -483,16 +515,22 @@ class RemoteInterpreter:
         label = getattr(runtime, "router_label", None)
         scope = f"rt/{label}/interpreter/{cls.kind}" if label else f"interpreter/{cls.kind}"
         interp = cls(config, metrics=getattr(runtime, "metrics", None), scope=scope,  # type: ignore[call-arg]
-                     transformers=build_transformers(config.transformers, runtime))
+                     transformers=build_transformers(config.transformers, runtime),
+                     tls_registry=getattr(runtime, "tls", None))
         routes = getattr(runtime, "admin_routes", None)
         if isinstance(routes, list):
             routes.append(("GET", interp.admin_path(label), interp._admin_handler))
         return interp
 
-    def client_options(self, config: Any) -> dict[str, Any]:
-        """The ``NamerdEndpoints`` arguments every kind takes from its config."""
-        return {"base_seconds": config.retry.baseSeconds, "max_seconds": config.retry.maxSeconds,
-                "probe_seconds": config.retry.probeSeconds, "on_event": lambda name: self._count(name)}
+    @staticmethod
+    def client_tls(config: Any) -> Optional[ClientTlsConfig]:
+        """The client TLS block of ``config`` (kinds with another shape convert here)."""
+        return getattr(config, "tls", None)
+
+    def _make_client(self, config: Any, options: dict[str, Any]) -> NamerdEndpoints:
+        """The protocol's :class:`NamerdEndpoints` for ``config.dst`` with ``options``
+        (retry, events, TLS)."""
+        raise NotImplementedError
 
     # -- transport hooks ----------------------------------------------------------------
     async def _open(self, watch: Watch, ep: Any) -> AsyncIterator[Any]:
@@ -613,39 +651,6 @@ class RemoteInterpreter:
         # Together, so one slow watch costs one bounded wait, not one per watch.
         await asyncio.gather(*(w.wait_closed() for w in watches if w._stopping is not None))
         await self.client.close()
+        if self._own_tls:
+            await self._tls_registry.close()
         self.metrics.remove_prefix(self.scope + "/")
-
-
-# -- TLS config shapes (validated; refused until the TLS module provides contexts) ---------------
-
-def refuse_tls(value: Any) -> Any:
-    raise ValueError("TLS to namerd is not available yet in this build; remove 'tls' "
-                     "(or put a TLS-terminating proxy next to namerd)")
-
-
-@dataclass
-class ClientAuthConfig:
-    certPath: str
-    keyPath: str
-    intermediateCertsPath: Optional[str] = None
-
-
-@dataclass
-class TlsClientConfig:
-    """Linkerd's client ``tls`` block (``io.l5d.mesh``)."""
-
-    enabled: Optional[bool] = None
-    disableValidation: Optional[bool] = None
-    commonName: Optional[str] = None
-    trustCerts: Optional[list[str]] = None
-    trustCertsBundle: Optional[str] = None
-    clientAuth: Optional[ClientAuthConfig] = None
-    protocols: Optional[list[str]] = None
-
-
-@dataclass
-class NamerdTlsConfig:
-    """The ``io.l5d.namerd`` interpreter's ``tls`` block."""
-
-    commonName: str
-    caCert: Optional[str] = None

@@ -218,8 +218,19 @@ class GrpcServer:
         self._server = _Server([_Servable(mapping)], max_streams)
         self.port: Optional[int] = None
 
-    async def start(self, host: str, port: int, ssl: Any = None) -> int:
-        await self._server.start(host, port, ssl=ssl, reuse_address=True, backlog=1024)
+    async def start(self, host: str, port: int, tls: Any = None, failures: Any = None) -> int:
+        """Listen; over TLS (``tls``: a ``namerouter.tls.TlsSource`` offering ALPN h2) with
+        the TLS package's listener, which follows certificate rotation and counts failed
+        handshakes in ``failures``."""
+        if tls is None:
+            await self._server.start(host, port, reuse_address=True, backlog=1024)
+        else:
+            from ..tls.server import serve_tls
+
+            listener = await serve_tls(self._server._protocol_factory, tls, host, port, failures, backlog=1024)
+            # grpclib's close()/wait_closed() drive whatever listener it holds.
+            self._server._server = listener  # type: ignore[assignment]
+            self._server._server_closed_fut = asyncio.get_running_loop().create_future()
         sockets = self._server._server.sockets if self._server._server else []  # type: ignore[union-attr]
         self.port = sockets[0].getsockname()[1] if sockets else port
         return self.port

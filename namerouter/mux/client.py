@@ -78,15 +78,21 @@ class MuxSession:
 
     # -- connecting ---------------------------------------------------------------------
     @classmethod
-    async def connect(cls, host: str, port: int, *, ssl: Any = None, connect_timeout: float = 2.0,
-                      ping_interval: float = 5.0, ping_timeout: float = 4.0) -> "MuxSession":
+    async def connect(cls, host: str, port: int, *, ssl: Any = None, server_hostname: Optional[str] = None,
+                      connect_timeout: float = 2.0, ping_interval: float = 5.0,
+                      ping_timeout: float = 4.0) -> "MuxSession":
+        """Connect (over TLS when ``ssl`` is a context: Mux starts after the TLS
+        handshake, as Finagle's TLS clients do) and negotiate."""
         self = cls(ping_interval, ping_timeout)
         loop = asyncio.get_running_loop()
+        kw: dict[str, Any] = {}
+        if ssl is not None:
+            kw = {"ssl": ssl, "server_hostname": server_hostname or host}
         try:
-            async with asyncio.timeout(connect_timeout):
-                await loop.create_connection(lambda: _Protocol(self), host, port, ssl=ssl)
+            async with asyncio.timeout(connect_timeout + (5.0 if ssl is not None else 0.0)):
+                await loop.create_connection(lambda: _Protocol(self), host, port, **kw)
         except (OSError, TimeoutError) as e:
-            raise MuxClosed(f"cannot connect to {host}:{port}: {e or type(e).__name__}") from None
+            raise MuxClosed(f"cannot connect to {host}:{port}: {e or type(e).__name__}") from e
         try:
             await self._negotiate()
         except BaseException:

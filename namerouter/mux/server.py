@@ -257,10 +257,18 @@ class MuxServer:
         if self.metrics is not None:
             self.metrics.counter(f"{self.scope}/{name}").incr()
 
-    async def start(self, host: str, port: int, ssl: Any = None) -> int:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self), host, port, ssl=ssl,
-                                                reuse_address=True, backlog=1024)
+    async def start(self, host: str, port: int, tls: Any = None, failures: Any = None) -> int:
+        """Listen; over TLS (``tls``: a ``namerouter.tls.TlsSource``) Mux and thrift start
+        after the TLS handshake, as with Linkerd's namerd."""
+        if tls is None:
+            loop = asyncio.get_running_loop()
+            self._server = await loop.create_server(lambda: _Connection(self), host, port,
+                                                    reuse_address=True, backlog=1024)
+        else:
+            from ..tls.server import serve_tls
+
+            self._server = await serve_tls(lambda: _Connection(self), tls, host, port, failures,  # type: ignore[assignment]
+                                           backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
+from ..tls.config import ServerTlsConfig
+
 #: Identifier kinds this package implements (see ``identifiers.py``).
 IDENTIFIER_KINDS = (
     "io.l5d.header.token",
@@ -68,6 +70,10 @@ class ServerConfig:
     #: Linkerd's server ``announce``: names to register this server under with the
     #: router's ``announcers`` (the main job does that, not the data plane).
     announce: Optional[list[str]] = None
+    #: Linkerd's server TLS block (namerouter/tls/config.py). Phase 1 of issue 11: validated
+    #: and accepted by --check; the main job refuses to start a router that sets it
+    #: until the data plane terminates TLS (namerouter/linker.py).
+    tls: Optional[ServerTlsConfig] = None
 
 
 @dataclass

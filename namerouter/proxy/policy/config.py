@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
+from ...tls.config import ClientTlsConfig, check_common_name_vars
 from ..config import LoadBalancerConfig
 
 #: HTTP response classifiers (``classifiers.py``); the ``io.l5d.h2.*`` twins are accepted
@@ -196,11 +197,17 @@ class ClientPolicyFields:
     failureAccrual: Optional[FailureAccrualConfig] = None
     requeueBudget: Optional[RetryBudgetConfig] = None
     hostConnectionPool: Optional[HostConnectionPoolConfig] = None
+    #: Linkerd's client TLS block (namerouter/tls/config.py); ``enabled: false`` under a
+    #: more specific prefix turns it off again.
+    tls: Optional[ClientTlsConfig] = None
 
 
 @dataclass
 class GlobalClientConfig(ClientPolicyFields):
     kind: str = "io.l5d.global"
+
+    def __post_init__(self) -> None:
+        check_common_name_vars(self.tls, None)
 
 
 @dataclass(kw_only=True)
@@ -209,6 +216,9 @@ class ClientPrefixConfig(ClientPolicyFields):
     segment) and ``{var}`` captures (one segment, remembered by name)."""
 
     prefix: str = field(metadata={"check": _check_prefix})
+
+    def __post_init__(self) -> None:
+        check_common_name_vars(self.tls, self.prefix)
 
 
 @dataclass
