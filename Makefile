@@ -13,7 +13,7 @@ DEB_PACKAGES := zookeeper etcd-server nginx wrk curl openssl chromium chromium-d
 # and a local Debian base + podman for the container image test.
 DEB_PACKAGES += dnsmasq libcurator-discovery-java debootstrap podman runc
 
-.PHONY: demo test venv debs bench clean screenshots
+.PHONY: demo test venv debs bench clean screenshots protos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,12 @@ bench: $(STAMP) debs
 # The README's pictures of the admin UI, taken by the browser tests themselves (about 1.5 min).
 screenshots: $(STAMP) debs
 	NAMEROUTER_SCREENSHOTS=docs/img $(PY) -m pytest -q tests/test_ui_router_browser.py tests/test_ui_namerd_browser.py
+
+# Regenerate the committed protobuf modules of namerouter/mesh from their .proto files
+# (tests/test_mesh_protos.py fails when they are out of date).
+PROTOS := $(wildcard namerouter/mesh/*.proto namerouter/mesh/linkerd2/*.proto)
+protos: $(STAMP)
+	$(PY) -m grpc_tools.protoc -I. --python_out=. $(PROTOS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

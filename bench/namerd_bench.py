@@ -11,7 +11,11 @@
    a dtab change that re-binds every name, ``--updates`` times. For each update and
    stream it records the time from sending the PUT to receiving that stream's new
    document, and prints p50/p99/max (target: p99 <= 1 s at 1,000 streams).
-3. Runs ``wrk`` against ``GET /api/1/dtabs/default`` and prints requests/s
+3. The same for the gRPC mesh interface (``io.l5d.mesh``): ``--streams`` concurrent
+   ``Interpreter.StreamBoundTree`` streams (grpclib, spread over ``--mesh-channels``
+   HTTP/2 connections as that many routers would), the same updates, p50/p99/max next
+   to the HTTP watch figure of step 2 (target: p99 <= 1 s at 1,000 streams).
+4. Runs ``wrk`` against ``GET /api/1/dtabs/default`` and prints requests/s
    (target: >= 2,000/s).
 
 Everything runs on 127.0.0.1 and stops by itself.
@@ -58,13 +62,14 @@ def pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(round(p * (len(s) - 1))))]
 
 
-async def start_namerd(tmp: str) -> tuple[subprocess.Popen, str]:
-    api, admin = free_port(), free_port()
+async def start_namerd(tmp: str) -> tuple[subprocess.Popen, str, int]:
+    api, admin, mesh = free_port(), free_port(), free_port()
     cfg = os.path.join(tmp, "namerd.yaml")
     with open(cfg, "w") as f:
         f.write(f"admin:\n  port: {admin}\nstorage:\n  kind: io.l5d.inMemory\n  namespaces:\n"
                 f"    default: /svc=>/$/inet/127.0.0.1/1;/svc=>/app\n"
-                f"interfaces:\n- kind: io.l5d.httpController\n  port: {api}\n")
+                f"interfaces:\n- kind: io.l5d.httpController\n  port: {api}\n"
+                f"- kind: io.l5d.mesh\n  port: {mesh}\n")
     proc = subprocess.Popen([sys.executable, "-m", "namerd", cfg], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{api}"
@@ -74,7 +79,7 @@ async def start_namerd(tmp: str) -> tuple[subprocess.Popen, str]:
             try:
                 async with s.get(url + "/api/1/dtabs") as r:
                     if r.status == 200:
-                        return proc, url
+                        return proc, url, mesh
             except aiohttp.ClientError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -116,8 +121,54 @@ async def fanout(url: str, streams: int, names: int, updates: int, pid: int) -> 
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def http_has_port(doc: bytes, port: int) -> bool:
+    return f":{port}".encode() in doc or f'"port":{port}'.encode() in doc or f"/{port}\"".encode() in doc
+
+
+def mesh_has_port(doc: bytes, port: int) -> bool:
+    p = str(port).encode()
+    return b"\x0a" + bytes([len(p)]) + p in doc  # the leaf id's last element: /$/inet/127.0.0.1/<port>
+
+
+async def mesh_fanout(mesh_port: int, url: str, streams: int, names: int, updates: int, pid: int,
+                      channels: int) -> list[float]:
+    """``streams`` StreamBoundTree streams (grpclib) over ``channels`` HTTP/2 connections."""
+    sys.path.insert(0, ROOT)
+    from grpclib.client import Channel
+    from grpclib.const import Cardinality
+
+    from namerouter.mesh import interpreter_pb2 as ipb
+
+    chans = [Channel("127.0.0.1", mesh_port) for _ in range(channels)]
+    sts = [Stream() for _ in range(streams)]
+
+    async def run(i: int, st: Stream) -> None:
+        req = ipb.BindReq()
+        req.root.elems.append(b"default")
+        req.name.elems.extend([b"svc", f"n{i % names}".encode()])
+        async with chans[i % channels].request("/io.linkerd.mesh.Interpreter/StreamBoundTree",
+                                               Cardinality.UNARY_STREAM, ipb.BindReq, ipb.BoundTreeRsp) as stream:
+            await stream.send_message(req, end=True)
+            async for msg in stream:
+                st.docs.append((time.perf_counter(), msg.SerializeToString()))
+
+    tasks = [asyncio.create_task(run(i, st)) for i, st in enumerate(sts)]
+    try:
+        async with aiohttp.ClientSession() as session:
+            return await measure(session, url, sts, streams, names, updates, pid, mesh_has_port,
+                                 first_port=1000)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for c in chans:
+            c.close()
+
+
 async def measure(session: aiohttp.ClientSession, url: str, sts: list, streams: int, names: int,
-                  updates: int, pid: int) -> list[float]:
+                  updates: int, pid: int, has_port=http_has_port, first_port: int = 2) -> list[float]:
+    """Wait for every stream's first document, then ``updates`` dtab PUTs, each moving
+    every name to ``/$/inet/127.0.0.1/<first_port + n>``; latency per stream and update."""
     if True:
         t0 = time.perf_counter()
         while any(not st.docs for st in sts):
@@ -130,7 +181,7 @@ async def measure(session: aiohttp.ClientSession, url: str, sts: list, streams: 
         for u in range(updates):
             await asyncio.sleep(0.3)
             seen = [len(st.docs) for st in sts]
-            port = 2 + u
+            port = first_port + u
             sent = time.perf_counter()
             async with session.put(f"{url}/api/1/dtabs/default", data=f"/svc=>/$/inet/127.0.0.1/{port};/svc=>/app",
                                    headers={"Content-Type": "application/dtab"}) as r:
@@ -143,7 +194,7 @@ async def measure(session: aiohttp.ClientSession, url: str, sts: list, streams: 
                 await asyncio.sleep(0.005)
             lat = [(st.docs[n][0] - sent) * 1000 for st, n in zip(sts, seen)]
             for st, n in zip(sts, seen):
-                assert f":{port}".encode() in st.docs[n][1] or f'"port":{port}'.encode() in st.docs[n][1]
+                assert has_port(st.docs[n][1], port), st.docs[n][1]
             latencies += lat
             print(f"  update {u + 1}: p50 {pct(lat, .5):.0f} ms  p99 {pct(lat, .99):.0f} ms  max {max(lat):.0f} ms")
         return latencies
@@ -171,9 +222,10 @@ async def main() -> int:
     ap.add_argument("--updates", type=int, default=5)
     ap.add_argument("--wrk-seconds", type=int, default=5)
     ap.add_argument("--wrk-connections", type=int, default=32)
+    ap.add_argument("--mesh-channels", type=int, default=10, help="HTTP/2 connections for the mesh streams")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = await start_namerd(tmp)
+        proc, url, mesh_port = await start_namerd(tmp)
         try:
             print(f"namerd {url} (pid {proc.pid})")
             print(f"1. dtab update -> {args.streams} bind watch streams")
@@ -182,7 +234,15 @@ async def main() -> int:
             p50, p99 = statistics.median(lat), pct(lat, .99)
             print(f"   delivery over {len(lat)} deliveries: p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {max(lat):.0f} ms"
                   f"  [{'OK' if p99 <= 1000 else 'MISSED'} target p99 <= 1000 ms]")
-            print("2. GET /api/1/dtabs/default")
+            print(f"2. dtab update -> {args.streams} io.l5d.mesh StreamBoundTree streams "
+                  f"({args.mesh_channels} HTTP/2 connections)")
+            mlat = await mesh_fanout(mesh_port, url, args.streams, args.names, args.updates, proc.pid,
+                                     args.mesh_channels)
+            m50, m99 = statistics.median(mlat), pct(mlat, .99)
+            print(f"   delivery over {len(mlat)} deliveries: p50 {m50:.0f} ms, p99 {m99:.0f} ms, max {max(mlat):.0f} ms"
+                  f"  [{'OK' if m99 <= 1000 else 'MISSED'} target p99 <= 1000 ms]")
+            print(f"   same run, HTTP watch: p50 {p50:.0f} ms, p99 {p99:.0f} ms | mesh: p50 {m50:.0f} ms, p99 {m99:.0f} ms")
+            print("3. GET /api/1/dtabs/default")
             rps = run_wrk(url, args.wrk_seconds, args.wrk_connections)
             if rps:
                 print(f"   {rps:,.0f} requests/s  [{'OK' if rps >= 2000 else 'MISSED'} target >= 2,000/s]")

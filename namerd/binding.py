@@ -260,3 +260,60 @@ class NamerdBinder:
             if v is not None:
                 out[attr] = v() if callable(v) else v
         return out
+
+
+def _fold_addrs(addrs: Sequence[Addr]) -> Addr:
+    """Linkerd's fold for a set of leaves: any non-pending state beats pending, bound sets
+    are merged, and otherwise the first state (neg, failed) stands."""
+    out: Addr = ADDR_PENDING
+    for a in addrs:
+        if out is ADDR_PENDING:
+            out = a
+        elif a is ADDR_PENDING:
+            continue
+        elif isinstance(out, AddrBound) and isinstance(a, AddrBound):
+            out = AddrBound(out.addrs | a.addrs)
+        elif isinstance(a, AddrBound) and not isinstance(out, AddrBound):
+            out = a
+    return out
+
+
+def eval_addr(act: Activity[NameTree[Any]]) -> Var[Addr]:
+    """Every address a bound tree can route to: the union of the address sets of the
+    leaves ``tree.eval()`` selects (alt: first usable branch; union: all). Negative
+    tree -> ``ADDR_NEG``; failed binding -> ``AddrFailed``. (Linkerd's destination
+    interface computes the same.)"""
+
+    def start(out: DerivedVar) -> Closable:
+        current: list[list[BoundName]] = [[]]
+
+        def render() -> None:
+            out.update(_fold_addrs([leaves.addrs.get(b.id, ADDR_PENDING) for b in current[0]]))
+
+        leaves = _LeafAddrs(render)
+
+        def on_tree(st: ActivityState[Any]) -> None:
+            if isinstance(st, Ok):
+                chosen = st.value.simplified().eval()
+                if chosen is None:
+                    current[0] = []
+                    leaves.set_leaves(())
+                    out.update(ADDR_NEG)
+                    return
+                current[0] = [b for b in chosen if isinstance(b, BoundName)]
+                leaves.set_leaves(current[0])
+                render()
+            else:
+                current[0] = []
+                leaves.set_leaves(())
+                out.update(AddrFailed(st.error) if isinstance(st, Failed) else ADDR_PENDING)
+
+        sub = act.observe(on_tree)
+
+        def close() -> None:
+            sub.close()
+            leaves.close()
+
+        return Closable(close)
+
+    return DerivedVar(start, ADDR_PENDING)

@@ -8,9 +8,9 @@ on purpose:
 * ``storage`` may be left out: namerd then keeps dtabs in the single-node file store
   ``io.namerouter.file`` (``./namerd-dtabs.json``) and says so in a warning, so a
   first run needs no database. Linkerd refuses to start instead.
-* ``io.l5d.thriftNameInterpreter`` / ``io.l5d.mesh`` / ``io.l5d.destination``
-  interfaces are accepted with a one-line warning and not served: routers should use
-  the ``io.l5d.namerd.http`` interpreter against ``io.l5d.httpController``.
+* Interfaces: ``io.l5d.httpController`` (``namerd/api.py``), ``io.l5d.mesh``,
+  ``io.l5d.thriftNameInterpreter`` and ``io.l5d.destination`` (``namerd/iface/``), each
+  with an optional server ``tls`` block (Linkerd's shape).
 """
 from __future__ import annotations
 
@@ -20,16 +20,11 @@ from typing import Any, Optional
 from namerouter.config.loader import ConfigError, ConfigIssue, parse_text, read_source
 from namerouter.config.schema import AdminSecurityConfig
 from namerouter.config.validate import Validated, Validator, validate
+from namerouter.dtab import Path
 from namerouter.tls.config import ServerTlsConfig
 
-#: Interfaces Linkerd's namerd has that this one does not serve.
-UNSUPPORTED_INTERFACES = {
-    "io.l5d.thriftNameInterpreter": "the thrift interface is not provided; "
-                                    "routers should use the io.l5d.namerd.http interpreter",
-    "io.l5d.mesh": "the gRPC mesh interface is not provided; "
-                   "routers should use the io.l5d.namerd.http interpreter",
-    "io.l5d.destination": "the Linkerd 2 destination API is not provided",
-}
+#: Interfaces Linkerd's namerd has that this one does not serve (none left).
+UNSUPPORTED_INTERFACES: dict[str, str] = {}
 
 UNSUPPORTED_TELEMETERS = {
     "io.l5d.zipkin": "tracing export is not implemented",
@@ -63,6 +58,68 @@ class HttpControllerConfig:
     socketOptions: Any = None
 
 
+def _check_ns(ns: str) -> str:
+    from namerd.storage.base import check_namespace
+
+    return check_namespace(ns)
+
+
+@dataclass
+class MeshIfaceConfig:
+    """``io.l5d.mesh`` (Linkerd default 127.0.0.1:4321): the gRPC mesh API."""
+
+    kind: str = "io.l5d.mesh"
+    ip: str = "127.0.0.1"
+    port: int = field(default=4321, metadata={"min": 0, "max": 65535})
+    tls: Optional[ServerTlsConfig] = None
+    socketOptions: Any = None
+    #: accepted for compatibility (Linkerd's per-interface HTTP/2 access log); not written
+    h2AccessLog: Optional[str] = None
+    h2AccessLogRollPolicy: Optional[str] = None
+    h2AccessLogAppend: Optional[bool] = None
+    h2AccessLogRotateCount: Optional[int] = None
+
+
+@dataclass
+class CapacityConfig:
+    """The thrift interface's ``cache`` block (Linkerd's names and defaults)."""
+
+    bindingCacheActive: int = field(default=1000, metadata={"min": 1})
+    bindingCacheInactive: int = field(default=100, metadata={"min": 0})
+    bindingCacheInactiveTTLSecs: int = field(default=600, metadata={"min": 0})
+    addrCacheActive: int = field(default=1000, metadata={"min": 1})
+    addrCacheInactive: int = field(default=100, metadata={"min": 0})
+    addrCacheInactiveTTLSecs: int = field(default=600, metadata={"min": 0})
+
+
+@dataclass
+class ThriftIfaceConfig:
+    """``io.l5d.thriftNameInterpreter`` (Linkerd default 127.0.0.1:4100)."""
+
+    kind: str = "io.l5d.thriftNameInterpreter"
+    ip: str = "127.0.0.1"
+    port: int = field(default=4100, metadata={"min": 0, "max": 65535})
+    cache: CapacityConfig = field(default_factory=CapacityConfig)
+    tls: Optional[ServerTlsConfig] = None
+    socketOptions: Any = None
+    #: accepted for compatibility with old configs (Linkerd ignores them too)
+    retryBaseSecs: Optional[int] = None
+    retryJitterSecs: Optional[int] = None
+
+
+@dataclass
+class DestinationIfaceConfig:
+    """``io.l5d.destination`` (Linkerd default 127.0.0.1:8086): Linkerd 2's destination API."""
+
+    kind: str = "io.l5d.destination"
+    ip: str = "127.0.0.1"
+    port: int = field(default=8086, metadata={"min": 0, "max": 65535})
+    prefix: str = "/svc"
+    namespace: str = field(default="default", metadata={"check": lambda ns: _check_ns(ns)})
+    tls: Optional[ServerTlsConfig] = None
+    socketOptions: Any = None
+
+
 @dataclass
 class NamerdPrometheusConfig:
     kind: str = "io.l5d.prometheus"
@@ -70,7 +127,12 @@ class NamerdPrometheusConfig:
     prefix: str = ""
 
 
-INTERFACES = {"io.l5d.httpController": HttpControllerConfig}
+INTERFACES = {
+    "io.l5d.httpController": HttpControllerConfig,
+    "io.l5d.mesh": MeshIfaceConfig,
+    "io.l5d.thriftNameInterpreter": ThriftIfaceConfig,
+    "io.l5d.destination": DestinationIfaceConfig,
+}
 TELEMETERS = {"io.l5d.prometheus": NamerdPrometheusConfig}
 
 
@@ -86,6 +148,11 @@ class NamerdConfig:
     @property
     def http_controllers(self) -> list[HttpControllerConfig]:
         return [i for i in self.interfaces if isinstance(i, HttpControllerConfig)]
+
+    @property
+    def other_interfaces(self) -> list[Any]:
+        """mesh, thrift and destination interfaces, in config order."""
+        return [i for i in self.interfaces if not isinstance(i, HttpControllerConfig)]
 
 
 def validate_namerd(data: Any, source: str = "") -> Validated[NamerdConfig]:
@@ -103,13 +170,20 @@ def _checks(v: Validator, cfg: NamerdConfig, data: Any) -> None:
         object.__setattr__(cfg.storage, "_kind", "io.namerouter.file")
         v.warn("storage", f"no storage configured: dtabs are kept in the single-node file store "
                           f"io.namerouter.file at ./{DEFAULT_FILE_STORE}", getattr(data, "line", 1))
-    if not cfg.http_controllers:
-        v.error("interfaces", "no io.l5d.httpController interface: namerd would serve nothing "
+    if not cfg.interfaces:
+        v.error("interfaces", "no interface: namerd would serve nothing "
                               "(add {kind: io.l5d.httpController, port: 4180})", lines.get("interfaces", 1))
+    for i, c in enumerate(cfg.interfaces):
+        if isinstance(c, DestinationIfaceConfig):
+            try:
+                check_prefix = Path.read(c.prefix)
+                if len(check_prefix.labels) != 1:
+                    raise ValueError("must be a one-element path such as /svc")
+            except Exception as e:
+                v.error(f"interfaces[{i}].prefix", f"{c.prefix!r}: {e}", lines.get("interfaces"))
     seen: dict[tuple[str, int], str] = {}
     endpoints = [("admin", cfg.admin.ip, cfg.admin.port)] + [
-        (f"interfaces[{i}]", c.ip, c.port) for i, c in enumerate(cfg.interfaces)
-        if isinstance(c, HttpControllerConfig)]
+        (f"interfaces[{i}]", c.ip, c.port) for i, c in enumerate(cfg.interfaces)]
     for name, ip, port in endpoints:
         if port == 0:
             continue

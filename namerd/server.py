@@ -48,6 +48,7 @@ class Namerd:
         keepalive_timeout: float = 75.0,
         admin_security: Any = None,
         telemeters: Sequence[Any] = (),
+        ifaces: Sequence[Any] = (),
     ) -> None:
         self.store = store
         self.namers = list(namers)
@@ -72,6 +73,11 @@ class Namerd:
         self.admin_security = admin_security
         #: io.l5d.statsd / io.l5d.influxdb (namerouter/telemetry/), started with namerd
         self.telemeters = list(telemeters)
+        #: mesh / thrift / destination interface configs (``namerd.config``)
+        self.iface_configs = list(ifaces)
+        #: bound ports of those interfaces by kind, in config order
+        self.iface_ports: dict[str, list[int]] = {}
+        self.ifaces: list[Any] = []
         self.interpreter: Any = None
         self.binder: Optional[NamerdBinder] = None
         self.controller: Optional[HttpController] = None
@@ -101,6 +107,7 @@ class Namerd:
             store,
             namers,
             interfaces=[(c.ip, c.port, c.tls) for c in cfg.http_controllers],
+            ifaces=cfg.other_interfaces,
             admin=(cfg.admin.ip, cfg.admin.port),
             admin_tls=cfg.admin.tls,
             metrics=metrics,
@@ -148,8 +155,30 @@ class Namerd:
             self.http_ports.append(site.port)
             log.info("namerd io.l5d.httpController listening on %s://%s:%d", "https" if tls else "http",
                      ip, self.http_ports[-1])
+        for icfg in self.iface_configs:
+            await self._start_iface(icfg)
         if self.admin_addr is not None:
             await self._start_admin(*self.admin_addr)
+
+    async def _start_iface(self, cfg: Any) -> None:
+        """Start one mesh / thrift / destination listener (``namerd/iface/``)."""
+        from .iface import build_interface
+
+        if self.binder is None:
+            raise RuntimeError(f"{cfg.kind} needs namerd's interpreter, which is not available")
+        iface = build_interface(cfg, self.store, self.binder, self.metrics)
+        self.ifaces.append(iface)
+        tls_cfg = getattr(cfg, "tls", None)
+        tls = failures = None
+        if tls_cfg is not None:
+            # gRPC interfaces negotiate HTTP/2 with ALPN, as Linkerd's namerd does.
+            alpn = ["h2"] if cfg.kind in ("io.l5d.mesh", "io.l5d.destination") else None
+            scope = f"namerd/interface/{cfg.ip}/{cfg.port}"
+            tls = self.tls.server(tls_cfg, scope, f"interfaces[{cfg.kind} {cfg.ip}:{cfg.port}].tls", alpn=alpn)
+            failures = self.tls.handshake_failures(scope) if tls is not None else None
+        port = await iface.start(cfg.ip, cfg.port, tls=tls, failures=failures)
+        self.iface_ports.setdefault(cfg.kind, []).append(port)
+        log.info("namerd %s listening on %s:%d%s", cfg.kind, cfg.ip, port, " (TLS)" if tls else "")
 
     def _make_interpreter(self) -> Any:
         try:
@@ -183,6 +212,7 @@ class Namerd:
             stats = getattr(self.interpreter, "cache_stats", None)
             doc = {"interpreter": stats() if stats else None,
                    "streams": dict(self.controller.open_streams) if self.controller else {},
+                   "interfaces": [i.admin_state() for i in self.ifaces],
                    "observedNamespaces": self.store.watch_count()}
             return json_response(doc, pretty=True)
 
@@ -216,6 +246,12 @@ class Namerd:
         if self._admin is not None:
             await self._admin.close()
             self._admin = None
+        for iface in self.ifaces:
+            try:
+                await iface.close()
+            except Exception:  # one interface failing to close must not keep the rest open
+                log.exception("closing %s", getattr(iface, "kind", iface))
+        self.ifaces = []
         for runner in self._runners:
             await runner.cleanup()
         self._runners = []

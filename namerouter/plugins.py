@@ -30,6 +30,8 @@ INTERPRETERS: dict[str, str] = {
     # Linkerd parity (issue 15)
     "io.l5d.consul.interpreter": "namerouter.interpreters.consul:ConsulInterpreter",
     "io.l5d.k8s.configMap": "namerouter.interpreters.k8s_configmap:ConfigMapInterpreter",
+    "io.l5d.mesh": "namerouter.interpreters.mesh:MeshInterpreter",
+    "io.l5d.namerd": "namerouter.interpreters.namerd_thrift:NamerdThriftInterpreter",
 }
 
 TRANSFORMERS: dict[str, str] = {

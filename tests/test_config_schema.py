@@ -159,9 +159,9 @@ routers:
 
 
 def test_interpreter_unknown_kind_is_an_error():
-    errs = errors("routers:\n- protocol: http\n  interpreter:\n    kind: io.l5d.mesh\n")
+    errs = errors("routers:\n- protocol: http\n  interpreter:\n    kind: io.l5d.nosuch\n")
     assert len(errs) == 1
-    assert errs[0].startswith("routers[0].interpreter.kind: unknown kind 'io.l5d.mesh' (known kinds: default, ")
+    assert errs[0].startswith("routers[0].interpreter.kind: unknown kind 'io.l5d.nosuch' (known kinds: default, ")
     assert "io.l5d.namerd.http" in errs[0] and errs[0].endswith(") (line 4)")
 
 

@@ -19,20 +19,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = os.path.join(HERE, "linkerd_examples")
 
 H2 = "HTTP/2 routers (issue 12)"
-NAMERD_IFACES = "the io.l5d.namerd (thrift) and io.l5d.mesh interpreters (issue 13)"
 KEYS = "keys of issue 15's second part"
 
 #: router configs that need a feature that is not there yet → why
 ROUTER_XFAIL = {
-    "admin.yaml": NAMERD_IFACES,
     "client-options.yaml": f"client failFast, socketOptions and the aperture balancer ({KEYS})",
     "h2.yaml": f"{H2}; h2AccessLog rotation and addForwardedHeader ({KEYS})",
     "h2spec.yaml": H2,
     "http.yaml": f"httpAccessLogRollPolicy/RotateCount, compressionLevel, addForwardedHeader ({KEYS})",
     "k8s-servicemesh.yaml": f"originator ({KEYS})",
-    "namerd-mesh.yaml": NAMERD_IFACES,
-    "namerd-tls.yaml": NAMERD_IFACES,
-    "namerd.yaml": NAMERD_IFACES,
     "serversets.yaml": "a capture inside a segment ({service}:https) in a static client "
                        "prefix (data plane)",
     "socket-options.yaml": f"server socketOptions ({KEYS})",

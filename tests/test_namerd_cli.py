@@ -49,14 +49,14 @@ interfaces:
   port: {api}
   ip: 0.0.0.0
 - kind: io.l5d.thriftNameInterpreter
-  port: 4100
+  port: {thrift}
 """
 
 
-async def test_seed_config_runs_with_thrift_warning_admin_and_api(zk_server, tmp_path):
-    admin, api = free_port(), free_port()
+async def test_seed_config_runs_with_thrift_interface_admin_and_api(zk_server, tmp_path):
+    admin, api, thrift = free_port(), free_port(), free_port()
     cfg = tmp_path / "namerd.yaml"
-    cfg.write_text(SEED.format(admin=admin, api=api, zk=zk_server.port, prefix=f"/dtabs-{api}"))
+    cfg.write_text(SEED.format(admin=admin, api=api, zk=zk_server.port, prefix=f"/dtabs-{api}", thrift=thrift))
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "namerd", str(cfg), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -67,8 +67,9 @@ async def test_seed_config_runs_with_thrift_warning_admin_and_api(zk_server, tmp
             lines.append(line)
             if line.startswith("namerd ready"):
                 break
-        warnings = [l for l in lines if "io.l5d.thriftNameInterpreter" in l]
-        assert len(warnings) == 1 and "io.l5d.namerd.http" in warnings[0]
+        assert not [l for l in lines if "warning" in l], lines
+        assert any(f"io.l5d.thriftNameInterpreter listening on 0.0.0.0:{thrift}" in l or
+                   f"io.l5d.thriftNameInterpreter listening on 127.0.0.1:{thrift}" in l for l in lines), lines
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{admin}/admin/ping") as r:
                 assert await r.text() == "pong"

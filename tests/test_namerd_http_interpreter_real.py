@@ -36,6 +36,7 @@ from namerouter.linker import Runtime
 from namerouter.metrics import MetricsRegistry
 from namerouter.naming import AddrBound, Address, Ok
 from tests.support.ports import free_port
+from tests.support.routing import RouterProcess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SVC_WEB = Path.of("svc", "web")
@@ -378,49 +379,26 @@ async def test_namerouter_run_with_namerd_interpreter_end_to_end(cluster, disco,
         "    retry: {baseSeconds: 1, maxSeconds: 10}\n"
         "  servers:\n"
         f"  - port: {rport}\n")
-    log = open(tmp_path / "router.log", "wb")
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "namerouter", "run", str(cfg),
-                                                cwd=ROOT, stdout=log, stderr=log)
-
-    async def curl(*args: str) -> tuple[int, str]:
-        p = await asyncio.create_subprocess_exec("curl", "-sS", "-m", "5", *args, stdout=asyncio.subprocess.PIPE,
-                                                 stderr=asyncio.subprocess.PIPE)
-        out, err = await p.communicate()
-        return p.returncode, out.decode() + err.decode()
-
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            rc, out = await curl("-H", "Host: web", f"http://127.0.0.1:{rport}/")
-            if rc == 0 and out == "v1":
-                break
-            assert proc.returncode is None, (tmp_path / "router.log").read_text()
-            assert time.monotonic() < deadline, (out, (tmp_path / "router.log").read_text()[-2000:])
-            await asyncio.sleep(0.1)
-        rc, out = await curl(f"http://127.0.0.1:{aport}/out/interpreter_state/io.l5d.namerd.http/default.json")
-        import json
+        async with RouterProcess(str(cfg), str(tmp_path / "router.log"), ROOT) as router:
+            await router.until_body(rport, "web", "v1")
+            curl = router.curl
+            rc, out = await curl(f"http://127.0.0.1:{aport}/out/interpreter_state/io.l5d.namerd.http/default.json")
+            import json
 
-        state = json.loads(out)
-        assert state["namerd"]["current"] == f"127.0.0.1:{a.port}" and state["namerd"]["reachable"]
-        assert state["dtab"] == "/svc=>/#/io.l5d.fs"  # namerd's dtab for the namespace, live
-        assert state["bind"]["/svc/web"]["value"] == "/#/io.l5d.fs/web"
-        assert state["addr"]["/#/io.l5d.fs/web"]["value"]["addrs"] == [{"ip": "127.0.0.1", "port": p1, "meta": {}}]
-        rc, out = await curl(f"http://127.0.0.1:{aport}/delegator.json?path=/svc/web")
-        tree = json.loads(out)  # namerd's delegate tree, through the router's admin
-        assert tree["type"] == "delegate" and tree["delegate"]["dentry"] == {"prefix": "/svc", "dst": "/#/io.l5d.fs"}
-        rc, out = await curl(f"http://127.0.0.1:{aport}/admin/metrics.json")
-        metrics = json.loads(out)
-        assert metrics["rt/out/interpreter/io.l5d.namerd.http/bind/active"] == 1
-        assert metrics["rt/out/interpreter/io.l5d.namerd.http/connected"] == 1
+            state = json.loads(out)
+            assert state["namerd"]["current"] == f"127.0.0.1:{a.port}" and state["namerd"]["reachable"]
+            assert state["dtab"] == "/svc=>/#/io.l5d.fs"  # namerd's dtab for the namespace, live
+            assert state["bind"]["/svc/web"]["value"] == "/#/io.l5d.fs/web"
+            assert state["addr"]["/#/io.l5d.fs/web"]["value"]["addrs"] == [{"ip": "127.0.0.1", "port": p1, "meta": {}}]
+            rc, out = await curl(f"http://127.0.0.1:{aport}/delegator.json?path=/svc/web")
+            tree = json.loads(out)  # namerd's delegate tree, through the router's admin
+            assert tree["type"] == "delegate" and tree["delegate"]["dentry"] == {"prefix": "/svc", "dst": "/#/io.l5d.fs"}
+            rc, out = await curl(f"http://127.0.0.1:{aport}/admin/metrics.json")
+            metrics = json.loads(out)
+            assert metrics["rt/out/interpreter/io.l5d.namerd.http/bind/active"] == 1
+            assert metrics["rt/out/interpreter/io.l5d.namerd.http/connected"] == 1
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except asyncio.TimeoutError:
-                proc.kill()
-                await proc.wait()
-        log.close()
         await v1.cleanup()
 
 

@@ -1,7 +1,9 @@
-"""HTTP access to one or more namerd ``io.l5d.httpController`` addresses.
+"""Reaching one or more namerd addresses, for the ``io.l5d.namerd.http``,
+``io.l5d.mesh`` and ``io.l5d.namerd`` interpreters.
 
-This module owns everything about *reaching* namerd; the interpreter owns what the
-answers mean. Jobs:
+:class:`NamerdEndpoints` owns everything about *reaching* namerd whatever the protocol;
+the interpreters own what the answers mean. :class:`NamerdClient` adds HTTP (the
+controller API); the gRPC and ThriftMux clients live beside their interpreters. Jobs:
 
 * parse the ``dst`` addresses (Finagle paths such as ``/$/inet/127.0.0.1/4180``);
 * open watch streams and one-shot requests against the address currently in use;
@@ -21,9 +23,9 @@ before noticing namerd is back (Linkerd #847, #2411). A refused TCP connection c
 nothing, so probing at most every ``retry.probeSeconds`` (1 s) is cheap and bounds the
 time to re-sync after namerd returns.
 
-TLS (the interpreter's ``tls`` block): every request goes to ``https://`` with the
-``ClientTlsParams`` context of the moment (a rotated client certificate or CA applies to
-the next connection) and the configured ``commonName`` as SNI and verified name. A failed
+TLS (the interpreter's ``tls`` block): every connection uses the ``ClientTlsParams``
+context of the moment (a rotated client certificate or CA applies to the next
+connection) and the configured ``commonName`` as SNI and verified name. A failed
 handshake is counted (``…/tls/handshake_failures``), its short reason ("unknown CA",
 "name mismatch", …) becomes ``lastError`` in the admin state, and namerd is treated as
 unreachable for that address (fail-over, probing), since retrying the same handshake
@@ -38,7 +40,7 @@ import random
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequence, TypeVar, Union
 
 import aiohttp
 
@@ -47,6 +49,8 @@ from ..tls.errors import HandshakeFailures, describe, is_tls_error
 from ..tls.reloading import ClientTlsParams
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: How long to wait for namerd's response headers on a new stream or request.
 HEADERS_TIMEOUT_S = 30.0
@@ -157,9 +161,10 @@ def _keepalive_socket(addr_info: tuple) -> socket.socket:
     return sock
 
 
-class NamerdClient:
+class NamerdEndpoints:
     """Shared by every watch of one interpreter: address choice, fail-over, probing,
-    backoff and the re-sync signal."""
+    backoff and the re-sync signal. Subclasses say how to probe an address
+    (:meth:`_probe`) and close their connections (:meth:`_close_transport`)."""
 
     def __init__(
         self,
@@ -174,7 +179,6 @@ class NamerdClient:
         self.endpoints = list(endpoints)
         self.tls = tls
         self.tls_failures = tls_failures
-        self._scheme = "https" if tls is not None else "http"
         if not self.endpoints:
             raise ValueError("at least one namerd address is required")
         self.base_seconds = float(base_seconds)
@@ -184,7 +188,6 @@ class NamerdClient:
         self._current = 0
         # Addresses that refused us since the last success; all of them => unreachable.
         self._failed: set[int] = set()
-        self._session: Optional[aiohttp.ClientSession] = None
         self._probe_task: Optional[asyncio.Task] = None
         self._resync: Optional[asyncio.Event] = None  # created lazily on the loop
         self.reachable = True
@@ -209,21 +212,6 @@ class NamerdClient:
         ev = self._event()
         self._resync = asyncio.Event()
         ev.set()
-
-    def session(self) -> aiohttp.ClientSession:
-        if self._closed:
-            # Never open a fresh session (and sockets nobody will close) after close().
-            raise NamerdUnreachable("the namerd client is closed")
-        if self._session is None or self._session.closed:
-            # limit=0: every watch holds one HTTP/1.1 connection for its lifetime, so a
-            # pool limit would silently block the 101st stream.
-            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, socket_factory=_keepalive_socket)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=None),
-                auto_decompress=True,
-            )
-        return self._session
 
     def report_success(self, ep: Endpoint) -> None:
         """A stream got an answer from ``ep``: it is good; stop probing."""
@@ -288,6 +276,22 @@ class NamerdClient:
         except TimeoutError:
             pass
 
+    async def on_any(self, fn: Callable[[Endpoint], Awaitable[T]]) -> T:
+        """``fn(endpoint)`` on the current address, then on each other one while it
+        raises NamerdUnreachable (a one-shot request with fail-over)."""
+        errors: list[str] = []
+        n = len(self.endpoints)
+        for k in range(n):
+            ep = self.endpoints[(self._current + k) % n]
+            try:
+                result = await fn(ep)
+            except NamerdUnreachable as e:
+                errors.append(str(e))
+                continue
+            self.report_success(ep)
+            return result
+        raise NamerdUnreachable("; ".join(errors))
+
     def backoff(self, attempt: int) -> float:
         return jittered_backoff(attempt, self.base_seconds, self.max_seconds)
 
@@ -319,29 +323,8 @@ class NamerdClient:
             await asyncio.sleep(random.uniform(delay / 2, delay))
 
     async def _probe(self, ep: Endpoint) -> bool:
-        if self._closed:
-            return False
-        try:
-            async with self.session().get(
-                ep.url(self._scheme) + "/api/1/dtabs",
-                timeout=aiohttp.ClientTimeout(total=max(self.probe_seconds, 1.0), sock_connect=CONNECT_TIMEOUT_S),
-                **self._tls_kw(),
-            ) as resp:
-                await resp.read()
-                return resp.status < 500
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError, NamerdUnreachable) as e:
-            if is_tls_error(e):
-                self.last_error = f"{ep}: {self._tls_failed(e, ep)}"
-            return False
-
-    def _tls_kw(self) -> dict[str, Any]:
-        """aiohttp request arguments for TLS: the current context and the server name."""
-        if self.tls is None:
-            return {}
-        kw: dict[str, Any] = {"ssl": self.tls.context}
-        if self.tls.server_hostname:
-            kw["server_hostname"] = self.tls.server_hostname
-        return kw
+        """Does ``ep`` answer? (One cheap request of the protocol.)"""
+        raise NotImplementedError
 
     def _tls_failed(self, e: BaseException, ep: Endpoint) -> str:
         """Count a failed handshake with ``ep``; its short reason."""
@@ -352,56 +335,9 @@ class NamerdClient:
         name = self.tls.server_hostname if self.tls is not None else None
         return f"TLS handshake failed{f' (expected name {name})' if name else ''}: {reason}"
 
-    # -- requests ------------------------------------------------------------------------
-    async def open(self, ep: Endpoint, path: str, params: Mapping[str, str]) -> aiohttp.ClientResponse:
-        """Start ``GET path?params`` on ``ep``; returns the response once its headers are
-        in and the status is 200. Raises NamerdUnreachable or NamerdResponseError."""
-        url = ep.url(self._scheme) + path
-        if self._closed:
-            raise NamerdUnreachable("the namerd client is closed")
-        try:
-            async with asyncio.timeout(HEADERS_TIMEOUT_S):  # see wait_backoff
-                resp = await self.session().get(url, params=dict(params), headers={"Accept": "application/json"},
-                                                **self._tls_kw())
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
-            # refused, reset, timed out, not speaking HTTP, or a failed TLS handshake:
-            # try elsewhere / later
-            why = self._tls_failed(e, ep) if is_tls_error(e) else _describe(e)
-            raise NamerdUnreachable(f"cannot reach namerd at {ep}: {why}") from e
-        if resp.status != 200:
-            try:
-                body = (await resp.read()).decode("utf-8", "replace")
-            except (aiohttp.ClientError, OSError):
-                body = ""
-            finally:
-                resp.release()
-            raise NamerdResponseError(ep, path, resp.status, body)
-        return resp
-
-    async def get_json(self, path: str, params: Mapping[str, str]) -> Any:
-        """One-shot GET with fail-over: tries every address once, starting with the current."""
-        errors: list[str] = []
-        n = len(self.endpoints)
-        for k in range(n):
-            ep = self.endpoints[(self._current + k) % n]
-            try:
-                resp = await self.open(ep, path, params)
-            except NamerdUnreachable as e:
-                errors.append(str(e))
-                continue
-            try:
-                async with resp:
-                    async with asyncio.timeout(HEADERS_TIMEOUT_S):
-                        data = await resp.read()
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
-                errors.append(f"namerd {ep}: {_describe(e)}")
-                continue
-            self.report_success(ep)
-            try:
-                return json.loads(data)
-            except ValueError as e:
-                raise NamerdResponseError(ep, path, 200, f"invalid JSON: {e}") from None
-        raise NamerdUnreachable("; ".join(errors))
+    def describe_failure(self, e: BaseException, ep: Endpoint) -> str:
+        """Why a connection to ``ep`` failed, TLS handshakes counted and explained."""
+        return self._tls_failed(e, ep) if is_tls_error(e) else _describe(e)
 
     async def close(self) -> None:
         """Stop probing and close every connection. Bounded: each step waits at most
@@ -418,18 +354,10 @@ class NamerdClient:
             await asyncio.wait({probe}, timeout=CLOSE_TIMEOUT_S)
             if not probe.done():
                 log.warning("namerd probe task did not stop within %gs; abandoning it", CLOSE_TIMEOUT_S)
-        session, self._session = self._session, None
-        if session is not None and not session.closed:
-            connector = session.connector
-            closing = asyncio.ensure_future(session.close())
-            await asyncio.wait({closing}, timeout=CLOSE_TIMEOUT_S)
-            if not closing.done():
-                closing.cancel()
-                n = _abort_connections(connector)
-                log.warning("aiohttp did not close the namerd connections within %gs; aborted %d",
-                            CLOSE_TIMEOUT_S, n)
-            elif not closing.cancelled() and closing.exception() is not None:
-                log.debug("closing the namerd session failed: %r", closing.exception())
+        await self._close_transport()
+
+    async def _close_transport(self) -> None:
+        """Close the protocol's connections (bounded by ``CLOSE_TIMEOUT_S``)."""
 
     @property
     def closed(self) -> bool:
@@ -448,6 +376,113 @@ class NamerdClient:
                 **(self.tls_failures.state() if self.tls_failures is not None else {}),
             },
         }
+
+
+class NamerdClient(NamerdEndpoints):
+    """:class:`NamerdEndpoints` over namerd's HTTP controller (aiohttp)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._session: Optional[aiohttp.ClientSession] = None
+        self._scheme = "https" if self.tls is not None else "http"
+
+    def _tls_kw(self) -> dict[str, Any]:
+        """aiohttp request arguments for TLS: the current context and the server name."""
+        if self.tls is None:
+            return {}
+        kw: dict[str, Any] = {"ssl": self.tls.context}
+        if self.tls.server_hostname:
+            kw["server_hostname"] = self.tls.server_hostname
+        return kw
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            # Never open a fresh session (and sockets nobody will close) after close().
+            raise NamerdUnreachable("the namerd client is closed")
+        if self._session is None or self._session.closed:
+            # limit=0: every watch holds one HTTP/1.1 connection for its lifetime, so a
+            # pool limit would silently block the 101st stream.
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, socket_factory=_keepalive_socket)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=None),
+                auto_decompress=True,
+            )
+        return self._session
+
+    async def _probe(self, ep: Endpoint) -> bool:
+        if self._closed:
+            return False
+        try:
+            async with self.session().get(
+                ep.url(self._scheme) + "/api/1/dtabs",
+                timeout=aiohttp.ClientTimeout(total=max(self.probe_seconds, 1.0), sock_connect=CONNECT_TIMEOUT_S),
+                **self._tls_kw(),
+            ) as resp:
+                await resp.read()
+                return resp.status < 500
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError, NamerdUnreachable) as e:
+            if is_tls_error(e):
+                self.last_error = f"{ep}: {self._tls_failed(e, ep)}"
+            return False
+
+    # -- requests ------------------------------------------------------------------------
+    async def open(self, ep: Endpoint, path: str, params: Mapping[str, str]) -> aiohttp.ClientResponse:
+        """Start ``GET path?params`` on ``ep``; returns the response once its headers are
+        in and the status is 200. Raises NamerdUnreachable or NamerdResponseError."""
+        url = ep.url(self._scheme) + path
+        if self._closed:
+            raise NamerdUnreachable("the namerd client is closed")
+        try:
+            async with asyncio.timeout(HEADERS_TIMEOUT_S):  # see wait_backoff
+                resp = await self.session().get(url, params=dict(params), headers={"Accept": "application/json"},
+                                                **self._tls_kw())
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+            # refused, reset, timed out, not speaking HTTP, or a failed TLS handshake:
+            # try elsewhere / later
+            raise NamerdUnreachable(f"cannot reach namerd at {ep}: {self.describe_failure(e, ep)}") from e
+        if resp.status != 200:
+            try:
+                body = (await resp.read()).decode("utf-8", "replace")
+            except (aiohttp.ClientError, OSError):
+                body = ""
+            finally:
+                resp.release()
+            raise NamerdResponseError(ep, path, resp.status, body)
+        return resp
+
+    async def get_json(self, path: str, params: Mapping[str, str]) -> Any:
+        """One-shot GET with fail-over: tries every address once, starting with the current."""
+
+        async def attempt(ep: Endpoint) -> bytes:
+            resp = await self.open(ep, path, params)
+            try:
+                async with resp:
+                    async with asyncio.timeout(HEADERS_TIMEOUT_S):
+                        return await resp.read()
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+                raise NamerdUnreachable(f"namerd {ep}: {_describe(e)}") from None
+
+        data = await self.on_any(attempt)
+        try:
+            return json.loads(data)
+        except ValueError as e:
+            raise NamerdResponseError(self.current, path, 200, f"invalid JSON: {e}") from None
+
+    async def _close_transport(self) -> None:
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            connector = session.connector
+            closing = asyncio.ensure_future(session.close())
+            await asyncio.wait({closing}, timeout=CLOSE_TIMEOUT_S)
+            if not closing.done():
+                closing.cancel()
+                n = _abort_connections(connector)
+                log.warning("aiohttp did not close the namerd connections within %gs; aborted %d",
+                            CLOSE_TIMEOUT_S, n)
+            elif not closing.cancelled() and closing.exception() is not None:
+                log.debug("closing the namerd session failed: %r", closing.exception())
+
 
 
 def _abort_connections(connector: Optional[aiohttp.BaseConnector]) -> int:

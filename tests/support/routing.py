@@ -77,6 +77,8 @@ async def reaches(port: int, backend, host: str = "web") -> bool:
     n = len(backend.requests)
     status, _ = await route_status(port, host)
     return status == 200 and len(backend.requests) > n
+
+
 @asynccontextmanager
 async def running_router(dtab: str, extra: str = "", namers: str = "", router_extra: str = ""
                          ) -> AsyncIterator[tuple[Any, str, int]]:
@@ -106,3 +108,55 @@ routers:
         yield linker, f"http://127.0.0.1:{admin}", port
     finally:
         await linker.close(0)
+
+
+class RouterProcess:
+    """``namerouter run config.yaml`` as a user runs it, with curl as the client."""
+
+    def __init__(self, config_path: str, log_path: str, cwd: str) -> None:
+        self.config_path = config_path
+        self.log_path = log_path
+        self.cwd = cwd
+        self.proc: "asyncio.subprocess.Process | None" = None
+        self._log = None
+
+    async def __aenter__(self) -> "RouterProcess":
+        import sys
+
+        self._log = open(self.log_path, "wb")
+        self.proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "namerouter", "run", self.config_path,
+                                                         cwd=self.cwd, stdout=self._log, stderr=self._log)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    @staticmethod
+    async def curl(*args: str) -> tuple[int, str]:
+        p = await asyncio.create_subprocess_exec("curl", "-sS", "-m", "5", *args, stdout=asyncio.subprocess.PIPE,
+                                                 stderr=asyncio.subprocess.PIPE)
+        out, err = await p.communicate()
+        return p.returncode or 0, out.decode() + err.decode()
+
+    async def until_body(self, port: int, host: str, body: str, timeout: float = 20.0) -> None:
+        """curl through the router until it answers ``body``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rc, out = await self.curl("-H", f"Host: {host}", f"http://127.0.0.1:{port}/")
+            if rc == 0 and out == body:
+                return
+            assert self.proc is not None and self.proc.returncode is None, self.log()[-2000:]
+            assert time.monotonic() < deadline, (out, self.log()[-2000:])
+            await asyncio.sleep(0.1)
