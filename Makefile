@@ -13,7 +13,7 @@ DEB_PACKAGES := zookeeper etcd-server nginx wrk curl openssl chromium chromium-d
 # and a local Debian base + podman for the container image test.
 DEB_PACKAGES += dnsmasq libcurator-discovery-java debootstrap podman runc
 
-.PHONY: demo test venv debs bench clean screenshots protos
+.PHONY: demo test test-fast venv debs bench clean screenshots protos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ demo: $(STAMP)
 test: $(STAMP) debs
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 	$(PY) -m pytest -q -m container $(PYTEST_ARGS)
+
+# The unit tests only (no real servers, nothing slow): a quick lane while editing.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m 'not slow and not integration and not container' $(PYTEST_ARGS)
 
 # Every benchmark, one after another (each prints its figures; all on 127.0.0.1, each
 # stops by itself). The first one that fails stops the run; for options, run a script

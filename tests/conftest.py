@@ -82,3 +82,37 @@ def influx_server():
     server = InfluxServer().start()
     yield server
     server.cleanup()
+
+
+# --- Test lanes --------------------------------------------------------------------------
+# `make test` runs everything. `make test-fast` (`-m "not slow and not integration"`) runs
+# the unit tests only, in well under 30 s. A test is `integration` when it starts a real
+# server or process (ZooKeeper, etcd, InfluxDB, Chromium, dnsmasq, namerd or router
+# subprocesses, curl, java ...): by the session fixtures it uses, or by its module being
+# listed here. `slow` marks modules that take several seconds even without such servers.
+INTEGRATION_FIXTURES = frozenset(("zk_server", "etcd_server", "browser", "influx_server"))
+INTEGRATION_MODULES = frozenset((
+    "test_announce", "test_announce_cli", "test_announce_router", "test_consul_router",
+    "test_container_image", "test_demo", "test_dnssrv_namer", "test_dtab_cli", "test_dtab_java",
+    "test_example_videos", "test_example_zookeeper", "test_example_zookeeper_namerd",
+    "test_linker_announce_yaml", "test_linkerd_examples", "test_linkerd_examples_tls",
+    "test_namerd_cli", "test_namerd_destination", "test_namerd_etcd", "test_namerd_http_interpreter_real",
+    "test_namerd_ifaces_router", "test_namerd_ifaces_tls", "test_namerd_mesh_grpcio",
+    "test_namerd_storage", "test_namerd_thrift_iface", "test_namerd_zk", "test_run_announce", "test_run_cli", "test_run_seed",
+    "test_serversets", "test_serversets_failures", "test_serversets_router", "test_support_servers",
+    "test_telemetry_influxdb", "test_tls_config", "test_tls_control_plane", "test_ui_namerd_browser", "test_ui_router_browser",
+    "test_zk_discovery_namers",
+))
+SLOW_MODULES = frozenset((
+    "test_admin_dashboard", "test_dtab_properties", "test_k8s_namer", "test_namerd_api", "test_proxy_streaming", "test_namerd_http_interpreter", "test_resilience_failures",
+    "test_resilience_retries", "test_traffic_split",
+))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = os.path.splitext(os.path.basename(str(item.path)))[0]
+        if module in INTEGRATION_MODULES or INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+        if module in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
