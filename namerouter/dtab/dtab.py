@@ -60,6 +60,13 @@ class Dentry:
 Dentry.nop = Dentry(Prefix([b"/"]), NEG)  # type: ignore[attr-defined]
 
 
+def rewrite(dst: NameTree[Path], residual: Path) -> NameTree[Path]:
+    """A dentry's destination with ``residual`` appended to every leaf."""
+    if not residual.labels:
+        return dst
+    return dst.map(lambda p: p + residual)
+
+
 def _build_trie(dentries: tuple[Dentry, ...]) -> list:
     """Trie node = [indices of dentries whose prefix ends here, {elem: child node}]."""
     root: list = [[], {}]
@@ -84,8 +91,10 @@ class Dtab(Sequence[Dentry]):
         object.__setattr__(self, "_hash", None)
         object.__setattr__(self, "_trie", None)
 
-    def _candidates(self, path: Path) -> list[Dentry]:
-        """The dentries whose prefix matches ``path``, last-defined first.
+    def matches(self, path: Path) -> list[tuple[Dentry, Path]]:
+        """Every dentry whose prefix matches ``path``, last-defined first, each with the
+        residual (the labels after its prefix). The one place binding, delegation and
+        lint ask "which rules apply here" (dtab-semantics.md §7).
 
         Uses a trie of the prefixes (built once per Dtab, lazily; a ``*`` element is one
         more branch), so a lookup costs a few dict probes per path label instead of a
@@ -107,18 +116,22 @@ class Dtab(Sequence[Dentry]):
                 child = node[1].get(WILDCARD)
                 if child is not None:
                     nxt.append(child)
-            if not nxt:
-                nodes = nxt
-                break
             nodes = nxt
+            if not nxt:
+                break
         for node in nodes:
             found.extend(node[0])
+        if not found:
+            return []
         if len(found) > 1:
             found.sort(reverse=True)
-        elif not found:
-            return []
         ds = self.dentries
-        return [ds[i] for i in found]
+        labels = path.labels
+        out = []
+        for i in found:
+            d = ds[i]
+            out.append((d, Path._trusted(labels[len(d.prefix.elems):])))
+        return out
 
     @classmethod
     def read(cls, text: str) -> "Dtab":
@@ -176,14 +189,7 @@ class Dtab(Sequence[Dentry]):
         0 matches -> ``~``; 1 -> its destination with the residual appended to every
         leaf; n -> an Alt of those, last-defined first. No longest-prefix rule.
         """
-        matches: list[NameTree[Path]] = []
-        labels = path.labels
-        for d in self._candidates(path):
-            residual = Path._trusted(labels[len(d.prefix.elems):])
-            if residual.labels:
-                matches.append(d.dst.map(lambda p, r=residual: p + r))
-            else:
-                matches.append(d.dst)
+        matches = [rewrite(d.dst, residual) for d, residual in self.matches(path)]
         if not matches:
             return NEG
         if len(matches) == 1:

@@ -27,14 +27,12 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from . import system
-from .delegation import (
-    MAX_DEPTH, DelegateTree, delegate_gen, run_sync, to_json,
-)
+from . import binding, system
+from .binding import BUDGET, MAX_DEPTH
+from .delegation import DelegateTree, delegate_gen, run_sync, to_json
 from .dtab import Dtab
-from .errors import BindingTooLarge, MaxDepthExceeded
 from .path import Path
-from .tree import NEG, Alt, Leaf, NameTree, Union, Weighted, _Constant
+from .tree import Leaf, NameTree
 
 NAMER_LABEL = b"#"
 
@@ -72,116 +70,24 @@ def _coerce(dtab: Any, path: Any) -> tuple[Dtab, Path]:
     return dtab, path
 
 
-def _resolve(dtab: Dtab, lookup_namer: LookupNamer, path: Path) -> NameTree:
-    # Finagle's DefaultInterpreter / Linkerd's ConfiguredNamersInterpreter: the dtab first;
-    # the namers only when the answer is exactly Neg (two `~` matches give Alt(~,~): no).
-    r = dtab.lookup(path)
-    if r is NEG:
-        return lookup_namer(path)
-    return r
-
-
-#: Safety budget of lookups per bind/delegate call (see BindingTooLarge).
-MAX_LOOKUPS = 100_000
-
-_MISS = object()
-
-
-class _Raised:
-    """A memoised failure."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
 def bind(
     dtab: Dtab,
     path: Path,
     max_depth: int = MAX_DEPTH,
     lookup_namer: Optional[LookupNamer] = None,
-    max_lookups: int = MAX_LOOKUPS,
+    budget: int = BUDGET,
 ) -> NameTree:
-    """Bind ``path`` through ``dtab`` (Finagle's Namer.bind; dtab-semantics.md §8).
+    """Bind ``path`` through ``dtab`` (Finagle's Namer.bind; dtab-semantics.md §8) with
+    the one binding algorithm of :mod:`.binding`.
 
     Returns a simplified tree without Alt nodes whose leaves are bound values
     (:class:`~.system.SystemBound`, :class:`OfflineBound`). Raises
     :class:`~.errors.MaxDepthExceeded` when a branch needs more than ``max_depth``
-    lookups, :class:`~.errors.UnknownNamer` for an unknown ``/$/x``, and whatever the
-    namer callback raises. A failing Union member is dropped if a sibling binds; a failure
-    inside an Alt aborts the Alt.
-
-    Binding a path at a given depth always gives the same answer, so answers are memoised
-    per (path, depth): dtabs whose unions repeat names (``/x => /x & /x``) stay
-    polynomial. More than ``max_lookups`` distinct lookups raise BindingTooLarge.
+    lookups, :class:`~.errors.UnknownNamer` for an unknown ``/$/x``, whatever the namer
+    callback raises, and :class:`~.errors.BindingTooLarge` past ``budget`` steps.
     """
     dtab, path = _coerce(dtab, path)
-    lookup = lookup_namer or offline_lookup
-    memo: dict[tuple[Path, int], Any] = {}
-    budget = [max_lookups]
-
-    def b(tree: NameTree, depth: int) -> NameTree:
-        if depth > max_depth:
-            raise MaxDepthExceeded(max_depth)
-        if isinstance(tree, Leaf):
-            if isinstance(tree.value, Path):
-                key = (tree.value, depth)
-                hit = memo.get(key, _MISS)
-                if hit is not _MISS:
-                    if isinstance(hit, _Raised):
-                        raise hit.error
-                    return hit
-                budget[0] -= 1
-                if budget[0] < 0:
-                    raise BindingTooLarge(max_lookups)
-                try:
-                    r = b(_resolve(dtab, lookup, tree.value), depth + 1)
-                except BindingTooLarge:
-                    raise
-                except Exception as e:  # noqa: BLE001 - remembered, then re-raised
-                    memo[key] = _Raised(e)
-                    raise
-                memo[key] = r
-                return r
-            return tree
-        if isinstance(tree, _Constant):
-            return tree
-        if isinstance(tree, Union):
-            ws = tree.weighted
-            if not ws:
-                return NEG
-            if len(ws) == 1:
-                return b(ws[0].tree, depth)
-            oks: list[Weighted] = []
-            first_error: Optional[BaseException] = None
-            for w in ws:
-                try:
-                    oks.append(Weighted(w.weight, b(w.tree, depth)))
-                except BindingTooLarge:
-                    raise
-                except Exception as e:  # noqa: BLE001 - any binding failure, as in Finagle
-                    if first_error is None:
-                        first_error = e
-            if not oks:
-                assert first_error is not None
-                raise first_error
-            return Union(*oks).simplified()
-        if isinstance(tree, Alt):
-            ts = tree.trees
-            if not ts:
-                return NEG
-            if len(ts) == 1:
-                return b(ts[0], depth)
-            for t in ts:
-                r = b(t, depth)  # a failure here aborts the whole Alt
-                if r is NEG:
-                    continue
-                return r  # `!`, `$`, a leaf or a union
-            return NEG
-        raise TypeError(f"not a NameTree: {tree!r}")
-
-    return b(Leaf(path), 0).simplified()
+    return binding.bind_or_raise(dtab, path, lookup_namer or offline_lookup, max_depth, budget)
 
 
 # delegate ---------------------------------------------------------------------------------

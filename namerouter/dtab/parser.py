@@ -29,7 +29,7 @@ from . import _explain
 from .dtab import Dentry, Dtab
 from .errors import DtabSyntaxError
 from .path import WILDCARD, Path, Prefix
-from .tree import EMPTY, FAIL, NEG, Alt, Leaf, NameTree, Union, Weighted
+from .tree import EMPTY, FAIL, MAX_TREE_DEPTH, NEG, Alt, Leaf, NameTree, Union, Weighted
 
 # Java Character.isWhitespace: Zs/Zl/Zp except the no-break spaces U+00A0, U+2007, U+202F,
 # plus \t \n \v \f \r and the four information separators U+001C..U+001F.
@@ -188,27 +188,56 @@ _lark = Lark(
     propagate_positions=False,
 )
 
+def _depth(result: Any) -> int:
+    """Alt/Union nesting of a parse result (O(1) per tree: nodes know their depth)."""
+    if isinstance(result, NameTree):
+        return result.depth
+    if isinstance(result, Dentry):
+        return result.dst.depth
+    if isinstance(result, Dtab):
+        return max((d.dst.depth for d in result.dentries), default=0)
+    return 0
+
+
 def _parse(kind: str, text: str) -> Any:
-    """Parse ``text`` as ``kind`` with lark; on rejection raise Finagle's exact error."""
+    """Parse ``text`` as ``kind`` with lark; on rejection raise Finagle's exact error.
+
+    lark's LALR parser keeps its own stack, so any nesting parses without recursion;
+    trees nested deeper than ``MAX_TREE_DEPTH`` are then refused (every later walk of a
+    tree recurses per level), as is the same nesting in an invalid text (the error
+    explainer recurses per parenthesis).
+    """
     if not isinstance(text, str):
         raise TypeError(f"expected str to parse, got {type(text).__name__}")
     try:
-        return _lark.parse(text, start="start_" + kind)
+        result = _lark.parse(text, start="start_" + kind)
     except (LarkError, VisitError, ValueError, OverflowError) as e:
-        lark_error = e
-    try:
-        message, offset = _explain.explain(kind, text)
-    except RecursionError:
-        # Only absurdly deep parenthesis nesting gets here (Finagle's own recursive parser
-        # would overflow its stack too); still a syntax error, not a crash.
-        raise DtabSyntaxError(
-            f"nesting too deep at '{text[:40]}{'...' if len(text) > 40 else ''}'", text, 0
-        ) from None
+        lark_error: Exception = e
+    else:
+        if _depth(result) <= MAX_TREE_DEPTH:
+            return result
+        offset = _too_deep_offset(text)
+        raise DtabSyntaxError(_explain.too_deep_message(text, offset), text, offset)
+    message, offset = _explain.explain(kind, text)
     if message is None:  # pragma: no cover - the two procedures disagree: a bug
         raise DtabSyntaxError(
             f"invalid {kind} at '{text}': {lark_error}", text, 0
         ) from None
     raise DtabSyntaxError(message, text, offset) from None
+
+
+def _too_deep_offset(text: str) -> int:
+    """Where a valid but too deep text first opens one parenthesis too many (best
+    effort: comments are not skipped; only used to point at the problem)."""
+    depth = 0
+    for i, c in enumerate(text):
+        if c == "(":
+            depth += 1
+            if depth > MAX_TREE_DEPTH - 2:  # an Alt of Unions nests two levels per group
+                return i
+        elif c == ")":
+            depth -= 1
+    return 0
 
 
 def parse_path(text: str) -> Path:

@@ -18,6 +18,12 @@ U = TypeVar("U")
 
 DEFAULT_WEIGHT = 1.0
 
+#: The deepest nesting of Alt/Union nodes a tree may have, parsed or bound. Every
+#: algorithm that walks a tree recursively (show, simplify, map, hash, the JSON
+#: renderers) is safe within it; the parser and the binder refuse deeper trees, so no
+#: input can reach Python's recursion limit. Real dtabs nest a handful of levels.
+MAX_TREE_DEPTH = 100
+
 
 def format_weight(weight: float) -> str:
     """Java's ``%.2f``: HALF_UP on the shortest decimal representation of the double.
@@ -36,9 +42,19 @@ def format_weight(weight: float) -> str:
 
 
 class NameTree(Generic[T]):
-    """Base class of the six variants. Immutable; structural equality."""
+    """Base class of the six variants. Immutable; structural equality.
+
+    ``size`` (nodes, counting a shared subtree once per use) and ``depth`` (Alt/Union
+    levels) are known in O(1): Alt and Union compute them from their children when
+    built, so the binder can bound the work a tree will cause before anyone walks it.
+    """
 
     __slots__ = ()
+
+    #: nodes in the tree (a leaf or a constant is one node)
+    size: int = 1
+    #: nesting of Alt/Union nodes (0 for a leaf or a constant)
+    depth: int = 0
 
     # Filled in below so users can write NameTree.Leaf, NameTree.Neg, ...
     Leaf: Any
@@ -108,13 +124,28 @@ class Leaf(NameTree[T]):
         return self
 
 
+def _measure(trees: Iterable[NameTree[Any]]) -> tuple[int, int]:
+    """(size, depth) of a node with these children."""
+    size, depth = 1, 0
+    for t in trees:
+        size += t.size
+        if t.depth > depth:
+            depth = t.depth
+    return size, depth + 1
+
+
 class Alt(NameTree[T]):
     """Try the trees in order; the first that is not negative wins."""
 
-    __slots__ = ("trees",)
+    __slots__ = ("trees", "size", "depth")
+
+    trees: tuple[NameTree[T], ...]
 
     def __init__(self, *trees: NameTree[T]) -> None:
-        object.__setattr__(self, "trees", tuple(trees))
+        object.__setattr__(self, "trees", trees)
+        size, depth = _measure(trees)
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "depth", depth)
 
     @classmethod
     def of(cls, trees: Iterable[NameTree[T]]) -> "Alt[T]":
@@ -184,10 +215,15 @@ class Weighted(Generic[T]):
 class Union(NameTree[T]):
     """Weighted load-balance set: every member is used, in proportion to its weight."""
 
-    __slots__ = ("weighted",)
+    __slots__ = ("weighted", "size", "depth")
+
+    weighted: tuple[Weighted[T], ...]
 
     def __init__(self, *weighted: Weighted[T]) -> None:
-        object.__setattr__(self, "weighted", tuple(weighted))
+        object.__setattr__(self, "weighted", weighted)
+        size, depth = _measure(w.tree for w in weighted)
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "depth", depth)
 
     @classmethod
     def of(cls, weighted: Iterable[Weighted[T]]) -> "Union[T]":

@@ -25,11 +25,11 @@ from ..dtab.errors import DtabSyntaxError
 from ..dtab.path import Path
 from ..dtab.tree import NameTree
 from ..naming.binding_cache import BindingCache
-from ..naming.bound import BoundName
+from ..naming.bound import BoundName, same_tree_state
 from ..naming.interpreter import DefaultInterpreter
 from ..naming.reactive import flat_map
 from ..naming.transform import build_transformers
-from ..naming.var import PENDING, Activity, ActivityState, Failed, Ok, Var
+from ..naming.var import PENDING, Activity, ActivityState, Closable, Failed, LazyVar, Ok
 from .default import interpreter_options, register_metrics
 
 MAX_DTAB_BYTES = 500 * 1024
@@ -41,7 +41,7 @@ class FsInterpreterConfig:
     transformers: list[Any] = field(default_factory=list, metadata={"plugins": "TRANSFORMERS"})
 
 
-class DtabFileVar(Var[ActivityState[Dtab]]):
+class DtabFileVar(LazyVar[ActivityState[Dtab]]):
     """The parsed content of a dtab file, polled while observed."""
 
     __slots__ = ("path", "interval", "_sig", "_task")
@@ -87,18 +87,17 @@ class DtabFileVar(Var[ActivityState[Dtab]]):
             self.check()
         return self._value
 
-    _lazy = True
-
-    def _first_observed(self) -> None:
+    def start(self) -> Closable:
         self._sig = None
         self.check()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return
+            return Closable()
         self._task = loop.create_task(self._poll(), name=f"dtabFile {self.path}")
+        return Closable(self._stop)
 
-    def _last_unobserved(self) -> None:
+    def _stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -130,14 +129,19 @@ class FsInterpreter(DefaultInterpreter):
         register_metrics(interp, runtime)
         return interp
 
-    def bind(self, dtab: Dtab, path: Path) -> Activity[NameTree[BoundName]]:
+    def bind(self, dtab: Dtab, path: Path, *, from_request: bool = False) -> Activity[NameTree[BoundName]]:
         inner_bind = super().bind
-        return self.outer.get(
-            (dtab, path), lambda: flat_map(self.dtab_activity, lambda base: inner_bind(base + dtab, path)))
 
-    async def delegate(self, dtab: Dtab, path: Path, timeout: float = 2.0) -> dict:
+        def bind_on(base: Dtab) -> Activity[NameTree[BoundName]]:
+            return inner_bind(base + dtab, path, from_request=from_request)
+
+        return self.outer.get((dtab, path, from_request),
+                              lambda: flat_map(self.dtab_activity, bind_on, same_tree_state))
+
+    async def delegate(self, dtab: Dtab, path: Path, timeout: float = 2.0, *,
+                       from_request: bool = False) -> dict[str, Any]:
         base = await self.dtab_activity.wait_ok(timeout)
-        return await super().delegate(base + dtab, path, timeout=timeout)
+        return await super().delegate(base + dtab, path, timeout=timeout, from_request=from_request)
 
     def cache_stats(self) -> dict[str, Any]:
         s = super().cache_stats()

@@ -70,7 +70,7 @@ from ..metrics import MetricsRegistry
 from ..naming.addr import ADDR_PENDING, Addr, AddrFailed, addr_from_json
 from ..naming.bound import BoundName
 from ..naming.transform import apply_transformers, build_transformers
-from ..naming.var import PENDING, Activity, ActivityState, Closable, Failed, Ok, Var
+from ..naming.var import PENDING, Activity, ActivityState, Closable, Failed, Ok, Var, start_stop
 from .json_stream import JsonStreamParser, StreamErrorLine, StreamTruncated
 from .namerd_client import NamerdClient, NamerdResponseError, NamerdUnreachable, parse_endpoint, parse_endpoints
 
@@ -379,8 +379,7 @@ class AddrWatch(_Watch):
     def __init__(self, interp: "NamerdHttpInterpreter", id: Path) -> None:
         super().__init__(interp, f"/api/1/addr/{interp.namespace}", {"path": id.show(), "watch": "1"})
         self.id = id
-        self.var: Var[Addr] = Var(ADDR_PENDING, on_first_observer=self._observed,
-                                  on_last_observer=self._unobserved)
+        self.var: Var[Addr] = Var.lazy(ADDR_PENDING, start_stop(self._observed, self._unobserved))
 
     def _observed(self) -> None:
         self._interp._addrs.activate(self.id, self)
@@ -412,8 +411,7 @@ class BindWatch(_Watch):
             params["dtab"] = dtab.show()
         super().__init__(interp, f"/api/1/bind/{interp.namespace}", params)
         self.key = (dtab, path)
-        self.states: Var[ActivityState[NameTree[BoundName]]] = Var(
-            PENDING, on_first_observer=self._observed, on_last_observer=self._unobserved)
+        self.states: Var[ActivityState[NameTree[BoundName]]] = Var.lazy(PENDING, start_stop(self._observed, self._unobserved))
         self.activity: Activity[NameTree[BoundName]] = Activity(self.states)
         #: what bind() returns: the activity, or the transformers' view of it
         self.result: Activity[NameTree[BoundName]] = self.activity

@@ -26,13 +26,13 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ..dtab import delegation as dl
+from ..dtab.binding import BUDGET
 from ..dtab.dtab import Dtab
 from ..dtab.path import Path
 from ..dtab.tree import NEG, NameTree
 from .addr import ADDR_PENDING, AddrBound
 from .bound import BoundName
 from .system_namer import STATUS_META_KEY
-from .transform import apply_transformers, is_fully_bound
 from .var import Activity, Failed
 
 if TYPE_CHECKING:
@@ -79,7 +79,8 @@ async def _settle(result: Any, deadline: _Deadline) -> NameTree[Any]:
         raise deadline.timed_out() from None
 
 
-async def delegate(interp: "DefaultInterpreter", dtab: Dtab, path: Path, timeout: float = 2.0) -> dict:
+async def delegate(interp: "DefaultInterpreter", dtab: Dtab, path: Path, timeout: float = 2.0,
+                   budget: int = BUDGET) -> dict[str, Any]:
     """The delegate JSON of ``path`` under ``dtab`` through ``interp``'s namers."""
     for t in interp.transformers:
         if not t.delegating:
@@ -88,9 +89,9 @@ async def delegate(interp: "DefaultInterpreter", dtab: Dtab, path: Path, timeout
     deadline = _Deadline(timeout)
 
     async def lookup_namer(p: Path) -> NameTree[Any]:
-        return await _lookup(interp, p, 0, deadline)
+        return await _lookup(interp, p, deadline)
 
-    tree = await dl.run_async(dl.delegate_gen(dtab, path, interp.max_depth), lookup_namer)
+    tree = await dl.run_async(dl.delegate_gen(dtab, path, interp.max_depth, budget), lookup_namer)
     if deadline.expired:
         raise DelegateTimeout()
     for t in interp.transformers:
@@ -102,18 +103,10 @@ async def delegate(interp: "DefaultInterpreter", dtab: Dtab, path: Path, timeout
     return await dl.to_json_async(tree, render)
 
 
-async def _lookup(interp: "DefaultInterpreter", path: Path, start: int, deadline: _Deadline) -> NameTree[Any]:
-    labels = path.labels
-    if labels and labels[0] == b"#":
-        for i in range(start, len(interp._namers)):
-            prefix, n, namer = interp._namers[i]
-            if not path.startswith(prefix):
-                continue
-            tree = await _settle(namer.lookup(path.drop(n)), deadline)
-            if tree is NEG:
-                continue
-            if namer.transformers and is_fully_bound(tree):
-                tree = await _settle(apply_transformers(tree, namer.transformers), deadline)
+async def _lookup(interp: "DefaultInterpreter", path: Path, deadline: _Deadline) -> NameTree[Any]:
+    for namer, rest in interp.matching_namers(path):
+        tree = await _settle(interp.namer_activity(namer, rest), deadline)
+        if tree is not NEG:
             return tree
     return interp.system.lookup(path)  # raises UnknownNamer -> an exception node
 

@@ -33,7 +33,7 @@ from ..dtab.tree import NEG, NameTree
 from . import dns
 from .addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, AddrFailed, Address
 from .bound import BoundName
-from .var import Var
+from .var import Closable, LazyVar, Var
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class SystemNamer:
         return _DnsVar(host, port, None if once else self.dns_refresh_s)
 
 
-class _DnsVar(Var[Addr]):
+class _DnsVar(LazyVar[Addr]):
     """An address set resolved from DNS while observed, re-resolved periodically."""
 
     __slots__ = ("host", "port", "refresh_s", "_task", "_good")
@@ -117,19 +117,18 @@ class _DnsVar(Var[Addr]):
         self._task: Optional[asyncio.Task] = None
         self._good = False
 
-    _lazy = True
-
-    def _first_observed(self) -> None:
+    def start(self) -> Closable:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             # No event loop (a CLI tool): resolve once, synchronously.
             self._apply_blocking()
-            return
+            return Closable()
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._run(), name=f"dns {self.host}")
+        return Closable(self._stop)
 
-    def _last_unobserved(self) -> None:
+    def _stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

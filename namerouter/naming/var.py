@@ -29,22 +29,28 @@ class Closable:
 
 
 class Var(Generic[T]):
-    """A mutable observable value. Updates equal to the current value are dropped."""
+    """A mutable observable value. Updates equal to the current value are dropped.
 
-    __slots__ = ("_value", "_observers", "_on_first", "_on_last", "_waiters", "__weakref__")
+    There is one publish path (:meth:`_notify_observers`): every observer is called in turn, one
+    that raises is logged and skipped (the others and the waiters still get the value),
+    then the waiters of :meth:`changed` are woken.
+    """
 
-    def __init__(
-        self,
-        value: T,
-        on_first_observer: Optional[Callable[[], None]] = None,
-        on_last_observer: Optional[Callable[[], None]] = None,
-    ) -> None:
+    __slots__ = ("_value", "_observers", "_waiters", "__weakref__")
+
+    def __init__(self, value: T) -> None:
         self._value = value
         self._observers: list[Callable[[T], None]] = []
-        # Lazy sources (a namer watch) start when first observed, stop when unobserved.
-        self._on_first = on_first_observer
-        self._on_last = on_last_observer
-        self._waiters: list[asyncio.Future] = []
+        self._waiters: list[asyncio.Future[T]] = []
+
+    @staticmethod
+    def lazy(initial: T, start: "Callable[[LazyVar[T]], Closable]",
+             same: "Optional[Callable[[T, T], bool]]" = None) -> "LazyVar[T]":
+        """Finagle's ``Var.async``: a Var whose value ``start(var)`` computes (by calling
+        ``var.update``) only while somebody observes it. ``start`` runs when the first
+        observer arrives and returns a Closable that stops the computation when the last
+        one leaves. ``same(new, old)`` decides which updates are dropped (default ``==``)."""
+        return LazyVar(initial, start, same)
 
     def sample(self) -> T:
         return self._value
@@ -67,10 +73,7 @@ class Var(Generic[T]):
         first = not self._observers
         self._observers.append(fn)
         if first:
-            if self._on_first is not None:
-                self._on_first()
-            elif self._lazy:
-                self._first_observed()
+            self._first_observer()
         if initial:
             fn(self._value)
 
@@ -80,28 +83,23 @@ class Var(Generic[T]):
             except ValueError:
                 return
             if not self._observers:
-                if self._on_last is not None:
-                    self._on_last()
-                elif self._lazy:
-                    self._last_unobserved()
+                self._no_observers()
 
         return Closable(stop)
 
-    # Subclasses that compute lazily (derived bindings, namer watches) set ``_lazy = True``
-    # and override these two instead of passing hooks: no per-instance closures and no
-    # reference cycle, so a dropped Var is freed at once.
-    _lazy = False
+    def _first_observer(self) -> None:
+        """The first observer arrived (:class:`LazyVar` starts computing here)."""
 
-    def _first_observed(self) -> None:
-        """Called when the first observer arrives (``_lazy`` subclasses)."""
-
-    def _last_unobserved(self) -> None:
-        """Called when the last observer leaves (``_lazy`` subclasses)."""
+    def _no_observers(self) -> None:
+        """The last observer left (:class:`LazyVar` stops computing here)."""
 
     def update(self, value: T) -> None:
         if value == self._value:
             return
         self._value = value
+        self._notify_observers(value)
+
+    def _notify_observers(self, value: T) -> None:
         for fn in list(self._observers):
             try:
                 fn(value)
@@ -109,6 +107,9 @@ class Var(Generic[T]):
                 # One broken observer must not starve the others (or the waiters) of
                 # the update: log it and carry on.
                 _log.exception("observer %r of %r raised", fn, self)
+        self._wake_waiters(value)
+
+    def _wake_waiters(self, value: T) -> None:
         if self._waiters:
             waiters, self._waiters = self._waiters, []
             for w in waiters:
@@ -120,7 +121,7 @@ class Var(Generic[T]):
 
     async def changed(self) -> T:
         """Wait for the next change and return the new value."""
-        fut = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         return await fut
 
@@ -133,17 +134,78 @@ class Var(Generic[T]):
                 v = await self.changed()
             return v
 
-        # Observe while waiting: a lazy Var (one with on_first_observer, e.g. a derived
-        # binding or a namer watch) only computes while somebody observes it.
-        hold = self.observe(_ignore, initial=False) if (self._on_first is not None or self._lazy) else None
+        # Observe while waiting: a lazy Var only computes while somebody observes it.
+        hold = self.observe(_ignore, initial=False)
         try:
             return await asyncio.wait_for(wait(), timeout)
         finally:
-            if hold is not None:
-                hold.close()
+            hold.close()
 
     def __repr__(self) -> str:
         return f"Var({self._value!r})"
+
+
+class LazyVar(Var[T]):
+    """A Var computed only while observed (Finagle's ``Var.async``; see :meth:`Var.lazy`).
+
+    Subclasses may override :meth:`start` instead of passing a function: no per-instance
+    closure and no reference cycle, so a dropped Var is freed at once (namers cache their
+    Vars weakly). While unobserved the value is the last one computed, possibly stale.
+    Updates made *during* ``start`` (sources replaying their current value) are stored
+    without notifying, because the only observer is the one being added and ``observe``
+    hands it the current value right afterwards (no duplicate first notification).
+    """
+
+    __slots__ = ("_start_fn", "_running", "_activating", "_same")
+
+    def __init__(self, initial: T, start: Optional[Callable[["LazyVar[T]"], Closable]] = None,
+                 same: Optional[Callable[[T, T], bool]] = None) -> None:
+        super().__init__(initial)
+        self._start_fn = start
+        self._same = same
+        self._running: Optional[Closable] = None
+        self._activating = False
+
+    def start(self) -> Closable:
+        """Begin computing; the returned Closable stops it."""
+        if self._start_fn is None:
+            raise NotImplementedError("LazyVar needs a start function or a start() override")
+        return self._start_fn(self)
+
+    def _first_observer(self) -> None:
+        self._activating = True
+        try:
+            self._running = self.start()
+        finally:
+            self._activating = False
+
+    def _no_observers(self) -> None:
+        running, self._running = self._running, None
+        if running is not None:
+            running.close()
+
+    def update(self, value: T) -> None:
+        same = self._same
+        if value is self._value or (same(value, self._value) if same is not None else value == self._value):
+            return
+        self._value = value
+        if self._activating:
+            self._wake_waiters(value)
+        else:
+            self._notify_observers(value)
+
+    def __repr__(self) -> str:
+        return f"LazyVar({self._value!r})"
+
+
+def start_stop(start: Callable[[], None], stop: Callable[[], None]) -> Callable[[LazyVar[Any]], Closable]:
+    """Adapt a ``start()``/``stop()`` method pair (a watch loop) to :meth:`Var.lazy`."""
+
+    def run(_: LazyVar[Any]) -> Closable:
+        start()
+        return Closable(stop)
+
+    return run
 
 
 def _ignore(_: Any) -> None:
