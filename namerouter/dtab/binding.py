@@ -218,6 +218,8 @@ def _union(members: tuple[Weighted[Any], ...], results: list[Outcome], steps: Bu
             if isinstance(r, Failure):
                 return r
         return WAITING
+    if len(bound) == 1:
+        return bound[0][1]  # a one-member union is that member, even `~` or `!`
     kept = [Weighted(weight, t) for weight, t in bound if t is not NEG and t is not FAIL]
     if not kept:
         return NEG
