@@ -55,6 +55,10 @@ class HttpControllerConfig:
     port: int = field(default=4180, metadata={"min": 0, "max": 65535})
     #: accepted for compatibility; TLS termination is not provided
     socketOptions: Any = None
+    #: largest dtab body accepted (413 beyond); large ones are parsed off the event loop
+    maxDtabKB: int = field(default=1024, metadata={"min": 1, "max": 64 * 1024})
+    #: a watch stream whose client takes no data for this long is closed
+    watchStallTimeoutMs: int = field(default=30_000, metadata={"min": 100})
 
 
 @dataclass

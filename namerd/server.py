@@ -38,6 +38,8 @@ class Namerd:
         binding_idle_ttl: float = 600.0,
         binding_cache_size: int = 10_000,
         keepalive_timeout: float = 75.0,
+        max_dtab_bytes: int = 1024 * 1024,
+        watch_stall_timeout: float = 30.0,
     ) -> None:
         self.store = store
         self.namers = list(namers)
@@ -55,6 +57,9 @@ class Namerd:
         # Idle time allowed *between* requests on a connection; a watch stream is one
         # long request and has no server-side timeout at all.
         self.keepalive_timeout = keepalive_timeout
+        # Limits of the HTTP API (README "Limits and hardening").
+        self.max_dtab_bytes = max_dtab_bytes
+        self.watch_stall_timeout = watch_stall_timeout
         self.interpreter: Any = None
         self.binder: Optional[NamerdBinder] = None
         self.controller: Optional[HttpController] = None
@@ -78,6 +83,9 @@ class Namerd:
             ncls = plugins.load(plugins.NAMERS, kind_of(n))
             namers.append(ncls.from_config(n, runtime))
         prom = next((t for t in cfg.telemetry if getattr(t, "kind", "") == "io.l5d.prometheus"), None)
+        http = cfg.http_controllers[0] if cfg.http_controllers else None
+        limits = {} if http is None else {"max_dtab_bytes": http.maxDtabKB * 1024,
+                                          "watch_stall_timeout": http.watchStallTimeoutMs / 1000.0}
         return cls(
             store,
             namers,
@@ -87,6 +95,7 @@ class Namerd:
             config_json=validated.raw,
             prometheus_path=prom.path if prom else "/admin/metrics/prometheus",
             prometheus_prefix=prom.prefix if prom else "",
+            **limits,
         )
 
     # Lifecycle ---------------------------------------------------------------------------
@@ -106,7 +115,9 @@ class Namerd:
         if self.interpreter is not None:
             self.binder = NamerdBinder(self.store, self.interpreter, self.namers,
                                        getattr(self.interpreter, "system", None))
-        self.controller = HttpController(self.store, self.binder, self.metrics)
+        self.controller = HttpController(self.store, self.binder, self.metrics,
+                                         max_dtab_bytes=self.max_dtab_bytes,
+                                         watch_stall_timeout=self.watch_stall_timeout)
         for ip, port in self.interfaces:
             # handler_cancellation: a watch handler is cancelled when its client hangs
             # up, which closes its observations (no idle timeout on the stream itself).

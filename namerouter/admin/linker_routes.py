@@ -12,7 +12,9 @@ body ``{"namespace", "path", "dtab"}``) answers with the interpreter's delegate 
 As in Linkerd's dtab playground, ``dtab`` is the whole dtab to delegate with; when it
 is absent the router's own dtab is used, so ``?namespace=outgoing&path=/svc/web``
 explains how that router routes ``/svc/web``. 400 ``Invalid path: …`` / ``Invalid dtab:
-…``, 404 unknown namespace, 501 an interpreter that cannot explain, 503 after 2 s.
+…``, 404 unknown namespace, 413 a dtab over 1 MB, 501 an interpreter that cannot
+explain, 503 after 2 s. A given ``dtab`` comes from a client: large ones are parsed off
+the event loop and the delegation runs under the interpreter's request budget.
 """
 from __future__ import annotations
 
@@ -25,9 +27,12 @@ from typing import Any, Callable, Iterable, Optional
 from aiohttp import web
 
 from ..dtab import Dtab, Path
+from ..naming.dtab_text import DEFAULT_MAX_BYTES, DtabTooLarge, check_size, read_dtab
 from .app import Route, json_response
 
 DELEGATE_TIMEOUT_S = 2.0
+#: Largest ``dtab`` the delegator takes (the same default as namerd's ``maxDtabKB``).
+DELEGATOR_MAX_DTAB_BYTES = DEFAULT_MAX_BYTES
 
 
 @dataclass
@@ -58,7 +63,10 @@ def linker_routes(routers: Callable[[], dict[str, RouterView]],
             dtab = view.dtab
         else:
             try:
-                dtab = Dtab.read(dtab_text)
+                check_size(len(dtab_text.encode("utf-8")), DELEGATOR_MAX_DTAB_BYTES, "delegator limit, KB")
+                dtab = await read_dtab(dtab_text)
+            except DtabTooLarge as e:
+                return _text(413, f"{e}\n")
             except Exception as e:
                 return _text(400, f"Invalid dtab: {e}")
         if path_text is None:
@@ -71,7 +79,7 @@ def linker_routes(routers: Callable[[], dict[str, RouterView]],
         if fn is None:
             return _text(501, f"Name Interpreter for {namespace} cannot show delegations")
         try:
-            result = fn(dtab, path)
+            result = fn(dtab, path) if dtab_text is None else fn(dtab, path, from_request=True)
             if inspect.isawaitable(result):
                 result = await asyncio.wait_for(result, DELEGATE_TIMEOUT_S)
         except asyncio.TimeoutError:

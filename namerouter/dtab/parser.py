@@ -90,7 +90,6 @@ _IGNORED: /(?:[{_JAVA_WS}]|\#[^\n]*\n?)+/
 %ignore _IGNORED
 """
 
-_path_body = re.compile(_PATH_BODY).match
 _prefix_body = re.compile(_PREFIX_BODY).match
 _number_body = re.compile(r"[0-9.]*").match
 
@@ -113,28 +112,48 @@ def _label(text: str) -> bytes:
     return bytes(out)
 
 
+def _labels(body: str) -> tuple[bytes, ...]:
+    """The labels of a path/prefix body without its leading ``/`` (hot path: one encode
+    and one split in C unless the body has escapes)."""
+    if "\\" not in body:
+        return tuple(body.encode("ascii").split(b"/"))
+    return tuple(_label(l) for l in body.split("/"))
+
+
+def _body(tok: str) -> str:
+    """A path/prefix token without the whitespace and comments it absorbed. Its body has
+    only ASCII label characters, ``/``, ``\\`` and ``*``, and what follows it starts
+    with whitespace (a ``#`` right after a label is part of the label); every Java
+    whitespace character is also one for ``str.split``."""
+    return tok.split(None, 1)[0]
+
+
 def _path_of(tok: str) -> Path:
-    tok = _path_body(tok).group()  # drop the whitespace/comments the token absorbed
-    if len(tok) == 1:
+    body = _body(tok)
+    if len(body) == 1:
         return Path.empty  # type: ignore[attr-defined]
-    return Path._trusted(tuple(_label(l) for l in tok[1:].split("/")))
+    return Path._trusted(_labels(body[1:]))
 
 
 def _prefix_of(tok: str) -> Prefix:
-    tok = _prefix_body(tok).group()
-    if len(tok) == 1:
+    body = _body(tok)
+    if len(body) == 1:
         return Prefix.empty  # type: ignore[attr-defined]
-    return Prefix._trusted(tuple(WILDCARD if l == "*" else _label(l) for l in tok[1:].split("/")))
+    if "*" in body:  # a wildcard element (an escaped \x2a is a literal `*` label), after
+        # which a comment may start at once: the exact body rule
+        body = _prefix_body(tok).group()
+        return Prefix._trusted(tuple(WILDCARD if l == "*" else _label(l) for l in body[1:].split("/")))
+    return Prefix._trusted(_labels(body[1:]))
 
 
 class _Build(Transformer):
     """Builds the model while lark reduces (used as lark's inline ``transformer=``)."""
 
     def start_path(self, c):
-        return _path_of(c[0])
+        return _path_of(c[0].value)
 
     def start_prefix(self, c):
-        return _prefix_of(c[0])
+        return _prefix_of(c[0].value)
 
     def start_tree(self, c):
         return c[0]
@@ -149,7 +168,7 @@ class _Build(Transformer):
         return Dtab(c)
 
     def dentry(self, c):
-        return Dentry(_prefix_of(c[0]), c[1])
+        return Dentry(_prefix_of(c[0].value), c[1])
 
     def alts(self, c):
         return c[0] if len(c) == 1 else Alt(*c)
@@ -158,13 +177,13 @@ class _Build(Transformer):
         return c[0].tree if len(c) == 1 else Union(*c)
 
     def weighted(self, c):
-        return Weighted(float(_number_body(c[0]).group()), c[1])
+        return Weighted(float(_number_body(c[0].value).group()), c[1])
 
     def unweighted(self, c):
         return Weighted(1.0, c[0])
 
     def leaf(self, c):
-        return Leaf(_path_of(c[0]))
+        return Leaf(_path_of(c[0].value))
 
     def fail(self, c):
         return FAIL
@@ -178,6 +197,17 @@ class _Build(Transformer):
 
 _STARTS = ["start_path", "start_prefix", "start_tree", "start_dentry", "start_dtab"]
 
+def _plugins() -> dict[str, Any]:
+    """lark-cython (lark's own compiled LALR parser and lexer, same grammar, same
+    results) when it is installed: about 1.5x faster on large dtabs. Tokens are read
+    through ``.value``, which both token types have."""
+    try:
+        import lark_cython  # type: ignore[import-untyped]
+    except ImportError:  # pragma: no cover - a platform without its wheel
+        return {}
+    return {"_plugins": lark_cython.plugins}
+
+
 _lark = Lark(
     GRAMMAR,
     parser="lalr",
@@ -186,6 +216,7 @@ _lark = Lark(
     transformer=_Build(),
     maybe_placeholders=False,
     propagate_positions=False,
+    **_plugins(),
 )
 
 def _depth(result: Any) -> int:

@@ -694,9 +694,11 @@ class NamerdHttpInterpreter:
             await asyncio.sleep(random.uniform(0, window))
 
     # -- the interpreter contract ------------------------------------------------------------
-    def bind(self, dtab: Dtab, path: Path) -> Activity[NameTree[BoundName]]:
+    def bind(self, dtab: Dtab, path: Path, *, from_request: bool = False) -> Activity[NameTree[BoundName]]:
         """The live bound tree of ``path`` under namerd's dtab for the namespace ++ ``dtab``
-        (the router's base dtab ++ the request's local dtab). Shared per (dtab, path)."""
+        (the router's base dtab ++ the request's local dtab). Shared per (dtab, path).
+        ``from_request`` needs nothing here: namerd binds any ``dtab`` parameter under
+        its request budget."""
         key = (dtab, path)
         w = self._binds.get(key)
         if w is None:
@@ -730,7 +732,7 @@ class NamerdHttpInterpreter:
         self._addrs.touch(id)
         return w.var
 
-    async def delegate(self, dtab: Dtab, path: Path) -> dict:
+    async def delegate(self, dtab: Dtab, path: Path, *, from_request: bool = False) -> dict:
         """namerd's delegate tree JSON for ``path`` (``GET /api/1/delegate/<ns>``)."""
         params = {"path": path.show()}
         if dtab.dentries:
