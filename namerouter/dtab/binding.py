@@ -103,7 +103,6 @@ class Budget:
             raise BindingTooLarge(self.limit, f"a bound tree nested deeper than {MAX_TREE_DEPTH} levels")
 
 
-_MISS: Final = object()
 # Stack frame kinds (a frame is a small list: [kind, ...]).
 _PATH, _ALT, _UNION = 0, 1, 2
 
@@ -144,8 +143,8 @@ def bind(
                 r = tree  # already bound
             else:
                 key = (v, depth)
-                hit = memo.get(key, _MISS)
-                if hit is not _MISS:
+                hit = memo.get(key)
+                if hit is not None:
                     r = hit
                 else:
                     try:

@@ -102,7 +102,7 @@ class DLeaf(DelegateTree):
 class DAlt(DelegateTree):
     path: Path
     dentry: Dentry
-    trees: tuple
+    trees: tuple[DelegateTree, ...]
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ class DUnion(DelegateTree):
 
     path: Path
     dentry: Dentry
-    trees: tuple
+    trees: tuple[tuple[float, DelegateTree], ...]
 
 
 @dataclass(frozen=True)
@@ -125,24 +125,15 @@ class DTransformation(DelegateTree):
 
     @property
     def dentry(self) -> Dentry:  # type: ignore[override]
-        return Dentry.nop  # type: ignore[attr-defined]
+        return Dentry.nop
 
     def with_dentry(self, dentry: Dentry) -> "DelegateTree":
         return self  # a transformation is not produced by a dentry
 
 
-DelegateTree.Exception = DException  # type: ignore[attr-defined]
-DelegateTree.Empty = DEmpty  # type: ignore[attr-defined]
-DelegateTree.Fail = DFail  # type: ignore[attr-defined]
-DelegateTree.Neg = DNeg  # type: ignore[attr-defined]
-DelegateTree.Delegate = DDelegate  # type: ignore[attr-defined]
-DelegateTree.Leaf = DLeaf  # type: ignore[attr-defined]
-DelegateTree.Alt = DAlt  # type: ignore[attr-defined]
-DelegateTree.Union = DUnion  # type: ignore[attr-defined]
-DelegateTree.Transformation = DTransformation  # type: ignore[attr-defined]
 
 
-def from_name_tree(path: Path, dentry: Dentry, tree: NameTree) -> DelegateTree:
+def from_name_tree(path: Path, dentry: Dentry, tree: NameTree[Any]) -> DelegateTree:
     """Linkerd's ``DelegateTree.fromNameTree(path, dentry, tree)``.
 
     Note the quirk kept from Linkerd: a ``~`` becomes ``Neg`` with the *empty* path.
@@ -213,7 +204,7 @@ def delegate_gen(
     """
     steps = Budget(budget)
     stack: list[list[Any]] = []
-    tree: DelegateTree = DLeaf(EMPTY_PATH, Dentry.nop, path)  # type: ignore[attr-defined]
+    tree: DelegateTree = DLeaf(EMPTY_PATH, Dentry.nop, path)
     depth = 0
     while True:
         if len(stack) > MAX_DELEGATE_DEPTH:
@@ -289,7 +280,8 @@ def run_sync(gen: DelegateGen, lookup_namer: LookupNamer) -> DelegateTree:
             else:
                 request = gen.send(answer)
     except StopIteration as stop:
-        return stop.value
+        result: DelegateTree = stop.value
+        return result
 
 
 async def run_async(gen: DelegateGen, lookup_namer: LookupNamer) -> DelegateTree:
@@ -306,7 +298,8 @@ async def run_async(gen: DelegateGen, lookup_namer: LookupNamer) -> DelegateTree
             else:
                 request = gen.send(answer)
     except StopIteration as stop:
-        return stop.value
+        result: DelegateTree = stop.value
+        return result
 
 
 # simplify --------------------------------------------------------------------------------
@@ -349,7 +342,7 @@ def find(tree: DelegateTree, predicate: Callable[[Any], bool]) -> Optional[list[
     """
 
     def show(d: Dentry) -> str:
-        return "" if d == Dentry.nop else d.show()  # type: ignore[attr-defined]
+        return "" if d == Dentry.nop else d.show()
 
     if isinstance(tree, DLeaf):
         return [(tree.path, show(tree.dentry))] if predicate(tree.value) else None
@@ -377,25 +370,25 @@ def find(tree: DelegateTree, predicate: Callable[[Any], bool]) -> Optional[list[
 
 _FAIL_PREFIX = Path([b"$", b"fail"])
 
-RenderBound = Callable[[Any, Path], dict]
+RenderBound = Callable[[Any, Path], dict[str, Any]]
 
 
-def dentry_json(d: Dentry) -> Optional[dict]:
+def dentry_json(d: Dentry) -> Optional[dict[str, Any]]:
     """``{"prefix", "dst"}``, or None for a dentry equivalent to ``Dentry.nop``."""
-    if d.equiv(Dentry.nop):  # type: ignore[attr-defined]
+    if d.equiv(Dentry.nop):
         return None
     return {"prefix": d.prefix.show(), "dst": d.dst.show()}
 
 
-def _node(kind: str, path: str, dentry: Dentry) -> dict:
-    out: dict = {"type": kind, "path": path}
+def _node(kind: str, path: str, dentry: Dentry) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": kind, "path": path}
     dj = dentry_json(dentry)
     if dj is not None:
         out["dentry"] = dj
     return out
 
 
-def to_json(tree: DelegateTree, render_bound: RenderBound) -> dict:
+def to_json(tree: DelegateTree, render_bound: RenderBound) -> dict[str, Any]:
     """The delegator JSON (fields in Jackson's order, absent optionals omitted)."""
     if isinstance(tree, DNeg):
         return _node("neg", "~" if not tree.path else tree.path.show(), tree.dentry)
@@ -434,9 +427,9 @@ def to_json(tree: DelegateTree, render_bound: RenderBound) -> dict:
     raise TypeError(f"not a DelegateTree: {tree!r}")
 
 
-async def to_json_async(tree: DelegateTree, render_bound: Callable[[Any, Path], Any]) -> dict:
+async def to_json_async(tree: DelegateTree, render_bound: Callable[[Any, Path], Any]) -> dict[str, Any]:
     """:func:`to_json` with a renderer that may be async (live addrs wait for non-pending)."""
-    rendered: dict[int, dict] = {}
+    rendered: dict[int, dict[str, Any]] = {}
 
     async def collect(t: DelegateTree) -> None:
         if isinstance(t, (DLeaf, DTransformation)):
@@ -455,7 +448,7 @@ async def to_json_async(tree: DelegateTree, render_bound: Callable[[Any, Path], 
     return _walk_json(tree, rendered)
 
 
-def _walk_json(tree: DelegateTree, rendered: dict[int, dict]) -> dict:
+def _walk_json(tree: DelegateTree, rendered: dict[int, dict[str, Any]]) -> dict[str, Any]:
     if isinstance(tree, DLeaf):
         out = _node("leaf", tree.path.show(), tree.dentry)
         out["bound"] = rendered[id(tree)]

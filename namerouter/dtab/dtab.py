@@ -1,7 +1,7 @@
 """Dentries and delegation tables (Finagle's Dentry and Dtab)."""
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Optional, Sequence, overload
 
 from .path import WILDCARD, Path, Prefix
 from .tree import FAIL, NEG, Alt, NameTree
@@ -14,6 +14,8 @@ class Dentry:
 
     prefix: Prefix
     dst: NameTree[Path]
+    #: Finagle's Dentry.nop (set below the class)
+    nop: ClassVar["Dentry"]
 
     def __init__(self, prefix: Prefix, dst: NameTree[Path]) -> None:
         if isinstance(prefix, Path):
@@ -49,7 +51,7 @@ class Dentry:
     def __repr__(self) -> str:
         return f"Dentry({self.show()!r})"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, str]:
         """The namerd/Linkerd JSON form ``{"prefix": ..., "dst": ...}``."""
         return {"prefix": self.prefix.show(), "dst": self.dst.show()}
 
@@ -57,7 +59,7 @@ class Dentry:
 #: Finagle's Dentry.nop: the "no rule" dentry shown at the root of a delegation. Its
 #: prefix is the single one-byte label "/" (shows as ``/\x2f``), which the concrete
 #: syntax cannot produce unescaped, so it never collides with a real entry.
-Dentry.nop = Dentry(Prefix([b"/"]), NEG)  # type: ignore[attr-defined]
+Dentry.nop = Dentry(Prefix([b"/"]), NEG)
 
 
 def rewrite(dst: NameTree[Path], residual: Path) -> NameTree[Path]:
@@ -67,17 +69,27 @@ def rewrite(dst: NameTree[Path], residual: Path) -> NameTree[Path]:
     return dst.map(lambda p: p + residual)
 
 
-def _build_trie(dentries: tuple[Dentry, ...]) -> list:
-    """Trie node = [indices of dentries whose prefix ends here, {elem: child node}]."""
-    root: list = [[], {}]
+class _Trie:
+    """A trie node: the indices of the dentries whose prefix ends here, and the children
+    by prefix element (a label, or WILDCARD)."""
+
+    __slots__ = ("ends", "children")
+
+    def __init__(self) -> None:
+        self.ends: list[int] = []
+        self.children: dict[Any, _Trie] = {}
+
+
+def _build_trie(dentries: tuple[Dentry, ...]) -> _Trie:
+    root = _Trie()
     for i, d in enumerate(dentries):
         node = root
         for e in d.prefix.elems:
-            child = node[1].get(e)
+            child = node.children.get(e)
             if child is None:
-                child = node[1][e] = [[], {}]
+                child = node.children[e] = _Trie()
             node = child
-        node[0].append(i)
+        node.ends.append(i)
     return root
 
 
@@ -85,6 +97,13 @@ class Dtab(Sequence[Dentry]):
     """An ordered list of dentries. Later dentries take precedence in lookup."""
 
     __slots__ = ("dentries", "_hash", "_trie")
+
+    dentries: tuple[Dentry, ...]
+    _hash: Optional[int]
+    _trie: Optional[_Trie]
+    #: ``Dtab.empty`` and Finagle's ``Dtab.fail`` (set below the class)
+    empty: ClassVar["Dtab"]
+    fail: ClassVar["Dtab"]
 
     def __init__(self, dentries: Iterable[Dentry] = ()) -> None:
         object.__setattr__(self, "dentries", tuple(dentries))
@@ -109,18 +128,18 @@ class Dtab(Sequence[Dentry]):
         for label in path.labels:
             nxt = []
             for node in nodes:
-                found.extend(node[0])
-                child = node[1].get(label)
+                found.extend(node.ends)
+                child = node.children.get(label)
                 if child is not None:
                     nxt.append(child)
-                child = node[1].get(WILDCARD)
+                child = node.children.get(WILDCARD)
                 if child is not None:
                     nxt.append(child)
             nodes = nxt
             if not nxt:
                 break
         for node in nodes:
-            found.extend(node[0])
+            found.extend(node.ends)
         if not found:
             return []
         if len(found) > 1:
@@ -148,7 +167,13 @@ class Dtab(Sequence[Dentry]):
     def __iter__(self) -> Iterator[Dentry]:
         return iter(self.dentries)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    @overload
+    def __getitem__(self, index: int) -> Dentry: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> "Dtab": ...
+
+    def __getitem__(self, index: "int | slice") -> "Dentry | Dtab":
         if isinstance(index, slice):
             return Dtab(self.dentries[index])
         return self.dentries[index]
@@ -231,10 +256,10 @@ class Dtab(Sequence[Dentry]):
         lines += [f"\t{d.prefix.show()} => {d.dst.show()}" for d in self.dentries]
         return "\n".join(lines) + "\n"
 
-    def to_json(self) -> list[dict]:
+    def to_json(self) -> list[dict[str, str]]:
         return [d.to_json() for d in self.dentries]
 
 
-Dtab.empty = Dtab()  # type: ignore[attr-defined]
+Dtab.empty = Dtab()
 #: Finagle's ``Dtab.fail`` (``/=>!``): every name fails.
-Dtab.fail = Dtab([Dentry(Prefix(), FAIL)])  # type: ignore[attr-defined]
+Dtab.fail = Dtab([Dentry(Prefix(), FAIL)])

@@ -11,7 +11,7 @@ are the namers asked, and offline that means:
 * anything else — ``~``.
 
 Bound leaves print as their full path (id plus residual). Both functions take an
-optional ``lookup_namer(path) -> NameTree`` to replace that offline policy; the live
+optional ``lookup_namer(path) -> NameTree[Any]`` to replace that offline policy; the live
 interpreter reuses the same algorithms this way (see docs/architecture.md).
 
 Offline addresses in delegate JSON (no DNS, no sockets — this package does no I/O):
@@ -51,10 +51,10 @@ class OfflineBound:
         return self.show()
 
 
-LookupNamer = Callable[[Path], NameTree]
+LookupNamer = Callable[[Path], NameTree[Any]]
 
 
-def offline_lookup(path: Path) -> NameTree:
+def offline_lookup(path: Path) -> NameTree[Any]:
     """What the namers answer offline for a path no dentry matched (see module doc)."""
     if len(path) >= 2 and path.labels[0] == NAMER_LABEL:
         return Leaf(OfflineBound(path))
@@ -76,7 +76,7 @@ def bind(
     max_depth: int = MAX_DEPTH,
     lookup_namer: Optional[LookupNamer] = None,
     budget: int = BUDGET,
-) -> NameTree:
+) -> NameTree[Any]:
     """Bind ``path`` through ``dtab`` (Finagle's Namer.bind; dtab-semantics.md §8) with
     the one binding algorithm of :mod:`.binding`.
 
@@ -125,7 +125,7 @@ def _ip_literal(host: str) -> Optional[str]:
     return None
 
 
-def offline_addr(host: str, port: int) -> dict:
+def offline_addr(host: str, port: int) -> dict[str, Any]:
     """The Addr JSON of an inet leaf, offline (see module doc)."""
     ip = "127.0.0.1" if host in ("", "localhost") else _ip_literal(host)
     if ip is None:
@@ -133,7 +133,7 @@ def offline_addr(host: str, port: int) -> dict:
     return {"type": "bound", "addrs": [{"ip": ip, "port": port, "meta": {}}], "meta": {}}
 
 
-def render_offline_bound(value: Any, node_path: Path) -> dict:
+def render_offline_bound(value: Any, node_path: Path) -> dict[str, Any]:
     """``{"addr", "id", "path"}`` of a bound leaf in offline delegate JSON."""
     if isinstance(value, system.SystemBound):
         if value.kind == "status":
@@ -175,11 +175,11 @@ def delegate(
     dtab: Dtab,
     path: Path,
     lookup_namer: Optional[LookupNamer] = None,
-    render_bound: Optional[Callable[[Any, Path], dict]] = None,
-) -> dict:
+    render_bound: Optional[Callable[[Any, Path], dict[str, Any]]] = None,
+) -> dict[str, Any]:
     """The delegate-tree JSON (as a dict) of Linkerd's delegator for ``path`` (§9).
 
-    ``lookup_namer(path) -> NameTree`` replaces the offline namer policy;
+    ``lookup_namer(path) -> NameTree[Any]`` replaces the offline namer policy;
     ``render_bound(value, node_path) -> {"addr", "id", "path"}`` the offline addr
     rendering. Raises MaxDepthExceeded("Max recursion level reached.") when the main
     chain loops (Linkerd then fails the request).

@@ -94,6 +94,12 @@ _prefix_body = re.compile(_PREFIX_BODY).match
 _number_body = re.compile(r"[0-9.]*").match
 
 
+def _number(tok: str) -> str:
+    m = _number_body(tok)
+    assert m is not None  # `[0-9.]*` matches any text
+    return m.group()
+
+
 
 def _label(text: str) -> bytes:
     """Decode one label (label chars and ``\\xHH`` escapes) to bytes."""
@@ -131,67 +137,76 @@ def _body(tok: str) -> str:
 def _path_of(tok: str) -> Path:
     body = _body(tok)
     if len(body) == 1:
-        return Path.empty  # type: ignore[attr-defined]
+        return Path.empty
     return Path._trusted(_labels(body[1:]))
 
 
 def _prefix_of(tok: str) -> Prefix:
     body = _body(tok)
     if len(body) == 1:
-        return Prefix.empty  # type: ignore[attr-defined]
+        return Prefix.empty
     if "*" in body:  # a wildcard element (an escaped \x2a is a literal `*` label), after
         # which a comment may start at once: the exact body rule
-        body = _prefix_body(tok).group()
+        m = _prefix_body(tok)
+        assert m is not None  # the lexer matched this very pattern
+        body = m.group()
         return Prefix._trusted(tuple(WILDCARD if l == "*" else _label(l) for l in body[1:].split("/")))
     return Prefix._trusted(_labels(body[1:]))
 
 
-class _Build(Transformer):
+# Callbacks get the children of a rule: tokens (``.value`` is the text) or built values.
+_Children = list[Any]
+
+
+class _Build(Transformer[Any, Any]):
     """Builds the model while lark reduces (used as lark's inline ``transformer=``)."""
 
-    def start_path(self, c):
+    def start_path(self, c: _Children) -> Path:
         return _path_of(c[0].value)
 
-    def start_prefix(self, c):
+    def start_prefix(self, c: _Children) -> Prefix:
         return _prefix_of(c[0].value)
 
-    def start_tree(self, c):
-        return c[0]
+    def start_tree(self, c: _Children) -> NameTree[Path]:
+        tree: NameTree[Path] = c[0]
+        return tree
 
-    def start_dentry(self, c):
-        return c[0]
+    def start_dentry(self, c: _Children) -> Dentry:
+        d: Dentry = c[0]
+        return d
 
-    def start_dtab(self, c):
-        return c[0]
+    def start_dtab(self, c: _Children) -> Dtab:
+        d: Dtab = c[0]
+        return d
 
-    def dentries(self, c):
+    def dentries(self, c: _Children) -> Dtab:
         return Dtab(c)
 
-    def dentry(self, c):
+    def dentry(self, c: _Children) -> Dentry:
         return Dentry(_prefix_of(c[0].value), c[1])
 
-    def alts(self, c):
+    def alts(self, c: _Children) -> NameTree[Path]:
         return c[0] if len(c) == 1 else Alt(*c)
 
-    def union(self, c):
+    def union(self, c: _Children) -> NameTree[Path]:
         return c[0].tree if len(c) == 1 else Union(*c)
 
-    def weighted(self, c):
-        return Weighted(float(_number_body(c[0].value).group()), c[1])
+    def weighted(self, c: _Children) -> Weighted[Path]:
+        return Weighted(float(_number(c[0].value)), c[1])
 
-    def unweighted(self, c):
+    def unweighted(self, c: _Children) -> Weighted[Path]:
         return Weighted(1.0, c[0])
 
-    def leaf(self, c):
+    def leaf(self, c: _Children) -> NameTree[Path]:
         return Leaf(_path_of(c[0].value))
 
-    def fail(self, c):
+    def fail(self, c: _Children) -> NameTree[Path]:
         return FAIL
 
-    def neg(self, c):
+    def neg(self, c: _Children) -> NameTree[Path]:
         return NEG
 
-    def empty(self, c):
+    def empty(self, c: _Children) -> NameTree[Path]:
         return EMPTY
 
 
@@ -202,7 +217,7 @@ def _plugins() -> dict[str, Any]:
     results) when it is installed: about 1.5x faster on large dtabs. Tokens are read
     through ``.value``, which both token types have."""
     try:
-        import lark_cython  # type: ignore[import-untyped]
+        import lark_cython
     except ImportError:  # pragma: no cover - a platform without its wheel
         return {}
     return {"_plugins": lark_cython.plugins}
@@ -249,12 +264,12 @@ def _parse(kind: str, text: str) -> Any:
             return result
         offset = _too_deep_offset(text)
         raise DtabSyntaxError(_explain.too_deep_message(text, offset), text, offset)
-    message, offset = _explain.explain(kind, text)
+    message, where = _explain.explain(kind, text)
     if message is None:  # pragma: no cover - the two procedures disagree: a bug
         raise DtabSyntaxError(
             f"invalid {kind} at '{text}': {lark_error}", text, 0
         ) from None
-    raise DtabSyntaxError(message, text, offset) from None
+    raise DtabSyntaxError(message, text, where or 0) from None
 
 
 def _too_deep_offset(text: str) -> int:
@@ -273,25 +288,30 @@ def _too_deep_offset(text: str) -> int:
 
 def parse_path(text: str) -> Path:
     """``/svc/web`` -> Path; raises DtabSyntaxError with Finagle's message."""
-    return _parse("path", text)
+    result: Path = _parse("path", text)
+    return result
 
 
 def parse_prefix(text: str) -> Prefix:
     """A dentry prefix (``*`` allowed as a whole element)."""
-    return _parse("prefix", text)
+    result: Prefix = _parse("prefix", text)
+    return result
 
 
 def parse_tree(text: str) -> NameTree[Path]:
-    return _parse("tree", text)
+    result: NameTree[Path] = _parse("tree", text)
+    return result
 
 
 def parse_dentry(text: str) -> Dentry:
     """One dentry; a trailing ``;`` is an error (as in Finagle's Dentry.read)."""
-    return _parse("dentry", text)
+    result: Dentry = _parse("dentry", text)
+    return result
 
 
 def parse_dtab(text: str) -> Dtab:
-    return _parse("dtab", text)
+    result: Dtab = _parse("dtab", text)
+    return result
 
 
 __all__ = ["parse_path", "parse_prefix", "parse_tree", "parse_dentry", "parse_dtab", "GRAMMAR"]

@@ -87,20 +87,22 @@ class NameTree(Generic[T]):
         """Evaluation-equivalent normal form (Finagle's ``NameTree.simplified``)."""
         raise NotImplementedError
 
-    def eval(self) -> Optional[set]:
+    def eval(self) -> Optional[set[T]]:
         """The set of leaf values, or None when the tree is negative or failed."""
         r = _eval(self)
         return r if isinstance(r, set) else None
 
     def leaves(self) -> list[T]:
         """Every leaf value, left to right (duplicates kept)."""
-        out: list = []
+        out: list[T] = []
         _collect_leaves(self, out)
         return out
 
 
 class Leaf(NameTree[T]):
     __slots__ = ("value",)
+
+    value: T
 
     def __init__(self, value: T) -> None:
         object.__setattr__(self, "value", value)
@@ -117,10 +119,10 @@ class Leaf(NameTree[T]):
     def __repr__(self) -> str:
         return f"Leaf({self.value!r})"
 
-    def map(self, f):
+    def map(self, f: Callable[[T], U]) -> "NameTree[U]":
         return Leaf(f(self.value))
 
-    def simplified(self):
+    def simplified(self) -> "NameTree[T]":
         return self
 
 
@@ -163,16 +165,16 @@ class Alt(NameTree[T]):
     def __repr__(self) -> str:
         return f"Alt{self.trees!r}"
 
-    def map(self, f):
+    def map(self, f: Callable[[T], U]) -> "NameTree[U]":
         return Alt(*(t.map(f) for t in self.trees))
 
-    def simplified(self):
+    def simplified(self) -> "NameTree[T]":
         trees = self.trees
         if not trees:
             return NEG
         if len(trees) == 1:
             return trees[0].simplified()
-        kept: list[NameTree] = []
+        kept: list[NameTree[T]] = []
         for t in trees:
             s = t.simplified()
             if s is NEG:
@@ -192,6 +194,9 @@ class Weighted(Generic[T]):
 
     __slots__ = ("weight", "tree")
 
+    weight: float
+    tree: NameTree[T]
+
     def __init__(self, weight: float, tree: NameTree[T]) -> None:
         object.__setattr__(self, "weight", float(weight))
         object.__setattr__(self, "tree", tree)
@@ -208,7 +213,7 @@ class Weighted(Generic[T]):
     def __repr__(self) -> str:
         return f"Weighted({self.weight!r}, {self.tree!r})"
 
-    def map(self, f) -> "Weighted":
+    def map(self, f: Callable[[T], U]) -> "Weighted[U]":
         return Weighted(self.weight, self.tree.map(f))
 
 
@@ -250,16 +255,16 @@ class Union(NameTree[T]):
     def __repr__(self) -> str:
         return f"Union{self.weighted!r}"
 
-    def map(self, f):
+    def map(self, f: Callable[[T], U]) -> "NameTree[U]":
         return Union(*(w.map(f) for w in self.weighted))
 
-    def simplified(self):
+    def simplified(self) -> "NameTree[T]":
         ws = self.weighted
         if not ws:
             return NEG
         if len(ws) == 1:
             return ws[0].tree.simplified()
-        kept = []
+        kept: list[Weighted[T]] = []
         for w in ws:
             s = w.tree.simplified()
             # Since finagle 19.5 a failed member is dropped like a negative one.
@@ -282,10 +287,10 @@ class _Constant(NameTree[Any]):
     def __repr__(self) -> str:
         return type(self).__name__.upper()
 
-    def map(self, f):
+    def map(self, f: Callable[[Any], U]) -> "NameTree[U]":
         return self
 
-    def simplified(self):
+    def simplified(self) -> "NameTree[Any]":
         return self
 
     def __reduce__(self) -> str:
@@ -335,7 +340,7 @@ def _show_value(value: Any) -> str:
     return show() if callable(show) else str(value)
 
 
-def _unwrap(t: NameTree) -> NameTree:
+def _unwrap(t: NameTree[Any]) -> NameTree[Any]:
     """A one-child Alt or Union prints as its child, at every level."""
     while True:
         if isinstance(t, Alt) and len(t.trees) == 1:
@@ -346,14 +351,14 @@ def _unwrap(t: NameTree) -> NameTree:
             return t
 
 
-def _show_top(t: NameTree) -> str:
+def _show_top(t: NameTree[Any]) -> str:
     t = _unwrap(t)
     if isinstance(t, Alt):
         return " | ".join(_show_union_level(c) for c in t.trees)
     return _show_union_level(t)
 
 
-def _show_union_level(t: NameTree) -> str:
+def _show_union_level(t: NameTree[Any]) -> str:
     t = _unwrap(t)
     if isinstance(t, Alt):
         return "(" + _show_top(t) + ")"
@@ -366,7 +371,7 @@ def _show_union_level(t: NameTree) -> str:
     return _show_simple(t)
 
 
-def _show_simple(t: NameTree) -> str:
+def _show_simple(t: NameTree[Any]) -> str:
     t = _unwrap(t)
     if isinstance(t, (Alt, Union)):
         return "(" + _show_top(t) + ")"
@@ -383,7 +388,8 @@ _NEGATIVE = object()
 _FAILED = object()
 
 
-def _eval(t: NameTree):
+def _eval(t: NameTree[Any]) -> Any:
+    """A set of leaf values, or the _NEGATIVE / _FAILED marker."""
     if isinstance(t, Leaf):
         return {t.value}
     if t is EMPTY:
@@ -402,7 +408,7 @@ def _eval(t: NameTree):
             return r
         return _NEGATIVE
     if isinstance(t, Union):
-        acc: Optional[set] = None
+        acc: Optional[set[Any]] = None
         for w in t.weighted:
             r = _eval(w.tree)
             if isinstance(r, set):
@@ -411,7 +417,7 @@ def _eval(t: NameTree):
     raise TypeError(f"not a NameTree: {t!r}")
 
 
-def _collect_leaves(t: NameTree, out: list) -> None:
+def _collect_leaves(t: NameTree[Any], out: list[Any]) -> None:
     if isinstance(t, Leaf):
         out.append(t.value)
     elif isinstance(t, Alt):

@@ -67,14 +67,10 @@ class _Deadline:
         return DelegateTimeout()
 
 
-async def _settle(result: Any, deadline: _Deadline) -> NameTree[Any]:
-    """A step result (tree, Failed or Activity) as a tree; raises the failure."""
-    if isinstance(result, Failed):
-        raise result.error
-    if not isinstance(result, Activity):
-        return result
+async def _settle(act: Activity[NameTree[Any]], deadline: _Deadline) -> NameTree[Any]:
+    """A namer's answer once it is not pending; raises its failure."""
     try:
-        return await result.wait_ok(deadline.left())
+        return await act.wait_ok(deadline.left())
     except asyncio.TimeoutError:
         raise deadline.timed_out() from None
 
@@ -97,7 +93,7 @@ async def delegate(interp: "DefaultInterpreter", dtab: Dtab, path: Path, timeout
     for t in interp.transformers:
         tree = _transform_delegate(tree, t)
 
-    async def render(value: Any, node_path: Path) -> dict:
+    async def render(value: Any, node_path: Path) -> dict[str, Any]:
         return await _render(value, node_path, deadline)
 
     return await dl.to_json_async(tree, render)
@@ -111,7 +107,7 @@ async def _lookup(interp: "DefaultInterpreter", path: Path, deadline: _Deadline)
     return interp.system.lookup(path)  # raises UnknownNamer -> an exception node
 
 
-async def _render(value: Any, node_path: Path, deadline: _Deadline) -> dict:
+async def _render(value: Any, node_path: Path, deadline: _Deadline) -> dict[str, Any]:
     if not isinstance(value, BoundName):  # not expected live; show what it is
         show = getattr(value, "show", None)
         return {"addr": {"type": "pending"}, "id": show() if callable(show) else str(value), "path": "/"}

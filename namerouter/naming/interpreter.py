@@ -221,9 +221,10 @@ class _LiveBinding(LazyVar[ActivityState[BoundTree]]):
                 source = self._sources[key] = (act, act.observe(self._on_answer, initial=False))
             st = source[0].sample()
             if isinstance(st, Ok):
-                if st.value is NEG:
+                tree: NameTree[Any] = st.value
+                if tree is NEG:
                     continue  # not this namer's: the next one
-                return st.value
+                return tree
             if isinstance(st, Failed):
                 return Failure(st.error)
             return WAITING

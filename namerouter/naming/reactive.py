@@ -12,7 +12,7 @@ Everything here is built on the one lazy constructor, :meth:`Var.lazy`
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, TypeVar, Union
+from typing import Any, Callable, Optional, TypeVar, Union, cast
 
 from .var import PENDING, Activity, ActivityState, Closable, Failed, LazyVar, Ok, Var
 
@@ -42,7 +42,7 @@ def map_activity(src: Activity[A], f: Callable[[A], B], same: Same = None) -> Ac
             except Exception as e:  # noqa: BLE001 - a bad value fails this value only
                 out.update(Failed(e))
         else:
-            out.update(st)
+            out.update(cast(ActivityState[B], st))  # PENDING or Failed: no value of type A
 
     def start(out: LazyVar[ActivityState[B]]) -> Closable:
         return src.observe(lambda st: on_state(out, st))
@@ -70,7 +70,7 @@ def flat_map(src: Activity[A], f: Callable[[A], Union[Activity[B], B]], same: Sa
                     return nxt.observe(out.update)
                 out.update(Ok(nxt))
                 return None
-            out.update(st)
+            out.update(cast(ActivityState[B], st))  # PENDING or Failed: no value of type A
             return None
 
         return observe_switching(src, step)

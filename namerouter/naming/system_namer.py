@@ -28,6 +28,7 @@ import random
 import weakref
 from typing import Any, Optional
 
+from ..dtab import system
 from ..dtab.path import Path
 from ..dtab.tree import NEG, NameTree
 from . import dns
@@ -39,13 +40,6 @@ log = logging.getLogger(__name__)
 
 #: AddrBound.meta key that tells the proxy to answer with this HTTP status itself.
 STATUS_META_KEY = "io.buoyant.http.status"
-
-def _system():
-    # Imported lazily: the pure rules live in the dtab layer (namerouter/dtab/system.py).
-    from ..dtab import system
-
-    return system
-
 
 class SystemNamer:
     """Binds ``/$/…`` paths with live address sets. One per interpreter."""
@@ -67,8 +61,7 @@ class SystemNamer:
         labels = path.labels
         if not labels or labels[0] != b"$":
             return NEG
-        system = _system()
-        tree = system.lookup(path)
+        tree: NameTree[Any] = system.lookup(path)
         return tree.map(lambda v: self._bound(v) if isinstance(v, system.SystemBound) else v)
 
     def _bound(self, sb: Any) -> BoundName:
@@ -114,7 +107,7 @@ class _DnsVar(LazyVar[Addr]):
         self.host = host
         self.port = port
         self.refresh_s = refresh_s
-        self._task: Optional[asyncio.Task] = None
+        self._task: Optional[asyncio.Task[None]] = None
         self._good = False
 
     def start(self) -> Closable:

@@ -295,7 +295,9 @@ class Activity(Generic[T]):
         st = await self.states.wait_for(lambda s: s is not PENDING, timeout)
         if isinstance(st, Failed):
             raise st.error
-        return st.value  # type: ignore[union-attr]
+        assert isinstance(st, Ok)
+        value: T = st.value
+        return value
 
     def __repr__(self) -> str:
         return f"Activity({self.states.sample()!r})"
