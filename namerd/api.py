@@ -34,8 +34,10 @@ import asyncio
 import base64
 import binascii
 import collections
+import inspect
 import json
 import logging
+import weakref
 from typing import Any, Callable, Optional
 
 from aiohttp import web
@@ -43,7 +45,9 @@ from aiohttp import web
 from namerouter.dtab import BindingTooLarge, Dtab, DtabSyntaxError, Path
 from namerouter.metrics import MetricsRegistry
 from namerouter.naming.addr import ADDR_PENDING, Addr
-from namerouter.naming.dtab_text import DEFAULT_MAX_BYTES, DtabTooLarge, check_size, off_loop, read_dtab
+from namerouter.naming.dtab_text import (
+    DEFAULT_MAX_BYTES, DtabTooLarge, check_size, off_loop, read_dtab, run_off_loop,
+)
 from namerouter.naming.var import PENDING, Activity, ActivityState, Failed, Ok, Var
 
 from .binding import NamerdBinder, bound_tree_docs
@@ -144,6 +148,8 @@ class HttpController:
         self.max_dtab_bytes = max_dtab_bytes
         self.watch_stall_timeout = watch_stall_timeout
         self._stalled = self.metrics.counter(f"{scope}/streams/stalled_closed")
+        self._render_cache: "collections.OrderedDict[tuple[str, bytes, str], tuple[weakref.ref[Dtab], bytes]]" = \
+            collections.OrderedDict()
         self.open_streams: dict[str, int] = collections.Counter()
         self._requests = self.metrics.counter(f"{scope}/requests")
         self.metrics.gauge(f"{scope}/streams", lambda: sum(self.open_streams.values()))
@@ -219,17 +225,35 @@ class HttpController:
         names = await self.store.list()
         return web.Response(body=_compact(sorted(names)) + b"\n", content_type=JSON)
 
+    async def _rendered(self, ns: str, vd: VersionedDtab, codec: str) -> bytes:
+        """A stored dtab rendered once per version and codec, however many watchers and
+        readers want it; a large one is rendered off the event loop (0.1 s per MB). The
+        cache keeps bytes only (never an old version's parsed dtab)."""
+        key = (ns, vd.version, codec)
+        hit = self._render_cache.get(key)
+        if hit is not None and hit[0]() is vd.dtab:  # same version bytes may recur after a delete
+            self._render_cache.move_to_end(key)
+            return hit[1]
+        if len(vd.dtab) > 2000:
+            body = await run_off_loop(render_dtab, vd.dtab, codec)
+        else:
+            body = render_dtab(vd.dtab, codec)
+        self._render_cache[key] = (weakref.ref(vd.dtab), body)
+        while len(self._render_cache) > 8:
+            self._render_cache.popitem(last=False)
+        return body
+
     async def get_dtab(self, ns: str, request: web.Request) -> web.StreamResponse:
         ctype, codec = _codec_for_accept(request)
         if _is_watch(request):
-            def render(vd: Optional[VersionedDtab]) -> Optional[bytes]:
-                return None if vd is None else render_dtab(vd.dtab, codec)  # deletion: no frame
+            async def render(vd: Optional[VersionedDtab]) -> Optional[bytes]:
+                return None if vd is None else await self._rendered(ns, vd, codec)  # deletion: no frame
 
             return await self.stream(request, "dtab", self.store.observe(ns).states, ctype, render)
         vd = await self.store.get(ns)
         if vd is None:
             return _empty(404)
-        resp = web.Response(body=render_dtab(vd.dtab, codec), content_type=ctype)
+        resp = web.Response(body=await self._rendered(ns, vd, codec), content_type=ctype)
         resp.headers["ETag"] = version_string(vd.version)
         return resp
 
@@ -454,7 +478,7 @@ class HttpController:
         return web.Response(body=body or b"", content_type=JSON)
 
     async def stream(self, request: web.Request, kind: str, states: Var,
-                     content_type: str, render: Callable[[Any], Optional[bytes]]) -> web.StreamResponse:
+                     content_type: str, render: Callable[[Any], Any]) -> web.StreamResponse:
         """Chunked watch response: one rendered document per distinct Ok state.
 
         PENDING and values rendered as None produce nothing; Failed writes its message
@@ -494,6 +518,8 @@ class HttpController:
                     break
                 try:
                     doc = render(st.value)
+                    if inspect.isawaitable(doc):
+                        doc = await doc
                 except Exception as e:  # a value we cannot render fails this stream only
                     log.exception("cannot render %s watch value", kind)
                     await self._write(request, resp, f"{type(e).__name__}: {e}\n".encode("utf-8", "replace"))

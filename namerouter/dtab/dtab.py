@@ -96,7 +96,7 @@ def _build_trie(dentries: tuple[Dentry, ...]) -> _Trie:
 class Dtab(Sequence[Dentry]):
     """An ordered list of dentries. Later dentries take precedence in lookup."""
 
-    __slots__ = ("dentries", "_hash", "_trie")
+    __slots__ = ("dentries", "_hash", "_trie", "__weakref__")
 
     dentries: tuple[Dentry, ...]
     _hash: Optional[int]
@@ -119,10 +119,7 @@ class Dtab(Sequence[Dentry]):
         more branch), so a lookup costs a few dict probes per path label instead of a
         prefix comparison per dentry — the order of the answer is still by position.
         """
-        trie = self._trie
-        if trie is None:
-            trie = _build_trie(self.dentries)
-            object.__setattr__(self, "_trie", trie)
+        trie = self._trie if self._trie is not None else self.build_index()
         found: list[int] = []
         nodes = [trie]
         for label in path.labels:
@@ -151,6 +148,13 @@ class Dtab(Sequence[Dentry]):
             d = ds[i]
             out.append((d, Path._trusted(labels[len(d.prefix.elems):])))
         return out
+
+    def build_index(self) -> _Trie:
+        """Build the lookup trie now (it is otherwise built by the first lookup): callers
+        with a large dtab build it off the event loop."""
+        trie = _build_trie(self.dentries)
+        object.__setattr__(self, "_trie", trie)
+        return trie
 
     @classmethod
     def read(cls, text: str) -> "Dtab":

@@ -33,7 +33,7 @@ class LocalDtabs:
     """Parses and caches request dtabs (see the module doc). Not thread-safe."""
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_KB * 1024, cache_entries: int = 1024,
-                 cache_bytes: int = 512 * 1024) -> None:
+                 cache_bytes: int = 64 * 1024) -> None:
         self.max_bytes = max_bytes
         self.cache_entries = cache_entries
         self.cache_bytes = cache_bytes

@@ -141,6 +141,23 @@ def _path_of(tok: str) -> Path:
     return Path._trusted(_labels(body[1:]))
 
 
+#: Leaves by path text: dtabs repeat the same names (every request dtab of a client, each
+#: version of a namespace), so parsed trees share their leaves instead of holding one copy
+#: each. Bounded: cleared when full (values are immutable, so sharing is invisible).
+_LEAVES: dict[str, Leaf[Path]] = {}
+_LEAVES_MAX = 8192
+
+
+def _leaf_of(tok: str) -> Leaf[Path]:
+    body = _body(tok)
+    leaf = _LEAVES.get(body)
+    if leaf is None:
+        if len(_LEAVES) >= _LEAVES_MAX:
+            _LEAVES.clear()
+        leaf = _LEAVES[body] = Leaf(Path.empty if len(body) == 1 else Path._trusted(_labels(body[1:])))
+    return leaf
+
+
 def _prefix_of(tok: str) -> Prefix:
     body = _body(tok)
     if len(body) == 1:
@@ -198,7 +215,7 @@ class _Build(Transformer[Any, Any]):
         return Weighted(1.0, c[0])
 
     def leaf(self, c: _Children) -> NameTree[Path]:
-        return Leaf(_path_of(c[0].value))
+        return _leaf_of(c[0].value)
 
     def fail(self, c: _Children) -> NameTree[Path]:
         return FAIL

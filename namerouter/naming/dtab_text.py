@@ -10,8 +10,9 @@ behind each other instead of multiplying.
 from __future__ import annotations
 
 import asyncio
+import gc
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Final, Optional, TypeVar
+from typing import Any, Callable, Final, Optional, TypeVar
 
 from ..dtab.dtab import Dtab
 
@@ -41,13 +42,40 @@ def check_size(size: int, limit: int, key: str) -> None:
 
 
 async def off_loop(fn: Callable[[str], T], text: str) -> T:
-    """``fn(text)``, on the parse thread when ``text`` is large."""
+    """``fn(text)``, on the worker thread when ``text`` is large (a parse: see
+    :func:`_parse_quietly`)."""
     if len(text) <= INLINE_BYTES:
         return fn(text)
+    return await run_off_loop(_parse_quietly, fn, text)
+
+
+def _parse_quietly(fn: Callable[[str], T], text: str) -> T:
+    """Parse with the cyclic garbage collector paused, and index the result.
+
+    A megabyte of dtab is about a million new objects: the collector would run full
+    passes over the whole heap meanwhile, holding the interpreter lock for 100 ms at a
+    time (the event loop waits). Parsed dtabs have no reference cycles (reference
+    counting frees them), so pausing it for the parse loses nothing. The lookup trie is
+    built here too, not by the first lookup on the event loop.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        result = fn(text)
+        if isinstance(result, Dtab):
+            result.build_index()
+        return result
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+async def run_off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on the one dtab worker thread (parsing or rendering a large dtab)."""
     global _executor
     if _executor is None:
-        _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dtab-parse")
-    return await asyncio.get_running_loop().run_in_executor(_executor, fn, text)
+        _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dtab-work")
+    return await asyncio.get_running_loop().run_in_executor(_executor, fn, *args)
 
 
 async def read_dtab(text: str) -> Dtab:
@@ -55,4 +83,4 @@ async def read_dtab(text: str) -> Dtab:
     return await off_loop(Dtab.read, text)
 
 
-__all__ = ["read_dtab", "off_loop", "check_size", "DtabTooLarge", "INLINE_BYTES", "DEFAULT_MAX_BYTES"]
+__all__ = ["read_dtab", "off_loop", "run_off_loop", "check_size", "DtabTooLarge", "INLINE_BYTES", "DEFAULT_MAX_BYTES"]

@@ -45,7 +45,7 @@ from .namer import Namer
 from .reactive import flat_map
 from .system_namer import SystemNamer
 from .transform import NameTreeTransformer, apply_transformers, is_fully_bound
-from .var import PENDING, Activity, ActivityState, Closable, Failed, LazyVar, Ok
+from .var import PENDING, Activity, ActivityState, Closable, Failed, LazyVar, Observation, Ok
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class _LiveBinding(LazyVar[ActivityState[BoundTree]]):
     own, so a watch shared by both passes is not torn down and restarted.
     """
 
-    __slots__ = ("interp", "dtab", "path", "budget", "_sources", "_in_pass", "_dirty")
+    __slots__ = ("interp", "dtab", "path", "budget", "_sources", "_in_pass", "_dirty", "_on_answer_cb")
 
     def __init__(self, interp: DefaultInterpreter, dtab: Dtab, path: Path, budget: int) -> None:
         super().__init__(PENDING, same=same_tree_state)
@@ -171,9 +171,12 @@ class _LiveBinding(LazyVar[ActivityState[BoundTree]]):
         self.dtab = dtab
         self.path = path
         self.budget = budget
-        self._sources: dict[tuple[int, Path], tuple[Activity[NameTree[Any]], Closable]] = {}
+        # path (or (namer index, path) past the first namer) -> the observation of that
+        # namer's answer (it holds the Var); a request dtab can make a binding use hundreds
+        self._sources: dict[Any, Observation] = {}
         self._in_pass = False
         self._dirty = False
+        self._on_answer_cb = self._on_answer  # one bound method shared by every observation
 
     def start(self) -> Closable:
         self._rebind()
@@ -181,7 +184,7 @@ class _LiveBinding(LazyVar[ActivityState[BoundTree]]):
 
     def _stop(self) -> None:
         sources, self._sources = self._sources, {}
-        for _, sub in sources.values():
+        for sub in sources.values():
             sub.close()
 
     def _on_answer(self, _: Any) -> None:
@@ -193,7 +196,7 @@ class _LiveBinding(LazyVar[ActivityState[BoundTree]]):
     def _rebind(self) -> None:
         state: ActivityState[BoundTree] = PENDING
         for _ in range(_MAX_PASSES):
-            used: set[tuple[int, Path]] = set()
+            used: set[Any] = set()
             self._in_pass, self._dirty = True, False
             try:
                 r = binding.bind(self.dtab, self.path, lambda p: self._lookup_namer(p, used),
@@ -204,22 +207,22 @@ class _LiveBinding(LazyVar[ActivityState[BoundTree]]):
             finally:
                 self._in_pass = False
             for key in [k for k in self._sources if k not in used]:
-                self._sources.pop(key)[1].close()
+                self._sources.pop(key).close()
             if not self._dirty:
                 break
         if isinstance(state, Failed):
             log_binding_failure(self.path, state.error)
         self.update(state)
 
-    def _lookup_namer(self, path: Path, used: set[tuple[int, Path]]) -> Outcome:
+    def _lookup_namer(self, path: Path, used: set[Any]) -> Outcome:
         for i, (namer, rest) in enumerate(self.interp.matching_namers(path)):
-            key = (i, path)
+            key: Any = (i, path) if i else path
             used.add(key)
             source = self._sources.get(key)
             if source is None:
                 act = self.interp.namer_activity(namer, rest)  # raises: this branch fails
-                source = self._sources[key] = (act, act.observe(self._on_answer, initial=False))
-            st = source[0].sample()
+                source = self._sources[key] = act.observe(self._on_answer_cb, initial=False)
+            st = source.sample()
             if isinstance(st, Ok):
                 tree: NameTree[Any] = st.value
                 if tree is NEG:

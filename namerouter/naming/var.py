@@ -28,6 +28,29 @@ class Closable:
             fn()
 
 
+class Observation(Closable):
+    """What ``Var.observe`` returns: two references, no closure (a binding holds one per
+    namer answer it uses, so this is the most numerous object of live naming).
+    ``sample()`` is the observed Var's current value."""
+
+    __slots__ = ("_var", "_observer")
+
+    def __init__(self, var: "Var[Any]", observer: Callable[[Any], None]) -> None:
+        super().__init__()
+        self._var: Optional[Var[Any]] = var
+        self._observer = observer
+
+    def close(self) -> None:
+        var, self._var = self._var, None
+        if var is not None:
+            var._unobserve(self._observer)
+
+    def sample(self) -> Any:
+        if self._var is None:
+            raise RuntimeError("sample() of a closed observation")
+        return self._var.sample()
+
+
 class Var(Generic[T]):
     """A mutable observable value. Updates equal to the current value are dropped.
 
@@ -68,7 +91,7 @@ class Var(Generic[T]):
         """How many observers are attached (caches use it to tell idle entries)."""
         return len(self._observers)
 
-    def observe(self, fn: Callable[[T], None], initial: bool = True) -> Closable:
+    def observe(self, fn: Callable[[T], None], initial: bool = True) -> Observation:
         """Call ``fn`` with the current value (if ``initial``) and on every change."""
         first = not self._observers
         self._observers.append(fn)
@@ -76,16 +99,15 @@ class Var(Generic[T]):
             self._first_observer()
         if initial:
             fn(self._value)
+        return Observation(self, fn)
 
-        def stop() -> None:
-            try:
-                self._observers.remove(fn)
-            except ValueError:
-                return
-            if not self._observers:
-                self._no_observers()
-
-        return Closable(stop)
+    def _unobserve(self, fn: Callable[[T], None]) -> None:
+        try:
+            self._observers.remove(fn)
+        except ValueError:
+            return
+        if not self._observers:
+            self._no_observers()
 
     def _first_observer(self) -> None:
         """The first observer arrived (:class:`LazyVar` starts computing here)."""
@@ -287,7 +309,7 @@ class Activity(Generic[T]):
     def sample(self) -> ActivityState[T]:
         return self.states.sample()
 
-    def observe(self, fn: Callable[[ActivityState[T]], None], initial: bool = True) -> Closable:
+    def observe(self, fn: Callable[[ActivityState[T]], None], initial: bool = True) -> Observation:
         return self.states.observe(fn, initial)
 
     async def wait_ok(self, timeout: Optional[float] = None) -> T:
