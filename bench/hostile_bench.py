@@ -42,34 +42,15 @@ from typing import Any, Optional
 
 import aiohttp
 
+from namerd_bench import free_port, pct, rss_mb  # noqa: E402 - bench/ is this script's directory
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p * (len(s) - 1))))]
 
 
 async def wait_http(url: str, timeout: float = 30.0) -> None:
@@ -258,6 +239,18 @@ class Normal:
         await asyncio.gather(*self._tasks)
 
 
+async def send(s: aiohttp.ClientSession, item: tuple[str, str, dict[str, str], Optional[bytes]],
+               statuses: dict[int, int]) -> None:
+    """One request; its status counted (0: no answer)."""
+    method, url, headers, body = item
+    try:
+        async with s.request(method, url, headers=headers, data=body) as r:
+            await r.read()
+            statuses[r.status] = statuses.get(r.status, 0) + 1
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        statuses[0] = statuses.get(0, 0) + 1
+
+
 async def flood(urls_headers: list[tuple[str, str, dict[str, str], Optional[bytes]]], concurrency: int = 8) -> dict[int, int]:
     """Send every (method, url, headers, body) as fast as ``concurrency`` connections go."""
     statuses: dict[int, int] = {}
@@ -267,13 +260,7 @@ async def flood(urls_headers: list[tuple[str, str, dict[str, str], Optional[byte
 
     async def worker(s: aiohttp.ClientSession) -> None:
         while not q.empty():
-            method, url, headers, body = q.get_nowait()
-            try:
-                async with s.request(method, url, headers=headers, data=body) as r:
-                    await r.read()
-                    statuses[r.status] = statuses.get(r.status, 0) + 1
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                statuses[0] = statuses.get(0, 0) + 1
+            await send(s, q.get_nowait(), statuses)
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
         await asyncio.gather(*(worker(s) for _ in range(concurrency)))
@@ -285,13 +272,7 @@ async def paced_attack(rate: float, seconds: float, make: Any) -> dict[int, int]
     statuses: dict[int, int] = {}
 
     async def one(s: aiohttp.ClientSession, i: int) -> None:
-        method, url, headers, body = make(i)
-        try:
-            async with s.request(method, url, headers=headers, data=body) as r:
-                await r.read()
-                statuses[r.status] = statuses.get(r.status, 0) + 1
-        except (aiohttp.ClientError, asyncio.TimeoutError):
-            statuses[0] = statuses.get(0, 0) + 1
+        await send(s, make(i), statuses)
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
         tasks = []
