@@ -45,7 +45,7 @@ from .namer import Namer
 from .reactive import flat_map
 from .system_namer import SystemNamer
 from .transform import NameTreeTransformer, apply_transformers, is_fully_bound
-from .var import PENDING, Activity, ActivityState, Closable, Failed, LazyVar, Observation, Ok
+from .var import PENDING, Activity, ActivityState, Closable, Failed, LazyVar, Ok, Var
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 _HASH = b"#"
 #: Passes of the algorithm one change may trigger when answers keep changing under it.
 _MAX_PASSES = 8
+#: Distinct (name, failure) pairs remembered as logged.
+_LOGGED_MAX = 4096
 
 BoundTree = NameTree[BoundName]
 
@@ -80,6 +82,7 @@ class DefaultInterpreter:
         self.request_budget = request_budget
         self.system = system if system is not None else SystemNamer()
         self.cache = BindingCache(max_size=cache_size, idle_ttl=idle_ttl)
+        self._logged: dict[tuple[Path, str], None] = {}
         # (full prefix /#/<prefix>, its length, namer), in config order.
         self._namers = [(Path([_HASH]) + n.prefix, len(n.prefix) + 1, n) for n in self.namers]
 
@@ -122,6 +125,18 @@ class DefaultInterpreter:
 
     async def close(self) -> None:
         self.cache.clear()
+
+    def log_failure(self, path: Path, error: BaseException) -> None:
+        """Log a binding failure once per (name, message), not once per request or per
+        binding: a client can make any number of failing bindings (each request dtab is
+        a binding). Bounded: the set of logged keys is cleared when full."""
+        key = (path, f"{type(error).__name__}: {error}")
+        if key in self._logged:
+            return
+        if len(self._logged) >= _LOGGED_MAX:
+            self._logged.clear()
+        self._logged[key] = None
+        log.info("binding %s failed: %s", path.show(), key[1])
 
     def matching_namers(self, path: Path) -> list[tuple[Namer, Path]]:
         """The configured namers whose ``/#/<prefix>`` starts ``path``, in config order,
@@ -171,9 +186,10 @@ class _LiveBinding(LazyVar[ActivityState[BoundTree]]):
         self.dtab = dtab
         self.path = path
         self.budget = budget
-        # path (or (namer index, path) past the first namer) -> the observation of that
-        # namer's answer (it holds the Var); a request dtab can make a binding use hundreds
-        self._sources: dict[Any, Observation] = {}
+        # path (or (namer index, path) past the first namer) -> the Var of that namer's
+        # answer, observed by _on_answer_cb: no object per answer, because a request dtab
+        # can make a binding use hundreds (and the garbage collector walks them all)
+        self._sources: dict[Any, Var[ActivityState[NameTree[Any]]]] = {}
         self._in_pass = False
         self._dirty = False
         self._on_answer_cb = self._on_answer  # one bound method shared by every observation
@@ -184,8 +200,8 @@ class _LiveBinding(LazyVar[ActivityState[BoundTree]]):
 
     def _stop(self) -> None:
         sources, self._sources = self._sources, {}
-        for sub in sources.values():
-            sub.close()
+        for var in sources.values():
+            var.unobserve(self._on_answer_cb)
 
     def _on_answer(self, _: Any) -> None:
         if self._in_pass:
@@ -207,11 +223,11 @@ class _LiveBinding(LazyVar[ActivityState[BoundTree]]):
             finally:
                 self._in_pass = False
             for key in [k for k in self._sources if k not in used]:
-                self._sources.pop(key).close()
+                self._sources.pop(key).unobserve(self._on_answer_cb)
             if not self._dirty:
                 break
         if isinstance(state, Failed):
-            log_binding_failure(self.path, state.error)
+            self.interp.log_failure(self.path, state.error)
         self.update(state)
 
     def _lookup_namer(self, path: Path, used: set[Any]) -> Outcome:
@@ -220,8 +236,9 @@ class _LiveBinding(LazyVar[ActivityState[BoundTree]]):
             used.add(key)
             source = self._sources.get(key)
             if source is None:
-                act = self.interp.namer_activity(namer, rest)  # raises: this branch fails
-                source = self._sources[key] = act.observe(self._on_answer_cb, initial=False)
+                source = self.interp.namer_activity(namer, rest).states  # raises: this branch fails
+                source.observe(self._on_answer_cb, initial=False)
+                self._sources[key] = source
             st = source.sample()
             if isinstance(st, Ok):
                 tree: NameTree[Any] = st.value
@@ -241,22 +258,3 @@ def _state(r: Outcome) -> ActivityState[BoundTree]:
         return PENDING
     assert isinstance(r, NameTree)
     return Ok(r)
-
-
-# Logging each distinct binding failure once -------------------------------------------
-
-_LOGGED: dict[tuple[Path, str], None] = {}
-_LOGGED_MAX = 4096
-
-
-def log_binding_failure(path: Path, error: BaseException) -> None:
-    """Log a binding failure once per (name, message), not once per request or per
-    binding: a client can make any number of failing bindings (each request dtab is a
-    binding). Bounded memory: the set of logged keys is cleared when full."""
-    key = (path, f"{type(error).__name__}: {error}")
-    if key in _LOGGED:
-        return
-    if len(_LOGGED) >= _LOGGED_MAX:
-        _LOGGED.clear()
-    _LOGGED[key] = None
-    log.info("binding %s failed: %s", path.show(), key[1])

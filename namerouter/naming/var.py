@@ -43,7 +43,7 @@ class Observation(Closable):
     def close(self) -> None:
         var, self._var = self._var, None
         if var is not None:
-            var._unobserve(self._observer)
+            var.unobserve(self._observer)
 
     def sample(self) -> Any:
         if self._var is None:
@@ -63,7 +63,9 @@ class Var(Generic[T]):
 
     def __init__(self, value: T) -> None:
         self._value = value
-        self._observers: list[Callable[[T], None]] = []
+        # observer -> how many times it observes (O(1) to remove: a namer answer can
+        # have thousands of observers, one per binding using it)
+        self._observers: dict[Callable[[T], None], int] = {}
         self._waiters: list[asyncio.Future[T]] = []
 
     @staticmethod
@@ -88,24 +90,29 @@ class Var(Generic[T]):
 
     @property
     def observer_count(self) -> int:
-        """How many observers are attached (caches use it to tell idle entries)."""
-        return len(self._observers)
+        """How many observations are open (caches use it to tell idle entries)."""
+        return sum(self._observers.values())
 
     def observe(self, fn: Callable[[T], None], initial: bool = True) -> Observation:
         """Call ``fn`` with the current value (if ``initial``) and on every change."""
         first = not self._observers
-        self._observers.append(fn)
+        self._observers[fn] = self._observers.get(fn, 0) + 1
         if first:
             self._first_observer()
         if initial:
             fn(self._value)
         return Observation(self, fn)
 
-    def _unobserve(self, fn: Callable[[T], None]) -> None:
-        try:
-            self._observers.remove(fn)
-        except ValueError:
+    def unobserve(self, fn: Callable[[T], None]) -> None:
+        """Close one observation by ``fn`` (what closing ``observe``'s handle does; for
+        holders of many observations that keep the Vars rather than the handles)."""
+        n = self._observers.get(fn)
+        if n is None:
             return
+        if n > 1:
+            self._observers[fn] = n - 1
+            return
+        del self._observers[fn]
         if not self._observers:
             self._no_observers()
 
@@ -122,13 +129,14 @@ class Var(Generic[T]):
         self._notify_observers(value)
 
     def _notify_observers(self, value: T) -> None:
-        for fn in list(self._observers):
-            try:
-                fn(value)
-            except Exception:
-                # One broken observer must not starve the others (or the waiters) of
-                # the update: log it and carry on.
-                _log.exception("observer %r of %r raised", fn, self)
+        for fn, n in list(self._observers.items()):
+            for _ in range(n):
+                try:
+                    fn(value)
+                except Exception:
+                    # One broken observer must not starve the others (or the waiters)
+                    # of the update: log it and carry on.
+                    _log.exception("observer %r of %r raised", fn, self)
         self._wake_waiters(value)
 
     def _wake_waiters(self, value: T) -> None:
