@@ -20,6 +20,13 @@ previous one, and on failure write the error text + ``\\n`` and end. The server 
 no idle timeout on them; a stream ends when its client goes away, which cancels the
 handler (the app must run with ``handler_cancellation=True``) and closes every
 observation it opened.
+
+Limits (README "Limits and hardening"): a dtab body over ``maxDtabKB`` (1 MB) is refused
+with 413 and large ones are parsed off the event loop; a ``dtab`` parameter binds under
+the interpreter's request budget, and a binding that exceeds it answers 400 (final: the
+router's watch does not retry it); a watch whose client does not read holds only the
+newest state not yet sent (intermediate states are skipped) and is closed when one
+write stays blocked for ``watchStallTimeoutMs`` (30 s).
 """
 from __future__ import annotations
 
@@ -27,15 +34,20 @@ import asyncio
 import base64
 import binascii
 import collections
+import inspect
 import json
 import logging
+import weakref
 from typing import Any, Callable, Optional
 
 from aiohttp import web
 
-from namerouter.dtab import Dtab, DtabSyntaxError, Path
+from namerouter.dtab import BindingTooLarge, Dtab, DtabSyntaxError, Path
 from namerouter.metrics import MetricsRegistry
 from namerouter.naming.addr import ADDR_PENDING, Addr
+from namerouter.naming.dtab_text import (
+    DEFAULT_MAX_BYTES, DtabTooLarge, check_size, off_loop, read_dtab, run_off_loop,
+)
 from namerouter.naming.var import PENDING, Activity, ActivityState, Failed, Ok, Var
 
 from .binding import NamerdBinder, bound_tree_docs
@@ -61,9 +73,11 @@ DTAB_TYPES = ("application/dtab", "text/plain")
 #: Budget of a one-shot delegate/bind answer (Linkerd: "Request timed out." after 2 s).
 DELEGATE_TIMEOUT = 2.0
 BIND_TIMEOUT = 10.0
-#: A watch whose client reads slower than changes arrive keeps at most this many
-#: documents queued; older ones are dropped (the newest state always gets through).
-MAX_QUEUED = 64
+#: How long one write to a watch stream may stay blocked (the client reads nothing)
+#: before namerd closes it (``watchStallTimeoutMs``).
+DEFAULT_WATCH_STALL_S = 30.0
+#: The dtab size limit's config key (``io.l5d.httpController``), named in 413 answers.
+MAX_DTAB_KEY = "maxDtabKB"
 
 
 def version_string(version: bytes) -> str:
@@ -88,6 +102,10 @@ def _empty(status: int) -> web.Response:
 
 class _BadRequest(Exception):
     """400 with this text as body."""
+
+
+class _TooLarge(Exception):
+    """413 with this text as body."""
 
 
 class _ClientGone(Exception):
@@ -120,11 +138,18 @@ class HttpController:
     """The aiohttp application of one ``io.l5d.httpController`` interface."""
 
     def __init__(self, store: DtabStore, binder: Optional[NamerdBinder] = None,
-                 metrics: Optional[MetricsRegistry] = None, scope: str = "namerd/http") -> None:
+                 metrics: Optional[MetricsRegistry] = None, scope: str = "namerd/http",
+                 max_dtab_bytes: int = DEFAULT_MAX_BYTES,
+                 watch_stall_timeout: float = DEFAULT_WATCH_STALL_S) -> None:
         self.store = store
         self.binder = binder
         self.metrics = metrics or MetricsRegistry()
         self.scope = scope
+        self.max_dtab_bytes = max_dtab_bytes
+        self.watch_stall_timeout = watch_stall_timeout
+        self._stalled = self.metrics.counter(f"{scope}/streams/stalled_closed")
+        self._render_cache: "collections.OrderedDict[tuple[str, bytes, str], tuple[weakref.ref[Dtab], bytes]]" = \
+            collections.OrderedDict()
         self.open_streams: dict[str, int] = collections.Counter()
         self._requests = self.metrics.counter(f"{scope}/requests")
         self.metrics.gauge(f"{scope}/streams", lambda: sum(self.open_streams.values()))
@@ -133,7 +158,9 @@ class HttpController:
         self.metrics.gauge(f"{scope}/storage/observed_namespaces", self.store.watch_count)
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=4 * 1024 * 1024)
+        # Bodies are dtabs (text or JSON) or small JSON requests: past the dtab limit
+        # aiohttp itself refuses to read on (413), whatever the framing.
+        app = web.Application(client_max_size=self.max_dtab_bytes + 64 * 1024)
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         return app
 
@@ -144,6 +171,8 @@ class HttpController:
             resp = await self._route(request)
         except _BadRequest as e:
             resp = _text(400, str(e))
+        except _TooLarge as e:
+            resp = _text(413, str(e))
         except InvalidNamespace as e:
             resp = _text(400, str(e))
         except Forbidden:
@@ -196,17 +225,35 @@ class HttpController:
         names = await self.store.list()
         return web.Response(body=_compact(sorted(names)) + b"\n", content_type=JSON)
 
+    async def _rendered(self, ns: str, vd: VersionedDtab, codec: str) -> bytes:
+        """A stored dtab rendered once per version and codec, however many watchers and
+        readers want it; a large one is rendered off the event loop (0.1 s per MB). The
+        cache keeps bytes only (never an old version's parsed dtab)."""
+        key = (ns, vd.version, codec)
+        hit = self._render_cache.get(key)
+        if hit is not None and hit[0]() is vd.dtab:  # same version bytes may recur after a delete
+            self._render_cache.move_to_end(key)
+            return hit[1]
+        if len(vd.dtab) > 2000:
+            body = await run_off_loop(render_dtab, vd.dtab, codec)
+        else:
+            body = render_dtab(vd.dtab, codec)
+        self._render_cache[key] = (weakref.ref(vd.dtab), body)
+        while len(self._render_cache) > 8:
+            self._render_cache.popitem(last=False)
+        return body
+
     async def get_dtab(self, ns: str, request: web.Request) -> web.StreamResponse:
         ctype, codec = _codec_for_accept(request)
         if _is_watch(request):
-            def render(vd: Optional[VersionedDtab]) -> Optional[bytes]:
-                return None if vd is None else render_dtab(vd.dtab, codec)  # deletion: no frame
+            async def render(vd: Optional[VersionedDtab]) -> Optional[bytes]:
+                return None if vd is None else await self._rendered(ns, vd, codec)  # deletion: no frame
 
             return await self.stream(request, "dtab", self.store.observe(ns).states, ctype, render)
         vd = await self.store.get(ns)
         if vd is None:
             return _empty(404)
-        resp = web.Response(body=render_dtab(vd.dtab, codec), content_type=ctype)
+        resp = web.Response(body=await self._rendered(ns, vd, codec), content_type=ctype)
         resp.headers["ETag"] = version_string(vd.version)
         return resp
 
@@ -218,25 +265,40 @@ class HttpController:
         resp.headers["ETag"] = version_string(vd.version)
         return resp
 
+    def _check_dtab_size(self, size: int) -> None:
+        try:
+            check_size(size, self.max_dtab_bytes, MAX_DTAB_KEY)
+        except DtabTooLarge as e:
+            raise _TooLarge(str(e)) from None
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        """The body, refused with 413 before reading when it announces more than the
+        dtab limit (aiohttp stops a longer chunked body itself)."""
+        if request.content_length is not None:
+            self._check_dtab_size(request.content_length)
+        body = await request.read()
+        self._check_dtab_size(len(body))
+        return body
+
     async def _read_dtab(self, request: web.Request) -> Dtab:
         ctype = request.headers.get("Content-Type", "")
         base = ctype.split(";", 1)[0].strip().lower()
-        body = await request.read()
+        if base not in DTAB_TYPES and base != JSON:
+            raise _BadRequest(f'Invalid Content-Type "{ctype}". Use application/json or application/dtab.')
+        body = await self._read_body(request)
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _BadRequest("dtab body is not valid UTF-8") from None
         if base == JSON:
             try:
-                return dtab_from_json(body)
+                return await off_loop(dtab_from_json, text)
             except DtabParseError as e:
                 raise _BadRequest(str(e)) from None
-        if base in DTAB_TYPES:
-            try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError:
-                raise _BadRequest("dtab body is not valid UTF-8") from None
-            try:
-                return Dtab.read(text)
-            except DtabSyntaxError as e:
-                raise _BadRequest(str(e)) from None
-        raise _BadRequest(f'Invalid Content-Type "{ctype}". Use application/json or application/dtab.')
+        try:
+            return await read_dtab(text)
+        except DtabSyntaxError as e:
+            raise _BadRequest(str(e)) from None
 
     async def put_dtab(self, ns: str, request: web.Request) -> web.StreamResponse:
         dtab = await self._read_dtab(request)
@@ -297,9 +359,17 @@ class HttpController:
         path = self._path_param(request)
         extra = self._dtab_param(request)
         docs = bound_tree_docs(binder.bind(ns, path, extra))
-        if _is_watch(request):
-            return await self.stream(request, "bind", docs, JSON, lambda doc: _compact(doc) + b"\n")
-        return await self.one_shot(docs, lambda doc: _compact(doc) + b"\n", BIND_TIMEOUT)
+        hold = docs.observe(_ignore)  # computes it now: a static binding is known at once
+        try:
+            st = docs.sample()
+            if extra.dentries and isinstance(st, Failed) and isinstance(st.error, BindingTooLarge):
+                # The client's dtab is the problem: a final 400, not an error to retry.
+                raise _BadRequest(f"Invalid dtab: {st.error}")
+            if _is_watch(request):
+                return await self.stream(request, "bind", docs, JSON, lambda doc: _compact(doc) + b"\n")
+            return await self.one_shot(docs, lambda doc: _compact(doc) + b"\n", BIND_TIMEOUT)
+        finally:
+            hold.close()
 
     async def addr(self, ns: str, request: web.Request) -> web.StreamResponse:
         binder = self.binder
@@ -334,7 +404,7 @@ class HttpController:
                 return _text(415, f'Unsupported Content-Type "{ctype}": POST a JSON object '
                                   '{"namespace", "dtab", "path"}')
             try:
-                doc = json.loads(await request.read())
+                doc = await off_loop(json.loads, (await self._read_body(request)).decode("utf-8"))
             except (ValueError, UnicodeDecodeError) as e:
                 raise _BadRequest(f"malformed JSON body: {e}") from None
             if not isinstance(doc, dict):
@@ -356,7 +426,7 @@ class HttpController:
         except DtabSyntaxError as e:
             raise _BadRequest(f"Invalid path: {raw_path} / {e}") from None
         try:
-            extra = Dtab.read(raw_dtab) if raw_dtab.strip() else Dtab()
+            extra = await read_dtab(raw_dtab) if raw_dtab.strip() else Dtab()
         except DtabSyntaxError as e:
             raise _BadRequest(f"Invalid dtab: {raw_dtab} / {e}") from None
         if ns:
@@ -408,35 +478,23 @@ class HttpController:
         return web.Response(body=body or b"", content_type=JSON)
 
     async def stream(self, request: web.Request, kind: str, states: Var,
-                     content_type: str, render: Callable[[Any], Optional[bytes]]) -> web.StreamResponse:
+                     content_type: str, render: Callable[[Any], Any]) -> web.StreamResponse:
         """Chunked watch response: one rendered document per distinct Ok state.
 
         PENDING and values rendered as None produce nothing; Failed writes its message
-        and ends the stream (the client reconnects). The observation is closed however
-        the stream ends.
+        and ends the stream (the client reconnects). A client that reads slower than
+        states change gets the newest one when it catches up: only that state is kept
+        (and rendered when sent), so memory does not grow with the number of changes. A
+        write blocked for ``watch_stall_timeout`` closes the connection. The observation
+        is closed however the stream ends.
         """
-        queue: collections.deque = collections.deque()
+        latest: list[Any] = [None]  # the newest state not sent yet
         wake = asyncio.Event()
-        END = object()
 
         def on_state(st: ActivityState[Any]) -> None:
-            if isinstance(st, Ok):
-                try:
-                    doc = render(st.value)
-                except Exception as e:  # a value we cannot render fails this stream only
-                    log.exception("cannot render %s watch value", kind)
-                    queue.append((END, f"{type(e).__name__}: {e}"))
-                    wake.set()
-                    return
-                if doc is None:
-                    return
-                queue.append(doc)
-                while len(queue) > MAX_QUEUED:
-                    queue.popleft()
-            elif isinstance(st, Failed):
-                queue.append((END, str(st.error) or type(st.error).__name__))
-            else:
+            if st is PENDING:
                 return
+            latest[0] = st
             wake.set()
 
         resp = web.StreamResponse(status=200)
@@ -448,25 +506,56 @@ class HttpController:
         last: Optional[bytes] = None
         try:
             while True:
-                if not queue:
+                st = latest[0]
+                if st is None:
                     wake.clear()
                     await wake.wait()
                     continue
-                item = queue.popleft()
-                if isinstance(item, tuple) and item and item[0] is END:
-                    await resp.write(item[1].encode("utf-8", "replace") + b"\n")
+                latest[0] = None
+                if isinstance(st, Failed):
+                    await self._write(request, resp, (str(st.error) or type(st.error).__name__).encode(
+                        "utf-8", "replace") + b"\n")
                     break
-                if item == last:
+                try:
+                    doc = render(st.value)
+                    if inspect.isawaitable(doc):
+                        doc = await doc
+                except Exception as e:  # a value we cannot render fails this stream only
+                    log.exception("cannot render %s watch value", kind)
+                    await self._write(request, resp, f"{type(e).__name__}: {e}\n".encode("utf-8", "replace"))
+                    break
+                if doc is None or doc == last:
                     continue  # duplicates suppressed (Linkerd's dedup)
-                last = item
-                await resp.write(item)
+                last = doc
+                await self._write(request, resp, doc)
             await resp.write_eof()
-        except (ConnectionResetError, ConnectionError):
-            pass  # the client went away
+        except (ConnectionResetError, ConnectionError, _Stalled):
+            pass  # the client went away, or was closed for not reading
         finally:
             closable.close()
             self.open_streams[kind] -= 1
         return resp
+
+    async def _write(self, request: web.Request, resp: web.StreamResponse, data: bytes) -> None:
+        """Write to a watch stream; a write blocked for ``watch_stall_timeout`` (the
+        client stopped reading) aborts the connection and raises _Stalled."""
+        try:
+            await asyncio.wait_for(resp.write(data), self.watch_stall_timeout)
+        except asyncio.TimeoutError:
+            self._stalled.incr()
+            log.info("closing a %s watch stream from %s: it took no data for %gs",
+                     request.path, request.remote, self.watch_stall_timeout)
+            if request.transport is not None:
+                request.transport.abort()
+            raise _Stalled() from None
+
+
+class _Stalled(Exception):
+    pass
+
+
+def _ignore(_: Any) -> None:
+    pass
 
 
 def _addr_states(addr: Var[Addr]) -> Var:

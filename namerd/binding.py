@@ -1,7 +1,7 @@
 """What namerd computes from names: bound trees, address sets, resolution, delegation.
 
 The HTTP controller asks this module for *observables* and only renders them, so
-the lifetime rules live here: every value below is lazy (``DerivedVar``), runs its
+the lifetime rules live here: every value below is lazy (``Var.lazy``), runs its
 upstream watches only while a request observes it, and holds no per-request state
 after the request ends. Bindings themselves are cached by the interpreter (per
 (dtab, path), released after an idle TTL), so many streams for one name share one
@@ -16,8 +16,9 @@ from namerouter.dtab import Dtab, Path
 from namerouter.dtab.tree import NEG, Alt, Empty, Fail, Leaf, NameTree, Neg, Union
 from namerouter.naming.addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, AddrFailed
 from namerouter.naming.bound import BoundName
-from namerouter.naming.reactive import DerivedVar, flat_map, map_activity, observe_switching
-from namerouter.naming.var import PENDING, Activity, ActivityState, Closable, Failed, Ok, Var
+from namerouter.naming.bound import same_tree_state
+from namerouter.naming.reactive import flat_map, map_activity, observe_switching
+from namerouter.naming.var import PENDING, Activity, ActivityState, Closable, Failed, LazyVar, Ok, Var
 
 from .storage.base import DtabStore
 
@@ -96,7 +97,7 @@ class _LeafAddrs:
 def bound_tree_docs(tree_act: Activity[NameTree[Any]]) -> Var[ActivityState[Any]]:
     """PENDING | Ok(bind JSON doc) | Failed: a doc only once every leaf's addr is known."""
 
-    def start(out: DerivedVar) -> Closable:
+    def start(out: LazyVar[ActivityState[Any]]) -> Closable:
         current: list[Optional[NameTree[Any]]] = [None]
 
         def render() -> None:
@@ -128,7 +129,7 @@ def bound_tree_docs(tree_act: Activity[NameTree[Any]]) -> Var[ActivityState[Any]
 
         return Closable(close)
 
-    return DerivedVar(start)
+    return Var.lazy(PENDING, start)
 
 
 def pick_leaf(tree: NameTree[Any], rng: random.Random) -> NameTree[Any]:
@@ -162,7 +163,7 @@ def flatten_addr(act: Activity[NameTree[Any]], on_tree: Optional[Callable[[NameT
     becomes ``AddrFailed(not_concrete)`` (Linkerd: "... is not a concrete bound id").
     """
 
-    def start(out: DerivedVar) -> Closable:
+    def start(out: LazyVar[Addr]) -> Closable:
         def step(st: ActivityState[Any]) -> Optional[Closable]:
             if isinstance(st, Ok):
                 tree = on_tree(st.value) if on_tree else st.value
@@ -184,7 +185,7 @@ def flatten_addr(act: Activity[NameTree[Any]], on_tree: Optional[Callable[[NameT
 
         return observe_switching(act, step)
 
-    return DerivedVar(start, ADDR_PENDING)
+    return Var.lazy(ADDR_PENDING, start)
 
 
 class NamerdBinder:
@@ -202,7 +203,12 @@ class NamerdBinder:
         return map_activity(self.store.observe(ns), lambda vd: vd.dtab if vd is not None else Dtab())
 
     def bind(self, ns: str, path: Path, extra: Dtab = Dtab()) -> Activity[NameTree[Any]]:
-        return flat_map(self.ns_dtab(ns), lambda d: self.interpreter.bind(d + extra, path))
+        """The stored dtab ++ ``extra``; a non-empty ``extra`` comes from a client (the
+        ``dtab`` parameter), so the binding gets the interpreter's request budget."""
+        if extra.dentries:
+            return flat_map(self.ns_dtab(ns), lambda d: self.interpreter.bind(d + extra, path, from_request=True),
+                            same_tree_state)
+        return flat_map(self.ns_dtab(ns), lambda d: self.interpreter.bind(d, path), same_tree_state)
 
     def resolve(self, ns: str, path: Path, extra: Dtab = Dtab(), rng: Optional[random.Random] = None) -> Var[Addr]:
         r = rng or random.Random()
@@ -240,7 +246,9 @@ class NamerdBinder:
         if ns is not None:
             vd = await self.store.get(ns)
             base = vd.dtab if vd is not None else Dtab()
-        return await self.interpreter.delegate(base + extra, path)
+        if extra.dentries:
+            return await self.interpreter.delegate(base + extra, path, from_request=True)
+        return await self.interpreter.delegate(base, path)
 
     def bound_names(self) -> list[str]:
         names: set[str] = set()
@@ -284,7 +292,7 @@ def eval_addr(act: Activity[NameTree[Any]]) -> Var[Addr]:
     tree -> ``ADDR_NEG``; failed binding -> ``AddrFailed``. (Linkerd's destination
     interface computes the same.)"""
 
-    def start(out: DerivedVar) -> Closable:
+    def start(out: LazyVar[Addr]) -> Closable:
         current: list[list[BoundName]] = [[]]
 
         def render() -> None:
@@ -316,4 +324,4 @@ def eval_addr(act: Activity[NameTree[Any]]) -> Var[Addr]:
 
         return Closable(close)
 
-    return DerivedVar(start, ADDR_PENDING)
+    return Var.lazy(ADDR_PENDING, start)

@@ -56,6 +56,10 @@ class HttpControllerConfig:
     tls: Optional[ServerTlsConfig] = None
     #: accepted for compatibility
     socketOptions: Any = None
+    #: largest dtab body accepted (413 beyond); large ones are parsed off the event loop
+    maxDtabKB: int = field(default=1024, metadata={"min": 1, "max": 64 * 1024})
+    #: a watch stream whose client takes no data for this long is closed
+    watchStallTimeoutMs: int = field(default=30_000, metadata={"min": 100})
 
 
 def _check_ns(ns: str) -> str:

@@ -49,6 +49,8 @@ class Namerd:
         admin_security: Any = None,
         telemeters: Sequence[Any] = (),
         ifaces: Sequence[Any] = (),
+        max_dtab_bytes: int = 1024 * 1024,
+        watch_stall_timeout: float = 30.0,
     ) -> None:
         self.store = store
         self.namers = list(namers)
@@ -78,6 +80,9 @@ class Namerd:
         #: bound ports of those interfaces by kind, in config order
         self.iface_ports: dict[str, list[int]] = {}
         self.ifaces: list[Any] = []
+        # Limits of the HTTP API (README "Limits and hardening").
+        self.max_dtab_bytes = max_dtab_bytes
+        self.watch_stall_timeout = watch_stall_timeout
         self.interpreter: Any = None
         self.binder: Optional[NamerdBinder] = None
         self.controller: Optional[HttpController] = None
@@ -91,7 +96,7 @@ class Namerd:
     @classmethod
     def from_config(cls, validated: Any, metrics: Optional[MetricsRegistry] = None) -> "Namerd":
         cfg = validated.config
-        metrics = metrics or MetricsRegistry()
+        metrics = metrics if metrics is not None else MetricsRegistry()  # an empty one is falsy
         runtime = types.SimpleNamespace(metrics=metrics, component="namerd")
         kind = kind_of(cfg.storage)
         store_cls = plugins.load(plugins.NAMERD_STORAGE, kind)
@@ -103,6 +108,9 @@ class Namerd:
         prom = next((t for t in cfg.telemetry if getattr(t, "kind", "") == "io.l5d.prometheus"), None)
         telemeters = [plugins.load(plugins.TELEMETERS, kind_of(t)).from_config(t, runtime)
                       for t in cfg.telemetry if kind_of(t) in plugins.TELEMETERS]
+        http = cfg.http_controllers[0] if cfg.http_controllers else None
+        limits = {} if http is None else {"max_dtab_bytes": http.maxDtabKB * 1024,
+                                          "watch_stall_timeout": http.watchStallTimeoutMs / 1000.0}
         return cls(
             store,
             namers,
@@ -116,6 +124,7 @@ class Namerd:
             prometheus_prefix=prom.prefix if prom else "",
             admin_security=cfg.admin.security,
             telemeters=telemeters,
+            **limits,
         )
 
     # Lifecycle ---------------------------------------------------------------------------
@@ -137,7 +146,9 @@ class Namerd:
         if self.interpreter is not None:
             self.binder = NamerdBinder(self.store, self.interpreter, self.namers,
                                        getattr(self.interpreter, "system", None))
-        self.controller = HttpController(self.store, self.binder, self.metrics)
+        self.controller = HttpController(self.store, self.binder, self.metrics,
+                                         max_dtab_bytes=self.max_dtab_bytes,
+                                         watch_stall_timeout=self.watch_stall_timeout)
         self.tls.start()
         for ip, port, tls_cfg in self.interfaces:
             scope = f"namerd/interface/{ip}/{port}"

@@ -39,9 +39,9 @@ from typing import Any, Optional
 
 from aiohttp import web
 
+from namerouter.naming.dtab_text import read_dtab
 from namerouter.admin.ui import (
     STATIC_DIR,
-    DtabChecker,
     asset_routes,
     read_limited_text,
     secure_headers,
@@ -94,7 +94,6 @@ def namerd_ui_routes(namerd: Any) -> list[tuple[str, str, Any]]:
     index = (NAMERD_STATIC / "namespaces.html").read_bytes()
     editor = (NAMERD_STATIC / "dtab.html").read_bytes()
     delegator = (STATIC_DIR / "delegator.html").read_bytes().replace(b'data-mode="router"', b'data-mode="namerd"')
-    checker = DtabChecker()  # every dtab from a request is parsed off the loop, one at a time
 
     def html(body: bytes) -> Any:
         async def page(_: web.Request) -> web.StreamResponse:
@@ -113,7 +112,7 @@ def namerd_ui_routes(namerd: Any) -> list[tuple[str, str, Any]]:
             raise web.HTTPUnsupportedMediaType(text=f"send the dtab as application/dtab, not {ctype[:60]!r}\n")
         text = await read_limited_text(request)
         try:
-            return await checker.read(text)
+            return await read_dtab(text)
         except DtabSyntaxError as e:
             raise web.HTTPBadRequest(text=json.dumps({"error": "invalid dtab", **syntax_error(e)}),
                                      content_type="application/json") from None
@@ -176,7 +175,7 @@ def namerd_ui_routes(namerd: Any) -> list[tuple[str, str, Any]]:
             return _json({"error": str(e)}, 400)
         text = doc.get("dtab", "")
         try:
-            proposed = await checker.read(text)
+            proposed = await read_dtab(text)
         except DtabSyntaxError as e:
             return _json({"error": "invalid dtab", **syntax_error(e)}, 400)
         binder, interp = namerd.binder, namerd.interpreter
@@ -200,6 +199,6 @@ def namerd_ui_routes(namerd: Any) -> list[tuple[str, str, Any]]:
         ("PUT", "/admin/dtab/" + ns, put_dtab),
         ("POST", "/admin/dtab/" + ns, create_dtab),
         ("POST", "/admin/dtab/" + ns + "/dry-run", dry_run),
-        validate_dtab_route(checker),
+        validate_dtab_route(),
         *asset_routes((STATIC_DIR, NAMERD_STATIC)),
     ]

@@ -284,8 +284,8 @@ def test_lookup_budget():
     from namerouter.dtab import BindingTooLarge
 
     with pytest.raises(BindingTooLarge) as info:
-        bind(Dtab.read("/x => /x/a & /x/b"), Path.read("/x"), max_lookups=1000)
-    assert str(info.value) == "Binding too large: more than 1000 lookups"
+        bind(Dtab.read("/x => /x/a & /x/b"), Path.read("/x"), budget=1000)
+    assert str(info.value) == "Binding too large: more than 1000 lookup steps"
     # within budget, the same dtab fails as Finagle would: every branch loops
     with pytest.raises(MaxDepthExceeded):
-        bind(Dtab.read("/x => /x/a & /x/b"), Path.read("/x"), max_depth=8, max_lookups=1000)
+        bind(Dtab.read("/x => /x/a & /x/b"), Path.read("/x"), max_depth=6, budget=1000)

@@ -13,7 +13,7 @@ from namerouter.metrics import MetricsRegistry
 from namerouter.namers.fs import FsNamer
 from namerouter.naming.binding_cache import BindingCache
 from namerouter.naming.interpreter import DefaultInterpreter
-from namerouter.naming.var import Var
+from namerouter.naming.var import Var, start_stop
 
 
 async def eventually(cond, timeout=2.0):
@@ -100,7 +100,7 @@ def test_cache_validates_settings():
 def test_lazy_var_wait_for_observes_while_waiting():
     """Var.wait_for on a lazy Var starts (and then stops) its source."""
     started, stopped = [], []
-    v = Var(0, on_first_observer=lambda: started.append(1), on_last_observer=lambda: stopped.append(1))
+    v = Var.lazy(0, start_stop(lambda: started.append(1), lambda: stopped.append(1)))
 
     async def go():
         asyncio.get_running_loop().call_later(0.01, v.update, 5)

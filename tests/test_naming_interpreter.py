@@ -375,10 +375,12 @@ def test_exponential_dtab_hits_the_lookup_budget_quickly():
     dtab must not be able to keep the router busy with it."""
     import time
 
-    from namerouter.naming.interpreter import LookupBudgetExceeded
+    from namerouter.dtab import BindingTooLarge
 
     t0 = time.monotonic()
-    st = DefaultInterpreter().bind(D("/* => /a & /b"), P("/svc")).sample()
-    assert isinstance(st, Failed) and isinstance(st.error, LookupBudgetExceeded)
-    assert "binding /svc needed more than 10000 lookups" in str(st.error)
+    st = DefaultInterpreter().bind(D("/svc => /svc/a & /svc/b"), P("/svc")).sample()
+    assert isinstance(st, Failed) and isinstance(st.error, BindingTooLarge)
+    assert str(st.error) == "Binding too large: more than 10000 lookup steps"
+    st = DefaultInterpreter().bind(D("/svc => /svc/a & /svc/b"), P("/svc"), from_request=True).sample()
+    assert str(st.error) == "Binding too large: more than 1000 lookup steps"
     assert time.monotonic() - t0 < 10  # generous: it takes well under a second

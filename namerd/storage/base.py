@@ -44,7 +44,7 @@ import weakref
 from typing import Any, Callable, ClassVar, NamedTuple, Optional
 
 from namerouter.dtab import Dtab
-from namerouter.naming.var import PENDING, Activity, ActivityState, Ok, Var
+from namerouter.naming.var import PENDING, Activity, ActivityState, Closable, Ok, Var
 
 
 class VersionedDtab(NamedTuple):
@@ -127,23 +127,17 @@ class Observed:
     def get(self, key: str) -> Var:
         var = self._vars.get(key)
         if var is None:
-            # The hooks reach the Var through a weak reference: no cycle, so a Var
-            # nobody holds is freed at once by reference counting.
-            cell: list = []
-            var = Var(
-                self._initial(key),
-                on_first_observer=lambda: self._fire(self._start, key, cell),
-                on_last_observer=lambda: self._fire(self._stop, key, cell),
-            )
-            cell.append(weakref.ref(var))
+            # The start function gets the Var as its argument (no reference to it is
+            # kept while unobserved), so a Var nobody holds is freed at once.
+            var = Var.lazy(self._initial(key), lambda v: self._run(key, v))
             self._vars[key] = var
         return var
 
-    @staticmethod
-    def _fire(hook: Optional[Callable[[str, Var], None]], key: str, cell: list) -> None:
-        var = cell[0]() if cell else None
-        if hook is not None and var is not None:
-            hook(key, var)
+    def _run(self, key: str, var: Var) -> Closable:
+        if self._start is not None:
+            self._start(key, var)
+        stop = self._stop
+        return Closable(None if stop is None else (lambda: stop(key, var)))
 
     def peek(self, key: str) -> Optional[Var]:
         """The key's Var if one is alive (to push a new value), else None."""

@@ -23,7 +23,7 @@ import aiohttp
 from namerouter.consul.client import CONSISTENCY_MODES, ConsulClient, ConsulError, ConsulResponse
 from namerouter.consul.kv_watch import follow_key
 from namerouter.dtab import Dtab, DtabSyntaxError
-from namerouter.naming.var import PENDING, Activity, ActivityState, Failed, Ok, Var
+from namerouter.naming.var import PENDING, Activity, ActivityState, Failed, Ok, Var, start_stop
 
 from .base import (
     DtabStore,
@@ -80,7 +80,7 @@ class ConsulDtabStore(DtabStore):
         self.wait = wait
         self._observed = Observed(self._initial_state, self._start_watch, self._stop_watch)
         self._tasks: dict[str, asyncio.Task] = {}
-        self._list_var: Var = Var(PENDING, on_first_observer=self._start_list, on_last_observer=self._stop_list)
+        self._list_var: Var = Var.lazy(PENDING, start_stop(self._start_list, self._stop_list))
         self._list_task: Optional[asyncio.Task] = None
         self.errors = 0
         self.last_error: Optional[str] = None

@@ -37,7 +37,7 @@ from namerouter.dtab import Dtab, DtabSyntaxError
 from namerouter.k8s.client import K8sApiError
 from namerouter.k8s.watch import CollectionWatch
 from namerouter.namers.k8s import make_api
-from namerouter.naming.var import PENDING, ActivityState, Closable, Failed, Ok, Var
+from namerouter.naming.var import PENDING, ActivityState, Closable, Failed, Ok, Var, start_stop
 
 from .base import (
     DtabStoreError,
@@ -105,7 +105,7 @@ class K8sDtabStore(ObservedDtabStore):
         self.watch = CollectionWatch(api, RESOURCE, namespace, max_backoff_s=max_backoff_s)
         self._observed = Observed(lambda ns: PENDING, self._start_ns, self._stop_ns)
         self._subs: dict[str, Closable] = {}
-        self._list_var: Var = Var(PENDING, on_first_observer=self._start_list, on_last_observer=self._stop_list)
+        self._list_var: Var = Var.lazy(PENDING, start_stop(self._start_list, self._stop_list))
         self._list_sub: Optional[Closable] = None
 
     @classmethod

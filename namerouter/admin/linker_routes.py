@@ -12,7 +12,9 @@ body ``{"namespace", "path", "dtab"}``) answers with the interpreter's delegate 
 As in Linkerd's dtab playground, ``dtab`` is the whole dtab to delegate with; when it
 is absent the router's own dtab is used, so ``?namespace=outgoing&path=/svc/web``
 explains how that router routes ``/svc/web``. 400 ``Invalid path: …`` / ``Invalid dtab:
-…``, 404 unknown namespace, 501 an interpreter that cannot explain, 503 after 2 s.
+…``, 404 unknown namespace, 413 a dtab over 1 MB, 501 an interpreter that cannot
+explain, 503 after 2 s. A given ``dtab`` comes from a client: large ones are parsed off
+the event loop and the delegation runs under the interpreter's request budget.
 """
 from __future__ import annotations
 
@@ -25,8 +27,9 @@ from typing import Any, Callable, Iterable, Optional
 from aiohttp import web
 
 from ..dtab import Dtab, Path
+from ..naming.dtab_text import read_dtab
 from .app import Route, json_response
-from .ui import MAX_DTAB_BYTES, DtabChecker
+from .ui import MAX_DTAB_BYTES
 
 DELEGATE_TIMEOUT_S = 2.0
 
@@ -46,7 +49,6 @@ def _text(status: int, text: str) -> web.Response:
 def linker_routes(routers: Callable[[], dict[str, RouterView]],
                   namers: Callable[[], Iterable[Any]]) -> list[Route]:
 
-    checker = DtabChecker()
 
     async def delegate(namespace: Optional[str], dtab_text: Optional[str], path_text: Optional[str],
                        pretty: bool) -> web.Response:
@@ -63,7 +65,7 @@ def linker_routes(routers: Callable[[], dict[str, RouterView]],
             return _text(413, f"Invalid dtab: longer than {MAX_DTAB_BYTES} characters")
         else:
             try:
-                dtab = await checker.read(dtab_text)  # off the loop: the routers share it
+                dtab = await read_dtab(dtab_text)  # large ones off the loop: the routers share it
             except Exception as e:
                 return _text(400, f"Invalid dtab: {e}")
         if path_text is None:
@@ -76,7 +78,7 @@ def linker_routes(routers: Callable[[], dict[str, RouterView]],
         if fn is None:
             return _text(501, f"Name Interpreter for {namespace} cannot show delegations")
         try:
-            result = fn(dtab, path)
+            result = fn(dtab, path) if dtab_text is None else fn(dtab, path, from_request=True)
             if inspect.isawaitable(result):
                 result = await asyncio.wait_for(result, DELEGATE_TIMEOUT_S)
         except asyncio.TimeoutError:

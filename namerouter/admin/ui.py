@@ -14,16 +14,16 @@ has a syntax error, from the real parser — the pages never parse dtabs themsel
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import mimetypes
 import re
 from pathlib import Path as FsPath
-from typing import Any, Awaitable, Callable, Iterable, Optional
+from typing import Any, Awaitable, Callable, Iterable
 
 from aiohttp import web
 
 from ..dtab import Dtab, DtabSyntaxError
+from ..naming.dtab_text import off_loop
 
 STATIC_DIR = FsPath(__file__).parent / "static"
 ASSET_PREFIX = "/ui/"
@@ -128,32 +128,19 @@ def syntax_error(e: DtabSyntaxError) -> dict[str, Any]:
     return {"valid": False, "line": e.line, "column": e.column, "message": str(e)}
 
 
-class DtabChecker:
-    """Parses dtabs off the event loop, one at a time. The admin server shares its loop
-    with the routers, and a dtab near ``MAX_DTAB_BYTES`` takes about a second of CPU to
-    parse: in a worker thread the loop keeps serving meanwhile (the GIL is handed over
-    every few ms), and the semaphore keeps a burst of such requests from taking more."""
-
-    def __init__(self) -> None:
-        self._slot = asyncio.Semaphore(1)
-
-    async def check(self, text: str) -> dict[str, Any]:
-        async with self._slot:
-            return await asyncio.to_thread(check_dtab, text)
-
-    async def read(self, text: str) -> Dtab:
-        """``Dtab.read`` off the loop (raises DtabSyntaxError)."""
-        async with self._slot:
-            return await asyncio.to_thread(Dtab.read, text)
+async def check_dtab_off_loop(text: str) -> dict[str, Any]:
+    """:func:`check_dtab` where :mod:`naming.dtab_text` parses client dtabs: large ones on
+    its one worker thread, so the admin server's loop (shared with the routers) keeps
+    serving and a burst of big dtabs queues instead of multiplying."""
+    return await off_loop(check_dtab, text)
 
 
-def validate_dtab_route(checker: Optional[DtabChecker] = None) -> tuple[str, str, Handler]:
+def validate_dtab_route() -> tuple[str, str, Handler]:
     """``POST /admin/validate-dtab`` with the dtab text as body: always 200 with
     :func:`check_dtab`'s answer (a syntax error is the answer, not a failure)."""
-    checker = checker or DtabChecker()
 
     async def validate(request: web.Request) -> web.StreamResponse:
-        return _json(await checker.check(await read_limited_text(request)))
+        return _json(await check_dtab_off_loop(await read_limited_text(request)))
 
     return ("POST", "/admin/validate-dtab", validate)
 

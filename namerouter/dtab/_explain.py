@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+from .tree import MAX_TREE_DEPTH
+
 _LABEL_CHARS = frozenset(
     "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_:.#$%-"
 )
@@ -50,6 +52,7 @@ class _Finagle:
         self.n = len(text)
         self.i = 0
         self.dentry_offsets: list[int] = []  # where each dtab entry starts (for lint)
+        self.nesting = 0  # open parentheses (bounded: this recogniser recurses per level)
 
     # primitives ----------------------------------------------------------------
     def peek(self) -> Optional[str]:
@@ -157,10 +160,14 @@ class _Finagle:
         self.ws()
         c = self.peek()
         if c == "(":
+            if self.nesting >= MAX_TREE_DEPTH:
+                raise _Illegal(too_deep_message(self.s, self.i), self.i)
+            self.nesting += 1
             self.i += 1
             self.tree()
             self.ws()
             self.eat(")")
+            self.nesting -= 1
         elif c == "/":
             self.path()
         elif c in ("!", "~", "$"):
@@ -218,6 +225,12 @@ class _Finagle:
         getattr(self, kind)()
         self.ws()
         self.ensure_end()
+
+
+def too_deep_message(text: str, offset: int) -> str:
+    """The error for a name tree nested deeper than :data:`MAX_TREE_DEPTH` levels."""
+    shown = text[max(0, offset - 20):offset + 20]
+    return f"name tree nested deeper than {MAX_TREE_DEPTH} levels at offset {offset} ('...{shown}...')"
 
 
 def explain(kind: str, text: str) -> tuple[Optional[str], Optional[int]]:

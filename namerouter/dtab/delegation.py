@@ -25,16 +25,13 @@ import inspect
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Generator, Optional
 
-from .dtab import Dentry, Dtab
+from .binding import BUDGET, MAX_DEPTH, Budget
+from .dtab import Dentry, Dtab, rewrite
 from .errors import BindingTooLarge, MaxDepthExceeded
 from .path import Path
 from .tree import NEG, Alt as NAlt, Empty as NEmpty, Fail as NFail, Leaf as NLeaf, NameTree
 from .tree import Neg as NNeg, Union as NUnion
 
-MAX_DEPTH = 100
-#: Lookups one delegation may make: the tree shows every branch, so beyond this it is
-#: unreadable anyway (and Linkerd would hang on such dtabs).
-MAX_LOOKUPS = 10_000
 DEPTH_MESSAGE = "Max recursion level reached."
 
 EMPTY_PATH = Path()
@@ -105,7 +102,7 @@ class DLeaf(DelegateTree):
 class DAlt(DelegateTree):
     path: Path
     dentry: Dentry
-    trees: tuple
+    trees: tuple[DelegateTree, ...]
 
 
 @dataclass(frozen=True)
@@ -114,7 +111,7 @@ class DUnion(DelegateTree):
 
     path: Path
     dentry: Dentry
-    trees: tuple
+    trees: tuple[tuple[float, DelegateTree], ...]
 
 
 @dataclass(frozen=True)
@@ -128,24 +125,15 @@ class DTransformation(DelegateTree):
 
     @property
     def dentry(self) -> Dentry:  # type: ignore[override]
-        return Dentry.nop  # type: ignore[attr-defined]
+        return Dentry.nop
 
     def with_dentry(self, dentry: Dentry) -> "DelegateTree":
         return self  # a transformation is not produced by a dentry
 
 
-DelegateTree.Exception = DException  # type: ignore[attr-defined]
-DelegateTree.Empty = DEmpty  # type: ignore[attr-defined]
-DelegateTree.Fail = DFail  # type: ignore[attr-defined]
-DelegateTree.Neg = DNeg  # type: ignore[attr-defined]
-DelegateTree.Delegate = DDelegate  # type: ignore[attr-defined]
-DelegateTree.Leaf = DLeaf  # type: ignore[attr-defined]
-DelegateTree.Alt = DAlt  # type: ignore[attr-defined]
-DelegateTree.Union = DUnion  # type: ignore[attr-defined]
-DelegateTree.Transformation = DTransformation  # type: ignore[attr-defined]
 
 
-def from_name_tree(path: Path, dentry: Dentry, tree: NameTree) -> DelegateTree:
+def from_name_tree(path: Path, dentry: Dentry, tree: NameTree[Any]) -> DelegateTree:
     """Linkerd's ``DelegateTree.fromNameTree(path, dentry, tree)``.
 
     Note the quirk kept from Linkerd: a ``~`` becomes ``Neg`` with the *empty* path.
@@ -172,87 +160,109 @@ def from_name_tree(path: Path, dentry: Dentry, tree: NameTree) -> DelegateTree:
 # A delegation generator yields paths for the namers and finally returns a DelegateTree.
 DelegateGen = Generator[Path, Any, DelegateTree]
 
+#: The deepest delegation tree shown: a chain of ``MAX_DEPTH`` rewrites is about that
+#: many levels; the renderers (simplify, JSON) recurse once per level.
+MAX_DELEGATE_DEPTH = 2 * MAX_DEPTH + 50
 
-def _lookup(dtab: Dtab, dentry: Dentry, path: Path, budget: list[int]) -> DelegateGen:
+# Stack frame kinds: a frame waits for the delegation of one child.
+_DELEGATE, _ALT, _UNION = 0, 1, 2
+
+
+def _lookup(dtab: Dtab, dentry: Dentry, path: Path, steps: Budget) -> DelegateGen:
     """One delegation lookup: every matching dentry (last first), else the namers."""
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise BindingTooLarge(budget[1])
-    matches = []
-    labels = path.labels
-    for d in dtab._candidates(path):  # the matching dentries, last-defined first
-        residual = Path._trusted(labels[len(d.prefix.elems):])
-        dst = d.dst.map(lambda p, r=residual: p + r) if residual.labels else d.dst
-        matches.append(from_name_tree(path, d, dst))
-    if len(matches) == 1:
-        return DDelegate(path, dentry, matches[0])
+    matches = dtab.matches(path)
     if matches:
-        return DAlt(path, dentry, tuple(matches))
-    neg = DNeg(path, dentry)
+        subtrees = []
+        for d, residual in matches:
+            dst = rewrite(d.dst, residual)
+            steps.charge(dst.size)
+            subtrees.append(from_name_tree(path, d, dst))
+        if len(subtrees) == 1:
+            return DDelegate(path, dentry, subtrees[0])
+        return DAlt(path, dentry, tuple(subtrees))
+    steps.charge(1)
     try:
         tree = yield path  # ask the namers (configured ones, then the system namers)
+    except BindingTooLarge:
+        raise
     except Exception as e:  # noqa: BLE001 - any namer failure is shown, not raised
-        return DException(path, dentry, e)
+        return DException(path, dentry, e.with_traceback(None))
     if tree is NEG:
-        return neg
+        return DNeg(path, dentry)
+    steps.charge(tree.size)
     return from_name_tree(path, dentry, tree)
 
 
-def _bind(dtab: Dtab, depth: int, tree: DelegateTree, max_depth: int, budget: list[int]) -> DelegateGen:
-    if depth > max_depth:
-        raise MaxDepthExceeded(max_depth, DEPTH_MESSAGE)
-    if isinstance(tree, DLeaf):
-        if isinstance(tree.value, Path):
-            looked = yield from _lookup(dtab, tree.dentry, tree.value, budget)
-            return (yield from _bind(dtab, depth + 1, looked, max_depth, budget))
-        return tree
-    if isinstance(tree, DDelegate):
-        child = yield from _bind(dtab, depth, tree.tree, max_depth, budget)
-        return DDelegate(tree.path, tree.dentry, child)
-    if isinstance(tree, DAlt):
-        if not tree.trees:
-            return DNeg(tree.path, tree.dentry)
-        if len(tree.trees) == 1:
-            child = yield from _bind(dtab, depth, tree.trees[0], max_depth, budget)
-            return DDelegate(tree.path, tree.dentry, child)
-        out = []
-        for t in tree.trees:  # unlike bind, every alternative is explored
-            try:
-                out.append((yield from _bind(dtab, depth, t, max_depth, budget)))
-            except BindingTooLarge:
-                raise
-            except Exception as e:  # noqa: BLE001
-                out.append(DException(tree.path, tree.dentry, e))
-        return DAlt(tree.path, tree.dentry, tuple(out))
-    if isinstance(tree, DUnion):
-        if not tree.trees:
-            return DNeg(tree.path, tree.dentry)
-        if len(tree.trees) == 1:
-            child = yield from _bind(dtab, depth, tree.trees[0][1], max_depth, budget)
-            return DDelegate(tree.path, tree.dentry, child)
-        members = []
-        for w, t in tree.trees:
-            try:
-                members.append((w, (yield from _bind(dtab, depth, t, max_depth, budget))))
-            except BindingTooLarge:
-                raise
-            except Exception as e:  # noqa: BLE001
-                members.append((w, DException(tree.path, tree.dentry, e)))
-        return DUnion(tree.path, tree.dentry, tuple(members))
-    return tree  # Exception, Empty, Fail, Neg, Transformation: final
-
-
 def delegate_gen(
-    dtab: Dtab, path: Path, max_depth: int = MAX_DEPTH, max_lookups: int = MAX_LOOKUPS
+    dtab: Dtab, path: Path, max_depth: int = MAX_DEPTH, budget: int = BUDGET
 ) -> DelegateGen:
     """The delegation of ``path`` through ``dtab`` as a generator (see module doc).
 
-    More than ``max_lookups`` lookups (a dtab whose unions fan out exponentially; Linkerd
-    would hang) raise BindingTooLarge instead of producing an enormous tree.
+    Iterative (an explicit stack), with the binding budget of :mod:`.binding`: more
+    than ``budget`` steps, or a tree deeper than :data:`MAX_DELEGATE_DEPTH`, raise
+    BindingTooLarge instead of producing an enormous tree (Linkerd would hang).
     """
-    root = DLeaf(EMPTY_PATH, Dentry.nop, path)  # type: ignore[attr-defined]
-    tree = yield from _bind(dtab, 0, root, max_depth, [max_lookups, max_lookups])
-    return simplify(tree)
+    steps = Budget(budget)
+    stack: list[list[Any]] = []
+    tree: DelegateTree = DLeaf(EMPTY_PATH, Dentry.nop, path)
+    depth = 0
+    while True:
+        if len(stack) > MAX_DELEGATE_DEPTH:
+            raise BindingTooLarge(budget, f"a delegation tree nested deeper than {MAX_DELEGATE_DEPTH} levels")
+        r: Optional[DelegateTree] = None
+        error: Optional[Exception] = None
+        if depth > max_depth:
+            error = MaxDepthExceeded(max_depth, DEPTH_MESSAGE)
+        elif isinstance(tree, DLeaf) and isinstance(tree.value, Path):
+            tree = yield from _lookup(dtab, tree.dentry, tree.value, steps)
+            depth += 1
+            continue
+        elif isinstance(tree, DDelegate):
+            stack.append([_DELEGATE, tree, depth])
+            tree = tree.tree
+            continue
+        elif isinstance(tree, (DAlt, DUnion)):
+            children = tree.trees if isinstance(tree, DAlt) else tuple(t for _, t in tree.trees)
+            if not children:
+                r = DNeg(tree.path, tree.dentry)
+            elif len(children) == 1:
+                stack.append([_DELEGATE, tree, depth])
+                tree = children[0]
+                continue
+            else:  # unlike bind, every alternative is explored
+                stack.append([_ALT if isinstance(tree, DAlt) else _UNION, tree, depth, children, []])
+                tree = children[0]
+                continue
+        else:
+            r = tree  # a bound leaf, Exception, Empty, Fail, Neg, Transformation: final
+        # Hand the result (or the error) to the frames waiting for it.
+        while stack:
+            frame = stack[-1]
+            node = frame[1]
+            if frame[0] == _DELEGATE:
+                stack.pop()
+                if error is None:
+                    assert r is not None
+                    r = DDelegate(node.path, node.dentry, r)
+                continue
+            done: list[Any] = frame[4]
+            if error is not None:  # a failed branch is shown, not raised
+                r, error = DException(node.path, node.dentry, error), None
+            done.append(r)
+            children = frame[3]
+            if len(done) < len(children):
+                tree, depth = children[len(done)], frame[2]
+                break
+            stack.pop()
+            if frame[0] == _ALT:
+                r = DAlt(node.path, node.dentry, tuple(done))
+            else:
+                r = DUnion(node.path, node.dentry, tuple((w, t) for (w, _), t in zip(node.trees, done)))
+        else:
+            if error is not None:
+                raise error  # a loop on the main chain fails the whole call
+            assert r is not None
+            return simplify(r)
 
 
 LookupNamer = Callable[[Path], Any]
@@ -270,7 +280,8 @@ def run_sync(gen: DelegateGen, lookup_namer: LookupNamer) -> DelegateTree:
             else:
                 request = gen.send(answer)
     except StopIteration as stop:
-        return stop.value
+        result: DelegateTree = stop.value
+        return result
 
 
 async def run_async(gen: DelegateGen, lookup_namer: LookupNamer) -> DelegateTree:
@@ -287,7 +298,8 @@ async def run_async(gen: DelegateGen, lookup_namer: LookupNamer) -> DelegateTree
             else:
                 request = gen.send(answer)
     except StopIteration as stop:
-        return stop.value
+        result: DelegateTree = stop.value
+        return result
 
 
 # simplify --------------------------------------------------------------------------------
@@ -330,7 +342,7 @@ def find(tree: DelegateTree, predicate: Callable[[Any], bool]) -> Optional[list[
     """
 
     def show(d: Dentry) -> str:
-        return "" if d == Dentry.nop else d.show()  # type: ignore[attr-defined]
+        return "" if d == Dentry.nop else d.show()
 
     if isinstance(tree, DLeaf):
         return [(tree.path, show(tree.dentry))] if predicate(tree.value) else None
@@ -358,25 +370,25 @@ def find(tree: DelegateTree, predicate: Callable[[Any], bool]) -> Optional[list[
 
 _FAIL_PREFIX = Path([b"$", b"fail"])
 
-RenderBound = Callable[[Any, Path], dict]
+RenderBound = Callable[[Any, Path], dict[str, Any]]
 
 
-def dentry_json(d: Dentry) -> Optional[dict]:
+def dentry_json(d: Dentry) -> Optional[dict[str, Any]]:
     """``{"prefix", "dst"}``, or None for a dentry equivalent to ``Dentry.nop``."""
-    if d.equiv(Dentry.nop):  # type: ignore[attr-defined]
+    if d.equiv(Dentry.nop):
         return None
     return {"prefix": d.prefix.show(), "dst": d.dst.show()}
 
 
-def _node(kind: str, path: str, dentry: Dentry) -> dict:
-    out: dict = {"type": kind, "path": path}
+def _node(kind: str, path: str, dentry: Dentry) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": kind, "path": path}
     dj = dentry_json(dentry)
     if dj is not None:
         out["dentry"] = dj
     return out
 
 
-def to_json(tree: DelegateTree, render_bound: RenderBound) -> dict:
+def to_json(tree: DelegateTree, render_bound: RenderBound) -> dict[str, Any]:
     """The delegator JSON (fields in Jackson's order, absent optionals omitted)."""
     if isinstance(tree, DNeg):
         return _node("neg", "~" if not tree.path else tree.path.show(), tree.dentry)
@@ -415,9 +427,9 @@ def to_json(tree: DelegateTree, render_bound: RenderBound) -> dict:
     raise TypeError(f"not a DelegateTree: {tree!r}")
 
 
-async def to_json_async(tree: DelegateTree, render_bound: Callable[[Any, Path], Any]) -> dict:
+async def to_json_async(tree: DelegateTree, render_bound: Callable[[Any, Path], Any]) -> dict[str, Any]:
     """:func:`to_json` with a renderer that may be async (live addrs wait for non-pending)."""
-    rendered: dict[int, dict] = {}
+    rendered: dict[int, dict[str, Any]] = {}
 
     async def collect(t: DelegateTree) -> None:
         if isinstance(t, (DLeaf, DTransformation)):
@@ -436,7 +448,7 @@ async def to_json_async(tree: DelegateTree, render_bound: Callable[[Any, Path], 
     return _walk_json(tree, rendered)
 
 
-def _walk_json(tree: DelegateTree, rendered: dict[int, dict]) -> dict:
+def _walk_json(tree: DelegateTree, rendered: dict[int, dict[str, Any]]) -> dict[str, Any]:
     if isinstance(tree, DLeaf):
         out = _node("leaf", tree.path.show(), tree.dentry)
         out["bound"] = rendered[id(tree)]

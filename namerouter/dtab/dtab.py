@@ -1,7 +1,7 @@
 """Dentries and delegation tables (Finagle's Dentry and Dtab)."""
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Optional, Sequence, overload
 
 from .path import WILDCARD, Path, Prefix
 from .tree import FAIL, NEG, Alt, NameTree
@@ -14,6 +14,8 @@ class Dentry:
 
     prefix: Prefix
     dst: NameTree[Path]
+    #: Finagle's Dentry.nop (set below the class)
+    nop: ClassVar["Dentry"]
 
     def __init__(self, prefix: Prefix, dst: NameTree[Path]) -> None:
         if isinstance(prefix, Path):
@@ -49,7 +51,7 @@ class Dentry:
     def __repr__(self) -> str:
         return f"Dentry({self.show()!r})"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, str]:
         """The namerd/Linkerd JSON form ``{"prefix": ..., "dst": ...}``."""
         return {"prefix": self.prefix.show(), "dst": self.dst.show()}
 
@@ -57,68 +59,102 @@ class Dentry:
 #: Finagle's Dentry.nop: the "no rule" dentry shown at the root of a delegation. Its
 #: prefix is the single one-byte label "/" (shows as ``/\x2f``), which the concrete
 #: syntax cannot produce unescaped, so it never collides with a real entry.
-Dentry.nop = Dentry(Prefix([b"/"]), NEG)  # type: ignore[attr-defined]
+Dentry.nop = Dentry(Prefix([b"/"]), NEG)
 
 
-def _build_trie(dentries: tuple[Dentry, ...]) -> list:
-    """Trie node = [indices of dentries whose prefix ends here, {elem: child node}]."""
-    root: list = [[], {}]
+def rewrite(dst: NameTree[Path], residual: Path) -> NameTree[Path]:
+    """A dentry's destination with ``residual`` appended to every leaf."""
+    if not residual.labels:
+        return dst
+    return dst.map(lambda p: p + residual)
+
+
+class _Trie:
+    """A trie node: the indices of the dentries whose prefix ends here, and the children
+    by prefix element (a label, or WILDCARD)."""
+
+    __slots__ = ("ends", "children")
+
+    def __init__(self) -> None:
+        self.ends: list[int] = []
+        self.children: dict[Any, _Trie] = {}
+
+
+def _build_trie(dentries: tuple[Dentry, ...]) -> _Trie:
+    root = _Trie()
     for i, d in enumerate(dentries):
         node = root
         for e in d.prefix.elems:
-            child = node[1].get(e)
+            child = node.children.get(e)
             if child is None:
-                child = node[1][e] = [[], {}]
+                child = node.children[e] = _Trie()
             node = child
-        node[0].append(i)
+        node.ends.append(i)
     return root
 
 
 class Dtab(Sequence[Dentry]):
     """An ordered list of dentries. Later dentries take precedence in lookup."""
 
-    __slots__ = ("dentries", "_hash", "_trie")
+    __slots__ = ("dentries", "_hash", "_trie", "__weakref__")
+
+    dentries: tuple[Dentry, ...]
+    _hash: Optional[int]
+    _trie: Optional[_Trie]
+    #: ``Dtab.empty`` and Finagle's ``Dtab.fail`` (set below the class)
+    empty: ClassVar["Dtab"]
+    fail: ClassVar["Dtab"]
 
     def __init__(self, dentries: Iterable[Dentry] = ()) -> None:
         object.__setattr__(self, "dentries", tuple(dentries))
         object.__setattr__(self, "_hash", None)
         object.__setattr__(self, "_trie", None)
 
-    def _candidates(self, path: Path) -> list[Dentry]:
-        """The dentries whose prefix matches ``path``, last-defined first.
+    def matches(self, path: Path) -> list[tuple[Dentry, Path]]:
+        """Every dentry whose prefix matches ``path``, last-defined first, each with the
+        residual (the labels after its prefix). The one place binding, delegation and
+        lint ask "which rules apply here" (dtab-semantics.md §7).
 
         Uses a trie of the prefixes (built once per Dtab, lazily; a ``*`` element is one
         more branch), so a lookup costs a few dict probes per path label instead of a
         prefix comparison per dentry — the order of the answer is still by position.
         """
-        trie = self._trie
-        if trie is None:
-            trie = _build_trie(self.dentries)
-            object.__setattr__(self, "_trie", trie)
+        trie = self._trie if self._trie is not None else self.build_index()
         found: list[int] = []
         nodes = [trie]
         for label in path.labels:
             nxt = []
             for node in nodes:
-                found.extend(node[0])
-                child = node[1].get(label)
+                found.extend(node.ends)
+                child = node.children.get(label)
                 if child is not None:
                     nxt.append(child)
-                child = node[1].get(WILDCARD)
+                child = node.children.get(WILDCARD)
                 if child is not None:
                     nxt.append(child)
-            if not nxt:
-                nodes = nxt
-                break
             nodes = nxt
+            if not nxt:
+                break
         for node in nodes:
-            found.extend(node[0])
+            found.extend(node.ends)
+        if not found:
+            return []
         if len(found) > 1:
             found.sort(reverse=True)
-        elif not found:
-            return []
         ds = self.dentries
-        return [ds[i] for i in found]
+        labels = path.labels
+        out = []
+        for i in found:
+            d = ds[i]
+            out.append((d, Path._trusted(labels[len(d.prefix.elems):])))
+        return out
+
+    def build_index(self) -> _Trie:
+        """Build the lookup trie now (it is otherwise built by the first lookup): callers
+        with a large dtab build it off the event loop."""
+        trie = _build_trie(self.dentries)
+        object.__setattr__(self, "_trie", trie)
+        return trie
 
     @classmethod
     def read(cls, text: str) -> "Dtab":
@@ -135,7 +171,13 @@ class Dtab(Sequence[Dentry]):
     def __iter__(self) -> Iterator[Dentry]:
         return iter(self.dentries)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    @overload
+    def __getitem__(self, index: int) -> Dentry: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> "Dtab": ...
+
+    def __getitem__(self, index: "int | slice") -> "Dentry | Dtab":
         if isinstance(index, slice):
             return Dtab(self.dentries[index])
         return self.dentries[index]
@@ -176,14 +218,7 @@ class Dtab(Sequence[Dentry]):
         0 matches -> ``~``; 1 -> its destination with the residual appended to every
         leaf; n -> an Alt of those, last-defined first. No longest-prefix rule.
         """
-        matches: list[NameTree[Path]] = []
-        labels = path.labels
-        for d in self._candidates(path):
-            residual = Path._trusted(labels[len(d.prefix.elems):])
-            if residual.labels:
-                matches.append(d.dst.map(lambda p, r=residual: p + r))
-            else:
-                matches.append(d.dst)
+        matches = [rewrite(d.dst, residual) for d, residual in self.matches(path)]
         if not matches:
             return NEG
         if len(matches) == 1:
@@ -225,10 +260,10 @@ class Dtab(Sequence[Dentry]):
         lines += [f"\t{d.prefix.show()} => {d.dst.show()}" for d in self.dentries]
         return "\n".join(lines) + "\n"
 
-    def to_json(self) -> list[dict]:
+    def to_json(self) -> list[dict[str, str]]:
         return [d.to_json() for d in self.dentries]
 
 
-Dtab.empty = Dtab()  # type: ignore[attr-defined]
+Dtab.empty = Dtab()
 #: Finagle's ``Dtab.fail`` (``/=>!``): every name fails.
-Dtab.fail = Dtab([Dentry(Prefix(), FAIL)])  # type: ignore[attr-defined]
+Dtab.fail = Dtab([Dentry(Prefix(), FAIL)])

@@ -40,13 +40,15 @@ class MaxDepthExceeded(BindingError):
 
 
 class BindingTooLarge(BindingError):
-    """More lookups than the safety budget: a dtab whose unions fan out exponentially
-    (e.g. ``/x => /x & /x``). Finagle would effectively hang; we stop and say so.
-    Never swallowed by Union/Alt handling: the whole bind/delegate call fails.
+    """A binding or delegation needed more than its budget of steps, or would produce a
+    tree too large or too deep (see ``namerouter.dtab.binding``): a dtab that loops
+    through alternatives or fans out exponentially (``/x => /x/a & /x/b``), where
+    Finagle would effectively hang. Never swallowed by Union/Alt handling: the whole
+    call fails. ``str()`` says which limit was hit.
     """
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"Binding too large: more than {limit} lookups")
+    def __init__(self, limit: int, detail: str = "") -> None:
+        super().__init__(f"Binding too large: {detail or f'more than {limit} lookup steps'}")
         self.limit = limit
 
 

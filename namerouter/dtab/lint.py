@@ -32,7 +32,7 @@ Finagle's docs suggest a distinct handler label (``/s#``) instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from . import _explain
 from .dtab import Dtab
@@ -102,7 +102,7 @@ def _terminal_system_leaf(path: Path) -> bool:
     return False
 
 
-def never_negative(tree: NameTree, dtab: Dtab) -> bool:
+def never_negative(tree: NameTree[Any], dtab: Dtab) -> bool:
     """True when binding ``tree`` can never produce ``~`` (see the module doc)."""
     if tree is FAIL or tree is EMPTY:
         return True
@@ -117,7 +117,7 @@ def never_negative(tree: NameTree, dtab: Dtab) -> bool:
     return False
 
 
-def _solid(tree: NameTree, dtab: Dtab) -> bool:
+def _solid(tree: NameTree[Any], dtab: Dtab) -> bool:
     """Never ``~`` and never ``!`` (so a Union keeps it)."""
     if tree is EMPTY:
         return True
@@ -138,7 +138,7 @@ def _solid(tree: NameTree, dtab: Dtab) -> bool:
     return False
 
 
-def _first_leaves(tree: NameTree) -> Optional[list[Path]]:
+def _first_leaves(tree: NameTree[Any]) -> Optional[list[Path]]:
     """The leaves binding necessarily tries first (None if none is forced)."""
     if isinstance(tree, Leaf):
         return [tree.value]

@@ -11,7 +11,7 @@ are the namers asked, and offline that means:
 * anything else — ``~``.
 
 Bound leaves print as their full path (id plus residual). Both functions take an
-optional ``lookup_namer(path) -> NameTree`` to replace that offline policy; the live
+optional ``lookup_namer(path) -> NameTree[Any]`` to replace that offline policy; the live
 interpreter reuses the same algorithms this way (see docs/architecture.md).
 
 Offline addresses in delegate JSON (no DNS, no sockets — this package does no I/O):
@@ -27,14 +27,12 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from . import system
-from .delegation import (
-    MAX_DEPTH, DelegateTree, delegate_gen, run_sync, to_json,
-)
+from . import binding, system
+from .binding import BUDGET, MAX_DEPTH
+from .delegation import DelegateTree, delegate_gen, run_sync, to_json
 from .dtab import Dtab
-from .errors import BindingTooLarge, MaxDepthExceeded
 from .path import Path
-from .tree import NEG, Alt, Leaf, NameTree, Union, Weighted, _Constant
+from .tree import Leaf, NameTree
 
 NAMER_LABEL = b"#"
 
@@ -53,10 +51,10 @@ class OfflineBound:
         return self.show()
 
 
-LookupNamer = Callable[[Path], NameTree]
+LookupNamer = Callable[[Path], NameTree[Any]]
 
 
-def offline_lookup(path: Path) -> NameTree:
+def offline_lookup(path: Path) -> NameTree[Any]:
     """What the namers answer offline for a path no dentry matched (see module doc)."""
     if len(path) >= 2 and path.labels[0] == NAMER_LABEL:
         return Leaf(OfflineBound(path))
@@ -72,116 +70,24 @@ def _coerce(dtab: Any, path: Any) -> tuple[Dtab, Path]:
     return dtab, path
 
 
-def _resolve(dtab: Dtab, lookup_namer: LookupNamer, path: Path) -> NameTree:
-    # Finagle's DefaultInterpreter / Linkerd's ConfiguredNamersInterpreter: the dtab first;
-    # the namers only when the answer is exactly Neg (two `~` matches give Alt(~,~): no).
-    r = dtab.lookup(path)
-    if r is NEG:
-        return lookup_namer(path)
-    return r
-
-
-#: Safety budget of lookups per bind/delegate call (see BindingTooLarge).
-MAX_LOOKUPS = 100_000
-
-_MISS = object()
-
-
-class _Raised:
-    """A memoised failure."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
 def bind(
     dtab: Dtab,
     path: Path,
     max_depth: int = MAX_DEPTH,
     lookup_namer: Optional[LookupNamer] = None,
-    max_lookups: int = MAX_LOOKUPS,
-) -> NameTree:
-    """Bind ``path`` through ``dtab`` (Finagle's Namer.bind; dtab-semantics.md §8).
+    budget: int = BUDGET,
+) -> NameTree[Any]:
+    """Bind ``path`` through ``dtab`` (Finagle's Namer.bind; dtab-semantics.md §8) with
+    the one binding algorithm of :mod:`.binding`.
 
     Returns a simplified tree without Alt nodes whose leaves are bound values
     (:class:`~.system.SystemBound`, :class:`OfflineBound`). Raises
     :class:`~.errors.MaxDepthExceeded` when a branch needs more than ``max_depth``
-    lookups, :class:`~.errors.UnknownNamer` for an unknown ``/$/x``, and whatever the
-    namer callback raises. A failing Union member is dropped if a sibling binds; a failure
-    inside an Alt aborts the Alt.
-
-    Binding a path at a given depth always gives the same answer, so answers are memoised
-    per (path, depth): dtabs whose unions repeat names (``/x => /x & /x``) stay
-    polynomial. More than ``max_lookups`` distinct lookups raise BindingTooLarge.
+    lookups, :class:`~.errors.UnknownNamer` for an unknown ``/$/x``, whatever the namer
+    callback raises, and :class:`~.errors.BindingTooLarge` past ``budget`` steps.
     """
     dtab, path = _coerce(dtab, path)
-    lookup = lookup_namer or offline_lookup
-    memo: dict[tuple[Path, int], Any] = {}
-    budget = [max_lookups]
-
-    def b(tree: NameTree, depth: int) -> NameTree:
-        if depth > max_depth:
-            raise MaxDepthExceeded(max_depth)
-        if isinstance(tree, Leaf):
-            if isinstance(tree.value, Path):
-                key = (tree.value, depth)
-                hit = memo.get(key, _MISS)
-                if hit is not _MISS:
-                    if isinstance(hit, _Raised):
-                        raise hit.error
-                    return hit
-                budget[0] -= 1
-                if budget[0] < 0:
-                    raise BindingTooLarge(max_lookups)
-                try:
-                    r = b(_resolve(dtab, lookup, tree.value), depth + 1)
-                except BindingTooLarge:
-                    raise
-                except Exception as e:  # noqa: BLE001 - remembered, then re-raised
-                    memo[key] = _Raised(e)
-                    raise
-                memo[key] = r
-                return r
-            return tree
-        if isinstance(tree, _Constant):
-            return tree
-        if isinstance(tree, Union):
-            ws = tree.weighted
-            if not ws:
-                return NEG
-            if len(ws) == 1:
-                return b(ws[0].tree, depth)
-            oks: list[Weighted] = []
-            first_error: Optional[BaseException] = None
-            for w in ws:
-                try:
-                    oks.append(Weighted(w.weight, b(w.tree, depth)))
-                except BindingTooLarge:
-                    raise
-                except Exception as e:  # noqa: BLE001 - any binding failure, as in Finagle
-                    if first_error is None:
-                        first_error = e
-            if not oks:
-                assert first_error is not None
-                raise first_error
-            return Union(*oks).simplified()
-        if isinstance(tree, Alt):
-            ts = tree.trees
-            if not ts:
-                return NEG
-            if len(ts) == 1:
-                return b(ts[0], depth)
-            for t in ts:
-                r = b(t, depth)  # a failure here aborts the whole Alt
-                if r is NEG:
-                    continue
-                return r  # `!`, `$`, a leaf or a union
-            return NEG
-        raise TypeError(f"not a NameTree: {tree!r}")
-
-    return b(Leaf(path), 0).simplified()
+    return binding.bind_or_raise(dtab, path, lookup_namer or offline_lookup, max_depth, budget)
 
 
 # delegate ---------------------------------------------------------------------------------
@@ -219,7 +125,7 @@ def _ip_literal(host: str) -> Optional[str]:
     return None
 
 
-def offline_addr(host: str, port: int) -> dict:
+def offline_addr(host: str, port: int) -> dict[str, Any]:
     """The Addr JSON of an inet leaf, offline (see module doc)."""
     ip = "127.0.0.1" if host in ("", "localhost") else _ip_literal(host)
     if ip is None:
@@ -227,7 +133,7 @@ def offline_addr(host: str, port: int) -> dict:
     return {"type": "bound", "addrs": [{"ip": ip, "port": port, "meta": {}}], "meta": {}}
 
 
-def render_offline_bound(value: Any, node_path: Path) -> dict:
+def render_offline_bound(value: Any, node_path: Path) -> dict[str, Any]:
     """``{"addr", "id", "path"}`` of a bound leaf in offline delegate JSON."""
     if isinstance(value, system.SystemBound):
         if value.kind == "status":
@@ -269,11 +175,11 @@ def delegate(
     dtab: Dtab,
     path: Path,
     lookup_namer: Optional[LookupNamer] = None,
-    render_bound: Optional[Callable[[Any, Path], dict]] = None,
-) -> dict:
+    render_bound: Optional[Callable[[Any, Path], dict[str, Any]]] = None,
+) -> dict[str, Any]:
     """The delegate-tree JSON (as a dict) of Linkerd's delegator for ``path`` (§9).
 
-    ``lookup_namer(path) -> NameTree`` replaces the offline namer policy;
+    ``lookup_namer(path) -> NameTree[Any]`` replaces the offline namer policy;
     ``render_bound(value, node_path) -> {"addr", "id", "path"}`` the offline addr
     rendering. Raises MaxDepthExceeded("Max recursion level reached.") when the main
     chain loops (Linkerd then fails the request).

@@ -6,7 +6,7 @@ which is exactly Finagle's ``Path.showElems`` rule.
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Sequence, Union
+from typing import ClassVar, Iterable, Iterator, Optional, Sequence, Union, overload
 
 #: Characters that may appear unescaped in a label (Finagle's ``Path.isShowable``).
 LABEL_CHARS: frozenset[int] = frozenset(
@@ -37,6 +37,9 @@ class Path(Sequence[bytes]):
     __slots__ = ("labels", "_hash")
 
     labels: tuple[bytes, ...]
+    _hash: Optional[int]
+    #: the empty path ``/`` (set below the class)
+    empty: ClassVar["Path"]
 
     def __init__(self, labels: Iterable[Union[bytes, str]] = ()) -> None:
         object.__setattr__(self, "labels", tuple(_to_label(l) for l in labels))
@@ -72,7 +75,13 @@ class Path(Sequence[bytes]):
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.labels)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> "Path": ...
+
+    def __getitem__(self, index: "int | slice") -> "bytes | Path":
         if isinstance(index, slice):
             return Path._trusted(self.labels[index])
         return self.labels[index]
@@ -131,7 +140,7 @@ class Path(Sequence[bytes]):
         return [l.decode("utf-8", "replace") for l in self.labels]
 
 
-Path.empty = Path()  # type: ignore[attr-defined]
+Path.empty = Path()
 
 
 class _Wildcard:
@@ -156,6 +165,13 @@ class Prefix(Sequence[PrefixElem]):
 
     __slots__ = ("elems", "_hash", "_literal")
 
+    elems: tuple[PrefixElem, ...]
+    _hash: Optional[int]
+    #: the empty prefix ``/`` (set below the class)
+    empty: ClassVar["Prefix"]
+    #: the elements when there is no wildcard (matching is then a tuple comparison)
+    _literal: Optional[tuple[PrefixElem, ...]]
+
     def __init__(self, elems: Iterable[Union[PrefixElem, str]] = ()) -> None:
         out: list[PrefixElem] = []
         for e in elems:
@@ -167,7 +183,7 @@ class Prefix(Sequence[PrefixElem]):
         object.__setattr__(self, "_literal", tuple(out) if literal else None)
 
     @classmethod
-    def _trusted(cls, elems: tuple) -> "Prefix":
+    def _trusted(cls, elems: tuple[PrefixElem, ...]) -> "Prefix":
         """Build from elements already known valid (non-empty bytes or WILDCARD): parser."""
         p = object.__new__(cls)
         object.__setattr__(p, "elems", elems)
@@ -192,10 +208,16 @@ class Prefix(Sequence[PrefixElem]):
     def __len__(self) -> int:
         return len(self.elems)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[PrefixElem]:
         return iter(self.elems)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    @overload
+    def __getitem__(self, index: int) -> PrefixElem: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[PrefixElem]: ...
+
+    def __getitem__(self, index: "int | slice") -> "PrefixElem | Sequence[PrefixElem]":
         return self.elems[index]
 
     def __eq__(self, other: object) -> bool:
@@ -238,4 +260,4 @@ class Prefix(Sequence[PrefixElem]):
         return f"Prefix({self.show()!r})"
 
 
-Prefix.empty = Prefix()  # type: ignore[attr-defined]
+Prefix.empty = Prefix()

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from .errors import BindingError, UnknownNamer
 from .path import Path
@@ -242,7 +242,7 @@ GLOBAL = "com.twitter.finagle.namer.global"
 KNOWN_KINDS = frozenset({"inet", "fixedinet", "fail", "nil", RINET, STATUS, GLOBAL, *REWRITING_NAMERS})
 
 
-def _rinet(path: Path, rest: Path) -> NameTree:
+def _rinet(path: Path, rest: Path) -> NameTree[Any]:
     # /$/io.buoyant.rinet/<port>/<host>[/residual]  ==  /$/inet/<host>/<port>[/residual]
     if len(rest) < 2:
         return NEG
@@ -255,7 +255,7 @@ def _rinet(path: Path, rest: Path) -> NameTree:
     return Leaf(SystemBound(ident, rest.drop(2), "inet", host, port))
 
 
-def _status(path: Path, rest: Path) -> NameTree:
+def _status(path: Path, rest: Path) -> NameTree[Any]:
     # /$/io.buoyant.http.status/<code>[/residual]: a service that always answers <code>.
     if not rest:
         return NEG
@@ -265,7 +265,7 @@ def _status(path: Path, rest: Path) -> NameTree:
     return Leaf(SystemBound(path.take(3), rest.drop(1), "status", status=code))
 
 
-def lookup(path: Path) -> NameTree:
+def lookup(path: Path) -> NameTree[Any]:
     """One lookup by the system namers (Finagle's ``Namer.global`` + Linkerd's classes).
 
     See the module docstring for the shape of the answer. Raises

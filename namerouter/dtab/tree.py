@@ -18,6 +18,12 @@ U = TypeVar("U")
 
 DEFAULT_WEIGHT = 1.0
 
+#: The deepest nesting of Alt/Union nodes a tree may have, parsed or bound. Every
+#: algorithm that walks a tree recursively (show, simplify, map, hash, the JSON
+#: renderers) is safe within it; the parser and the binder refuse deeper trees, so no
+#: input can reach Python's recursion limit. Real dtabs nest a handful of levels.
+MAX_TREE_DEPTH = 100
+
 
 def format_weight(weight: float) -> str:
     """Java's ``%.2f``: HALF_UP on the shortest decimal representation of the double.
@@ -36,9 +42,19 @@ def format_weight(weight: float) -> str:
 
 
 class NameTree(Generic[T]):
-    """Base class of the six variants. Immutable; structural equality."""
+    """Base class of the six variants. Immutable; structural equality.
+
+    ``size`` (nodes, counting a shared subtree once per use) and ``depth`` (Alt/Union
+    levels) are known in O(1): Alt and Union compute them from their children when
+    built, so the binder can bound the work a tree will cause before anyone walks it.
+    """
 
     __slots__ = ()
+
+    #: nodes in the tree (a leaf or a constant is one node)
+    size: int = 1
+    #: nesting of Alt/Union nodes (0 for a leaf or a constant)
+    depth: int = 0
 
     # Filled in below so users can write NameTree.Leaf, NameTree.Neg, ...
     Leaf: Any
@@ -71,20 +87,22 @@ class NameTree(Generic[T]):
         """Evaluation-equivalent normal form (Finagle's ``NameTree.simplified``)."""
         raise NotImplementedError
 
-    def eval(self) -> Optional[set]:
+    def eval(self) -> Optional[set[T]]:
         """The set of leaf values, or None when the tree is negative or failed."""
         r = _eval(self)
         return r if isinstance(r, set) else None
 
     def leaves(self) -> list[T]:
         """Every leaf value, left to right (duplicates kept)."""
-        out: list = []
+        out: list[T] = []
         _collect_leaves(self, out)
         return out
 
 
 class Leaf(NameTree[T]):
     __slots__ = ("value",)
+
+    value: T
 
     def __init__(self, value: T) -> None:
         object.__setattr__(self, "value", value)
@@ -101,20 +119,35 @@ class Leaf(NameTree[T]):
     def __repr__(self) -> str:
         return f"Leaf({self.value!r})"
 
-    def map(self, f):
+    def map(self, f: Callable[[T], U]) -> "NameTree[U]":
         return Leaf(f(self.value))
 
-    def simplified(self):
+    def simplified(self) -> "NameTree[T]":
         return self
+
+
+def _measure(trees: Iterable[NameTree[Any]]) -> tuple[int, int]:
+    """(size, depth) of a node with these children."""
+    size, depth = 1, 0
+    for t in trees:
+        size += t.size
+        if t.depth > depth:
+            depth = t.depth
+    return size, depth + 1
 
 
 class Alt(NameTree[T]):
     """Try the trees in order; the first that is not negative wins."""
 
-    __slots__ = ("trees",)
+    __slots__ = ("trees", "size", "depth")
+
+    trees: tuple[NameTree[T], ...]
 
     def __init__(self, *trees: NameTree[T]) -> None:
-        object.__setattr__(self, "trees", tuple(trees))
+        object.__setattr__(self, "trees", trees)
+        size, depth = _measure(trees)
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "depth", depth)
 
     @classmethod
     def of(cls, trees: Iterable[NameTree[T]]) -> "Alt[T]":
@@ -132,16 +165,16 @@ class Alt(NameTree[T]):
     def __repr__(self) -> str:
         return f"Alt{self.trees!r}"
 
-    def map(self, f):
+    def map(self, f: Callable[[T], U]) -> "NameTree[U]":
         return Alt(*(t.map(f) for t in self.trees))
 
-    def simplified(self):
+    def simplified(self) -> "NameTree[T]":
         trees = self.trees
         if not trees:
             return NEG
         if len(trees) == 1:
             return trees[0].simplified()
-        kept: list[NameTree] = []
+        kept: list[NameTree[T]] = []
         for t in trees:
             s = t.simplified()
             if s is NEG:
@@ -161,6 +194,9 @@ class Weighted(Generic[T]):
 
     __slots__ = ("weight", "tree")
 
+    weight: float
+    tree: NameTree[T]
+
     def __init__(self, weight: float, tree: NameTree[T]) -> None:
         object.__setattr__(self, "weight", float(weight))
         object.__setattr__(self, "tree", tree)
@@ -177,17 +213,22 @@ class Weighted(Generic[T]):
     def __repr__(self) -> str:
         return f"Weighted({self.weight!r}, {self.tree!r})"
 
-    def map(self, f) -> "Weighted":
+    def map(self, f: Callable[[T], U]) -> "Weighted[U]":
         return Weighted(self.weight, self.tree.map(f))
 
 
 class Union(NameTree[T]):
     """Weighted load-balance set: every member is used, in proportion to its weight."""
 
-    __slots__ = ("weighted",)
+    __slots__ = ("weighted", "size", "depth")
+
+    weighted: tuple[Weighted[T], ...]
 
     def __init__(self, *weighted: Weighted[T]) -> None:
-        object.__setattr__(self, "weighted", tuple(weighted))
+        object.__setattr__(self, "weighted", weighted)
+        size, depth = _measure(w.tree for w in weighted)
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "depth", depth)
 
     @classmethod
     def of(cls, weighted: Iterable[Weighted[T]]) -> "Union[T]":
@@ -214,16 +255,16 @@ class Union(NameTree[T]):
     def __repr__(self) -> str:
         return f"Union{self.weighted!r}"
 
-    def map(self, f):
+    def map(self, f: Callable[[T], U]) -> "NameTree[U]":
         return Union(*(w.map(f) for w in self.weighted))
 
-    def simplified(self):
+    def simplified(self) -> "NameTree[T]":
         ws = self.weighted
         if not ws:
             return NEG
         if len(ws) == 1:
             return ws[0].tree.simplified()
-        kept = []
+        kept: list[Weighted[T]] = []
         for w in ws:
             s = w.tree.simplified()
             # Since finagle 19.5 a failed member is dropped like a negative one.
@@ -246,10 +287,10 @@ class _Constant(NameTree[Any]):
     def __repr__(self) -> str:
         return type(self).__name__.upper()
 
-    def map(self, f):
+    def map(self, f: Callable[[Any], U]) -> "NameTree[U]":
         return self
 
-    def simplified(self):
+    def simplified(self) -> "NameTree[Any]":
         return self
 
     def __reduce__(self) -> str:
@@ -299,7 +340,7 @@ def _show_value(value: Any) -> str:
     return show() if callable(show) else str(value)
 
 
-def _unwrap(t: NameTree) -> NameTree:
+def _unwrap(t: NameTree[Any]) -> NameTree[Any]:
     """A one-child Alt or Union prints as its child, at every level."""
     while True:
         if isinstance(t, Alt) and len(t.trees) == 1:
@@ -310,14 +351,14 @@ def _unwrap(t: NameTree) -> NameTree:
             return t
 
 
-def _show_top(t: NameTree) -> str:
+def _show_top(t: NameTree[Any]) -> str:
     t = _unwrap(t)
     if isinstance(t, Alt):
         return " | ".join(_show_union_level(c) for c in t.trees)
     return _show_union_level(t)
 
 
-def _show_union_level(t: NameTree) -> str:
+def _show_union_level(t: NameTree[Any]) -> str:
     t = _unwrap(t)
     if isinstance(t, Alt):
         return "(" + _show_top(t) + ")"
@@ -330,7 +371,7 @@ def _show_union_level(t: NameTree) -> str:
     return _show_simple(t)
 
 
-def _show_simple(t: NameTree) -> str:
+def _show_simple(t: NameTree[Any]) -> str:
     t = _unwrap(t)
     if isinstance(t, (Alt, Union)):
         return "(" + _show_top(t) + ")"
@@ -347,7 +388,8 @@ _NEGATIVE = object()
 _FAILED = object()
 
 
-def _eval(t: NameTree):
+def _eval(t: NameTree[Any]) -> Any:
+    """A set of leaf values, or the _NEGATIVE / _FAILED marker."""
     if isinstance(t, Leaf):
         return {t.value}
     if t is EMPTY:
@@ -366,7 +408,7 @@ def _eval(t: NameTree):
             return r
         return _NEGATIVE
     if isinstance(t, Union):
-        acc: Optional[set] = None
+        acc: Optional[set[Any]] = None
         for w in t.weighted:
             r = _eval(w.tree)
             if isinstance(r, set):
@@ -375,7 +417,7 @@ def _eval(t: NameTree):
     raise TypeError(f"not a NameTree: {t!r}")
 
 
-def _collect_leaves(t: NameTree, out: list) -> None:
+def _collect_leaves(t: NameTree[Any], out: list[Any]) -> None:
     if isinstance(t, Leaf):
         out.append(t.value)
     elif isinstance(t, Alt):

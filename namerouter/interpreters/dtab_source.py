@@ -19,10 +19,10 @@ from ..dtab.errors import DtabSyntaxError
 from ..dtab.path import Path
 from ..dtab.tree import NameTree
 from ..naming.binding_cache import BindingCache
-from ..naming.bound import BoundName
+from ..naming.bound import BoundName, same_tree_state
 from ..naming.interpreter import DefaultInterpreter
 from ..naming.reactive import flat_map
-from ..naming.var import PENDING, Activity, ActivityState, Failed, Ok, Var
+from ..naming.var import PENDING, Activity, ActivityState, Closable, Failed, LazyVar, Ok
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +34,19 @@ class DtabSourceInterpreter(DefaultInterpreter):
         # Outer bindings (local dtab, path) → follow the source.
         self.outer = BindingCache(max_size=self.cache.max_size, idle_ttl=self.cache.idle_ttl)
 
-    def bind(self, dtab: Dtab, path: Path) -> Activity[NameTree[BoundName]]:
+    def bind(self, dtab: Dtab, path: Path, *, from_request: bool = False) -> Activity[NameTree[BoundName]]:
         inner_bind = super().bind
-        return self.outer.get(
-            (dtab, path), lambda: flat_map(self.dtab_activity, lambda base: inner_bind(base + dtab, path)))
 
-    async def delegate(self, dtab: Dtab, path: Path, timeout: float = 2.0) -> dict:
+        def bind_on(base: Dtab) -> Activity[NameTree[BoundName]]:
+            return inner_bind(base + dtab, path, from_request=from_request)
+
+        return self.outer.get((dtab, path, from_request),
+                              lambda: flat_map(self.dtab_activity, bind_on, same_tree_state))
+
+    async def delegate(self, dtab: Dtab, path: Path, timeout: float = 2.0, *,
+                       from_request: bool = False) -> dict[str, Any]:
         base = await self.dtab_activity.wait_ok(timeout)
-        return await super().delegate(base + dtab, path, timeout=timeout)
+        return await super().delegate(base + dtab, path, timeout=timeout, from_request=from_request)
 
     async def _admin_handler(self, request: Any) -> Any:
         """The JSON of :meth:`admin_state` (subclasses define it), for the admin server."""
@@ -69,7 +74,7 @@ def register_admin_route(runtime: Any, path: str, handler: Callable[..., Any]) -
         routes.append(("GET", path, handler))
 
 
-class DtabText(Var[ActivityState[Dtab]]):
+class DtabText(LazyVar[ActivityState[Dtab]]):
     """A dtab kept as text somewhere (a Consul key, a ConfigMap key), as an Activity state.
 
     ``start``/``stop`` run the backend watch while somebody observes; the watch calls
@@ -89,13 +94,10 @@ class DtabText(Var[ActivityState[Dtab]]):
         self.text: Optional[str] = None
         self.updates = 0
 
-    _lazy = True
-
-    def _first_observed(self) -> None:
+    def start(self) -> Closable:
+        """The backend watch runs while somebody observes (see :class:`LazyVar`)."""
         self._start_hook()
-
-    def _last_unobserved(self) -> None:
-        self._stop_hook()
+        return Closable(self._stop_hook)
 
     def set_text(self, text: Optional[str]) -> None:
         self.updates += 1

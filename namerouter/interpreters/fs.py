@@ -23,7 +23,7 @@ from typing import Any, Optional
 from ..dtab.dtab import Dtab
 from ..dtab.errors import DtabSyntaxError
 from ..naming.transform import build_transformers
-from ..naming.var import PENDING, Activity, ActivityState, Failed, Ok, Var
+from ..naming.var import PENDING, Activity, ActivityState, Closable, Failed, LazyVar, Ok
 from .default import interpreter_options, register_metrics
 from .dtab_source import DtabSourceInterpreter
 
@@ -36,7 +36,7 @@ class FsInterpreterConfig:
     transformers: list[Any] = field(default_factory=list, metadata={"plugins": "TRANSFORMERS"})
 
 
-class DtabFileVar(Var[ActivityState[Dtab]]):
+class DtabFileVar(LazyVar[ActivityState[Dtab]]):
     """The parsed content of a dtab file, polled while observed."""
 
     __slots__ = ("path", "interval", "_sig", "_task")
@@ -82,18 +82,17 @@ class DtabFileVar(Var[ActivityState[Dtab]]):
             self.check()
         return self._value
 
-    _lazy = True
-
-    def _first_observed(self) -> None:
+    def start(self) -> Closable:
         self._sig = None
         self.check()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return
+            return Closable()
         self._task = loop.create_task(self._poll(), name=f"dtabFile {self.path}")
+        return Closable(self._stop)
 
-    def _last_unobserved(self) -> None:
+    def _stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

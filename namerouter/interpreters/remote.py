@@ -49,7 +49,7 @@ from ..naming.addr import ADDR_PENDING, Addr, AddrFailed
 from ..naming.bound import BoundName
 from ..naming.idle_cache import IdleCache
 from ..naming.transform import apply_transformers, build_transformers
-from ..naming.var import PENDING, Activity, ActivityState, Closable, Failed, Ok, Var
+from ..naming.var import PENDING, Activity, ActivityState, Closable, Failed, Ok, Var, start_stop
 from ..tls import TlsRegistry
 from ..tls.config import ClientTlsConfig, check_common_name_vars
 from ..tls.material import check_cert_file
@@ -341,8 +341,7 @@ class AddrWatch(Watch):
     def __init__(self, interp: "RemoteInterpreter", id: Path) -> None:
         super().__init__(interp, id.show())
         self.id = id
-        self.var: Var[Addr] = Var(ADDR_PENDING, on_first_observer=self._observed,
-                                  on_last_observer=self._unobserved)
+        self.var: Var[Addr] = Var.lazy(ADDR_PENDING, start_stop(self._observed, self._unobserved))
 
     def _observed(self) -> None:
         self._interp._addrs.activate(self.id, self)
@@ -376,8 +375,8 @@ class BindWatch(Watch):
         self.dtab = dtab
         self.path = path
         self.key = (dtab, path)
-        self.states: Var[ActivityState[NameTree[BoundName]]] = Var(
-            PENDING, on_first_observer=self._observed, on_last_observer=self._unobserved)
+        self.states: Var[ActivityState[NameTree[BoundName]]] = Var.lazy(
+            PENDING, start_stop(self._observed, self._unobserved))
         self.activity: Activity[NameTree[BoundName]] = Activity(self.states)
         #: what bind() returns: the activity, or the transformers' view of it
         self.result: Activity[NameTree[BoundName]] = self.activity
@@ -547,7 +546,7 @@ class RemoteInterpreter:
     def decode_dtab(self, doc: Any) -> Dtab:
         raise NotImplementedError
 
-    async def delegate(self, dtab: Dtab, path: Path) -> dict:
+    async def delegate(self, dtab: Dtab, path: Path, *, from_request: bool = False) -> dict:
         raise NotImplementedError
 
     # -- admin ----------------------------------------------------------------------------
@@ -597,9 +596,11 @@ class RemoteInterpreter:
             await asyncio.sleep(random.uniform(0, window))
 
     # -- the interpreter contract ------------------------------------------------------------
-    def bind(self, dtab: Dtab, path: Path) -> Activity[NameTree[BoundName]]:
+    def bind(self, dtab: Dtab, path: Path, *, from_request: bool = False) -> Activity[NameTree[BoundName]]:
         """The live bound tree of ``path`` under namerd's dtab for the namespace ++ ``dtab``
-        (the router's base dtab ++ the request's local dtab). Shared per (dtab, path)."""
+        (the router's base dtab ++ the request's local dtab). Shared per (dtab, path).
+        ``from_request`` needs nothing here: namerd binds a ``dtab`` it is sent under its
+        request budget."""
         key = (dtab, path)
         w = self._binds.get(key)
         if w is None:

@@ -25,7 +25,7 @@ import time
 from typing import Any, Optional
 
 from ..backoff import JitteredBackoff  # the same decorrelated jitter for every watch
-from ..naming.var import PENDING, Var
+from ..naming.var import PENDING, Var, start_stop
 from .client import Gone, K8sApi, K8sApiError
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class ObjectWatch:
         # client-go picks a random watch timeout in [5, 10) minutes so a fleet of clients
         # does not reconnect in lockstep; the server ends the stream then and we re-watch.
         self.watch_timeout_s = watch_timeout_s or random.randint(300, 599)
-        self.state: Var[Any] = Var(PENDING, on_first_observer=self._start, on_last_observer=self._stop)
+        self.state: Var[Any] = Var.lazy(PENDING, start_stop(self._start, self._stop))
         self.resource_version: Optional[str] = None
         self._task: Optional[asyncio.Task] = None
         self.lists = 0

@@ -36,7 +36,7 @@ from ..naming.addr import ADDR_NEG, ADDR_PENDING, WEIGHT_KEY, Addr, AddrBound, A
 from ..naming.bound import BoundName
 from ..naming.namer import Namer, addr_tree_state
 from ..naming.reactive import HeldActivity
-from ..naming.var import Activity, Var
+from ..naming.var import Activity, Var, start_stop
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ class ServiceWatch:
         self.dc = dc
         self.service = service
         self.tag = tag
-        self.addr: Var[Addr] = Var(ADDR_PENDING, on_first_observer=self._start, on_last_observer=self._stop)
+        self.addr: Var[Addr] = Var.lazy(ADDR_PENDING, start_stop(self._start, self._stop))
         self._task: Optional[asyncio.Task] = None
         self.index: Optional[int] = None
         self.resolved_dc: Optional[str] = None

@@ -55,7 +55,7 @@ from ..naming.addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, Address
 from ..naming.bound import BoundName
 from ..naming.namer import Namer, addr_tree_state
 from ..naming.reactive import HeldActivity
-from ..naming.var import Activity, Var
+from ..naming.var import Activity, Var, start_stop
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ class SrvWatch:
     def __init__(self, namer: "DnsSrvNamer", name: str) -> None:
         self._namer = weakref.ref(namer)
         self.name = name
-        self.addr: Var[Addr] = Var(ADDR_PENDING, on_first_observer=self._start, on_last_observer=self._stop)
+        self.addr: Var[Addr] = Var.lazy(ADDR_PENDING, start_stop(self._start, self._stop))
         self._task: Optional[asyncio.Task] = None
         self.lookups = 0
         self.errors = 0

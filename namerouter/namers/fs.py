@@ -40,7 +40,7 @@ from ..naming import dns
 from ..naming.addr import ADDR_NEG, ADDR_PENDING, WEIGHT_KEY, Addr, AddrBound, AddrFailed, Address
 from ..naming.bound import BoundName
 from ..naming.namer import Namer
-from ..naming.var import Activity, Ok, Var
+from ..naming.var import Activity, Closable, LazyVar, Ok, Var
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ class FsNamer(Namer):
                 log.exception("%s: checking %r failed", KIND, item)
 
 
-class _LookupVar(Var[Any]):
+class _LookupVar(LazyVar[Any]):
     """Which file (if any) a path names, kept current while observed."""
 
     __slots__ = ("namer", "path", "_key")
@@ -239,13 +239,12 @@ class _LookupVar(Var[Any]):
         self.path = path
         self._key: Any = None
 
-    _lazy = True
-
-    def _first_observed(self) -> None:
+    def start(self) -> Closable:
         self.check()
         self.namer._watch(self)
+        return Closable(self._stop)
 
-    def _last_unobserved(self) -> None:
+    def _stop(self) -> None:
         self.namer._unwatch(self)
 
     def check(self) -> None:
@@ -278,7 +277,7 @@ class _LookupVar(Var[Any]):
         return f"_LookupVar({self.path.show()})"
 
 
-class _FileVar(Var[Addr]):
+class _FileVar(LazyVar[Addr]):
     """The address set in one file, kept current while observed."""
 
     __slots__ = ("namer", "rel", "_read_sig", "_prev_sig", "_content", "_resolving",
@@ -304,15 +303,14 @@ class _FileVar(Var[Addr]):
     def fs_path(self) -> str:
         return os.fsdecode(self.namer._fs_path(self.rel))
 
-    _lazy = True
-
-    def _first_observed(self) -> None:
+    def start(self) -> Closable:
         self._read_sig = self._prev_sig = None
         self._content = None
         self.check(force=True)
         self.namer._watch(self)
+        return Closable(self._stop)
 
-    def _last_unobserved(self) -> None:
+    def _stop(self) -> None:
         self.namer._unwatch(self)
         task, self._resolving = self._resolving, None
         if task is not None:

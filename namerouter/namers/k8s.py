@@ -35,7 +35,7 @@ from ..naming.addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, Address
 from ..naming.bound import BoundName
 from ..naming.namer import Namer
 from ..naming.reactive import HeldActivity
-from ..naming.var import PENDING, Activity, ActivityState, Ok, Var
+from ..naming.var import PENDING, Activity, ActivityState, Ok, Var, start_stop
 
 log = logging.getLogger(__name__)
 
@@ -166,9 +166,9 @@ class _Binding:
         self.port = port
         self.endpoints = endpoints
         self.service = service
-        self.addr: Var[Addr] = Var(ADDR_PENDING, on_first_observer=self._acquire, on_last_observer=self._release)
+        self.addr: Var[Addr] = Var.lazy(ADDR_PENDING, start_stop(self._acquire, self._release))
         #: PENDING, _NEG or "bound"
-        self.result: Var[Any] = Var(PENDING, on_first_observer=self._acquire, on_last_observer=self._release)
+        self.result: Var[Any] = Var.lazy(PENDING, start_stop(self._acquire, self._release))
         self._refs = 0
         self._closables: list = []
 

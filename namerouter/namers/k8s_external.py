@@ -39,7 +39,7 @@ from ..naming.addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, AddrFailed, A
 from ..naming.bound import BoundName
 from ..naming.namer import Namer, addr_tree_state
 from ..naming.reactive import HeldActivity
-from ..naming.var import PENDING, Activity, Var
+from ..naming.var import PENDING, Activity, Var, start_stop
 from .k8s import make_api
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class _Binding:
     def __init__(self, watch: ObjectWatch, port: str) -> None:
         self.watch = watch
         self.port = port
-        self.addr: Var[Addr] = Var(ADDR_PENDING, on_first_observer=self._start, on_last_observer=self._stop)
+        self.addr: Var[Addr] = Var.lazy(ADDR_PENDING, start_stop(self._start, self._stop))
         self._obs: Any = None
         self._gen = 0
         self._task: Optional[asyncio.Task] = None

@@ -58,7 +58,7 @@ from ..naming.addr import ADDR_NEG, ADDR_PENDING, AddrBound, AddrFailed, Address
 from ..naming.bound import BoundName
 from ..naming.namer import Namer, addr_tree_state
 from ..naming.reactive import HeldActivity, flat_map
-from ..naming.var import PENDING, Activity, Failed, Ok, Var
+from ..naming.var import PENDING, Activity, Failed, Ok, Var, start_stop
 from .consul import ConsulTls, _tls_context
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ class _Poll:
     def __init__(self, namer: "MarathonNamer", initial: Any, name: str) -> None:
         self._namer = weakref.ref(namer)
         self.name = name
-        self.var: Var[Any] = Var(initial, on_first_observer=self._start, on_last_observer=self._stop)
+        self.var: Var[Any] = Var.lazy(initial, start_stop(self._start, self._stop))
         self._task: Optional[asyncio.Task] = None
         self.polls = 0
         self.errors = 0

@@ -39,7 +39,7 @@ from ..naming import dns
 from ..naming.addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, AddrFailed, Address
 from ..naming.bound import BoundName
 from ..naming.namer import Namer
-from ..naming.var import PENDING, Activity, ActivityState, Closable, Failed, Ok, Var
+from ..naming.var import PENDING, Activity, ActivityState, Closable, Failed, Ok, Var, start_stop
 from ..zk.serverset_format import MEMBER_PREFIX, Endpoint, MalformedMember, Member, parse_member
 from ..zk.serverset_watch import ServersetWatch, Snapshot
 from ..zk.session import DEFAULT_SESSION_TIMEOUT_MS, ZkSession, normalize_hosts
@@ -123,7 +123,7 @@ class Selection:
         self.path = path
         self.endpoint = endpoint
         self.shard = shard
-        self.addr: Var[Addr] = Var(ADDR_PENDING, on_first_observer=self._start, on_last_observer=self._stop)
+        self.addr: Var[Addr] = Var.lazy(ADDR_PENDING, start_stop(self._start, self._stop))
         self._watch: Optional[ServersetWatch] = None
         self._obs: Optional[Closable] = None
         self._gen = 0
@@ -240,9 +240,7 @@ class Lookup:
         self.namer = namer
         self.path = path
         self.residual = residual
-        self.states: Var[ActivityState[NameTree[Any]]] = Var(
-            PENDING, on_first_observer=self._start, on_last_observer=self._stop
-        )
+        self.states: Var[ActivityState[NameTree[Any]]] = Var.lazy(PENDING, start_stop(self._start, self._stop))
         self._sel_obs: Optional[Closable] = None
         self._parent_obs: Optional[Closable] = None
         self._selection: Optional[Selection] = None

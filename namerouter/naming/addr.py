@@ -41,7 +41,7 @@ class Address:
         m = f", {self.meta!r}" if self.meta else ""
         return f"Address({self.host!r}, {self.port}{m})"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"ip": self.host, "port": self.port, "meta": dict(self.meta)}
 
     def with_port(self, port: int) -> "Address":
@@ -53,7 +53,7 @@ class Addr:
 
     __slots__ = ()
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         raise NotImplementedError
 
 
@@ -75,7 +75,7 @@ class AddrBound(Addr):
     def __repr__(self) -> str:
         return f"AddrBound({sorted(self.addrs, key=lambda a: (a.host, a.port))!r}, {self.meta!r})"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         addrs = sorted(self.addrs, key=lambda a: (a.host, a.port))
         return {"type": "bound", "addrs": [a.to_json() for a in addrs], "meta": dict(self.meta)}
 
@@ -87,7 +87,7 @@ class _AddrConst(Addr):
     def __repr__(self) -> str:
         return f"Addr{self.kind.capitalize()}"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"type": self.kind}
 
 
@@ -120,7 +120,7 @@ class AddrFailed(Addr):
     def __repr__(self) -> str:
         return f"AddrFailed({self.cause!r})"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"type": "failed", "cause": self.cause}
 
 

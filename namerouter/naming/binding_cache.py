@@ -34,6 +34,29 @@ def _noop(_: Any) -> None:
     pass
 
 
+#: Releasing at least this many entries at once gives freed memory back to the system.
+TRIM_AFTER = 64
+_trim: Optional[Callable[[int], int]] = None
+
+
+def release_free_memory() -> None:
+    """Hand freed heap memory back to the operating system (glibc's ``malloc_trim``).
+
+    A burst of distinct names (a scanner, hostile request dtabs) fills the caches with
+    many small objects; once they expire, the C allocator keeps the freed pages, so the
+    process would stay at its peak size. Best effort: a no-op where glibc is absent.
+    """
+    global _trim
+    if _trim is None:
+        try:
+            import ctypes
+
+            _trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _trim = lambda _: 0  # noqa: E731 - not glibc: nothing to do
+    _trim(0)
+
+
 class _Entry:
     __slots__ = ("activity", "warm", "last_used")
 
@@ -145,6 +168,8 @@ class BindingCache:
         for k in gone:
             self._entries.pop(k).release()
             self.expired += 1
+        if len(gone) >= TRIM_AFTER:
+            release_free_memory()
         return len(gone)
 
     @property

@@ -1,11 +1,12 @@
 """Bound names: what a logical name becomes once a namer has answered."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from ..dtab.path import Path
+from ..dtab.tree import NameTree
 from .addr import ADDR_PENDING, Addr
-from .var import Var
+from .var import Ok, Var
 
 
 class BoundName:
@@ -44,3 +45,21 @@ class BoundName:
     def __repr__(self) -> str:
         r = f", residual={self.residual.show()}" if self.residual.labels else ""
         return f"BoundName({self.id.show()}{r})"
+
+
+def same_tree_state(a: Any, b: Any) -> bool:
+    """Equality of Activity states of bound trees that also notices a bound name whose
+    address Var was replaced (the ``same`` of every derived Activity of bound trees).
+
+    BoundName equality is by (id, residual) — right for sharing clients, but a tree whose
+    leaf now carries a *different* addr Var (a namer that rebuilt its Var) must still be
+    published, or observers would keep watching the old Var.
+    """
+    if a is b:
+        return True
+    if a != b:
+        return False
+    if isinstance(a, Ok) and isinstance(a.value, NameTree) and isinstance(b, Ok):
+        la, lb = a.value.leaves(), b.value.leaves()
+        return all(getattr(x, "addr", None) is getattr(y, "addr", None) for x, y in zip(la, lb))
+    return True

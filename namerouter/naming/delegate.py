@@ -26,13 +26,13 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ..dtab import delegation as dl
+from ..dtab.binding import BUDGET
 from ..dtab.dtab import Dtab
 from ..dtab.path import Path
 from ..dtab.tree import NEG, NameTree
 from .addr import ADDR_PENDING, AddrBound
 from .bound import BoundName
 from .system_namer import STATUS_META_KEY
-from .transform import apply_transformers, is_fully_bound
 from .var import Activity, Failed
 
 if TYPE_CHECKING:
@@ -67,19 +67,16 @@ class _Deadline:
         return DelegateTimeout()
 
 
-async def _settle(result: Any, deadline: _Deadline) -> NameTree[Any]:
-    """A step result (tree, Failed or Activity) as a tree; raises the failure."""
-    if isinstance(result, Failed):
-        raise result.error
-    if not isinstance(result, Activity):
-        return result
+async def _settle(act: Activity[NameTree[Any]], deadline: _Deadline) -> NameTree[Any]:
+    """A namer's answer once it is not pending; raises its failure."""
     try:
-        return await result.wait_ok(deadline.left())
+        return await act.wait_ok(deadline.left())
     except asyncio.TimeoutError:
         raise deadline.timed_out() from None
 
 
-async def delegate(interp: "DefaultInterpreter", dtab: Dtab, path: Path, timeout: float = 2.0) -> dict:
+async def delegate(interp: "DefaultInterpreter", dtab: Dtab, path: Path, timeout: float = 2.0,
+                   budget: int = BUDGET) -> dict[str, Any]:
     """The delegate JSON of ``path`` under ``dtab`` through ``interp``'s namers."""
     for t in interp.transformers:
         if not t.delegating:
@@ -88,37 +85,29 @@ async def delegate(interp: "DefaultInterpreter", dtab: Dtab, path: Path, timeout
     deadline = _Deadline(timeout)
 
     async def lookup_namer(p: Path) -> NameTree[Any]:
-        return await _lookup(interp, p, 0, deadline)
+        return await _lookup(interp, p, deadline)
 
-    tree = await dl.run_async(dl.delegate_gen(dtab, path, interp.max_depth), lookup_namer)
+    tree = await dl.run_async(dl.delegate_gen(dtab, path, interp.max_depth, budget), lookup_namer)
     if deadline.expired:
         raise DelegateTimeout()
     for t in interp.transformers:
         tree = _transform_delegate(tree, t)
 
-    async def render(value: Any, node_path: Path) -> dict:
+    async def render(value: Any, node_path: Path) -> dict[str, Any]:
         return await _render(value, node_path, deadline)
 
     return await dl.to_json_async(tree, render)
 
 
-async def _lookup(interp: "DefaultInterpreter", path: Path, start: int, deadline: _Deadline) -> NameTree[Any]:
-    labels = path.labels
-    if labels and labels[0] == b"#":
-        for i in range(start, len(interp._namers)):
-            prefix, n, namer = interp._namers[i]
-            if not path.startswith(prefix):
-                continue
-            tree = await _settle(namer.lookup(path.drop(n)), deadline)
-            if tree is NEG:
-                continue
-            if namer.transformers and is_fully_bound(tree):
-                tree = await _settle(apply_transformers(tree, namer.transformers), deadline)
+async def _lookup(interp: "DefaultInterpreter", path: Path, deadline: _Deadline) -> NameTree[Any]:
+    for namer, rest in interp.matching_namers(path):
+        tree = await _settle(interp.namer_activity(namer, rest), deadline)
+        if tree is not NEG:
             return tree
     return interp.system.lookup(path)  # raises UnknownNamer -> an exception node
 
 
-async def _render(value: Any, node_path: Path, deadline: _Deadline) -> dict:
+async def _render(value: Any, node_path: Path, deadline: _Deadline) -> dict[str, Any]:
     if not isinstance(value, BoundName):  # not expected live; show what it is
         show = getattr(value, "show", None)
         return {"addr": {"type": "pending"}, "id": show() if callable(show) else str(value), "path": "/"}

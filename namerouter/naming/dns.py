@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from typing import Optional
+from typing import Any, Optional
 
 
 def ip_literal(host: str) -> Optional[str]:
@@ -73,7 +73,7 @@ def resolve_blocking(host: str) -> list[str]:
     return _order(infos)
 
 
-def _order(infos: list) -> list[str]:
+def _order(infos: list[Any]) -> list[str]:
     v4 = [i[4][0] for i in infos if i[0] == socket.AF_INET]
     v6 = [i[4][0] for i in infos if i[0] == socket.AF_INET6]
     seen: dict[str, None] = {}

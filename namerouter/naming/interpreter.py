@@ -1,25 +1,27 @@
 """The default interpreter: Finagle's reactive binding over the dtab, the configured
 namers and the system namers (Linkerd's ConfiguredNamersInterpreter, kind ``default``).
 
-``bind(dtab, path)`` returns an ``Activity[NameTree[BoundName]]`` that stays current:
+``bind(dtab, path)`` returns an ``Activity[NameTree[BoundName]]`` that stays current.
+The algorithm is the one of ``namerouter.dtab.binding`` (shared with offline binding
+and delegation); this module only runs it live:
 
-* every lookup step asks the dtab first (one rewrite, last dentry first); only when the
-  answer is exactly ``~`` are the configured namers asked — each namer whose
+* a lookup the dtab leaves at ``~`` asks the configured namers — each namer whose
   ``/#/<prefix>`` starts the path, in config order, falling through on ``~`` — and then
-  the system namers (``/$/…``, the pure rules of ``namerouter.dtab.system``);
-* namer answers are Activities. When one changes (a file appears, a member leaves) only
-  the part of the tree under that answer is re-bound; everything else is kept. An Alt
-  waits while its current branch is pending; a Union is Ok as soon as one member is;
-* more than ``max_depth`` lookups along a branch → ``Failed(MaxDepthExceeded)``; more
-  than ``max_lookups`` (10,000) lookups in one binding pass → ``Failed(LookupBudgetExceeded)``
-  (our addition: a cycle with a union at every step is exponential within the depth
-  limit, and request dtabs come from clients);
-* the result is simplified and has no Alt nodes whose outcome is decided.
+  the system namers (``/$/…``). A namer's answer is an Activity: the binding observes
+  every answer it used and binds again (one pass of the algorithm) when one changes, so
+  the reactive graph is one level deep whatever the dtab (no recursion from input);
+* a namer still pending is "waiting": an Alt waits on its current branch, a Union is Ok
+  as soon as one member is;
+* the budget is the algorithm's: more than ``max_depth`` lookups along a branch fail
+  that branch (``MaxDepthExceeded``); more than ``budget`` steps in one pass (or a bound
+  tree too large or deep) fail the binding with ``BindingTooLarge``. Bindings whose dtab
+  includes a client's request dtab (``bind(..., from_request=True)``) get the much
+  smaller ``request_budget``;
+* the result is simplified and has no Alt nodes.
 
 Bindings are cached per (dtab, path) in a :class:`BindingCache` (shared, bounded,
-idle-evicted; see its module). Static parts of a binding (dtab rewrites, IP-literal
-``/$/inet`` leaves) are computed eagerly as plain trees; only namer answers make the
-reactive graph, so a purely static name costs one constant Activity.
+idle-evicted; see its module), failures included, so a repeated bad request costs one
+cache lookup.
 
 Memory per cached name (tracemalloc, ``tests/test_naming_cache.py::test_memory_per_cached_name``,
 Python 3.11, x86-64, 1,000 names): about 1.4 KB for a static ``/svc/* => /$/inet/127.1/p``
@@ -28,35 +30,33 @@ observed (its file watch, lookup and address Vars included).
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Optional, Sequence
 
+from ..dtab import binding
+from ..dtab.binding import BUDGET, MAX_DEPTH, REQUEST_BUDGET, WAITING, Failure, Outcome
 from ..dtab.dtab import Dtab
-from ..dtab.errors import BindingError, MaxDepthExceeded
+from ..dtab.errors import BindingTooLarge
 from ..dtab.path import Path
-from ..dtab.tree import FAIL, NEG, Alt, Leaf, NameTree, Union, Weighted
+from ..dtab.tree import NEG, NameTree
 from .binding_cache import BindingCache
-from .bound import BoundName
+from .bound import BoundName, same_tree_state
 from .namer import Namer
-from .reactive import flat_map, map_activity, union_of
+from .reactive import flat_map
 from .system_namer import SystemNamer
 from .transform import NameTreeTransformer, apply_transformers, is_fully_bound
-from .var import Activity, Failed, Var
+from .var import PENDING, Activity, ActivityState, Closable, Failed, LazyVar, Ok, Var
+
+log = logging.getLogger(__name__)
 
 #: ``#``: the first label of every configured namer's paths.
 _HASH = b"#"
+#: Passes of the algorithm one change may trigger when answers keep changing under it.
+_MAX_PASSES = 8
+#: Distinct (name, failure) pairs remembered as logged.
+_LOGGED_MAX = 4096
 
-# A step result is a plain NameTree (static, Ok), a Failed (static failure) or an
-# Activity (dynamic). Keeping the static cases out of the reactive graph keeps binding
-# cheap and the Python stack shallow for long rewrite chains.
-Step = Any
-
-
-def _act(r: Step) -> Activity[Any]:
-    if isinstance(r, Activity):
-        return r
-    if isinstance(r, Failed):
-        return Activity(Var(r))
-    return Activity.value(r)
+BoundTree = NameTree[BoundName]
 
 
 class DefaultInterpreter:
@@ -68,31 +68,42 @@ class DefaultInterpreter:
         self,
         namers: Sequence[Namer] = (),
         transformers: Sequence[NameTreeTransformer] = (),
-        max_depth: int = 100,
-        max_lookups: int = 10_000,
+        max_depth: int = MAX_DEPTH,
+        budget: int = BUDGET,
         cache_size: int = 1000,
         idle_ttl: float = 600.0,
         system: Optional[SystemNamer] = None,
+        request_budget: int = REQUEST_BUDGET,
     ) -> None:
         self.namers = list(namers)
         self.transformers = list(transformers)
         self.max_depth = max_depth
-        self.max_lookups = max_lookups
+        self.budget = budget
+        self.request_budget = request_budget
         self.system = system if system is not None else SystemNamer()
         self.cache = BindingCache(max_size=cache_size, idle_ttl=idle_ttl)
+        self._logged: dict[tuple[Path, str], None] = {}
         # (full prefix /#/<prefix>, its length, namer), in config order.
         self._namers = [(Path([_HASH]) + n.prefix, len(n.prefix) + 1, n) for n in self.namers]
 
     # public API -------------------------------------------------------------------
-    def bind(self, dtab: Dtab, path: Path) -> Activity[NameTree[BoundName]]:
-        """The live bound tree of ``path`` under ``dtab`` (cached and shared)."""
-        return self.cache.get((dtab, path), lambda: self._bind_uncached(dtab, path))
+    def bind(self, dtab: Dtab, path: Path, *, from_request: bool = False) -> Activity[BoundTree]:
+        """The live bound tree of ``path`` under ``dtab`` (cached and shared).
 
-    async def delegate(self, dtab: Dtab, path: Path, timeout: float = 2.0) -> dict:
+        ``from_request``: ``dtab`` includes a client's dtab (``l5d-dtab``, namerd's
+        ``dtab`` parameter), so the binding gets the smaller request budget.
+        """
+        budget = self.request_budget if from_request else self.budget
+        key: Any = (dtab, path) if budget == self.budget else (dtab, path, budget)
+        return self.cache.get(key, lambda: self._bind_uncached(dtab, path, budget))
+
+    async def delegate(self, dtab: Dtab, path: Path, timeout: float = 2.0, *,
+                       from_request: bool = False) -> dict[str, Any]:
         """Linkerd's delegate-tree JSON with live namers (spec §9); see ``delegate.py``."""
         from .delegate import delegate
 
-        return await delegate(self, dtab, path, timeout=timeout)
+        budget = self.request_budget if from_request else self.budget
+        return await delegate(self, dtab, path, timeout=timeout, budget=budget)
 
     def cache_stats(self) -> dict[str, Any]:
         """Live counts for the admin server and metrics."""
@@ -115,154 +126,135 @@ class DefaultInterpreter:
     async def close(self) -> None:
         self.cache.clear()
 
-    # binding ----------------------------------------------------------------------
-    def _bind_uncached(self, dtab: Dtab, path: Path) -> Activity[NameTree[BoundName]]:
-        r = _Binder(self, dtab, path).run(Leaf(path), 0)
-        if isinstance(r, Activity):
-            r = _simplified(r)
-        elif not isinstance(r, Failed):
-            r = r.simplified()
-        if self.transformers and not isinstance(r, Failed):
-            r = apply_transformers(r, self.transformers)
-        return _act(r)
+    def log_failure(self, path: Path, error: BaseException) -> None:
+        """Log a binding failure once per (name, message), not once per request or per
+        binding: a client can make any number of failing bindings (each request dtab is
+        a binding). Bounded: the set of logged keys is cleared when full."""
+        key = (path, f"{type(error).__name__}: {error}")
+        if key in self._logged:
+            return
+        if len(self._logged) >= _LOGGED_MAX:
+            self._logged.clear()
+        self._logged[key] = None
+        log.info("binding %s failed: %s", path.show(), key[1])
 
-    def lookup(self, dtab: Dtab, path: Path) -> Step:
-        """One lookup step: dtab, else namers, else system. Static tree, Failed or Activity."""
-        t = dtab.lookup(path)
-        if t is not NEG:
-            return t
-        return self.lookup_namers(path, 0)
-
-    def lookup_namers(self, path: Path, start: int) -> Step:
+    def matching_namers(self, path: Path) -> list[tuple[Namer, Path]]:
+        """The configured namers whose ``/#/<prefix>`` starts ``path``, in config order,
+        each with the rest of the path (what it is asked to look up)."""
         labels = path.labels
-        if labels and labels[0] == _HASH:
-            for i in range(start, len(self._namers)):
-                prefix, n, namer = self._namers[i]
-                if path.startswith(prefix):
-                    return self._ask_namer(namer, path.drop(n), path, i)
-        try:
-            return self.system.lookup(path)
-        except Exception as e:  # UnknownNamer, bad /$/ syntax: this binding fails
-            return Failed(e)
+        if not labels or labels[0] != _HASH:
+            return []
+        return [(namer, path.drop(n)) for prefix, n, namer in self._namers if path.startswith(prefix)]
 
-    def _ask_namer(self, namer: Namer, rest: Path, path: Path, index: int) -> Step:
-        try:
-            act = namer.lookup(rest)
-        except Exception as e:  # a namer bug fails this name only
-            return Failed(e)
+    def namer_activity(self, namer: Namer, rest: Path) -> Activity[NameTree[Any]]:
+        """A namer's answer for ``rest`` with the namer's transformers applied to fully
+        bound answers. Raises what ``namer.lookup`` raises."""
+        act = namer.lookup(rest)
         transformers = namer.transformers
+        if not transformers:
+            return act
 
-        def on_tree(t: NameTree[Any]) -> Any:
-            if t is NEG:
-                return _act(self.lookup_namers(path, index + 1))
-            if transformers and is_fully_bound(t):
-                return apply_transformers(t, transformers)
-            return t
+        def transform(t: NameTree[Any]) -> Any:
+            return apply_transformers(t, transformers) if is_fully_bound(t) else t
 
-        return flat_map(act, on_tree)
+        return flat_map(act, transform, same_tree_state)
+
+    # binding ----------------------------------------------------------------------
+    def _bind_uncached(self, dtab: Dtab, path: Path, budget: int) -> Activity[BoundTree]:
+        act: Activity[BoundTree] = Activity(_LiveBinding(self, dtab, path, budget))
+        if self.transformers:
+            transformed = apply_transformers(act, self.transformers)
+            assert isinstance(transformed, Activity)
+            act = transformed
+        return act
 
 
-class LookupBudgetExceeded(BindingError):
-    """A binding pass needed more lookups than ``max_lookups``.
+class _LiveBinding(LazyVar[ActivityState[BoundTree]]):
+    """One (dtab, path) bound live: one pass of the binding algorithm over the namers'
+    current answers; every answer it used is observed, and a change runs a new pass.
 
-    Finagle has no such limit, but a dtab cycle with alternatives at every step (``/* =>
-    /a | /b`` also captures ``/$/…`` paths) is exponential within the depth limit; a
-    request dtab (``l5d-dtab``) could otherwise keep a core busy for minutes.
+    Answers are observed before they are sampled (a lazy namer computes only while
+    observed), and an answer no longer used is closed only after the new pass opened its
+    own, so a watch shared by both passes is not torn down and restarted.
     """
 
+    __slots__ = ("interp", "dtab", "path", "budget", "_sources", "_in_pass", "_dirty", "_on_answer_cb")
 
-class _Binder:
-    """One binding: the dtab is fixed, depth is counted per branch, lookups per pass."""
-
-    __slots__ = ("interp", "dtab", "max_depth", "root", "steps", "in_pass")
-
-    def __init__(self, interp: DefaultInterpreter, dtab: Dtab, root: Path) -> None:
+    def __init__(self, interp: DefaultInterpreter, dtab: Dtab, path: Path, budget: int) -> None:
+        super().__init__(PENDING, same=same_tree_state)
         self.interp = interp
         self.dtab = dtab
-        self.max_depth = interp.max_depth
-        self.root = root
-        self.steps = 0
-        self.in_pass = False
+        self.path = path
+        self.budget = budget
+        # path (or (namer index, path) past the first namer) -> the Var of that namer's
+        # answer, observed by _on_answer_cb: no object per answer, because a request dtab
+        # can make a binding use hundreds (and the garbage collector walks them all)
+        self._sources: dict[Any, Var[ActivityState[NameTree[Any]]]] = {}
+        self._in_pass = False
+        self._dirty = False
+        self._on_answer_cb = self._on_answer  # one bound method shared by every observation
 
-    def run(self, tree: NameTree[Any], depth: int) -> Step:
-        """A binding pass: the first bind, or a re-bind after a namer's answer changed
-        (with the activation it cascades into). The lookup budget is per pass."""
-        if self.in_pass:
-            return self.bind_tree(tree, depth)
-        self.in_pass, self.steps = True, 0
-        try:
-            r = self.bind_tree(tree, depth)
-        finally:
-            self.in_pass = False
-        if self.steps > self.interp.max_lookups:
-            # Whatever partial answer came out, the real reason is the budget.
-            return self._over_budget()
-        return r
+    def start(self) -> Closable:
+        self._rebind()
+        return Closable(self._stop)
 
-    def _over_budget(self) -> Failed:
-        return Failed(LookupBudgetExceeded(
-            f"binding {self.root.show()} needed more than {self.interp.max_lookups} lookups: "
-            "the dtab loops through alternatives"))
+    def _stop(self) -> None:
+        sources, self._sources = self._sources, {}
+        for var in sources.values():
+            var.unobserve(self._on_answer_cb)
 
-    def bind_tree(self, tree: NameTree[Any], depth: int) -> Step:
-        if depth > self.max_depth:
-            return Failed(MaxDepthExceeded(self.max_depth))
-        if isinstance(tree, Leaf):
-            v = tree.value
-            if isinstance(v, Path):
-                return self.bind_path(v, depth)
-            return tree  # a bound name
-        if isinstance(tree, Alt):
-            return self.bind_alt(tree.trees, 0, depth)
-        if isinstance(tree, Union):
-            return self.bind_union(tree, depth)
-        return tree  # NEG, FAIL, EMPTY
+    def _on_answer(self, _: Any) -> None:
+        if self._in_pass:
+            self._dirty = True  # a pass is running: it runs again when done
+        elif self._running is not None or self._activating:
+            self._rebind()
 
-    def bind_path(self, path: Path, depth: int) -> Step:
-        self.steps += 1
-        if self.steps > self.interp.max_lookups:
-            return self._over_budget()
-        r = self.interp.lookup(self.dtab, path)
-        if isinstance(r, Activity):
-            return flat_map(r, lambda t: _act(self.run(t, depth + 1)))
-        if isinstance(r, Failed):
-            return r
-        return self.bind_tree(r, depth + 1)
+    def _rebind(self) -> None:
+        state: ActivityState[BoundTree] = PENDING
+        for _ in range(_MAX_PASSES):
+            used: set[Any] = set()
+            self._in_pass, self._dirty = True, False
+            try:
+                r = binding.bind(self.dtab, self.path, lambda p: self._lookup_namer(p, used),
+                                 self.interp.max_depth, self.budget)
+                state = _state(r)
+            except BindingTooLarge as e:
+                state = Failed(e.with_traceback(None))
+            finally:
+                self._in_pass = False
+            for key in [k for k in self._sources if k not in used]:
+                self._sources.pop(key).unobserve(self._on_answer_cb)
+            if not self._dirty:
+                break
+        if isinstance(state, Failed):
+            self.interp.log_failure(self.path, state.error)
+        self.update(state)
 
-    def bind_alt(self, trees: Sequence[NameTree[Any]], i: int, depth: int) -> Step:
-        while i < len(trees):
-            r = self.bind_tree(trees[i], depth)
-            if isinstance(r, Activity):
-                nxt = i + 1
-
-                def choose(t: NameTree[Any], nxt: int = nxt) -> Any:
-                    if t is NEG:
-                        return _act(self.run(Alt(*trees[nxt:]), depth) if nxt < len(trees) else NEG)
-                    return t
-
-                return flat_map(r, choose)
-            if isinstance(r, Failed) or r is FAIL:
-                return r
-            if r is NEG:
-                i += 1
-                continue
-            return r
-        return NEG
-
-    def bind_union(self, tree: Union, depth: int) -> Step:
-        ws = tree.weighted
-        if not ws:
-            return NEG
-        if len(ws) == 1:
-            return self.bind_tree(ws[0].tree, depth)
-        results = [(w.weight, self.bind_tree(w.tree, depth)) for w in ws]
-        if any(isinstance(r, Activity) for _, r in results):
-            return union_of([(w, _act(r)) for w, r in results])
-        oks = [(w, r) for w, r in results if not isinstance(r, Failed)]
-        if not oks:
-            return results[0][1]
-        return Union(*(Weighted(w, r) for w, r in oks)).simplified()
+    def _lookup_namer(self, path: Path, used: set[Any]) -> Outcome:
+        for i, (namer, rest) in enumerate(self.interp.matching_namers(path)):
+            key: Any = (i, path) if i else path
+            used.add(key)
+            source = self._sources.get(key)
+            if source is None:
+                source = self.interp.namer_activity(namer, rest).states  # raises: this branch fails
+                source.observe(self._on_answer_cb, initial=False)
+                self._sources[key] = source
+            st = source.sample()
+            if isinstance(st, Ok):
+                tree: NameTree[Any] = st.value
+                if tree is NEG:
+                    continue  # not this namer's: the next one
+                return tree
+            if isinstance(st, Failed):
+                return Failure(st.error)
+            return WAITING
+        return self.interp.system.lookup(path)  # raises UnknownNamer: this branch fails
 
 
-def _simplified(act: Activity[NameTree[Any]]) -> Activity[NameTree[Any]]:
-    return map_activity(act, lambda t: t.simplified())
+def _state(r: Outcome) -> ActivityState[BoundTree]:
+    if isinstance(r, Failure):
+        return Failed(r.error)
+    if r is WAITING:
+        return PENDING
+    assert isinstance(r, NameTree)
+    return Ok(r)

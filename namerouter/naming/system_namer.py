@@ -28,24 +28,18 @@ import random
 import weakref
 from typing import Any, Optional
 
+from ..dtab import system
 from ..dtab.path import Path
 from ..dtab.tree import NEG, NameTree
 from . import dns
 from .addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, AddrFailed, Address
 from .bound import BoundName
-from .var import Var
+from .var import Closable, LazyVar, Var
 
 log = logging.getLogger(__name__)
 
 #: AddrBound.meta key that tells the proxy to answer with this HTTP status itself.
 STATUS_META_KEY = "io.buoyant.http.status"
-
-def _system():
-    # Imported lazily: the pure rules live in the dtab layer (namerouter/dtab/system.py).
-    from ..dtab import system
-
-    return system
-
 
 class SystemNamer:
     """Binds ``/$/…`` paths with live address sets. One per interpreter."""
@@ -67,8 +61,7 @@ class SystemNamer:
         labels = path.labels
         if not labels or labels[0] != b"$":
             return NEG
-        system = _system()
-        tree = system.lookup(path)
+        tree: NameTree[Any] = system.lookup(path)
         return tree.map(lambda v: self._bound(v) if isinstance(v, system.SystemBound) else v)
 
     def _bound(self, sb: Any) -> BoundName:
@@ -104,7 +97,7 @@ class SystemNamer:
         return _DnsVar(host, port, None if once else self.dns_refresh_s)
 
 
-class _DnsVar(Var[Addr]):
+class _DnsVar(LazyVar[Addr]):
     """An address set resolved from DNS while observed, re-resolved periodically."""
 
     __slots__ = ("host", "port", "refresh_s", "_task", "_good")
@@ -114,22 +107,21 @@ class _DnsVar(Var[Addr]):
         self.host = host
         self.port = port
         self.refresh_s = refresh_s
-        self._task: Optional[asyncio.Task] = None
+        self._task: Optional[asyncio.Task[None]] = None
         self._good = False
 
-    _lazy = True
-
-    def _first_observed(self) -> None:
+    def start(self) -> Closable:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             # No event loop (a CLI tool): resolve once, synchronously.
             self._apply_blocking()
-            return
+            return Closable()
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._run(), name=f"dns {self.host}")
+        return Closable(self._stop)
 
-    def _last_unobserved(self) -> None:
+    def _stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

@@ -133,7 +133,7 @@ def build_transformers(configs: Iterable[Any], runtime: Any) -> list[NameTreeTra
             continue
         if isinstance(c, dict):
             # Plain values (a caller that skipped the config layer): build the dataclass.
-            cls = plugins.load(plugins.TRANSFORMERS, c.get("kind"))
+            cls = plugins.load(plugins.TRANSFORMERS, str(c.get("kind")))
             c = cls.config_class(**{k: v for k, v in c.items() if k not in ("kind", "experimental")})
         else:
             # validated configs without a `kind` field carry it as `_kind` (config.validate)

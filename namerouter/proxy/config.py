@@ -98,6 +98,8 @@ class RouterConfig:
     bindingTimeoutMs: int = field(default=10000, metadata={"min": 1})
     bindingCache: BindingCacheConfig = field(default_factory=BindingCacheConfig)
     maxHeadersKB: int = field(default=8, metadata={"min": 1, "max": 1024})
+    #: l5d-ctx-dtab + l5d-dtab together; larger request dtabs get 400 (README "Limits")
+    maxLocalDtabKB: int = field(default=8, metadata={"min": 1, "max": 1024})
     maxInitialLineKB: int = field(default=4, metadata={"min": 1, "max": 1024})
     maxErrResponseKB: int = field(default=5120, metadata={"min": 1})
     #: Bodies are always streamed, piece by piece with backpressure, and keep their framing:

@@ -48,6 +48,7 @@ import logging
 from typing import Any, Optional
 
 from ..dtab.dtab import Dtab
+from ..dtab.local import LocalDtabError, LocalDtabs
 from ..metrics import MetricsRegistry
 from .accesslog import AccessLog
 from .config import RouterConfig, ServerConfig
@@ -58,7 +59,6 @@ from .routing import RouteTable, ServiceStage
 from .server import ServerConnection
 from .stats import RequestStats
 
-_DTAB_CACHE_MAX = 1024
 log = logging.getLogger("namerouter.proxy")
 
 
@@ -89,7 +89,7 @@ class RouterCore:
             service_policy=config.service,
             client_policy=config.client,
         )
-        self._dtabs: dict[tuple[Optional[bytes], Optional[bytes]], Optional[Dtab]] = {}
+        self.local_dtabs = LocalDtabs(config.maxLocalDtabKB * 1024)
         if not config.streamingEnabled:
             log.warning("router %s: streamingEnabled: false is not supported: bodies are still streamed "
                         "(with backpressure, in bounded memory) and chunked messages stay chunked "
@@ -99,27 +99,10 @@ class RouterCore:
 
     def local_dtab(self, ctx: Optional[bytes], user: Optional[bytes]) -> Optional[Dtab]:
         """``l5d-ctx-dtab`` ++ ``l5d-dtab`` (that order: the user's override wins)."""
-        key = (ctx, user)
-        if key in self._dtabs:
-            return self._dtabs[key]
-        parts = []
-        for header, raw in (("l5d-ctx-dtab", ctx), ("l5d-dtab", user)):
-            if raw is None:
-                continue
-            text = raw.decode("latin-1")
-            try:
-                parts.append(Dtab.read(text))
-            except ValueError as e:
-                raise BadDtabHeader(f"Invalid {header} header {text!r}: {e}") from None
-        d: Optional[Dtab] = None
-        for p in parts:
-            d = p if d is None else d + p
-        if d is not None and len(d) == 0:
-            d = None
-        if len(self._dtabs) >= _DTAB_CACHE_MAX:
-            self._dtabs.clear()
-        self._dtabs[key] = d
-        return d
+        try:
+            return self.local_dtabs.get(ctx, user)  # size-limited, cached (failures too)
+        except LocalDtabError as e:
+            raise BadDtabHeader(str(e)) from None
 
     def resolve(self, head: RequestHead) -> tuple[ServiceStage, Optional[bytes]]:
         name, new_uri = self.identifier.identify(head)

@@ -365,7 +365,9 @@ class ServiceStage:
         self._changed = Changes()
         self._clients: list[ClientStage] = []
         self._obs = None
-        self.activity = table.interpreter.bind(self.dtab, name)
+        # A client's dtab binds under the interpreter's smaller request budget.
+        self.activity = (table.interpreter.bind(self.dtab, name, from_request=True) if local
+                         else table.interpreter.bind(self.dtab, name))
         self._obs = self.activity.observe(self._on_state)
 
     # --- binding ---------------------------------------------------------------------

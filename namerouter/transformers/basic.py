@@ -177,7 +177,7 @@ class _PathBinding(NameTreeTransformer):
         from ..naming.interpreter import DefaultInterpreter
 
         interp = DefaultInterpreter(list(namers))
-        bound = interp._bind_uncached(Dtab(), path)
+        bound = interp._bind_uncached(Dtab(), path, interp.budget)
         new_id = prefix + path
         self.bound: Activity[NameTree[BoundName]] = map_activity(
             bound, lambda t: t.map(lambda b: BoundName(new_id, b.addr, b.residual)))

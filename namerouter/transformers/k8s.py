@@ -22,9 +22,8 @@ from typing import Any, Mapping, Optional
 from ..dtab.path import Path
 from ..naming.addr import ADDR_PENDING, Addr, AddrBound, Address
 from ..naming.bound import BoundName
-from ..naming.reactive import DerivedVar
 from ..naming.transform import FilteringTransformer, NameTreeTransformer, transformer_prefix
-from ..naming.var import Closable, Var
+from ..naming.var import Closable, LazyVar, Var
 from ..namers.k8s import NODE_NAME_KEY, K8sNamer, make_api
 
 
@@ -108,7 +107,7 @@ class DaemonSetTransformer(NameTreeTransformer):
     def map_bound(self, bound: BoundName) -> BoundName:
         src, daemons, host_network = bound.addr, self.daemons, self.host_network
 
-        def start(out: DerivedVar) -> Closable:
+        def start(out: LazyVar[Addr]) -> Closable:
             recompute = lambda _: out.update(map_to_daemons(src.sample(), daemons.sample(), host_network))
             a = src.observe(recompute)
             b = daemons.observe(recompute)
@@ -119,7 +118,7 @@ class DaemonSetTransformer(NameTreeTransformer):
 
             return Closable(close)
 
-        var = DerivedVar(start, ADDR_PENDING)
+        var = Var.lazy(ADDR_PENDING, start)
         return BoundName(self.prefixed(bound.id), var, bound.residual)
 
 
