@@ -125,19 +125,24 @@ class SpanQueue:
             await self._send_one(min(left, self.timeout_s))
 
     async def close(self, timeout_s: float = 2.0) -> None:
-        """Stop the task, try to send what is left for at most ``timeout_s``, drop the rest."""
+        """Let an export in flight finish, send what is left, all within ``timeout_s``;
+        drop (and count) the rest."""
+        deadline = time.monotonic() + timeout_s
         task, self._task = self._task, None
         self._closing = True
         if task is not None:
             if self._wake is not None:
                 self._wake.set()
-            task.cancel()
             try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+                await asyncio.wait_for(asyncio.shield(task), timeout_s)
+            except (asyncio.TimeoutError, Exception):
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
         try:
-            await self.flush(timeout_s)
+            await self.flush(max(0.0, deadline - time.monotonic()))
         finally:
             if self._buf:
                 self.dropped.incr(len(self._buf))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 from typing import Any, Mapping, Optional
 
 from opentelemetry.exporter.otlp.proto.http import Compression
@@ -35,6 +36,22 @@ from .span import CLIENT, Span, TraceRecord
 from .tracer import DECIDES, TraceTelemeter
 
 _SCOPE = InstrumentationScope("namerouter")
+#: The SDK exporter logs every failed batch; we keep its words for our own (rate-limited)
+#: log line and metrics instead of letting a dead collector flood the log.
+_EXPORTER_LOGGER = logging.getLogger("opentelemetry.exporter.otlp.proto.http.trace_exporter")
+
+
+class _KeepLastMessage(logging.Filter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: Optional[str] = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            self.last = record.getMessage()
+            return False
+        return True
+
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 
@@ -109,6 +126,7 @@ class OtlpTelemeter(TraceTelemeter):
                                max_batch=max_batch, delay_s=delay_s, timeout_s=timeout_s)
         self._pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self._inflight: Optional[concurrent.futures.Future] = None
+        self._messages = _KeepLastMessage()
 
     def resource(self, label: str) -> Resource:
         name = self.service_name or label
@@ -123,6 +141,7 @@ class OtlpTelemeter(TraceTelemeter):
 
     async def start(self) -> None:
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="otlp-export")
+        _EXPORTER_LOGGER.addFilter(self._messages)
         self.queue.start()
 
     def _export_sync(self, batch: list[tuple[str, Span]]) -> SpanExportResult:
@@ -136,7 +155,8 @@ class OtlpTelemeter(TraceTelemeter):
         self._inflight = fut
         result = await asyncio.wrap_future(fut)
         if result is not SpanExportResult.SUCCESS:
-            raise RuntimeError(f"OTLP export to {self.endpoint} failed")
+            why, self._messages.last = self._messages.last, None
+            raise RuntimeError(why or f"OTLP export to {self.endpoint} failed")
 
     async def close(self) -> None:
         try:
@@ -147,3 +167,4 @@ class OtlpTelemeter(TraceTelemeter):
                 # shutdown() may block on a hung request: let a thread wait for it
                 await asyncio.get_running_loop().run_in_executor(None, self._exporter.shutdown)
                 pool.shutdown(wait=False)
+            _EXPORTER_LOGGER.removeFilter(self._messages)
