@@ -1,6 +1,8 @@
 """The trace telemeters' ``telemetry`` blocks (Linkerd's keys, plus ours) and building them.
 
-Linkerd's keys: ``io.l5d.zipkin`` (``host``, ``port``, ``sampleRate``),
+Linkerd's keys: ``io.l5d.zipkin`` (``host``, ``port``, ``sampleRate``), the linkerd-zipkin
+plugin's ``io.zipkin.http`` (``host``, ``hostHeader``, ``compressionEnabled``,
+``initialSampleRate``),
 ``io.l5d.tracelog`` (``sampleRate``, ``level``, and ``host``, documented by Linkerd but
 unused), ``io.l5d.recentRequests`` (``sampleRate`` (required), ``capacity``). Ours:
 ``io.l5d.zipkin.url`` (the HTTP collector; we do not speak Scribe), the
@@ -10,6 +12,8 @@ after OpenTelemetry's batch span processor settings).
 """
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 from urllib.parse import urlsplit
@@ -18,6 +22,8 @@ from ..metrics import MetricsRegistry
 from .tracelog import LEVELS
 from .tracer import TraceTelemeter, Tracer
 
+log = logging.getLogger("namerouter.tracing")
+
 _RATE = {"min": 0.0, "max": 1.0}
 
 
@@ -25,6 +31,15 @@ def _check_url(v: str) -> None:
     parts = urlsplit(v)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
+
+
+_HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:([0-9]{1,5}))?")
+
+
+def _check_host_port(v: str) -> None:
+    m = _HOST_PORT.fullmatch(v)
+    if m is None or (m.group(3) is not None and not 0 < int(m.group(3)) < 65536):
+        raise ValueError(f"expected host:port, got {v!r}")
 
 
 def _check_level(v: str) -> None:
@@ -63,6 +78,22 @@ class ZipkinConfig(ExportQueueKeys):
 
 
 @dataclass
+class ZipkinHttpConfig(ExportQueueKeys):
+    """``io.zipkin.http``, the telemeter of the linkerd-zipkin plugin: the same export as
+    ``io.l5d.zipkin`` with that plugin's keys."""
+
+    kind: str = "io.zipkin.http"
+    #: host:port of the Zipkin HTTP service
+    host: str = field(default="localhost:9411", metadata={"check": _check_host_port})
+    hostHeader: str = "zipkin"
+    compressionEnabled: bool = True
+    initialSampleRate: float = field(default=0.001, metadata=_RATE)
+
+    def collector_url(self) -> str:
+        return f"http://{self.host}/api/v2/spans"
+
+
+@dataclass
 class TracelogConfig:
     kind: str = "io.l5d.tracelog"
     #: Linkerd clamps this to [0, 1] rather than refusing it
@@ -96,18 +127,19 @@ class OtlpConfig(ExportQueueKeys):
 #: kind → config class, for the ``telemetry`` list of the router's config
 TRACE_TELEMETERS: dict[str, type] = {
     "io.l5d.zipkin": ZipkinConfig,
+    "io.zipkin.http": ZipkinHttpConfig,
     "io.l5d.tracelog": TracelogConfig,
     "io.l5d.recentRequests": RecentRequestsConfig,
     "io.namerouter.otlp": OtlpConfig,
 }
 
 
-def telemetry_problems(telemetry: list[Any]) -> list[tuple[int, str]]:
-    """Problems across telemetry items: ``(index, message)``."""
+def telemetry_problems(raw: list[Any]) -> list[tuple[int, str]]:
+    """Problems across the (raw) ``telemetry`` items: ``(index, message)``."""
     out = []
     seen = False
-    for i, t in enumerate(telemetry):
-        if isinstance(t, RecentRequestsConfig):
+    for i, t in enumerate(raw):
+        if isinstance(t, dict) and t.get("kind") == "io.l5d.recentRequests":
             if seen:
                 out.append((i, "only one io.l5d.recentRequests telemeter may be configured (it serves /requests)"))
             seen = True
@@ -132,8 +164,18 @@ def build_tracer(telemetry: list[Any], metrics: Optional[MetricsRegistry] = None
         if isinstance(cfg, ZipkinConfig):
             from .zipkin import ZipkinTelemeter
 
+            if cfg.url is None and cfg.port == 9410:
+                log.warning("io.l5d.zipkin: port 9410 is Zipkin's Scribe port, but namerouter sends Zipkin v2 "
+                            "JSON over HTTP (to %s); Zipkin's HTTP collector listens on 9411 (set port or url)",
+                            cfg.collector_url())
             telemeters.append(ZipkinTelemeter(cfg.collector_url(), cfg.sampleRate, metrics, scope=scope,
                                               **cfg.queue_kwargs()))
+        elif isinstance(cfg, ZipkinHttpConfig):
+            from .zipkin import ZipkinTelemeter
+
+            telemeters.append(ZipkinTelemeter(cfg.collector_url(), cfg.initialSampleRate, metrics, scope=scope,
+                                              host_header=cfg.hostHeader, gzip=cfg.compressionEnabled,
+                                              kind=cfg.kind, **cfg.queue_kwargs()))
         elif isinstance(cfg, OtlpConfig):
             from .otlp import OtlpTelemeter
 

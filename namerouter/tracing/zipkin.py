@@ -1,9 +1,12 @@
-"""``io.l5d.zipkin``: spans as Zipkin v2 JSON, POSTed to a Zipkin HTTP collector.
+"""``io.l5d.zipkin`` (and ``io.zipkin.http``): spans as Zipkin v2 JSON, POSTed to a Zipkin
+HTTP collector.
 
 Linkerd's telemeter sent Thrift over Scribe (port 9410); we send the v2 JSON model
 (``POST /api/v2/spans``, ``application/json``), which every Zipkin server and most
 collectors (OpenTelemetry Collector's zipkin receiver, Jaeger) accept on port 9411. The
-collector URL is ``url`` or ``http://<host>:<port>/api/v2/spans``.
+collector URL is ``url`` or ``http://<host>:<port>/api/v2/spans``. ``io.zipkin.http`` (the
+linkerd-zipkin plugin's kind) is the same export with that plugin's keys: gzip bodies and
+a ``Host`` header of its choice.
 
 Encoding runs in a worker thread and the POST on the event loop (aiohttp), both off the
 request path; batching, bounds and drop counts are ``export_queue.SpanQueue``'s.
@@ -11,6 +14,7 @@ request path; batching, bounds and drop counts are ``export_queue.SpanQueue``'s.
 from __future__ import annotations
 
 import asyncio
+import gzip as gzip_module
 import ipaddress
 import json
 import logging
@@ -83,8 +87,9 @@ def span_json(span: Span) -> dict[str, Any]:
     return out
 
 
-def encode_spans(spans: list[Span]) -> bytes:
-    return json.dumps([span_json(s) for s in spans], separators=(",", ":")).encode()
+def encode_spans(spans: list[Span], gzip: bool = False) -> bytes:
+    body = json.dumps([span_json(s) for s in spans], separators=(",", ":")).encode()
+    return gzip_module.compress(body, 5) if gzip else body
 
 
 class ZipkinTelemeter(TraceTelemeter):
@@ -93,9 +98,17 @@ class ZipkinTelemeter(TraceTelemeter):
 
     def __init__(self, url: str, sample_rate: float, metrics: Optional[MetricsRegistry] = None, *,
                  scope: str = "telemetry/io.l5d.zipkin", max_queue: int = 2048, max_batch: int = 512,
-                 delay_s: float = 1.0, timeout_s: float = 10.0) -> None:
+                 delay_s: float = 1.0, timeout_s: float = 10.0, host_header: Optional[str] = None,
+                 gzip: bool = False, kind: str = "io.l5d.zipkin") -> None:
         super().__init__(sample_rate)
+        self.kind = kind
         self.url = url
+        self.gzip = gzip
+        self._headers = {"Content-Type": "application/json"}
+        if gzip:
+            self._headers["Content-Encoding"] = "gzip"
+        if host_header:
+            self._headers["Host"] = host_header
         self.queue = SpanQueue(f"{self.kind} → {url}", self._export, metrics, scope, max_queue=max_queue,
                                max_batch=max_batch, delay_s=delay_s, timeout_s=timeout_s)
         self._session: Optional[aiohttp.ClientSession] = None
@@ -106,12 +119,12 @@ class ZipkinTelemeter(TraceTelemeter):
 
     async def start(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zipkin-encode")
-        self._session = aiohttp.ClientSession(headers={"Content-Type": "application/json"})
+        self._session = aiohttp.ClientSession(headers=self._headers)
         self.queue.start()
 
     async def _export(self, batch: list[Span]) -> None:
         assert self._session is not None and self._pool is not None
-        body = await asyncio.get_running_loop().run_in_executor(self._pool, encode_spans, batch)
+        body = await asyncio.get_running_loop().run_in_executor(self._pool, encode_spans, batch, self.gzip)
         async with self._session.post(self.url, data=body) as rsp:
             if rsp.status >= 300:
                 text = (await rsp.content.read(200)).decode("utf-8", "replace").strip()
