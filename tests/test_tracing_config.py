@@ -5,6 +5,7 @@ tracing rather than record nothing."""
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 
@@ -185,3 +186,17 @@ async def _wait_metric(session, admin, name, want):
                 return
         await asyncio.sleep(0.02)
     raise AssertionError(f"{name} never reached {want}")
+
+
+def test_readme_tracing_block_is_a_valid_config(tmp_path, capsys):
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
+    after = readme[readme.index("<!-- tracing-telemetry"):]
+    start = after.index("```yaml\n") + len("```yaml\n")
+    block = after[start:after.index("```", start)]
+    path = tmp_path / "config.yaml"
+    path.write_text(ROUTER.format(port=free_port()) + block)
+    assert namerouter_main(["--check", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and "config is valid" in out
+    kinds = [t.kind for t in build_tracer(loads_linker(path.read_text()).config.telemetry).telemeters]
+    assert kinds == ["io.l5d.zipkin", "io.namerouter.otlp", "io.l5d.tracelog", "io.l5d.recentRequests"]

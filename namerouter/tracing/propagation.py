@@ -92,6 +92,7 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 _LOWER_HEX = frozenset(b"0123456789abcdef")
 _WORDS4 = struct.Struct(">QQQQ")
 _WORDS5 = struct.Struct(">QQQQQ")
+_b64 = binascii.b2a_base64
 
 
 class Incoming:
@@ -150,14 +151,13 @@ def encode_l5d(span_id: int, parent_id: int, trace_id: int, trace_hi: int, flags
                sampled: Optional[bool]) -> bytes:
     """Finagle's ``TraceId.serialize``, base64 with padding (as Java's encoder writes).
     ``flags`` are the bits to carry; the decision bits come from ``sampled``."""
-    flags &= ~DECISION_BITS
+    if flags:
+        flags &= ~DECISION_BITS & MASK64
     if sampled is not None:
         flags |= (SAMPLING_KNOWN | SAMPLED) if sampled else SAMPLING_KNOWN
     if trace_hi:
-        raw = _WORDS5.pack(span_id, parent_id, trace_id, flags & MASK64, trace_hi)
-    else:
-        raw = _WORDS4.pack(span_id, parent_id, trace_id, flags & MASK64)
-    return base64.b64encode(raw)
+        return _b64(_WORDS5.pack(span_id, parent_id, trace_id, flags, trace_hi), newline=False)
+    return _b64(_WORDS4.pack(span_id, parent_id, trace_id, flags), newline=False)
 
 
 # --- B3 -----------------------------------------------------------------------------------
