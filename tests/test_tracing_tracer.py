@@ -208,7 +208,22 @@ def test_tags_are_bounded():
     sink = Sink(1.0)
     t = Tracer([sink]).router("r").begin(uri=b"/" + b"a" * 100_000)
     t.finish(200)
-    assert len(sink.records[0].server.tags["http.uri"]) <= 4096
+    assert len(sink.records[0].server.tags["http.uri"]) <= 1024
+
+
+def test_hooks_after_finish_leave_the_delivered_spans_alone():
+    sink = Sink(1.0)
+    t = Tracer([sink]).router("r").begin()
+    t.finish(200)
+    rec = sink.records[0]
+    before = (dict(rec.server.tags), len(rec.attempts), rec.server.name)
+    t.routed("/svc/late")
+    t.tag("late", "yes")
+    block = t.attempt("/#/late")  # still gives the headers
+    t.attempt_done(500, "late")
+    t.finish(500, "again")
+    assert (dict(rec.server.tags), len(rec.attempts), rec.server.name) == before
+    assert b"l5d-ctx-trace: " in block and len(sink.records) == 1
 
 
 @pytest.mark.parametrize("hi", [0, 0x4bf92f3577b34da6])

@@ -10,6 +10,7 @@ the trace telemeters (see docs/architecture.md, "Tracing").
 - telemeters: ``zipkin`` (``io.l5d.zipkin``, v2 JSON over HTTP), ``otlp``
   (``io.namerouter.otlp``), ``tracelog`` (``io.l5d.tracelog``), ``recent``
   (``io.l5d.recentRequests``, ``/requests``); ``config``: their config blocks.
+- ``diagnostic``: diagnostic ``TRACE`` requests (``l5d-add-context``, ``Max-Forwards``).
 
 Layer: below ``proxy/``; imports ``metrics.py`` only (and aiohttp, the OpenTelemetry SDK).
 """

@@ -50,7 +50,7 @@ def _check_level(v: str) -> None:
 @dataclass
 class ExportQueueKeys:
     #: spans waiting to be sent; beyond this they are dropped and counted
-    maxQueueSize: int = field(default=2048, metadata={"min": 1, "max": 1_000_000})
+    maxQueueSize: int = field(default=2048, metadata={"min": 1, "max": 100_000})
     maxExportBatchSize: int = field(default=512, metadata={"min": 1, "max": 100_000})
     scheduleDelayMs: int = field(default=1000, metadata={"min": 1, "max": 3_600_000})
     exportTimeoutMs: int = field(default=10000, metadata={"min": 1, "max": 3_600_000})
@@ -107,7 +107,7 @@ class TracelogConfig:
 class RecentRequestsConfig:
     sampleRate: float = field(metadata=_RATE)
     kind: str = "io.l5d.recentRequests"
-    capacity: int = field(default=10, metadata={"min": 1, "max": 100_000})
+    capacity: int = field(default=10, metadata={"min": 1, "max": 10_000})
 
 
 @dataclass

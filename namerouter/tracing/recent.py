@@ -7,7 +7,7 @@ delegator as Linkerd's page did (``delegator?router=<label>#<path>``).
 
 Sampling is this telemeter's own ``sampleRate`` on the trace id only (Linkerd's
 behaviour: it neither follows nor makes the trace's sampling decision). Memory is bounded
-by ``capacity`` rows of clipped strings.
+by ``capacity`` (at most 10,000) rows of strings clipped to 512 characters.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from aiohttp import web
 from .span import Endpoint, TraceRecord
 from .tracer import OWN, TraceTelemeter
 
-_MAX_FIELD = 1024
+_MAX_FIELD = 512
 
 
 def _clip(s: str) -> str:

@@ -22,7 +22,7 @@ CLIENT = "CLIENT"
 
 #: Longest tag value kept (a URI, a dtab): a span's size stays bounded whatever the
 #: client sent.
-MAX_TAG = 4096
+MAX_TAG = 1024
 
 
 def _clip(v: str) -> str:

@@ -161,8 +161,9 @@ class RequestTrace:
     for each attempt ``attempt(bound_id, residual, host, port, retry=…)`` (returns the
     header lines to put on that outgoing request) and ``attempt_done(status, …)`` →
     ``finish(status, …)`` exactly once, whatever happened. ``reqid()`` is the
-    ``l5d-reqid`` value. All hooks may be called when ``recording`` is False; they do
-    nothing then, so the caller may skip them with ``if trace.recording``.
+    ``l5d-reqid`` value. All hooks may be called when ``recording`` is False (never
+    sampled, or already finished); they do nothing then, so the caller may skip them with
+    ``if trace.recording``.
     """
 
     __slots__ = ("_rt", "trace_id", "trace_hi", "span_id", "parent_id", "sampled", "flags", "formats",
@@ -263,7 +264,7 @@ class RequestTrace:
         """The request was identified as ``service`` (the logical name, e.g. ``/svc/web``)
         with the request's local dtab (``l5d-dtab`` + ``l5d-ctx-dtab``)."""
         span = self.span
-        if span is None:
+        if not self.recording or span is None:
             return
         self._service = service
         span.name = service
@@ -279,7 +280,7 @@ class RequestTrace:
         cid = getrandbits(64) or 1
         n = self._n
         self._n = n + 1
-        if self.span is not None:
+        if self.recording:
             self._start_attempt(cid, n, bound_id, residual, host, port, retry)
         return self.headers_for(cid)
 
@@ -313,25 +314,28 @@ class RequestTrace:
         """The current attempt ended: the backend's status (None: no response, e.g. a
         connect failure or a timeout) and the classification (``failure`` None = success)."""
         a = self._attempt
-        if a is None:
+        if a is None or not self.recording:
             return
         self._attempt = None
         a.end(status, failure, retryable)
 
     def tag(self, key: str, value: object) -> None:
         """An extra tag on the server span (recording only)."""
-        if self.span is not None:
+        if self.recording and self.span is not None:
             self.span.tag(key, value)
 
     def finish(self, status: Optional[int], failure: Optional[str] = None, retryable: bool = False) -> None:
         """The response went out (or the request ended without one: ``status`` None).
         Hands the spans to the telemeters that sampled the request. Call exactly once."""
         span = self.span
-        if span is None or span.finished:
+        if not self.recording or span is None:
             return
         if self._attempt is not None:
             self.attempt_done(None, failure or "request ended during the attempt", retryable)
         span.end(status, failure, retryable)
+        # From here on the spans belong to the telemeters (and their export threads):
+        # later hook calls must not touch them.
+        self.recording = False
         rec = TraceRecord(self._rt.label, span, self._attempts)
         for sink in self._sinks or ():
             try:
