@@ -32,6 +32,8 @@ from .config.validate import Validated, kind_of
 from .dtab import Dtab
 from .metrics import MetricsRegistry
 from .tls import TlsConfigError, TlsRegistry
+from .tracing import Tracer
+from .tracing.config import build_tracer
 
 log = logging.getLogger("namerouter")
 
@@ -72,6 +74,22 @@ def data_plane_tls_keys(config: LinkerConfig) -> list[str]:
     return out
 
 
+def tracing_without_hooks(config: LinkerConfig, router_class: Any) -> list[str]:
+    """The trace telemeters of the config, when the router class does not call the tracing
+    hooks (``traces_requests`` is not True on it).
+
+    Issue 14 phase 1: namerouter/tracing/ is complete but the data plane is being
+    rewritten; until it calls ``RequestTrace``'s hooks, a config with tracing must not
+    start and silently record nothing. The data plane sets ``HttpRouter.traces_requests
+    = True`` when it does, which lifts this refusal."""
+    if getattr(router_class, "traces_requests", False) is True:
+        return []
+    from .tracing.config import TRACE_TELEMETERS
+
+    kinds = tuple(TRACE_TELEMETERS.values())
+    return [f"telemetry kind {t.kind}" for t in config.telemetry if isinstance(t, kinds)]
+
+
 @dataclass
 class Runtime:
     """What plugins get besides their config (read by attribute, all optional for them)."""
@@ -90,6 +108,9 @@ class Runtime:
     tls: Optional[TlsRegistry] = None
     #: live client ids (exact labels in exported metrics), for telemeters
     known_ids: Optional[Callable[[], list[str]]] = None
+    #: the process's trace telemeters (``telemetry`` kinds of namerouter/tracing/): routers
+    #: take ``tracer.router(label, dtab)`` and call its per-request hooks
+    tracer: Optional[Tracer] = None
 
 
 async def _build(cls: Any, config: Any, runtime: Runtime) -> Any:
@@ -110,7 +131,8 @@ class Linker:
         self.config_json = validated.raw
         self.metrics = metrics if metrics is not None else MetricsRegistry()
         self.tls = TlsRegistry(self.metrics)
-        self.runtime = Runtime(self.metrics, tls=self.tls)
+        self.tracer = build_tracer(self.config.telemetry, self.metrics)
+        self.runtime = Runtime(self.metrics, tls=self.tls, tracer=self.tracer)
         self.namers: list[Any] = []
         self.interpreters: list[Any] = []
         self.routers: list[Any] = []
@@ -176,6 +198,12 @@ class Linker:
                 f"{', '.join(refused)}: TLS on router servers and clients is not available yet in this "
                 f"build (the admin server, namerd and io.l5d.namerd.http do TLS); refusing to start rather "
                 f"than serve plaintext. `namerouter --check` accepts the config.")
+        untraced = tracing_without_hooks(self.config, HttpRouter)
+        if untraced:
+            raise RefusedConfig(
+                f"{', '.join(untraced)}: this build's routers do not call the tracing hooks yet, so these "
+                f"telemeters would record nothing; refusing to start rather than accept tracing that does "
+                f"nothing. `namerouter --check` accepts the config.")
         self.tls.start()
         await self._build_namers()
         for i, rcfg in enumerate(self.config.routers):
@@ -202,6 +230,7 @@ class Linker:
             for ip, port in getattr(router, "bound_ports", [(s.ip, s.port) for s in rcfg.servers]):
                 log.info("router %s serving on %s:%s", label, ip, port)
         await self._start_telemeters()
+        await self.tracer.start()
         await self._start_admin()
 
     async def _start_telemeters(self) -> None:
@@ -254,7 +283,8 @@ class Linker:
         routes = (linker_routes(lambda: self.views, lambda: self.namers)
                   + ui_routes(lambda: self.views)
                   + dashboard_routes(self.metrics, self._client_states, self.dashboard)
-                  + list(self.runtime.admin_routes))
+                  + list(self.runtime.admin_routes)
+                  + self.tracer.admin_routes())
         app = build_admin_app(
             self.metrics, self.config_json, routes,
             security=admin.security,
@@ -325,6 +355,7 @@ class Linker:
                 log.exception("error while withdrawing an announcement")
         if self.routers:
             await asyncio.gather(*(r.close(grace) for r in self.routers), return_exceptions=True)
+        await self.tracer.close()  # after the drain: the last requests' spans go out too
         for obj in self.telemeters + self.announcers + self.interpreters + self.namers:
             close = getattr(obj, "close", None)
             if close is not None:

@@ -116,3 +116,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
         if module in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+# --- tracing: collectors shared by the session, reset for each test that uses one ---------
+
+@pytest.fixture(scope="session")
+def _zipkin_collector_server():
+    from tests.support.trace_collectors import ZipkinCollector
+
+    server = ZipkinCollector().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def _otlp_receiver_server():
+    from tests.support.trace_collectors import OtlpReceiver
+
+    server = OtlpReceiver().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def zipkin_collector(_zipkin_collector_server):
+    """A Zipkin v2 HTTP collector (tests/support/trace_collectors.py), emptied for this test."""
+    _zipkin_collector_server.reset()
+    yield _zipkin_collector_server
+    _zipkin_collector_server.reset()
+
+
+@pytest.fixture
+def otlp_receiver(_otlp_receiver_server):
+    """An OTLP/HTTP trace receiver (tests/support/trace_collectors.py), emptied for this test."""
+    _otlp_receiver_server.reset()
+    yield _otlp_receiver_server
+    _otlp_receiver_server.reset()

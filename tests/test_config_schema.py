@@ -114,10 +114,7 @@ telemetry:
 - kind: io.l5d.prometheus
   path: /metrics
   prefix: linkerd_
-- kind: io.l5d.zipkin
-  host: localhost
-  port: 9410
-  sampleRate: 0.02
+- kind: io.l5d.commonMetrics
 usage:
   orgId: my-org
   enabled: false
@@ -126,13 +123,14 @@ usage:
     assert isinstance(prom, PrometheusConfig) and prom.path == "/metrics" and prom.prefix == "linkerd_"
     assert len(v.config.telemetry) == 1
     assert [str(w) for w in v.warnings] == [
-        "telemetry[1]: kind io.l5d.zipkin is not provided by namerouter and is ignored: "
-        "tracing export is not implemented; requests are still routed (line 7)"]
+        "telemetry[1]: kind io.l5d.commonMetrics is not provided by namerouter and is ignored: "
+        "/admin/metrics.json is always served (line 7)"]
     assert errors("routers:\n- protocol: http\ntelemetry:\n- kind: io.l5d.prometheus\n  path: metrics\n") == [
         "telemetry[0]: path: must start with '/', got 'metrics' (line 4)"]
     assert errors("routers:\n- protocol: http\ntelemetry:\n- kind: io.l5d.graphite\n") == [
         "telemetry[0].kind: unknown kind 'io.l5d.graphite' (known kinds: io.l5d.influxdb, io.l5d.prometheus, "
-        "io.l5d.statsd) (line 4)"]
+        "io.l5d.recentRequests, io.l5d.statsd, io.l5d.tracelog, io.l5d.zipkin, io.namerouter.otlp, io.zipkin.http) "
+        "(line 4)"]
 
 
 def test_identifier_single_or_list_and_admin_security():

@@ -44,11 +44,11 @@ def test_bad_config_exits_2_with_all_messages(tmp_path):
 
 
 def test_stdin_config_and_check_mode():
-    good = "routers:\n- protocol: http\n  dtab: /svc => /$/inet/127.1/1;\ntelemetry:\n- kind: io.l5d.zipkin\n"
+    good = "routers:\n- protocol: http\n  dtab: /svc => /$/inet/127.1/1;\ntelemetry:\n- kind: io.l5d.commonMetrics\n"
     p = run("--check", "-", stdin=good)
     assert p.returncode == 0, p.stderr
     assert "config is valid" in p.stdout
-    assert "warning: telemetry[0]: kind io.l5d.zipkin is not provided" in p.stderr
+    assert "warning: telemetry[0]: kind io.l5d.commonMetrics is not provided" in p.stderr
     p = run("-", stdin="routers:\n- protocol: http\n  dtab: /svc => \n")
     assert p.returncode == 2 and "routers[0].dtab: invalid dtab:" in p.stderr and "Traceback" not in p.stderr
 

@@ -19,17 +19,14 @@ from typing import Any, Optional
 from ..dtab import Dtab
 from ..proxy.config import RouterConfig
 from ..tls.config import ServerTlsConfig
+from ..tracing.config import TRACE_TELEMETERS, telemetry_problems
 from .loader import ConfigError, ConfigIssue, MarkedDict, parse_text, read_source
 from .validate import _INVALID, Validated, Validator, kind_of, validate
 
 #: Telemeter kinds Linkerd has that we don't: accepted with a warning, not an error,
 #: so a Linkerd config.yaml still loads.
 UNSUPPORTED_TELEMETERS = {
-    "io.l5d.zipkin": "tracing export is not implemented; requests are still routed",
-    "io.l5d.tracelog": "trace logging is not implemented",
-    "io.l5d.recentRequests": "the /requests page is not implemented",
     "io.l5d.commonMetrics": "/admin/metrics.json is always served",
-    "io.zipkin.http": "tracing export is not implemented",
 }
 
 
@@ -69,7 +66,7 @@ class PrometheusConfig:
             raise ValueError(f"path: must start with '/', got {self.path!r}")
 
 
-TELEMETERS = {"io.l5d.prometheus": PrometheusConfig}
+TELEMETERS = {"io.l5d.prometheus": PrometheusConfig, **TRACE_TELEMETERS}
 
 
 @dataclass
@@ -125,6 +122,9 @@ def _router_checks(v: Validator, cfg: LinkerConfig, data: MarkedDict) -> None:
                                {"plugins": "INTERPRETERS", "default_kind": "default"})
             interp = None if interp is _INVALID else interp
         cfg.interpreters.append(interp)
+    raw_telemetry = data.get("telemetry")
+    for i, message in telemetry_problems(raw_telemetry if isinstance(raw_telemetry, list) else []):
+        v.error(f"telemetry[{i}]", message, getattr(raw_telemetry[i], "line", None))
 
 
 #: Router protocols Linkerd has that namerouter will not route (refused in one line each,
