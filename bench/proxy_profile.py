@@ -28,7 +28,7 @@ def wrk_count(port: int, duration: int, conns: int) -> int:
     return int(m.group(1)) if m else 0
 
 
-def cpu_ticks(pid: int) -> tuple[int, int]:
+def cpu_ticks(pid: int) -> tuple[int, int]:  # noqa: D401
     """(utime, stime) of a process, in clock ticks."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -50,13 +50,7 @@ def main() -> int:
         dtab = f"/svc/pong => /$/inet/127.1/{backend_port};"
         if args.mode == "cprofile":
             prof = os.path.join(tempfile.mkdtemp(prefix="nrprof-"), "router.prof")
-            child = pb.ROUTER_CHILD.replace(
-                "uvloop.run(main())",
-                f"import cProfile\ncProfile.run('uvloop.run(main())', {prof!r})")
-            old = pb.ROUTER_CHILD
-            pb.ROUTER_CHILD = child
-            r = pb.start_router(router_port, dtab)
-            pb.ROUTER_CHILD = old
+            r = pb.start_router(router_port, dtab, python_args=("-m", "cProfile", "-o", prof))
         else:
             r = pb.start_router(router_port, dtab)
         procs.append(r)
@@ -104,8 +98,7 @@ def main() -> int:
         else:
             n = wrk_count(router_port, args.duration, args.connections)
             print(f"{n} requests")
-            r.terminate()
-            r.wait(10)
+            pb.stop(r)
             import pstats
             pstats.Stats(prof).sort_stats("tottime").print_stats(30)
     finally:
