@@ -136,19 +136,23 @@ def build_admin_app(
 
 
 class AdminServer:
-    """Serve an admin app on ip:port in the running loop; ``port`` is the bound port."""
+    """Serve an admin app on ip:port in the running loop; ``port`` is the bound port.
+    With ``path``, on that Unix socket instead (a worker's admin, read by its master)."""
 
-    def __init__(self, app: web.Application, ip: str = "127.0.0.1", port: int = 9990) -> None:
+    def __init__(self, app: web.Application, ip: str = "127.0.0.1", port: int = 9990,
+                 path: Optional[str] = None) -> None:
         self.app = app
         self.ip = ip
         self.port = port
+        self.path = path
         self._runner: Optional[web.AppRunner] = None
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.ip, self.port, reuse_address=True)
+        site: web.BaseSite = (web.UnixSite(self._runner, self.path) if self.path is not None
+                              else web.TCPSite(self._runner, self.ip, self.port, reuse_address=True))
         try:
             await site.start()
         except OSError:
