@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # (nginx, wrk) or drive as a client (curl).
 DEB_PACKAGES := zookeeper etcd-server nginx wrk curl
 
-.PHONY: demo test venv debs bench clean
+.PHONY: demo test venv debs bench clean native clean-native
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,24 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# The data plane's hot modules compiled with mypyc (namerouter/proxy/native.py); without
+# mypyc or a C compiler it says so and the data plane runs as pure Python. A source edited
+# after the build is never run compiled (the sources load instead), so rebuilding is only
+# for speed.
+NATIVE := namerouter/proxy/native.json
+NATIVE_SRC := namerouter/proxy/native.py namerouter/proxy/message.py namerouter/proxy/batch.py \
+	namerouter/proxy/timers.py namerouter/proxy/stats.py namerouter/proxy/lifecycle.py \
+	namerouter/proxy/h1/heads.py namerouter/proxy/h1/encode.py namerouter/proxy/h1/server.py \
+	namerouter/proxy/h1/client.py
+
+$(NATIVE): $(STAMP) $(NATIVE_SRC)
+	$(PY) namerouter/proxy/native.py build
+
+native: $(NATIVE)
+
+clean-native:
+	$(PY) namerouter/proxy/native.py clean
 
 # Install the Debian packages the tests need, only when one is missing.
 debs:
@@ -30,10 +48,10 @@ debs:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-demo: $(STAMP)
+demo: $(STAMP) $(NATIVE)
 	$(PY) -m namerouter.demo
 
-test: $(STAMP) debs
+test: $(STAMP) $(NATIVE) debs
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # Every benchmark, one after another (each prints its figures; all on 127.0.0.1, each
@@ -41,7 +59,7 @@ test: $(STAMP) debs
 # by hand (see its docstring).
 BENCHES := bench/dtab_bench.py bench/proxy_bench.py bench/namerd_bench.py bench/policy_bench.py
 
-bench: $(STAMP) debs
+bench: $(STAMP) $(NATIVE) debs
 	@set -e; for b in $(BENCHES); do \
 	  echo "==> $(PY) $$b"; \
 	  $(PY) $$b; \
@@ -49,3 +67,4 @@ bench: $(STAMP) debs
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+	find namerouter -name '*.so' -delete; rm -f $(NATIVE)

@@ -166,7 +166,7 @@ def parse_request(raw: bytes, clear_context: bool = False) -> H1RequestHead:
     h.line_end = le
     sp1 = raw.find(b" ", 0, le)
     sp2 = raw.rfind(b" ", 0, le)
-    if sp1 <= 0 or sp2 <= sp1:
+    if sp1 <= 0 or sp2 <= sp1 or le - sp2 < 9:
         raise FramingError("malformed request line")
     h.method = raw[:sp1]
     h.target = h.uri = uri = raw[sp1 + 1:sp2]
@@ -327,7 +327,7 @@ def parse_response(raw: bytes) -> H1ResponseHead:
         h.status = int(raw[9:12])
     except ValueError:
         raise FramingError("malformed status line") from None
-    h.reason = raw[13:le]
+    h.reason = raw[13:le] if le > 13 else b""
     drops: Optional[list[Span]] = None
     tokens: Optional[list[bytes]] = None
     for m in _RESP_MARK.finditer(raw.lower(), le):
