@@ -25,7 +25,7 @@ venv: $(STAMP)
 # for speed.
 NATIVE := namerouter/proxy/native.json
 NATIVE_SRC := namerouter/proxy/native.py namerouter/proxy/message.py namerouter/proxy/batch.py \
-	namerouter/proxy/timers.py namerouter/proxy/stats.py namerouter/proxy/lifecycle.py \
+	namerouter/proxy/timers.py namerouter/proxy/stats.py namerouter/proxy/phases.py namerouter/proxy/lifecycle.py \
 	namerouter/proxy/h1/heads.py namerouter/proxy/h1/encode.py namerouter/proxy/h1/server.py \
 	namerouter/proxy/h1/client.py
 

@@ -186,14 +186,14 @@ def router_config(d: str, port: int, admin: int, dtab: str, workers: int = 1) ->
 
 
 def start_router(port: int, dtab: str, workers: int = 1, python_args: tuple[str, ...] = (),
-                 tree: str = ROOT) -> subprocess.Popen:
+                 tree: str = ROOT, env: Optional[dict[str, str]] = None) -> subprocess.Popen:
     """``namerouter config`` (``python -m namerouter``, from the checkout ``tree``) listening
     on ``port``; returns once every worker answers."""
     d = tempfile.mkdtemp(prefix="nrbench-router-")
     admin = free_ports(1)[0]
     conf = router_config(d, port, admin, dtab, workers)
     p = subprocess.Popen([sys.executable, *python_args, "-m", "namerouter", conf, "--log-level", "warning"],
-                         cwd=tree, stdout=subprocess.DEVNULL)
+                         cwd=tree, stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     deadline = time.monotonic() + 20
     for q in (port, admin):
         while True:
@@ -377,6 +377,8 @@ def main() -> int:
     ap.add_argument("--names", type=int, default=1000)
     ap.add_argument("--backends", type=int, default=100)
     ap.add_argument("--no-workers", action="store_true", help="skip the --workers 2 target")
+    ap.add_argument("--pure", action="store_true",
+                    help="also measure namerouter x1 and x2 as pure Python (NAMEROUTER_PURE=1): the router-bound case")
     ap.add_argument("--baseline", metavar="CHECKOUT",
                     help="also measure namerouter from another checkout (e.g. /work/main) in the same rounds")
     ap.add_argument("--skip-latency", action="store_true")
@@ -385,7 +387,8 @@ def main() -> int:
 
     import uvloop
 
-    *backend_ports, nginx_port, relay_port, router_port, router2_port, base_port = free_ports(args.backends + 5)
+    *backend_ports, nginx_port, relay_port, router_port, router2_port, base_port, pure1_port, pure2_port = \
+        free_ports(args.backends + 7)
     listens = "\n".join(f"    listen 127.0.0.1:{p};" for p in backend_ports)
     backend_body = f"server {{\n{listens}\n    location / {{ return 200 \"pong\"; }}\n}}\n"
     procs: list[subprocess.Popen] = []
@@ -422,6 +425,12 @@ def main() -> int:
             base = start_router(base_port, dtab_text, tree=os.path.abspath(args.baseline))
             procs.append(base)
             targets.append(Target("baseline", base_port, base))
+        if args.pure:
+            pure = {"NAMEROUTER_PURE": "1"}
+            p1 = start_router(pure1_port, dtab_text, env=pure)
+            p2 = start_router(pure2_port, dtab_text, workers=2, env=pure)
+            procs += [p1, p2]
+            targets += [Target("pure x1", pure1_port, p1), Target("pure x2", pure2_port, p2)]
         router2: Optional[subprocess.Popen] = None
         if not args.no_workers:
             try:
@@ -431,7 +440,10 @@ def main() -> int:
             except (RuntimeError, TimeoutError) as e:
                 print(f"(namerouter --workers 2 not measured: {e})")
 
-        print(f"namerouter data-plane benchmark ({os.cpu_count()} cores, loopback, python {sys.version.split()[0]})")
+        native = subprocess.run([sys.executable, os.path.join(ROOT, "namerouter", "proxy", "native.py")],
+                                capture_output=True, text=True).stdout.strip()
+        print(f"namerouter data-plane benchmark ({os.cpu_count()} cores, loopback, python {sys.version.split()[0]}); "
+              f"compiled modules: {native}")
         print(f"backend: nginx 1 worker, 'return 200 \"pong\"' on {len(backend_ports)} ports")
         print(f"\n1. throughput and CPU: wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} "
               f"interleaved rounds (1 s warm-up each run); median (min-max) of rounds")
@@ -458,6 +470,10 @@ def main() -> int:
             x2 = by["namerouter x2"]
             print(f"   namerouter x2/x1 requests/s:      {spread([a / b for a, b in zip(x2.rps, nr.rps)])}  "
                   f"(target >= 1.4)")
+        if "pure x2" in by:
+            p1, p2 = by["pure x1"], by["pure x2"]
+            print(f"   pure Python x2/x1 requests/s:     {spread([a / b for a, b in zip(p2.rps, p1.rps)])}; "
+                  f"pure/relay CPU per request {spread([a / b for a, b in zip(p1.cpu_us, rl.cpu_us)])}")
 
         if not args.skip_latency:
             rounds = max(1, int(args.paced_seconds))

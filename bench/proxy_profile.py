@@ -1,7 +1,11 @@
 """Profile the router under wrk load: syscall counts per request (strace -c) or a Python
 profile (cProfile in the router process).
 
-Usage: ``.venv/bin/python bench/proxy_profile.py strace|cprofile|cpu|perf [--duration 3]``.
+Usage: ``.venv/bin/python bench/proxy_profile.py strace|cprofile|cpu|perf [--duration 3]``
+(under ``flock /work/.bench.lock`` on a shared machine). cProfile cannot see inside the
+mypyc-compiled modules (nor uvloop's socket writes: its ``flush`` entries are the
+kernel's time), so ``cprofile`` runs the router as pure Python (``NAMEROUTER_PURE=1``);
+``perf`` shows the compiled code by C symbol (``CPyDef_lifecycle___Lifecycle___start`` ...).
 Starts an nginx backend and the router as bench/proxy_bench.py does, runs wrk against the
 router, and prints syscalls per request (strace), the top functions (cprofile), the router's CPU
 per request (cpu) or where it goes by library and symbol (perf).
@@ -50,7 +54,8 @@ def main() -> int:
         dtab = f"/svc/pong => /$/inet/127.1/{backend_port};"
         if args.mode == "cprofile":
             prof = os.path.join(tempfile.mkdtemp(prefix="nrprof-"), "router.prof")
-            r = pb.start_router(router_port, dtab, python_args=("-m", "cProfile", "-o", prof))
+            r = pb.start_router(router_port, dtab, python_args=("-m", "cProfile", "-o", prof),
+                                env={"NAMEROUTER_PURE": "1"})
         else:
             r = pb.start_router(router_port, dtab)
         procs.append(r)

@@ -27,15 +27,18 @@ body pieces that arrive meanwhile are buffered (bounded: the codec pauses readin
 from __future__ import annotations
 
 import asyncio
-import base64
-import enum
 import logging
 import time
 from random import getrandbits
 from typing import TYPE_CHECKING, Any, Coroutine, Optional
 
-from .errors import BackendFailed, BadRequest, ConnectFailed, NoHosts, Overloaded, RouterError
-from .message import EMPTY_BLOCK, HeaderBlock, RequestHead, ResponseHead
+from .connect import connection_for
+from .errors import BackendFailed, BadRequest, NoHosts, Overloaded, RouterError
+from .message import EMPTY_BLOCK, HeaderBlock, RequestHead, ResponseHead, reqid_for
+from .phases import (  # noqa: F401  (the states, re-exported for the codecs and the policy)
+    ANSWERED, COMPLETE, CONNECTING, DISCARDING, DONE, RECEIVING, RESPONDING, RETRYING, ROUTING, SENT, WAITING,
+    Phase, Upload,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .pool import Endpoint
@@ -51,44 +54,6 @@ DRAIN_LIMIT = 64 * 1024
 
 _now = time.monotonic
 log = logging.getLogger("namerouter.proxy")
-
-
-class Phase(enum.IntEnum):
-    """Where the exchange is. Ordered: every phase before RESPONDING has sent nothing to
-    the client."""
-
-    WAITING = 0      # queued behind another request of its connection (HTTP/1 pipelining)
-    ROUTING = 1      # identifying, binding, picking (waiting for a binding: a task)
-    CONNECTING = 2   # an endpoint is picked; waiting for a connection (a task)
-    SENT = 3         # the request is on an upstream connection; no response head yet
-    DISCARDING = 4   # a retryable response is read and dropped; a retry follows
-    RETRYING = 5     # between attempts (backoff)
-    RESPONDING = 6   # the response head went to the client; the body is streaming
-    ANSWERED = 7     # the answer is complete; the rest of the request body is dropped
-    DONE = 8         # finished (or abandoned) and recorded
-
-
-class Upload(enum.IntEnum):
-    RECEIVING = 0    # request body pieces may still arrive
-    COMPLETE = 1     # the request is fully received
-
-
-# The members as module globals: reading an Enum member through its class costs several
-# times a global lookup, and the hot path reads them a dozen times per request.
-WAITING, ROUTING, CONNECTING, SENT, DISCARDING, RETRYING, RESPONDING, ANSWERED, DONE = Phase
-RECEIVING, COMPLETE = Upload
-
-
-def reqid_for(trace: Optional[bytes]) -> bytes:
-    """Linkerd's l5d-reqid: the trace id of l5d-ctx-trace when given, else a new one."""
-    if trace:
-        try:
-            raw = base64.b64decode(trace, validate=True)
-            if len(raw) >= 24:
-                return raw[16:24].hex().encode()
-        except ValueError:
-            pass
-    return b"%016x" % getrandbits(64)
 
 
 class Lifecycle:
@@ -240,59 +205,21 @@ class Lifecycle:
             self.dispatch()
 
     async def _connect(self, node: "Endpoint") -> None:
-        """A new connection to ``node``; connect failures go to another endpoint of the same
-        client within its requeueBudget (Finagle's requeues)."""
-        leaf = self.leaf
-        route = self.route
-        assert leaf is not None and route is not None
-        client = leaf.client
-        tries = 0
-        limit = max(1, min(client.balancer.max_effort, len(client.endpoints)))
+        """A connection to ``node`` (or, after connect failures, to another endpoint)."""
         try:
-            while True:
-                conn = node.get_idle()
-                if conn is None:
-                    try:
-                        conn = await node.connect()
-                    except (OSError, asyncio.TimeoutError) as e:
-                        tries += 1
-                        node = self._connect_failed(node, e, tries, limit)
-                        continue
-                self.task = None
-                if self.phase is not CONNECTING:
-                    node.release(conn)
-                    return
-                self.node = node
-                self._send(conn)
-                return
+            node, conn = await connection_for(self.route, self.leaf.client, node)  # type: ignore[union-attr,arg-type]
         except asyncio.CancelledError:
-            pass
+            return
         except Exception as e:
             self.task = None
             self._routing_failed(e)
-
-    def _connect_failed(self, node: "Endpoint", e: BaseException, tries: int, limit: int) -> "Endpoint":
-        """Count a connect failure and choose the endpoint to try next (or raise)."""
-        client = self.leaf.client  # type: ignore[union-attr]
-        route = self.route
-        client.connect_failures.value += 1
-        if node.accrual is not None:
-            node.accrual.failure()  # failure accrual decides when the endpoint is marked dead
-        else:
-            node.down_until = _now() + 1.0
-        if tries >= limit or not client.policy.requeues.try_requeue():
-            why = e.strerror if isinstance(e, OSError) and e.strerror else (str(e) or type(e).__name__)
-            raise ConnectFailed(route.explain(  # type: ignore[union-attr]
-                f"unable to connect to {node.label} (bound name {client.id_text}, {tries} endpoint "
-                f"attempt(s)): {why}", headline="Connection failed for"))
-        nxt = client.balancer.pick()
-        if nxt is node:  # a requeue goes to another endpoint when there is one
-            others = [n for n in client.balancer.nodes if n is not node and n.available]
-            if others:
-                nxt = others[getrandbits(32) % len(others)]
-        if nxt is None:
-            raise NoHosts(route.explain_no_hosts(client))  # type: ignore[union-attr]
-        return nxt  # type: ignore[return-value]
+            return
+        self.task = None
+        if self.phase is not CONNECTING:
+            node.release(conn)
+            return
+        self.node = node
+        self._send(conn)
 
     def _routing_failed(self, e: BaseException) -> None:
         """Answer a request whose routing raised."""

@@ -14,6 +14,8 @@ not among them; they surface as the attributes below instead.
 """
 from __future__ import annotations
 
+import base64
+from random import getrandbits
 from typing import Iterable, Optional
 
 Fields = list[tuple[bytes, bytes]]
@@ -141,3 +143,15 @@ class HeaderBlock:
 
 
 EMPTY_BLOCK = HeaderBlock(())
+
+
+def reqid_for(trace: Optional[bytes]) -> bytes:
+    """Linkerd's l5d-reqid: the trace id of l5d-ctx-trace when given, else a new one."""
+    if trace:
+        try:
+            raw = base64.b64decode(trace, validate=True)
+            if len(raw) >= 24:
+                return raw[16:24].hex().encode()
+        except ValueError:
+            pass
+    return b"%016x" % getrandbits(64)

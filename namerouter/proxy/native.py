@@ -36,6 +36,7 @@ MODULES = (
     "namerouter.proxy.batch",
     "namerouter.proxy.timers",
     "namerouter.proxy.stats",
+    "namerouter.proxy.phases",
     "namerouter.proxy.lifecycle",
     "namerouter.proxy.h1.heads",
     "namerouter.proxy.h1.encode",

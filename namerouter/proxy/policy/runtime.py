@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from ...metrics import Counter, MetricsRegistry
 from ..errors import BackendFailed, ConnectFailed, RouterError
-from ..lifecycle import DISCARDING, RETRYING
+from ..phases import DISCARDING, RETRYING
 from ..message import EMPTY_BLOCK as EMPTY
 from ..message import HeaderBlock, ResponseHead
 from ..stats import scope_label
