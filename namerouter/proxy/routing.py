@@ -68,10 +68,12 @@ _monotonic = time.monotonic
 class Changes:
     """Requests waiting (bounded by their binding deadline) for a stage's binding to change."""
 
-    __slots__ = ("_futs",)
+    __slots__ = ("_futs", "_wheel")
 
-    def __init__(self) -> None:
+    def __init__(self, wheel: Any) -> None:
         self._futs: list[asyncio.Future] = []
+        #: () -> the router's TimerWheel (the deadline of a wait)
+        self._wheel = wheel
 
     def wake(self) -> None:
         """The binding changed: every waiter looks again."""
@@ -85,10 +87,16 @@ class Changes:
         """Until the next :meth:`wake` or ``timeout`` seconds, whichever comes first."""
         fut = asyncio.get_running_loop().create_future()
         self._futs.append(fut)
+        timer = self._wheel().after(timeout, _wake_one, fut)
         try:
-            await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
-            pass
+            await fut
+        finally:
+            timer.cancel()
+
+
+def _wake_one(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 # Client stage: one per bound id -----------------------------------------------------------
@@ -118,7 +126,7 @@ class ClientStage:
         self.authority: Optional[bytes] = None
         self.usable = False
         self.pending = True
-        self._changed = Changes()
+        self._changed = Changes(table.wheel)
         prefix = f"rt/{table.label}/client/{scope_label(self.id_text)}/"
         reg = table.registry
         #: request metrics of this client (a view over the router's cells)
@@ -278,7 +286,7 @@ class ServiceStage:
         self.error: Optional[RouterError] = None
         self.last_used = _monotonic()
         self.inflight = 0
-        self._changed = Changes()
+        self._changed = Changes(table.wheel)
         self._clients: list[ClientStage] = []
         self._obs = None
         self.activity = table.interpreter.bind(self.dtab, name)

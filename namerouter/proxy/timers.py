@@ -6,8 +6,9 @@ entries, instead of one per request: arming is a dict lookup and a list append,
 cancelling clears the entry in place (no heap removal).
 
 Everything the data plane waits for with a time limit goes through a router's wheel:
-request timeouts (``totalTimeoutMs``, ``requestAttemptTimeoutMs``), retry backoffs, the
-lingering close after a refused request, idle-connection sweeps. Connection-level
+request timeouts (``totalTimeoutMs``, ``requestAttemptTimeoutMs``), the binding wait
+(``bindingTimeoutMs``), connect timeouts, retry backoffs, the lingering close after a
+refused request, idle-connection and idle-route sweeps. Connection-level
 timeouts (idle, header read, stalled bodies) belong here too, armed per connection.
 """
 from __future__ import annotations

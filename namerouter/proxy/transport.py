@@ -90,15 +90,32 @@ class Connector:
         return UpstreamKey(host, port)
 
     async def connect(self, endpoint: "Endpoint") -> Any:
-        """A new connection to ``endpoint`` with its codec (HTTP/1.1)."""
+        """A new connection to ``endpoint`` with its codec (HTTP/1.1); asyncio.TimeoutError
+        after ``timeout_s`` (on the router's timer wheel)."""
         from .h1.client import H1ClientConnection
 
         loop = asyncio.get_running_loop()
-        _, proto = await asyncio.wait_for(
-            loop.create_connection(lambda: H1ClientConnection(endpoint), endpoint.host, endpoint.port,
-                                   ssl=self.ssl, server_hostname=self.server_hostname if self.ssl else None),
-            self.timeout_s)
+        attempt = loop.create_task(loop.create_connection(
+            lambda: H1ClientConnection(endpoint), endpoint.host, endpoint.port,
+            ssl=self.ssl, server_hostname=self.server_hostname if self.ssl else None))
+        expired: list[bool] = []
+        timer = endpoint.stage.table.wheel().after(self.timeout_s, _give_up, (attempt, expired))
+        try:
+            _, proto = await attempt
+        except asyncio.CancelledError:
+            if expired:
+                raise asyncio.TimeoutError(f"no connection after {self.timeout_s:g} s") from None
+            raise
+        finally:
+            timer.cancel()
         return proto
+
+
+def _give_up(arg: tuple[asyncio.Task, list[bool]]) -> None:
+    attempt, expired = arg
+    if not attempt.done():
+        expired.append(True)
+        attempt.cancel()
 
 
 PLAIN = Connector()
