@@ -128,6 +128,14 @@ def cpu_seconds(pids: list[int]) -> tuple[float, float]:
     return user / TICK, system / TICK
 
 
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far (/proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return (sum(v) - idle) / TICK, sum(v) / TICK
+
+
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         m = re.search(r"VmRSS:\s+(\d+) kB", f.read())
@@ -250,13 +258,17 @@ class Target:
     rps: list[float] = field(default_factory=list)
     cpu_us: list[float] = field(default_factory=list)
     user_us: list[float] = field(default_factory=list)
+    busy: list[float] = field(default_factory=list)
 
     def run(self, duration: int, conns: int) -> None:
         wrk(self.port, 1, conns)  # warm-up: connections, pools, caches
         pids = tree_pids(self.proc.pid)
         u0, s0 = cpu_seconds(pids)
+        b0, t0 = machine_busy()
         n, secs = wrk(self.port, duration, conns)
+        b1, t1 = machine_busy()
         u1, s1 = cpu_seconds(pids)
+        self.busy.append((b1 - b0) / (t1 - t0) if t1 > t0 else float("nan"))
         self.rps.append(n / secs if secs else 0.0)
         self.cpu_us.append((u1 - u0 + s1 - s0) * 1e6 / n if n else float("nan"))
         self.user_us.append((u1 - u0) * 1e6 / n if n else float("nan"))
@@ -453,7 +465,8 @@ def main() -> int:
         by = {t.name: t for t in targets}
         for t in targets:
             print(f"   {t.name:14s} {med(t.rps):8.0f} req/s ({min(t.rps):.0f}-{max(t.rps):.0f})   "
-                  f"CPU {spread(t.cpu_us, '{:.1f}')} us/request, of which user {med(t.user_us):.1f}")
+                  f"CPU {spread(t.cpu_us, '{:.1f}')} us/request, of which user {med(t.user_us):.1f}; "
+                  f"machine busy {med(t.busy) * 100:.0f} %")
         rl, nr = by["relay"], by["namerouter"]
         cpu_ratio = [a / b for a, b in zip(nr.cpu_us, rl.cpu_us)]
         rps_ratio = [a / b for a, b in zip(nr.rps, rl.rps)]
