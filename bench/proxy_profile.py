@@ -6,6 +6,12 @@ Usage: ``.venv/bin/python bench/proxy_profile.py strace|cprofile|cpu|perf [--dur
 mypyc-compiled modules (nor uvloop's socket writes: its ``flush`` entries are the
 kernel's time), so ``cprofile`` runs the router as pure Python (``NAMEROUTER_PURE=1``);
 ``perf`` shows the compiled code by C symbol (``CPyDef_lifecycle___Lifecycle___start`` ...).
+
+``instr`` needs no network and no quiet machine: it counts the CPU instructions per request
+of the data plane's own work (``bench/inmemory_requests.py``: real router objects, in-memory
+transports) with valgrind (``apt-get install valgrind``), as the difference of two run
+lengths, for repeated (``simple``), varying (``vary``) and browser-like requests. Add
+``--pure`` to count the pure-Python data plane.
 Starts an nginx backend and the router as bench/proxy_bench.py does, runs wrk against the
 router, and prints syscalls per request (strace), the top functions (cprofile), the router's CPU
 per request (cpu) or where it goes by library and symbol (perf).
@@ -39,13 +45,40 @@ def cpu_ticks(pid: int) -> tuple[int, int]:  # noqa: D401
     return int(fields[11]), int(fields[12])
 
 
+def instructions(pure: bool) -> int:
+    """Instructions per request of the in-memory harness (deterministic under load)."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("instr needs valgrind (apt-get install valgrind)")
+        return 1
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "inmemory_requests.py")
+    env = {**os.environ, **({"NAMEROUTER_PURE": "1"} if pure else {})}
+
+    def count(n: int, kind: str) -> int:
+        out = subprocess.run([valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+                              sys.executable, script, str(n), kind], capture_output=True, text=True, env=env).stderr
+        m = re.search(r"I\s+refs:\s+([\d,]+)", out)
+        if not m:
+            raise RuntimeError(out[-2000:])
+        return int(m.group(1).replace(",", ""))
+
+    print(f"data plane: {'pure Python' if pure else 'as built (see namerouter/proxy/native.py)'}")
+    for kind in ("simple", "vary", "browser"):
+        a, b = count(500, kind), count(2500, kind)
+        print(f"  {kind:8s} {(b - a) / 2000:9.0f} instructions/request")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("mode", choices=["strace", "cprofile", "cpu", "perf"])
+    ap.add_argument("mode", choices=["strace", "cprofile", "cpu", "perf", "instr"])
+    ap.add_argument("--pure", action="store_true", help="instr: count the pure-Python data plane")
     ap.add_argument("--duration", type=int, default=3)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3, help="cpu mode: runs")
     args = ap.parse_args()
+    if args.mode == "instr":
+        return instructions(args.pure)
     backend_port, router_port = pb.free_ports(2)
     body = f"server {{ listen 127.0.0.1:{backend_port}; location / {{ return 200 \"pong\"; }} }}\n"
     b, d = pb.start_nginx(body, backend_port)
