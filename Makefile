@@ -13,7 +13,7 @@ DEB_PACKAGES := zookeeper etcd-server nginx wrk curl openssl chromium chromium-d
 # and a local Debian base + podman for the container image test.
 DEB_PACKAGES += dnsmasq libcurator-discovery-java debootstrap podman runc
 
-.PHONY: demo test test-fast venv debs bench clean screenshots protos
+.PHONY: demo test test-fast venv debs bench clean screenshots protos native clean-native
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,24 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# The data plane's hot modules compiled with mypyc (namerouter/proxy/native.py); without
+# mypyc or a C compiler it says so and the data plane runs as pure Python. A source edited
+# after the build is never run compiled (the sources load instead), so rebuilding is only
+# for speed.
+NATIVE := namerouter/proxy/native.json
+NATIVE_SRC := namerouter/proxy/native.py namerouter/proxy/message.py namerouter/proxy/batch.py \
+	namerouter/proxy/timers.py namerouter/proxy/stats.py namerouter/proxy/phases.py namerouter/proxy/lifecycle.py \
+	namerouter/proxy/h1/heads.py namerouter/proxy/h1/encode.py namerouter/proxy/h1/server.py \
+	namerouter/proxy/h1/client.py
+
+$(NATIVE): $(STAMP) $(NATIVE_SRC)
+	$(PY) namerouter/proxy/native.py build
+
+native: $(NATIVE)
+
+clean-native:
+	$(PY) namerouter/proxy/native.py clean
 
 # Install the Debian packages the tests need, only when one is missing.
 debs:
@@ -34,11 +52,11 @@ debs:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-demo: $(STAMP)
+demo: $(STAMP) $(NATIVE)
 	$(PY) -m namerouter.demo
 
 # The container-image test is deselected by default (pyproject addopts): it runs second.
-test: $(STAMP) debs
+test: $(STAMP) $(NATIVE) debs
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 	$(PY) -m pytest -q -m container $(PYTEST_ARGS)
 
@@ -52,7 +70,7 @@ test-fast: $(STAMP)
 BENCHES := bench/dtab_bench.py bench/proxy_bench.py bench/namerd_bench.py bench/policy_bench.py \
            bench/tls_handshake_bench.py bench/dashboard_bench.py
 
-bench: $(STAMP) debs
+bench: $(STAMP) $(NATIVE) debs
 	@set -e; for b in $(BENCHES); do \
 	  echo "==> $(PY) $$b"; \
 	  $(PY) $$b; \
@@ -70,3 +88,4 @@ protos: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+	find namerouter -name '*.so' -delete; rm -f $(NATIVE)

@@ -111,7 +111,9 @@ def main() -> int:
         runs: dict[str, list[float]] = {"nginx proxy": [], "router, no policy": [], "router, full policy": []}
         cpu: dict[str, list[float]] = {"router, no policy": [], "router, full policy": []}
         for _ in range(args.rounds):
-            runs["nginx proxy"].append(pb.wrk(proxy, args.duration, args.connections))
+            pb.wrk(proxy, 1, args.connections)  # warm-up
+            count, secs = pb.wrk(proxy, args.duration, args.connections)
+            runs["nginx proxy"].append(count / secs)
             for name, port, proc in (("router, no policy", plain, p_plain), ("router, full policy", policy, p_policy)):
                 rps, us = wrk_cpu(port, proc.pid, args.duration, args.connections)
                 runs[name].append(rps)

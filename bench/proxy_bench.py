@@ -1,62 +1,69 @@
-"""Data-plane benchmark: namerouter vs nginx 1.22 as reverse proxies to the same backend.
+"""Data-plane benchmark: namerouter next to a bare Python relay and nginx 1.22, all in one run.
 
-Prints figures; not a timed test. Run with ``.venv/bin/python bench/proxy_bench.py``
-(options: ``--duration 5 --connections 32 --rate 1000 --paced-seconds 5 --names 1000
---backends 100``).
+Prints figures; not a timed test. Run it alone on the machine:
 
-Set-up, all on 127.0.0.1, in one run:
+    flock /work/.bench.lock .venv/bin/python bench/proxy_bench.py
+    (options: --duration 5 --rounds 5 --connections 64 --rate 1000 --paced-seconds 5
+     --names 1000 --backends 100 --skip-latency --skip-memory)
 
-* backend: an nginx process (1 worker) whose server block answers ``return 200 "pong"``
-  on 100 ports (the first one serves the throughput and latency runs);
-* nginx reverse proxy (1 worker, ``upstream`` with ``keepalive 64``) to the backend;
-* namerouter: one Python process running the real ``HttpRouter`` + ``DefaultInterpreter``,
-  dtab ``/svc/pong => /$/inet/127.1/<backend>``, Host identification, p2c, metrics and
-  the l5d headers on (the whole pipeline); uvloop.
+Set-up, all on 127.0.0.1:
+
+* backend: nginx (1 worker) answering ``return 200 "pong"`` on 100 ports (the first one
+  serves the throughput and latency runs);
+* targets, each a reverse proxy to that backend:
+  - ``relay``: ``bench/bare_relay.py``, a minimal uvloop + httptools relay (no routing,
+    no metrics): the yardstick for what Python can do;
+  - ``nginx``: nginx 1 worker, ``upstream`` with ``keepalive 64``;
+  - ``namerouter``: ``namerouter config.yaml`` (the real command: linker, admin server,
+    ``DefaultInterpreter``, dtab ``/svc/pong => /$/inet/127.1/<backend>``, Host
+    identification, p2c, metrics, l5d headers: the whole pipeline);
+  - ``namerouter x2``: the same with ``--workers 2``.
 
 Figures:
 
-1. throughput: ``wrk -t1 -c32 -d5s -H 'Host: pong'`` against the backend, nginx and the
-   router, in 3 interleaved rounds (1 s warm-up before each run, same parameters), and
-   the median ratio router/nginx of the rounds (target >= 0.5);
+1. throughput and CPU: ``wrk -t1 -c64 -d5s -H 'Host: pong'`` against every target in
+   interleaved rounds (1 s warm-up before each run). Per run: requests/s and the proxy's
+   CPU (user + system, all its processes, from ``/proc/<pid>/stat`` before and after)
+   per request. Per round the ratios namerouter/relay (CPU per request; target <= 2),
+   namerouter/relay (requests/s; target >= 0.5) and x2/x1 (requests/s; target >= 1.4);
+   printed as median with the spread (min-max) of the rounds.
 2. latency at a fixed 1,000 req/s: wrk cannot pace and wrk2 is not packaged, so a small
    paced generator in this file (uvloop, 8 keep-alive connections, requests released on
-   a fixed schedule, each latency measured from its write to its complete response)
-   measures p50/p99 direct to the backend, through nginx and through the router, in
-   interleaved 1 s rounds so that load from other processes hits all three alike; the
-   added p99 is the router's median-of-rounds p99 minus the direct one (target <= 1 ms);
-3. memory: the router's RSS after routing 1,000 distinct names (``/svc/n0`` ..
+   a fixed schedule) measures p99 direct to the backend, through nginx and through
+   namerouter in interleaved 1 s rounds; added p99 = the median-of-rounds p99 minus the
+   direct one (target <= 1 ms).
+3. memory: each namerouter worker's RSS after routing 1,000 distinct names (``/svc/n0`` ..
    ``/svc/n999``, each a dtab entry to one of the 100 backend ports) (target <= 60 MB).
 
 The machine has 2 cores shared by everything: the load generator, the backend and the
-proxy under test compete in the same way for nginx and for namerouter.
+proxy under test compete in the same way for every target, which is why the targets are
+ratios against the relay measured in the same round.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
+from dataclasses import dataclass, field
 from typing import Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+BENCH = os.path.dirname(os.path.abspath(__file__))
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 def free_ports(n: int) -> list[int]:
@@ -73,7 +80,7 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def wait_port(port: int, timeout: float = 10.0) -> None:
+def wait_port(port: int, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -83,6 +90,56 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing listening on {port}")
             time.sleep(0.02)
+
+
+# processes ------------------------------------------------------------------------------
+
+def tree_pids(pid: int) -> list[int]:
+    """pid and all its descendants (nginx's workers, namerouter's workers)."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, ()))
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> tuple[float, float]:
+    """(user, system) CPU of these processes, in seconds."""
+    user = system = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            user += int(fields[11])
+            system += int(fields[12])
+        except OSError:
+            pass
+    return user / TICK, system / TICK
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far (/proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return (sum(v) - idle) / TICK, sum(v) / TICK
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        m = re.search(r"VmRSS:\s+(\d+) kB", f.read())
+    return int(m.group(1)) / 1024 if m else float("nan")
 
 
 def nginx_conf(d: str, body: str) -> str:
@@ -113,67 +170,125 @@ def start_nginx(body: str, wait_for: int) -> tuple[subprocess.Popen, str]:
     return p, d
 
 
-ROUTER_CHILD = r"""
-import asyncio, os, sys
-sys.path.insert(0, {root!r})
-import uvloop
-from namerouter.proxy import HttpRouter, RouterConfig, ServerConfig
-from namerouter.naming.interpreter import DefaultInterpreter
-from namerouter.metrics import MetricsRegistry
-
-async def main():
-    dtab = open({dtab_file!r}).read()
-    cfg = RouterConfig(label="outgoing", dtab=dtab, servers=[ServerConfig(port={port})])
-    metrics = MetricsRegistry()
-    router = HttpRouter(cfg, DefaultInterpreter(), metrics)
-    await router.start()
-    print("ready", flush=True)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(15, stop.set)
-    await stop.wait()
-    await router.close(1)
-
-uvloop.run(main())
-"""
-
-
-def start_router(port: int, dtab: str) -> subprocess.Popen:
-    d = tempfile.mkdtemp(prefix="nrbench-router-")
-    dtab_file = os.path.join(d, "dtab")
-    with open(dtab_file, "w") as f:
-        f.write(dtab)
-    code = ROUTER_CHILD.format(root=ROOT, dtab_file=dtab_file, port=port)
-    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    line = p.stdout.readline()  # type: ignore[union-attr]
-    if "ready" not in line:
-        raise RuntimeError("router did not start")
+def start_relay(port: int, backend: int) -> subprocess.Popen:
+    p = subprocess.Popen([sys.executable, os.path.join(BENCH, "bare_relay.py"), str(port), str(backend)],
+                         stdout=subprocess.PIPE, text=True)
+    if "ready" not in (p.stdout.readline() if p.stdout else ""):
+        raise RuntimeError("relay did not start")
     return p
 
 
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        m = re.search(r"VmRSS:\s+(\d+) kB", f.read())
-    return int(m.group(1)) / 1024 if m else float("nan")
+def router_config(d: str, port: int, admin: int, dtab: str, workers: int = 1) -> str:
+    """A namerouter config.yaml for the benchmark (the whole pipeline on)."""
+    cfg = {
+        "admin": {"ip": "127.0.0.1", "port": admin},
+        "routers": [{"protocol": "http", "label": "outgoing", "dtab": dtab,
+                     "servers": [{"ip": "127.0.0.1", "port": port}]}],
+    }
+    if workers != 1:
+        cfg["workers"] = workers
+    path = os.path.join(d, f"config-{port}.json")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    return path
 
 
-def wrk(port: int, duration: int, conns: int, host: str = "pong") -> float:
+def start_router(port: int, dtab: str, workers: int = 1, python_args: tuple[str, ...] = (),
+                 tree: str = ROOT, env: Optional[dict[str, str]] = None) -> subprocess.Popen:
+    """``namerouter config`` (``python -m namerouter``, from the checkout ``tree``) listening
+    on ``port``; returns once every worker answers."""
+    d = tempfile.mkdtemp(prefix="nrbench-router-")
+    admin = free_ports(1)[0]
+    conf = router_config(d, port, admin, dtab, workers)
+    p = subprocess.Popen([sys.executable, *python_args, "-m", "namerouter", conf, "--log-level", "warning"],
+                         cwd=tree, stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+    deadline = time.monotonic() + 20
+    for q in (port, admin):
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", q), timeout=0.5):
+                    break
+            except OSError:
+                if p.poll() is not None or time.monotonic() > deadline:
+                    stop(p)
+                    raise RuntimeError(f"namerouter (workers: {workers}) did not start")
+                time.sleep(0.02)
+    while workers > 1 and len(tree_pids(p.pid)) < workers + 1:
+        if time.monotonic() > deadline or p.poll() is not None:
+            raise RuntimeError(f"namerouter --workers {workers} did not start")
+        time.sleep(0.05)
+    return p
+
+
+def stop(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            for pid in tree_pids(p.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            p.wait(5)
+
+
+# load -----------------------------------------------------------------------------------
+
+def wrk(port: int, duration: int, conns: int, host: str = "pong") -> tuple[int, float]:
+    """(requests completed, seconds) of one wrk run; warns on non-2xx answers."""
     args = [WRK, "-t1", f"-c{conns}", f"-d{duration}s", "-H", f"Host: {host}", f"http://127.0.0.1:{port}/pong"]
-    subprocess.run(args[:3] + ["-d1s"] + args[4:], capture_output=True)  # warm-up
     out = subprocess.run(args, capture_output=True, text=True).stdout
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    m = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     if non2xx:
         print(f"    WARNING: {non2xx.group(1)} non-2xx responses on port {port}")
-    return float(m.group(1)) if m else 0.0
+    if not m:
+        return 0, float(duration)
+    secs = float(m.group(2)) / (1000.0 if m.group(3) == "ms" else 1.0)
+    return int(m.group(1)), secs
 
 
-# Paced load generator (fixed rate, latency from the scheduled send time) ----------------
+@dataclass
+class Target:
+    name: str
+    port: int
+    proc: subprocess.Popen
+    rps: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)
+    user_us: list[float] = field(default_factory=list)
+    busy: list[float] = field(default_factory=list)
+
+    def run(self, duration: int, conns: int) -> None:
+        wrk(self.port, 1, conns)  # warm-up: connections, pools, caches
+        pids = tree_pids(self.proc.pid)
+        u0, s0 = cpu_seconds(pids)
+        b0, t0 = machine_busy()
+        n, secs = wrk(self.port, duration, conns)
+        b1, t1 = machine_busy()
+        u1, s1 = cpu_seconds(pids)
+        self.busy.append((b1 - b0) / (t1 - t0) if t1 > t0 else float("nan"))
+        self.rps.append(n / secs if secs else 0.0)
+        self.cpu_us.append((u1 - u0 + s1 - s0) * 1e6 / n if n else float("nan"))
+        self.user_us.append((u1 - u0) * 1e6 / n if n else float("nan"))
+
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def spread(xs: list[float], fmt: str = "{:.2f}") -> str:
+    return f"{fmt.format(med(xs))} ({fmt.format(min(xs))}-{fmt.format(max(xs))})" if xs else "n/a"
+
+
+# Paced load generator (fixed rate) -----------------------------------------------------
 
 class _PacedConn(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: Optional[asyncio.Transport] = None
         self.buf = b""
-        self.waiting: list[float] = []  # scheduled times of requests in flight (FIFO)
+        self.waiting: list[float] = []  # send times of requests in flight (FIFO)
         self.samples: list[float] = []
         self.errors = 0
 
@@ -201,12 +316,8 @@ class _PacedConn(asyncio.Protocol):
 
 
 async def paced(port: int, rate: int, seconds: float, conns: int = 8, host: str = "pong") -> tuple[list[float], int]:
-    """Send ``rate`` req/s for ``seconds`` over ``conns`` keep-alive connections.
-
-    Requests are released on a fixed schedule (those due are sent together when the
-    timer wakes up late, so the offered rate holds); each latency is measured from the
-    moment its bytes were written to the moment its response was complete.
-    """
+    """Send ``rate`` req/s for ``seconds`` over ``conns`` keep-alive connections; each
+    latency is measured from the moment its bytes were written to its complete response."""
     loop = asyncio.get_running_loop()
     protos: list[_PacedConn] = []
     for _ in range(conns):
@@ -254,7 +365,7 @@ async def route_many(port: int, names: int, rounds: int = 2, conns: int = 16) ->
     async def worker(k: int) -> None:
         nonlocal bad
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        for r in range(rounds):
+        for _ in range(rounds):
             for i in range(k, names, conns):
                 writer.write(f"GET /pong HTTP/1.1\r\nHost: n{i}\r\n\r\n".encode())
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -271,17 +382,25 @@ async def route_many(port: int, names: int, rounds: int = 2, conns: int = 16) ->
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=5)
-    ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved wrk rounds per target")
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved wrk rounds per target")
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--paced-seconds", type=float, default=5.0, help="rounds of 1 s per target")
     ap.add_argument("--names", type=int, default=1000)
     ap.add_argument("--backends", type=int, default=100)
+    ap.add_argument("--no-workers", action="store_true", help="skip the --workers 2 target")
+    ap.add_argument("--pure", action="store_true",
+                    help="also measure namerouter x1 and x2 as pure Python (NAMEROUTER_PURE=1): the router-bound case")
+    ap.add_argument("--baseline", metavar="CHECKOUT",
+                    help="also measure namerouter from another checkout (e.g. /work/main) in the same rounds")
+    ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--skip-memory", action="store_true")
     args = ap.parse_args()
 
     import uvloop
 
-    *backend_ports, proxy_port, router_port = free_ports(args.backends + 2)
+    *backend_ports, nginx_port, relay_port, router_port, router2_port, base_port, pure1_port, pure2_port = \
+        free_ports(args.backends + 7)
     listens = "\n".join(f"    listen 127.0.0.1:{p};" for p in backend_ports)
     backend_body = f"server {{\n{listens}\n    location / {{ return 200 \"pong\"; }}\n}}\n"
     procs: list[subprocess.Popen] = []
@@ -293,7 +412,7 @@ def main() -> int:
         proxy_body = textwrap.dedent(f"""\
             upstream pong {{ server 127.0.0.1:{backend_ports[0]}; keepalive 64; }}
             server {{
-                listen 127.0.0.1:{proxy_port};
+                listen 127.0.0.1:{nginx_port};
                 location / {{
                     proxy_pass http://pong;
                     proxy_http_version 1.1;
@@ -302,73 +421,114 @@ def main() -> int:
                 }}
             }}
             """)
-        n, d = start_nginx(proxy_body, proxy_port)
+        n, d = start_nginx(proxy_body, nginx_port)
         procs.append(n)
         dirs.append(d)
+        relay = start_relay(relay_port, backend_ports[0])
+        procs.append(relay)
         dtab = [f"/svc/pong => /$/inet/127.1/{backend_ports[0]};"]
         dtab += [f"/svc/n{i} => /$/inet/127.1/{backend_ports[i % len(backend_ports)]};" for i in range(args.names)]
-        router = start_router(router_port, "\n".join(dtab))
+        dtab_text = "\n".join(dtab)
+        router = start_router(router_port, dtab_text)
         procs.append(router)
-        wait_port(router_port)
+        targets = [Target("relay", relay_port, relay), Target("nginx", nginx_port, n),
+                   Target("namerouter", router_port, router)]
+        if args.baseline:
+            base = start_router(base_port, dtab_text, tree=os.path.abspath(args.baseline))
+            procs.append(base)
+            targets.append(Target("baseline", base_port, base))
+        if args.pure:
+            pure = {"NAMEROUTER_PURE": "1"}
+            p1 = start_router(pure1_port, dtab_text, env=pure)
+            p2 = start_router(pure2_port, dtab_text, workers=2, env=pure)
+            procs += [p1, p2]
+            targets += [Target("pure x1", pure1_port, p1), Target("pure x2", pure2_port, p2)]
+        router2: Optional[subprocess.Popen] = None
+        if not args.no_workers:
+            try:
+                router2 = start_router(router2_port, dtab_text, workers=2)
+                procs.append(router2)
+                targets.append(Target("namerouter x2", router2_port, router2))
+            except (RuntimeError, TimeoutError) as e:
+                print(f"(namerouter --workers 2 not measured: {e})")
 
-        print(f"namerouter data-plane benchmark ({os.cpu_count()} cores, loopback)")
+        native = subprocess.run([sys.executable, os.path.join(ROOT, "namerouter", "proxy", "native.py")],
+                                capture_output=True, text=True).stdout.strip()
+        print(f"namerouter data-plane benchmark ({os.cpu_count()} cores, loopback, python {sys.version.split()[0]}); "
+              f"compiled modules: {native}")
         print(f"backend: nginx 1 worker, 'return 200 \"pong\"' on {len(backend_ports)} ports")
-        print(f"router RSS at start: {rss_mb(router.pid):.1f} MB")
-        print(f"\n1. throughput, wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} interleaved rounds "
-              f"(1 s warm-up each run); median per target")
-        runs: dict[str, list[float]] = {"backend direct": [], "nginx proxy": [], "namerouter": []}
-        ratios = []
+        print(f"\n1. throughput and CPU: wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} "
+              f"interleaved rounds (1 s warm-up each run); median (min-max) of rounds")
         for _ in range(args.rounds):
-            runs["backend direct"].append(wrk(backend_ports[0], args.duration, args.connections))
-            ng = wrk(proxy_port, args.duration, args.connections)
-            nr = wrk(router_port, args.duration, args.connections)
-            runs["nginx proxy"].append(ng)
-            runs["namerouter"].append(nr)
-            ratios.append(nr / ng if ng else float("nan"))
-        med = {k: sorted(v)[len(v) // 2] for k, v in runs.items()}
-        for k, v in runs.items():
-            print(f"   {k:18s} {med[k]:10.0f} req/s   (rounds: {', '.join(f'{x:.0f}' for x in v)})")
-        ratio = sorted(ratios)[len(ratios) // 2]
-        print(f"   ratio namerouter/nginx: {ratio:.2f} median of rounds "
-              f"({', '.join(f'{r:.2f}' for r in ratios)})  (target >= 0.5)")
+            for t in targets:
+                t.run(args.duration, args.connections)
+        by = {t.name: t for t in targets}
+        for t in targets:
+            print(f"   {t.name:14s} {med(t.rps):8.0f} req/s ({min(t.rps):.0f}-{max(t.rps):.0f})   "
+                  f"CPU {spread(t.cpu_us, '{:.1f}')} us/request, of which user {med(t.user_us):.1f}; "
+                  f"machine busy {med(t.busy) * 100:.0f} %")
+        rl, nr = by["relay"], by["namerouter"]
+        cpu_ratio = [a / b for a, b in zip(nr.cpu_us, rl.cpu_us)]
+        rps_ratio = [a / b for a, b in zip(nr.rps, rl.rps)]
+        ng = by["nginx"]
+        print(f"   namerouter/relay CPU per request: {spread(cpu_ratio)}  (target <= 2)")
+        print(f"   namerouter/relay requests/s:      {spread(rps_ratio)}  (target >= 0.5)")
+        print(f"   namerouter/nginx requests/s:      {spread([a / b for a, b in zip(nr.rps, ng.rps)])}; "
+              f"CPU per request {spread([a / b for a, b in zip(nr.cpu_us, ng.cpu_us)])}")
+        if "baseline" in by:
+            bl = by["baseline"]
+            print(f"   namerouter/baseline CPU per request: {spread([a / b for a, b in zip(nr.cpu_us, bl.cpu_us)])}; "
+                  f"baseline/relay: {spread([a / b for a, b in zip(bl.cpu_us, rl.cpu_us)])}")
+        if "namerouter x2" in by:
+            x2 = by["namerouter x2"]
+            print(f"   namerouter x2/x1 requests/s:      {spread([a / b for a, b in zip(x2.rps, nr.rps)])}  "
+                  f"(target >= 1.4)")
+        if "pure x2" in by:
+            p1, p2 = by["pure x1"], by["pure x2"]
+            print(f"   pure Python x2/x1 requests/s:     {spread([a / b for a, b in zip(p2.rps, p1.rps)])}; "
+                  f"pure/relay CPU per request {spread([a / b for a, b in zip(p1.cpu_us, rl.cpu_us)])}")
 
-        rounds = max(1, int(args.paced_seconds))
-        print(f"\n2. latency at a fixed {args.rate} req/s: {rounds} rounds of 1 s per target, interleaved "
-              f"(direct, nginx, namerouter), paced generator, 8 conns")
+        if not args.skip_latency:
+            rounds = max(1, int(args.paced_seconds))
+            print(f"\n2. latency at a fixed {args.rate} req/s: {rounds} rounds of 1 s per target, interleaved "
+                  f"(direct, nginx, namerouter), paced generator, 8 conns")
 
-        async def lat() -> dict:
-            res: dict = {"direct": [], "via nginx": [], "via namerouter": []}
-            for _ in range(rounds):
-                for label, port in (("direct", backend_ports[0]), ("via nginx", proxy_port),
-                                    ("via namerouter", router_port)):
-                    res[label].append(await paced(port, args.rate, 1.0))
-            return res
+            async def lat() -> dict:
+                res: dict = {"direct": [], "via nginx": [], "via namerouter": []}
+                for _ in range(rounds):
+                    for label, port in (("direct", backend_ports[0]), ("via nginx", nginx_port),
+                                        ("via namerouter", router_port)):
+                        res[label].append(await paced(port, args.rate, 1.0))
+                return res
 
-        res = uvloop.run(lat())
-        p99s = {}
-        for label, runs in res.items():
-            pooled = [x for s, _ in runs for x in s]
-            errs = sum(e for _, e in runs)
-            per_round = sorted(pct(s, .99) for s, _ in runs)
-            p99s[label] = per_round[len(per_round) // 2]
-            print(f"   {label:15s} n={len(pooled):5d} err={errs}  p50={pct(pooled, .5):6.3f} ms  "
-                  f"p99 pooled={pct(pooled, .99):6.3f} ms  p99 median of rounds={p99s[label]:6.3f} ms")
-        print(f"   added p99 (median of rounds): nginx {p99s['via nginx'] - p99s['direct']:+.3f} ms, "
-              f"namerouter {p99s['via namerouter'] - p99s['direct']:+.3f} ms  (target <= 1 ms)")
+            res = uvloop.run(lat())
+            p99s = {}
+            for label, runs in res.items():
+                pooled = [x for s, _ in runs for x in s]
+                errs = sum(e for _, e in runs)
+                per_round = sorted(pct(s, .99) for s, _ in runs)
+                p99s[label] = per_round[len(per_round) // 2]
+                print(f"   {label:15s} n={len(pooled):5d} err={errs}  p50={pct(pooled, .5):6.3f} ms  "
+                      f"p99 pooled={pct(pooled, .99):6.3f} ms  p99 median of rounds={p99s[label]:6.3f} ms")
+            print(f"   added p99 (median of rounds): nginx {p99s['via nginx'] - p99s['direct']:+.3f} ms, "
+                  f"namerouter {p99s['via namerouter'] - p99s['direct']:+.3f} ms  (target <= 1 ms)")
 
-        print(f"\n3. memory: {args.names} distinct names over {len(backend_ports)} backends")
-        before = rss_mb(router.pid)
-        bad = uvloop.run(route_many(router_port, args.names))
-        after = rss_mb(router.pid)
-        print(f"   router RSS before: {before:.1f} MB, after: {after:.1f} MB  (target <= 60 MB); non-200: {bad}")
+        if not args.skip_memory:
+            print(f"\n3. memory: {args.names} distinct names over {len(backend_ports)} backends")
+            for label, proc, port in (("namerouter", router, router_port), ("namerouter x2", router2, router2_port)):
+                if proc is None:
+                    continue
+                workers = [p for p in tree_pids(proc.pid) if p != proc.pid] or [proc.pid]
+                before = [rss_mb(p) for p in workers]
+                # several connections per round, so with SO_REUSEPORT every worker sees most names
+                bad = uvloop.run(route_many(port, args.names, rounds=3))
+                after = [rss_mb(p) for p in workers]
+                print(f"   {label:14s} RSS per worker before: {', '.join(f'{x:.1f}' for x in before)} MB, "
+                      f"after: {', '.join(f'{x:.1f}' for x in after)} MB  (target <= 60 MB); non-200: {bad}")
         return 0
     finally:
         for p in reversed(procs):
-            try:
-                p.send_signal(signal.SIGTERM)
-                p.wait(5)
-            except Exception:
-                p.kill()
+            stop(p)
         for d in dirs:
             shutil.rmtree(d, ignore_errors=True)
 

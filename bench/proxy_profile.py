@@ -1,7 +1,17 @@
 """Profile the router under wrk load: syscall counts per request (strace -c) or a Python
 profile (cProfile in the router process).
 
-Usage: ``.venv/bin/python bench/proxy_profile.py strace|cprofile|cpu|perf [--duration 3]``.
+Usage: ``.venv/bin/python bench/proxy_profile.py strace|cprofile|cpu|perf [--duration 3]``
+(under ``flock /work/.bench.lock`` on a shared machine). cProfile cannot see inside the
+mypyc-compiled modules (nor uvloop's socket writes: its ``flush`` entries are the
+kernel's time), so ``cprofile`` runs the router as pure Python (``NAMEROUTER_PURE=1``);
+``perf`` shows the compiled code by C symbol (``CPyDef_lifecycle___Lifecycle___start`` ...).
+
+``instr`` needs no network and no quiet machine: it counts the CPU instructions per request
+of the data plane's own work (``bench/inmemory_requests.py``: real router objects, in-memory
+transports) with valgrind (``apt-get install valgrind``), as the difference of two run
+lengths, for repeated (``simple``), varying (``vary``) and browser-like requests. Add
+``--pure`` to count the pure-Python data plane.
 Starts an nginx backend and the router as bench/proxy_bench.py does, runs wrk against the
 router, and prints syscalls per request (strace), the top functions (cprofile), the router's CPU
 per request (cpu) or where it goes by library and symbol (perf).
@@ -28,20 +38,47 @@ def wrk_count(port: int, duration: int, conns: int) -> int:
     return int(m.group(1)) if m else 0
 
 
-def cpu_ticks(pid: int) -> tuple[int, int]:
+def cpu_ticks(pid: int) -> tuple[int, int]:  # noqa: D401
     """(utime, stime) of a process, in clock ticks."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]), int(fields[12])
 
 
+def instructions(pure: bool) -> int:
+    """Instructions per request of the in-memory harness (deterministic under load)."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("instr needs valgrind (apt-get install valgrind)")
+        return 1
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "inmemory_requests.py")
+    env = {**os.environ, **({"NAMEROUTER_PURE": "1"} if pure else {})}
+
+    def count(n: int, kind: str) -> int:
+        out = subprocess.run([valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+                              sys.executable, script, str(n), kind], capture_output=True, text=True, env=env).stderr
+        m = re.search(r"I\s+refs:\s+([\d,]+)", out)
+        if not m:
+            raise RuntimeError(out[-2000:])
+        return int(m.group(1).replace(",", ""))
+
+    print(f"data plane: {'pure Python' if pure else 'as built (see namerouter/proxy/native.py)'}")
+    for kind in ("simple", "vary", "browser"):
+        a, b = count(500, kind), count(2500, kind)
+        print(f"  {kind:8s} {(b - a) / 2000:9.0f} instructions/request")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("mode", choices=["strace", "cprofile", "cpu", "perf"])
+    ap.add_argument("mode", choices=["strace", "cprofile", "cpu", "perf", "instr"])
+    ap.add_argument("--pure", action="store_true", help="instr: count the pure-Python data plane")
     ap.add_argument("--duration", type=int, default=3)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3, help="cpu mode: runs")
     args = ap.parse_args()
+    if args.mode == "instr":
+        return instructions(args.pure)
     backend_port, router_port = pb.free_ports(2)
     body = f"server {{ listen 127.0.0.1:{backend_port}; location / {{ return 200 \"pong\"; }} }}\n"
     b, d = pb.start_nginx(body, backend_port)
@@ -50,13 +87,8 @@ def main() -> int:
         dtab = f"/svc/pong => /$/inet/127.1/{backend_port};"
         if args.mode == "cprofile":
             prof = os.path.join(tempfile.mkdtemp(prefix="nrprof-"), "router.prof")
-            child = pb.ROUTER_CHILD.replace(
-                "uvloop.run(main())",
-                f"import cProfile\ncProfile.run('uvloop.run(main())', {prof!r})")
-            old = pb.ROUTER_CHILD
-            pb.ROUTER_CHILD = child
-            r = pb.start_router(router_port, dtab)
-            pb.ROUTER_CHILD = old
+            r = pb.start_router(router_port, dtab, python_args=("-m", "cProfile", "-o", prof),
+                                env={"NAMEROUTER_PURE": "1"})
         else:
             r = pb.start_router(router_port, dtab)
         procs.append(r)
@@ -104,8 +136,7 @@ def main() -> int:
         else:
             n = wrk_count(router_port, args.duration, args.connections)
             print(f"{n} requests")
-            r.terminate()
-            r.wait(10)
+            pb.stop(r)
             import pstats
             pstats.Stats(prof).sort_stats("tottime").print_stats(30)
     finally:

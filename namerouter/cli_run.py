@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 from .config import ConfigError
 
-USAGE = "namerouter [run] CONFIG   (CONFIG is a YAML or JSON file, or - for stdin)"
+USAGE = "namerouter [run] [--workers N|auto] CONFIG   (CONFIG is a YAML or JSON file, or - for stdin)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,6 +23,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
                    help="log level (default: info)")
     p.add_argument("--check", action="store_true", help="validate the config and exit")
+    p.add_argument("--workers", metavar="N|auto",
+                   help="processes serving the routers, sharing their ports (default: the config's "
+                        "'workers', else 1; auto = one per core)")
     return p
 
 
@@ -38,7 +41,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from .config.schema import load_linker
+    from .config.schema import load_linker, worker_count
 
     try:
         validated = load_linker(args.config)
@@ -47,13 +50,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     for w in validated.warnings:
         sys.stderr.write(f"warning: {w}\n")
+    workers = validated.config.workers
+    if args.workers is not None:
+        workers = int(args.workers) if args.workers.isdigit() else args.workers
+    try:
+        count = worker_count(workers)
+    except ValueError as e:
+        sys.stderr.write(f"--workers: {e}\n")
+        return 2
     if args.check:
         sys.stdout.write(f"{args.config if args.config != '-' else '<stdin>'}: config is valid\n")
         return 0
-    from .linker import run
-
     _event_loop_policy()
     try:
+        if count > 1:
+            from .workers import supervise
+
+            return asyncio.run(supervise(validated, count))
+        from .linker import run
+
         return asyncio.run(run(validated))
     except KeyboardInterrupt:  # pragma: no cover - signal handlers normally catch it
         return 130

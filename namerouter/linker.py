@@ -19,6 +19,7 @@ import inspect
 import logging
 import os
 import signal
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -36,6 +37,9 @@ from .tracing import Tracer
 from .tracing.config import build_tracer
 
 log = logging.getLogger("namerouter")
+
+#: where a worker's admin server gives its metrics to the master
+DUMP_PATH = "/admin/metrics/dump.json"
 
 
 class StartupError(Exception):
@@ -125,8 +129,20 @@ async def _maybe_await(x: Any) -> None:
         await x
 
 
+@dataclass
+class WorkerRole:
+    """This process is worker ``index`` of ``namerouter --workers N`` (namerouter/workers.py):
+    its routers share their ports with the other workers (SO_REUSEPORT), its admin server
+    listens on the Unix socket ``admin_socket`` for the master, and the master announces."""
+
+    index: int
+    admin_socket: str
+
+
 class Linker:
-    def __init__(self, validated: Validated[LinkerConfig], metrics: Optional[MetricsRegistry] = None) -> None:
+    def __init__(self, validated: Validated[LinkerConfig], metrics: Optional[MetricsRegistry] = None,
+                 worker: Optional[WorkerRole] = None) -> None:
+        self.worker = worker
         self.config: LinkerConfig = validated.config
         self.config_json = validated.raw
         self.metrics = metrics if metrics is not None else MetricsRegistry()
@@ -217,7 +233,7 @@ class Linker:
             except Exception as e:
                 raise StartupError(f"routers[{i}] ({label}): interpreter could not start: {e}") from e
             self.interpreters.append(interp)
-            router = HttpRouter(rcfg, interp, self.metrics)
+            router = HttpRouter(rcfg, interp, self.metrics, reuse_port=self.worker is not None)
             try:
                 await router.start()
             except OSError as e:
@@ -226,7 +242,8 @@ class Linker:
                 raise StartupError(f"routers[{i}] ({label}): cannot listen on {addrs}: {e.strerror or e}") from e
             self.routers.append(router)
             self.views[label] = RouterView(label, Dtab.read(rcfg.dtab or ""), interp, router)
-            await self._announce(i, rcfg, router)
+            if self.worker is None:  # with workers, the master announces the servers once
+                await self._announce(i, rcfg, router)
             for ip, port in getattr(router, "bound_ports", [(s.ip, s.port) for s in rcfg.servers]):
                 log.info("router %s serving on %s:%s", label, ip, port)
         await self._start_telemeters()
@@ -285,6 +302,8 @@ class Linker:
                   + dashboard_routes(self.metrics, self._client_states, self.dashboard)
                   + list(self.runtime.admin_routes)
                   + self.tracer.admin_routes())
+        if self.worker is not None:
+            routes.append(("GET", DUMP_PATH, self._metrics_dump))
         app = build_admin_app(
             self.metrics, self.config_json, routes,
             security=admin.security,
@@ -295,19 +314,22 @@ class Linker:
             tls_registry=self.tls,
         )
         tls = None
-        if admin.tls is not None:
+        if admin.tls is not None and self.worker is None:  # a worker's admin is a local Unix socket
             try:
                 tls = self.tls.server(admin.tls, "admin", "admin.tls")
             except TlsConfigError as e:
                 raise RefusedConfig(str(e)) from e
+        path = self.worker.admin_socket if self.worker is not None else None
         self.admin = AdminServer(app, admin.ip, admin.port, tls,
-                                 self.tls.handshake_failures("admin") if tls else None)
+                                 self.tls.handshake_failures("admin") if tls else None, path=path)
         try:
             await self.admin.start()
         except OSError as e:
             self.admin = None
-            raise StartupError(f"admin: cannot listen on {admin.ip}:{admin.port}: {e.strerror or e}") from e
-        log.info("admin serving on %s://%s:%s", self.admin.scheme, admin.ip, self.admin.port)
+            raise StartupError(f"admin: cannot listen on {path or f'{admin.ip}:{admin.port}'}: "
+                               f"{e.strerror or e}") from e
+        if path is None:
+            log.info("admin serving on %s://%s:%s", self.admin.scheme, admin.ip, self.admin.port)
 
     def _client_states(self) -> dict[str, Any]:
         """Per router label, its clients' addresses and pools (for the dashboard)."""
@@ -316,6 +338,12 @@ class Linker:
             fn = getattr(view.router, "client_state", None)
             out[label] = fn() if fn is not None else {}
         return out
+
+    async def _metrics_dump(self, _: Any) -> Any:
+        """A worker's metrics as raw values, for its master to sum (``MetricsRegistry.dump``)."""
+        from aiohttp import web
+
+        return web.json_response(self.metrics.dump())
 
     def _known_ids(self) -> list[str]:
         """Live client ids, for exact Prometheus labels."""
@@ -369,9 +397,10 @@ class Linker:
         await self.tls.close()
 
 
-async def run(validated: Validated[LinkerConfig]) -> int:
-    """Start, serve until asked to stop, drain, close. Returns the exit status."""
-    linker = Linker(validated)
+async def run(validated: Validated[LinkerConfig], worker: Optional[WorkerRole] = None) -> int:
+    """Start, serve until asked to stop, drain, close. Returns the exit status. A worker
+    says "ready" on stdout once it serves (its master waits for that line)."""
+    linker = Linker(validated, worker=worker)
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT)
 
@@ -390,6 +419,9 @@ async def run(validated: Validated[LinkerConfig]) -> int:
         except StartupError as e:
             log.error("%s", e)
             return e.exit_status
+        if worker is not None:
+            sys.stdout.write("ready\n")
+            sys.stdout.flush()
         await linker.wait()
         return 0
     finally:

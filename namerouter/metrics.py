@@ -4,11 +4,20 @@ Names are slash-separated scopes as Linkerd writes them, e.g.
 ``rt/outgoing/service/svc/web/requests``. The admin layer exports the registry as
 ``/admin/metrics.json`` and Prometheus text; this module only records. Recording is on
 the hot path, so a counter is a plain attribute increment and a stat a bucket bump.
+
+A *view* (``add_view``) is a scope whose metrics are computed when they are read: the
+data plane records each request once, into one object, and builds the per-scope
+counters of a server, a service and a client from those objects at export time.
+
+``dump()`` / ``merge_dumps()`` carry a registry's values between processes (the
+workers of ``namerouter --workers N``): counters and gauges add up, stats merge their
+buckets, so percentiles of the sum are exact to the bucket.
 """
 from __future__ import annotations
 
 import bisect
 import math
+from bisect import bisect_left
 import threading
 from typing import Callable, Iterator, Optional, Union
 
@@ -60,6 +69,11 @@ _BOUNDS = _bucket_bounds()
 BUCKET_BOUNDS: tuple[float, ...] = tuple(_BOUNDS)
 
 
+def bucket_of(value: Number) -> int:
+    """The index of the bucket a sample falls in."""
+    return bisect.bisect_left(_BOUNDS, value)
+
+
 class Stat:
     """A distribution (Finagle's Stat): count, sum, min, max and percentiles.
 
@@ -79,7 +93,7 @@ class Stat:
         self.max = -math.inf
 
     def add(self, value: Number) -> None:
-        i = bisect.bisect_left(_BOUNDS, value)
+        i = bisect_left(_BOUNDS, value)
         self.counts[i] += 1
         self.count += 1
         self.sum += value
@@ -87,6 +101,15 @@ class Stat:
             self.min = value
         if value > self.max:
             self.max = value
+
+    @classmethod
+    def of(cls, name: str, hist: dict[int, int], count: int, total: float, lo: float, hi: float) -> "Stat":
+        """A Stat from sparse bucket counts (bucket index -> samples)."""
+        st = cls(name)
+        for i, c in hist.items():
+            st.counts[i] += c
+        st.count, st.sum, st.min, st.max = count, total, lo, hi
+        return st
 
     def percentile(self, p: float) -> float:
         if self.count == 0:
@@ -127,6 +150,7 @@ class MetricsRegistry:
 
     def __init__(self) -> None:
         self._metrics: dict[str, Metric] = {}
+        self._views: dict[str, Callable[[], dict[str, Metric]]] = {}
         self._lock = threading.Lock()
 
     def counter(self, name: str) -> Counter:
@@ -155,17 +179,94 @@ class MetricsRegistry:
         with self._lock:
             self._metrics.pop(name, None)
 
+    def add_view(self, prefix: str, fn: Callable[[], dict[str, Metric]]) -> None:
+        """Metrics under ``prefix`` (ending in "/") computed by ``fn`` when read: ``fn()``
+        returns {full name: metric}."""
+        with self._lock:
+            self._views[prefix] = fn
+
     def remove_prefix(self, prefix: str) -> None:
         """Drop a whole scope (an evicted client or service) so memory stays bounded."""
         with self._lock:
             for k in [k for k in self._metrics if k.startswith(prefix)]:
                 del self._metrics[k]
+            for k in [k for k in self._views if k.startswith(prefix)]:
+                del self._views[k]
+
+    def snapshot(self) -> dict[str, Metric]:
+        """Every metric by name, views computed once (unsorted; see :meth:`items`). A
+        view's metrics are new objects on every read: hold names, not these objects."""
+        out = dict(self._metrics)
+        for fn in list(self._views.values()):
+            out.update(fn())
+        return out
 
     def items(self) -> Iterator[tuple[str, Metric]]:
-        return iter(sorted(self._metrics.items()))
+        return iter(sorted(self.snapshot().items()))
 
     def get(self, name: str) -> Optional[Metric]:
-        return self._metrics.get(name)
+        m = self._metrics.get(name)
+        if m is None and self._views:
+            i = name.find("/")
+            while i >= 0:
+                fn = self._views.get(name[:i + 1])
+                if fn is not None:
+                    return fn().get(name)
+                i = name.find("/", i + 1)
+        return m
+
+    # -- across processes -------------------------------------------------------------
+    def dump(self) -> dict[str, list]:
+        """Every metric's current value, JSON-able: ``[kind, ...]`` with kind ``c``
+        (counter), ``g`` (gauge) or ``s`` (stat: count, sum, min, max, {bucket: count})."""
+        out: dict[str, list] = {}
+        for name, m in self.items():
+            if isinstance(m, Stat):
+                if m.count:
+                    hist = {i: c for i, c in enumerate(m.counts) if c}
+                    out[name] = ["s", m.count, m.sum, m.min, m.max, hist]
+                else:
+                    out[name] = ["s", 0, 0.0, 0.0, 0.0, {}]
+            else:
+                v = m.value
+                if isinstance(v, float) and math.isnan(v):
+                    continue
+                out[name] = ["c" if isinstance(m, Counter) else "g", v]
+        return out
+
+    @classmethod
+    def merge_dumps(cls, dumps: list[dict[str, list]]) -> "MetricsRegistry":
+        """One registry holding the sum of several processes' ``dump()``s."""
+        reg = cls()
+        acc: dict[str, list] = {}
+        for d in dumps:
+            for name, v in d.items():
+                a = acc.get(name)
+                if a is None:
+                    acc[name] = [v[0], *v[1:-1], dict(v[-1])] if v[0] == "s" else list(v)
+                elif a[0] != v[0]:
+                    continue
+                elif v[0] == "s":
+                    if v[1]:
+                        a[3] = v[3] if not a[1] else min(a[3], v[3])
+                        a[4] = v[4] if not a[1] else max(a[4], v[4])
+                        a[1] += v[1]
+                        a[2] += v[2]
+                        for i, c in v[5].items():
+                            a[5][i] = a[5].get(i, 0) + c
+                else:
+                    a[1] += v[1]
+        for name, a in acc.items():
+            if a[0] == "s":
+                reg._metrics[name] = Stat.of(name, {int(i): c for i, c in a[5].items()}, a[1], a[2],
+                                             a[3] if a[1] else math.inf, a[4] if a[1] else -math.inf)
+            elif a[0] == "c":
+                c = reg._metrics[name] = Counter(name)
+                c.value = a[1]
+            else:
+                value = a[1]
+                reg._metrics[name] = Gauge(name, lambda v=value: v)
+        return reg
 
     def __len__(self) -> int:
         return len(self._metrics)

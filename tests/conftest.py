@@ -27,6 +27,14 @@ UVLOOP_MODULES = frozenset(("test_identifiers.py", "test_balancers.py", "test_tr
                             "test_tls_handshake.py"))
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which data plane the tests run: the modules `make native` compiled, or the sources."""
+    from namerouter.proxy import native
+
+    st = native.install()
+    return f"namerouter data plane: {'compiled (mypyc)' if st['compiled'] else 'pure Python'} — {st['why']}"
+
+
 def runs_on_uvloop(module_file: str) -> bool:
     name = os.path.basename(module_file)
     return name in UVLOOP_MODULES or name.startswith(UVLOOP_MODULE_PREFIXES)

@@ -129,7 +129,7 @@ async def test_oversized_request_dtab_is_refused_without_parsing() -> None:
             assert status == 400, body[:300]
             assert "over the limit of 8192 bytes (maxLocalDtabKB: 8)" in body
         cpu = time.process_time() - t0
-        assert len(h.router.core.local_dtabs) == 0  # nothing parsed, nothing kept
+        assert len(h.router.core.dtabs) == 0  # nothing parsed, nothing kept
     assert cpu < 2.0, cpu  # parsing each would take ~60 ms
 
 
@@ -138,5 +138,5 @@ async def test_a_repeated_bad_request_dtab_is_parsed_and_bound_once(tmp_path: An
         for _ in range(10):
             assert (await _get(s, h.port, "/svc/web => /oops &"))[0] == 400
             assert (await _get(s, h.port, exponential(0)))[0] == 502
-        assert len(h.router.core.local_dtabs) == 2  # one parse each, failures included
+        assert len(h.router.core.dtabs) == 2  # one parse each, failures included
         assert h.interpreter.cache.stats()["misses"] == 1  # the failed binding is cached

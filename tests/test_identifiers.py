@@ -7,19 +7,19 @@ from namerouter.dtab.path import Path
 from namerouter.proxy.config import IdentifierConfig
 from namerouter.proxy.errors import Unidentified
 from namerouter.proxy.identifiers import build_identifier
+from namerouter.proxy.h1.heads import parse_request
 from namerouter.proxy.message import RequestHead
 from tests.support.backends import Backend, RouterHarness, get, request
 
 
 def head(uri: bytes = b"/", host: bytes | None = b"web", method: bytes = b"GET", version: str = "1.1",
          headers: dict[bytes, bytes] | None = None) -> RequestHead:
-    h = RequestHead()
-    h.method, h.uri, h.version, h.host = method, uri, version, host
+    """The head as the HTTP/1.1 codec reads it from these bytes."""
+    lines = [b"%b %b HTTP/%b" % (method, uri, version.encode())]
     if host is not None:
-        h.headers.append((b"host", host, b"Host: " + host + b"\r\n"))
-    for k, v in (headers or {}).items():
-        h.headers.append((k.lower(), v, k + b": " + v + b"\r\n"))
-    return h
+        lines.append(b"Host: " + host)
+    lines += [k + b": " + v for k, v in (headers or {}).items()]
+    return parse_request(b"\r\n".join(lines) + b"\r\n\r\n")
 
 
 def ident(*configs: IdentifierConfig, prefix: str = "/svc"):

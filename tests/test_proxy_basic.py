@@ -276,3 +276,42 @@ async def test_graceful_close_loses_no_in_flight_request_under_load():
         assert all(r.body == b"slow" for r in results)
         assert await idle.closed_by_peer(timeout=1)  # idle connections are simply closed
         idle.close()
+
+
+async def test_heads_in_one_read_after_a_chunked_body_and_repeated_heads():
+    """The codec finds heads in the bytes: requests pipelined behind a chunked body in the
+    same read (parsed with callbacks until the next boundary), then identical heads (reused
+    as checked once) and a changed one (checked again) all reach the backend intact."""
+    async with Backend("pong") as b, RouterHarness(f"/svc/pong => /$/inet/127.1/{b.port}") as h:
+        async with RawClient(h.port) as c:
+            chunked = b"POST /upload HTTP/1.1\r\nHost: pong\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+            await c.send(chunked + get("/echo?n=1") + get("/echo?n=1") + get("/echo?n=2", headers={"X-A": "b"}))
+            assert (await c.read_response()).json()["bytes"] == 5
+            got = [(await c.read_response()).json() for _ in range(3)]
+            assert [g["uri"] for g in got] == ["/echo?n=1", "/echo?n=1", "/echo?n=2"]
+            assert b.last.header("x-a") == "b"
+            for _ in range(3):  # the same bytes again, one read each
+                await c.send(get("/echo?n=1"))
+                assert (await c.read_response()).json()["uri"] == "/echo?n=1"
+            await c.send(b"GET /echo HTTP/1.1\r\nHost: pong\r\nHost: evil\r\n\r\n")  # not a repeat: refused
+            assert (await c.read_response()).status == 400
+
+
+async def test_client_half_close_after_its_request_still_gets_the_answer(caplog):
+    """A client that shuts down its sending side after the request (``shutdown(SHUT_WR)``,
+    as ``nc -N`` does) still gets the whole answer, then the connection closes; nothing
+    is logged as a protocol error."""
+    async with Backend("pong") as b, RouterHarness(f"/svc/pong => /$/inet/127.1/{b.port}") as h:
+        reader, writer = await asyncio.open_connection("127.0.0.1", h.port)
+        writer.write(get("/pong"))
+        await writer.drain()
+        writer.write_eof()
+        data = await asyncio.wait_for(reader.read(), 10)  # until the router closes
+        writer.close()
+        assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"pong"), data[:200]
+        # with nothing in flight, a half-close just closes
+        reader, writer = await asyncio.open_connection("127.0.0.1", h.port)
+        writer.write_eof()
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+        writer.close()
+    assert "eof_received" not in caplog.text

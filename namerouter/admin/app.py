@@ -166,15 +166,18 @@ def build_admin_app(
 
 class AdminServer:
     """Serve an admin app on ip:port in the running loop (TLS with ``tls``); ``port`` is
-    the bound port."""
+    the bound port. With ``path``, on that Unix socket instead (a worker's admin, read by
+    its master)."""
 
     def __init__(self, app: web.Application, ip: str = "127.0.0.1", port: int = 9990,
-                 tls: Optional[TlsSource] = None, failures: Optional[HandshakeFailures] = None) -> None:
+                 tls: Optional[TlsSource] = None, failures: Optional[HandshakeFailures] = None,
+                 path: Optional[str] = None) -> None:
         self.app = app
         self.ip = ip
         self.port = port
         self.tls = tls
         self.failures = failures
+        self.path = path
         self._runner: Optional[web.AppRunner] = None
 
     @property
@@ -186,6 +189,10 @@ class AdminServer:
                                      shutdown_timeout=1.0)
         await self._runner.setup()
         try:
+            if self.path is not None:
+                unix = web.UnixSite(self._runner, self.path)
+                await unix.start()
+                return
             site = await serve(self._runner, self.ip, self.port, tls=self.tls, failures=self.failures,
                                reuse_address=True)
         except OSError:

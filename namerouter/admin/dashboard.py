@@ -127,6 +127,9 @@ class Scope:
     router: str
     kind: str
     name: str
+    #: the scope's metric names start with it; its metric objects are re-read every tick
+    #: (the data plane's scopes are views: new objects on each read)
+    prefix: str
     requests: Counter
     success: Counter
     latency: Stat
@@ -149,14 +152,14 @@ class Scope:
         return (self.router, self.kind, self.name)
 
 
-def _extras_for(registry: MetricsRegistry, prefix: str, kind: str) -> dict[str, Any]:
+def _extras_for(metrics: dict[str, Any], prefix: str, kind: str) -> dict[str, Any]:
     names = {"service": ("retries/total", "retries/budget_exhausted"),
              "client": ("retries/requeues", "connections", "failures/connect", "failure_accrual/removed",
                         "failure_accrual/removals", "failure_accrual/revivals"),
              "server": ("connections",)}[kind]
     out = {}
     for n in names:
-        m = registry.get(prefix + n)
+        m = metrics.get(prefix + n)
         if m is not None:
             out[n] = m
     return out
@@ -220,9 +223,9 @@ class DashboardSampler:
         self.reset()
 
     # sampling ----------------------------------------------------------------------------
-    def _discover(self) -> None:
+    def _discover(self, snap: dict[str, Any]) -> None:
         found: dict[tuple[str, str, str], str] = {}
-        for name, m in self.registry.items():
+        for name, m in snap.items():
             if not (isinstance(m, Stat) and name.endswith("/" + _LATENCY) and name.startswith("rt/")):
                 continue
             prefix = name[: -len(_LATENCY)]
@@ -233,26 +236,28 @@ class DashboardSampler:
         for key in [k for k in self.scopes if k not in found]:
             del self.scopes[key]
         for key, prefix in found.items():
-            s = self.scopes.get(key)
-            latency = self.registry.get(prefix + _LATENCY)
-            if s is not None and s.latency is latency:
+            if key in self.scopes:
                 continue
-            requests = self.registry.get(prefix + "requests")
-            success = self.registry.get(prefix + "success")
+            latency = snap.get(prefix + _LATENCY)
+            requests = snap.get(prefix + "requests")
+            success = snap.get(prefix + "success")
             if not isinstance(requests, Counter) or not isinstance(success, Counter) or not isinstance(latency, Stat):
                 continue
             router, kind, name = key
             ring = Ring(("requests", "success", "p50", "p95", "p99", "connections"), HISTORY_TOP) if kind == "server" \
                 else Ring(("requests", "success", "p99"), HISTORY_NAMES)
-            self.scopes[key] = Scope(router, kind, name, requests, success, latency,
-                                     _extras_for(self.registry, prefix, kind), ring,
+            self.scopes[key] = Scope(router, kind, name, prefix, requests, success, latency,
+                                     _extras_for(snap, prefix, kind), ring,
                                      prev_requests=requests.value, prev_success=success.value,
                                      prev_count=latency.count, prev_hist=list(latency.counts))
-        self._registry_size = len(self.registry)
+        self._registry_size = len(snap)
 
     def tick(self) -> None:
-        if self._registry_size != len(self.registry) or self.ticks % REDISCOVER_TICKS == 0:
-            self._discover()
+        snap = self.registry.snapshot()
+        if self._registry_size != len(snap) or self.ticks % REDISCOVER_TICKS == 0:
+            self._discover(snap)
+        for s in self.scopes.values():
+            self._refresh(s, snap)
         self.ticks += 1
         self.times.append(int(time.time() * 1000))
         per_router: dict[str, list[Scope]] = {}
@@ -266,7 +271,7 @@ class DashboardSampler:
             r = self.routers.get(label)
             if r is None:
                 first = servers[0]
-                r = self.routers[label] = Scope(label, "router", label, first.requests, first.success, first.latency,
+                r = self.routers[label] = Scope(label, "router", label, "", first.requests, first.success, first.latency,
                                                 {}, Ring(("requests", "success", "p50", "p95", "p99", "connections"),
                                                          HISTORY_TOP))
             r.tick_requests = sum(s.tick_requests for s in servers)
@@ -275,6 +280,16 @@ class DashboardSampler:
             r.window.append(r.tick_delta)
             conns = [_value(s.extras.get("connections")) for s in servers]
             self._append(r, sum(c for c in conns if c is not None), max(s.latency.max for s in servers))
+
+    @staticmethod
+    def _refresh(s: Scope, snap: dict[str, Any]) -> None:
+        """The scope's current metric objects (a Counter kept from an earlier read of a
+        view would never change)."""
+        p = s.prefix
+        requests, success, latency = snap.get(p + "requests"), snap.get(p + "success"), snap.get(p + _LATENCY)
+        if isinstance(requests, Counter) and isinstance(success, Counter) and isinstance(latency, Stat):
+            s.requests, s.success, s.latency = requests, success, latency
+        s.extras = _extras_for(snap, p, s.kind)
 
     def _sample(self, s: Scope) -> None:
         req, ok = s.requests.value, s.success.value

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Optional
+import os
+from typing import Any, Optional, Union
 
 from ..dtab import Dtab
 from ..proxy.config import RouterConfig
@@ -78,8 +79,15 @@ class LinkerConfig:
         "kinds": TELEMETERS, "plugins": "TELEMETERS", "unsupported": UNSUPPORTED_TELEMETERS})
     #: Linkerd phoned home with it; accepted and ignored.
     usage: Any = None
+    #: processes serving the routers (``namerouter --workers``): a number, or ``auto`` for
+    #: one per core; they share each server port (SO_REUSEPORT). Not a Linkerd key.
+    workers: Union[int, str] = 1
     #: per router (same order): the validated interpreter config, or None = default
     interpreters: list[Any] = field(default_factory=list, init=False, repr=False)
+
+    def worker_count(self) -> int:
+        """``workers`` as a number (``auto``: the cores this process may run on)."""
+        return worker_count(self.workers)
 
     def prometheus(self) -> Optional[PrometheusConfig]:
         for t in self.telemetry:
@@ -88,8 +96,21 @@ class LinkerConfig:
         return None
 
 
+def worker_count(value: Union[int, str]) -> int:
+    """A ``workers`` value as a number of processes; ValueError says what is wrong."""
+    if value == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"expected a number of processes (1 or more) or 'auto', got {value!r}")
+    return value
+
+
 def _router_checks(v: Validator, cfg: LinkerConfig, data: MarkedDict) -> None:
-    """Checks that span fields: dtabs, labels, ports, interpreter blocks."""
+    """Checks that span fields: dtabs, labels, ports, interpreter blocks, workers."""
+    try:
+        worker_count(cfg.workers)
+    except ValueError as e:
+        v.error("workers", str(e), getattr(data, "lines", {}).get("workers"))
     raw_routers = data.get("routers") or []
     labels: dict[str, int] = {}
     ports: dict[tuple[str, int], str] = {}

@@ -12,34 +12,14 @@ from __future__ import annotations
 from typing import Any, Optional
 
 
-class Batch:
-    __slots__ = ("depth", "dirty")
-
-    def __init__(self) -> None:
-        self.depth = 0
-        self.dirty: list[Any] = []
-
-    def flush(self) -> None:
-        dirty, self.dirty = self.dirty, []
-        for conn in dirty:
-            conn.flush()
-
-
-#: The loop's batch (the data plane runs on one event loop per process).
-BATCH = Batch()
-
-
 class Coalescing:
-    """Mixin for a protocol whose writes join the loop's batch.
+    """Base of the protocols whose writes join the loop's batch (both connection sides).
 
-    The host class provides ``transport`` (None once closed) and ``out`` (the
-    pending chunks, None when nothing waits); both connection sides share this.
-    """
+    ``transport`` is None once closed; ``out`` holds the pending chunks (None when
+    nothing waits)."""
 
-    __slots__ = ()  # keeps ClientConnection's slot layout (no __dict__)
-
-    transport: Any
-    out: Optional[list[bytes]]
+    transport: Any = None
+    out: Optional[list[bytes]] = None
 
     def write(self, data: bytes) -> None:
         t = self.transport
@@ -62,3 +42,24 @@ class Coalescing:
             t = self.transport
             if t is not None:
                 t.write(out[0] if len(out) == 1 else b"".join(out))
+
+
+class Batch:
+    def __init__(self) -> None:
+        self.depth = 0
+        self.dirty: list[Coalescing] = []
+
+    def enter(self) -> None:
+        self.depth += 1
+
+    def leave(self) -> None:
+        """End of a read event: flush every connection that was written to."""
+        self.depth -= 1
+        if not self.depth and self.dirty:
+            dirty, self.dirty = self.dirty, []
+            for conn in dirty:
+                conn.flush()
+
+
+#: The loop's batch (the data plane runs on one event loop per process).
+BATCH = Batch()

@@ -1,50 +1,75 @@
-"""The parsed request head as the pipeline sees it.
+"""Protocol-neutral request and response heads: what the request lifecycle, the
+identifiers, routing and policy read, whatever codec (HTTP/1.1 today, HTTP/2 next)
+received the message.
 
-One ``RequestHead`` per request, filled by the server protocol's parser callbacks.
-Headers stay a list of (lower-cased name, value, encoded line) triples in arrival order
-so they are forwarded with their original spelling as pre-encoded lines; the few headers the router acts
-on are captured into attributes while parsing, so nothing later has to search.
+A codec subclasses :class:`RequestHead` / :class:`ResponseHead` and fills the
+attributes when it has read a head; ``fields()`` and ``header()`` are the only ways to
+see the other header fields, so a codec may keep the head in its wire form and parse
+it only when asked (HTTP/1.1 keeps the raw bytes: ``h1/heads.py``).
+
+"Forwardable" fields are the end-to-end ones: hop-by-hop fields (``Connection`` and
+the fields it names, ``Keep-Alive``, ``TE``, ``Transfer-Encoding``, ``Upgrade``,
+``Proxy-*``), ``Via`` and the l5d routing headers the router consumes or rewrites are
+not among them; they surface as the attributes below instead.
 """
 from __future__ import annotations
 
-from typing import Optional
+import base64
+from random import getrandbits
+from typing import Iterable, Optional
+
+Fields = list[tuple[bytes, bytes]]
+
+
+def first_value(fields: Fields, lname: bytes) -> Optional[bytes]:
+    """The value of the first field named ``lname`` (lower case), else None."""
+    for name, value in fields:
+        if name.lower() == lname:
+            return value
+    return None
 
 
 class RequestHead:
-    __slots__ = (
-        "method", "uri", "version", "headers", "host", "keep_alive",
-        "connection_tokens", "via", "dtab_ctx", "dtab", "content_length", "chunked",
-        "expect_continue", "upgrade", "trace", "has_l5d",
-    )
+    """A request head as the lifecycle sees it (attributes set by the codec; the class
+    attributes are the defaults, so a codec sets only what a request has)."""
 
-    def __init__(self) -> None:
-        self.method: bytes = b""
-        self.uri: bytes = b""
-        self.version: str = "1.1"
-        #: forwardable headers: (lower-cased name, value, b"Name: value\r\n")
-        self.headers: list[tuple[bytes, bytes, bytes]] = []
-        self.host: Optional[bytes] = None
-        self.keep_alive = True
-        #: Header names listed in ``Connection`` (lower-cased): hop-by-hop too.
-        self.connection_tokens: Optional[list[bytes]] = None
-        self.via: Optional[bytes] = None
-        self.dtab_ctx: Optional[bytes] = None
-        self.dtab: Optional[bytes] = None
-        self.content_length: Optional[int] = None
-        self.chunked = False
-        self.expect_continue = False
-        self.upgrade: Optional[bytes] = None
-        self.trace: Optional[bytes] = None
-        #: any l5d-* header present (clearContext only scans when this is set)
-        self.has_l5d = False
+    method: bytes = b"GET"
+    #: origin-form request target (``/path?query``); a codec turns absolute-form
+    #: (``http://host/path``, sent to proxies) or HTTP/2's ``:path`` into this
+    uri: bytes = b"/"
+    #: "1.0", "1.1" (HTTP/1) or "2"
+    version: str = "1.1"
+    #: the authority (``Host`` / ``:authority``), None when absent
+    host: Optional[bytes] = None
+    #: the client wants the connection kept open after this exchange (HTTP/1)
+    keep_alive: bool = True
+    #: incoming ``Via`` values joined with ", " (the router appends its own hop)
+    via: Optional[bytes] = None
+    #: ``l5d-dtab`` / ``l5d-ctx-dtab`` values (several joined with ";"), ``l5d-ctx-trace``;
+    #: None when absent or when the server's clearContext dropped them
+    dtab: Optional[bytes] = None
+    dtab_ctx: Optional[bytes] = None
+    trace: Optional[bytes] = None
+    #: incoming ``l5d-ctx-deadline`` values (forwarded as received unless the policy
+    #: writes its own combination, see ``Lifecycle.deadline``)
+    deadline: Optional[list[bytes]] = None
+    #: body framing: a known length, a stream of unknown length (``chunked``), or none
+    content_length: Optional[int] = None
+    chunked: bool = False
+    expect_continue: bool = False
+    #: the protocol asked for with ``Upgrade`` (+ ``Connection: upgrade``), else None
+    upgrade: Optional[bytes] = None
+
+    # --- the other header fields ------------------------------------------------------
+    def fields(self) -> Fields:
+        """Forwardable header fields in arrival order, ``(name as sent, value)``."""
+        raise NotImplementedError
 
     def header(self, lname: bytes) -> Optional[bytes]:
-        """First value of a header by lower-case name (identifiers use this)."""
-        for ln, v, _ in self.headers:
-            if ln == lname:
-                return v
-        return None
+        """First value of a forwardable field by lower-case name (identifiers, access log)."""
+        return first_value(self.fields(), lname)
 
+    # --- derived ------------------------------------------------------------------------
     @property
     def has_body(self) -> bool:
         return self.chunked or bool(self.content_length)
@@ -57,3 +82,76 @@ class RequestHead:
             if i >= 0:
                 u = u[:i]
         return u
+
+
+class SimpleRequestHead(RequestHead):
+    """A request head built from parsed fields (tests, and codecs without a wire form to keep)."""
+
+    def __init__(self, method: bytes = b"GET", uri: bytes = b"/", host: Optional[bytes] = None,
+                 version: str = "1.1", fields: Iterable[tuple[bytes, bytes]] = ()) -> None:
+        self.method, self.uri, self.host, self.version = method, uri, host, version
+        self._fields: Fields = list(fields)
+
+    def fields(self) -> Fields:
+        return self._fields
+
+
+class ResponseHead:
+    """A response head from an upstream as the lifecycle sees it (set by the client codec)."""
+
+    status: int = 0
+    reason: bytes = b""
+    content_length: Optional[int] = None
+    chunked: bool = False
+    #: incoming ``Via`` values joined with ", "
+    via: Optional[bytes] = None
+    #: the protocol of a 101 answer
+    upgrade: Optional[bytes] = None
+    #: the upstream connection may carry another exchange after this one
+    keep_alive: bool = True
+    #: ``l5d-retryable: true`` from a router further down
+    retryable: bool = False
+    #: the response carries ``l5d-success-class`` / ``l5d-retryable`` (replaced by ours)
+    has_class: bool = False
+
+    def fields(self) -> Fields:
+        """Forwardable header fields in arrival order (Content-Length included)."""
+        raise NotImplementedError
+
+    def header(self, lname: bytes) -> Optional[bytes]:
+        return first_value(self.fields(), lname)
+
+
+class HeaderBlock:
+    """Header fields the router adds, built once (per name, per bound id, per constant) and
+    kept both as fields and in HTTP/1.1 wire form, so no request re-encodes them."""
+
+    __slots__ = ("fields", "h1")
+
+    def __init__(self, fields: Iterable[tuple[bytes, bytes]]) -> None:
+        self.fields: tuple[tuple[bytes, bytes], ...] = tuple(fields)
+        self.h1 = b"".join(b"%b: %b\r\n" % (n, v) for n, v in self.fields)
+
+    def __add__(self, other: "HeaderBlock") -> "HeaderBlock":
+        return HeaderBlock(self.fields + other.fields)
+
+    def __bool__(self) -> bool:
+        return bool(self.fields)
+
+    def __repr__(self) -> str:
+        return f"HeaderBlock({self.fields!r})"
+
+
+EMPTY_BLOCK = HeaderBlock(())
+
+
+def reqid_for(trace: Optional[bytes]) -> bytes:
+    """Linkerd's l5d-reqid: the trace id of l5d-ctx-trace when given, else a new one."""
+    if trace:
+        try:
+            raw = base64.b64decode(trace, validate=True)
+            if len(raw) >= 24:
+                return raw[16:24].hex().encode()
+        except ValueError:
+            pass
+    return b"%016x" % getrandbits(64)

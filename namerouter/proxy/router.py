@@ -15,15 +15,21 @@ Usage (the main job, ``namerouter run``)::
 ``interpreter`` is anything with ``bind(dtab: Dtab, path: Path) -> Activity[NameTree[BoundName]]``
 (namerouter.naming's contract). The router never talks to namers directly.
 
-Per request: identify (``identifiers.py``) -> local dtab from ``l5d-ctx-dtab`` then
-``l5d-dtab`` -> cached ``ServiceStage`` for (name, local dtab) (``routing.py``) -> pick a
-leaf of its compiled bound tree -> its ``ClientStage`` picks an endpoint with the load
-balancer -> pooled ``ClientConnection`` -> relay (``server.py``).
+Per request: the codec (``h1/server.py``) reads a head and starts a ``Lifecycle``
+(``lifecycle.py``), which identifies it (``identifiers.py``), takes the local dtab from
+``l5d-ctx-dtab`` then ``l5d-dtab`` (``request_dtab.py``), gets the cached
+``ServiceStage`` for (name, local dtab) (``routing.py``), picks a leaf of its compiled
+bound tree (``targets.py``), whose ``ClientStage`` picks an endpoint with the load
+balancer -> pooled upstream connection (``pool.py``, ``h1/client.py``) -> relay.
 
-Module map: ``server.py`` (client-facing protocol + ``Exchange``, the per-request relay),
-``client.py`` (backend connections, per-endpoint pools), ``routing.py`` (service and
-client stages, bound-tree compilation, caches), ``balancers.py`` (p2c, ewma, roundRobin),
-``identifiers.py``, ``errors.py`` (status mapping, ``l5d-err`` responses), ``stats.py``,
+Module map: ``lifecycle.py`` (one request, protocol-neutral: states, dispatch, answers,
+metrics), ``message.py`` (neutral request/response heads), ``h1/`` (HTTP/1.1: ``heads.py``
+and ``encode.py`` pure framing, ``server.py`` and ``client.py`` the protocols),
+``transport.py`` (listening and connecting: where TLS plugs in), ``pool.py``
+(per-endpoint pools), ``routing.py`` + ``targets.py`` (service and client stages,
+bound-tree compilation, caches), ``balancers.py`` (p2c, ewma, roundRobin),
+``identifiers.py``, ``request_dtab.py``, ``errors.py`` (status mapping, ``l5d-err``
+responses), ``stats.py`` (per-request metrics), ``timers.py`` (the timer wheel),
 ``batch.py`` (one send per connection per read), ``accesslog.py`` (``httpAccessLog``),
 ``config.py`` (the ``routers[]`` dataclasses), ``policy/`` (retries, classifiers,
 failure accrual, timeouts: plugged in at ``ServiceStage.policy`` / ``ClientStage.policy``).
@@ -48,16 +54,16 @@ import logging
 from typing import Any, Optional
 
 from ..dtab.dtab import Dtab
-from ..dtab.local import LocalDtabError, LocalDtabs
 from ..metrics import MetricsRegistry
 from .accesslog import AccessLog
 from .config import RouterConfig, ServerConfig
-from .errors import BadDtabHeader
 from .identifiers import build_identifier
 from .message import RequestHead
+from .request_dtab import RequestDtabs
 from .routing import RouteTable, ServiceStage
-from .server import ServerConnection
-from .stats import RequestStats
+from .stats import Cells, Scope
+from .timers import TimerWheel
+from .transport import ListenSettings, listen, server_protocol
 
 log = logging.getLogger("namerouter.proxy")
 
@@ -89,7 +95,7 @@ class RouterCore:
             service_policy=config.service,
             client_policy=config.client,
         )
-        self.local_dtabs = LocalDtabs(config.maxLocalDtabKB * 1024)
+        self.dtabs = RequestDtabs(config.maxLocalDtabKB * 1024)
         if not config.streamingEnabled:
             log.warning("router %s: streamingEnabled: false is not supported: bodies are still streamed "
                         "(with backpressure, in bounded memory) and chunked messages stay chunked "
@@ -97,58 +103,71 @@ class RouterCore:
         self.access_log: Optional[AccessLog] = (
             AccessLog(config.httpAccessLog, config.httpAccessLogAppend) if config.httpAccessLog else None)
 
-    def local_dtab(self, ctx: Optional[bytes], user: Optional[bytes]) -> Optional[Dtab]:
-        """``l5d-ctx-dtab`` ++ ``l5d-dtab`` (that order: the user's override wins)."""
-        try:
-            return self.local_dtabs.get(ctx, user)  # size-limited, cached (failures too)
-        except LocalDtabError as e:
-            raise BadDtabHeader(str(e)) from None
-
     def resolve(self, head: RequestHead) -> tuple[ServiceStage, Optional[bytes]]:
         name, new_uri = self.identifier.identify(head)
         local = None
         if head.dtab is not None or head.dtab_ctx is not None:
-            local = self.local_dtab(head.dtab_ctx, head.dtab)
+            local = self.dtabs.local(head.dtab_ctx, head.dtab)
         return self.table.route(name, local), new_uri
 
 
 class HttpServer:
     """One ``servers[]`` entry: a listening socket and its connections."""
 
-    def __init__(self, core: RouterCore, config: ServerConfig, metrics: MetricsRegistry) -> None:
+    def __init__(self, core: RouterCore, config: ServerConfig, metrics: MetricsRegistry,
+                 reuse_port: bool = False) -> None:
         self.core = core
         self.config = config
         self.ip = config.ip
         self.port = config.port
+        self.reuse_port = reuse_port
         self.clear_context = config.clearContext
         self.max_concurrent = config.maxConcurrentRequests
         self.max_call_depth = config.maxCallDepth
         self.metrics = metrics
         self.inflight = 0
-        self.conns: set[ServerConnection] = set()
+        self.conns: set[Any] = set()
+        #: where this router's requests are recorded, and this server's scope of them
+        self.cells: Cells = core.table.cells
+        self.scope: Optional[Scope] = None
         self._server: Optional[asyncio.AbstractServer] = None
         self._drained: Optional[asyncio.Event] = None
-        self.stats: Optional[RequestStats] = None
         self.connects: Any = None
 
     def _scope(self) -> str:
         return f"rt/{self.core.label}/server/{self.ip}/{self.port}/"
 
+    def wheel(self) -> TimerWheel:
+        return self.core.table.wheel()
+
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: ServerConnection(self), self.ip, self.port, reuse_address=True, backlog=1024
-        )
+        settings = ListenSettings(self.ip, self.port, reuse_port=self.reuse_port)
+        self._server = await listen(settings, server_protocol(self))
         if self.port == 0:
             self.port = self._server.sockets[0].getsockname()[1]
+        self.init_metrics()
+
+    def init_metrics(self) -> None:
+        """The server's metrics scope (once the port is known)."""
         prefix = self._scope()
-        self.stats = RequestStats(self.metrics, prefix)
+        self.scope = self.cells.scope(prefix)
         self.connects = self.metrics.counter(prefix + "connects")
         self.metrics.gauge(prefix + "connections", lambda: len(self.conns))
 
-    def conn_closed(self) -> None:
+    # --- connections (the codecs call these) --------------------------------------------
+    def connection_made(self, conn: Any) -> None:
+        """A client connected. Connection admission (limits) belongs here."""
+        self.conns.add(conn)
+        self.connects.value += 1
+
+    def connection_lost(self, conn: Any) -> None:
+        self.conns.discard(conn)
         if self._drained is not None and not self.conns:
             self._drained.set()
+
+    def record_refused(self, status: int) -> None:
+        """A request refused before it became a lifecycle (malformed): server metrics only."""
+        self.cells.cell(self.scope, None, None).record(status, 0.0)
 
     async def close(self, grace_s: float) -> None:
         if self._server is not None:
@@ -173,14 +192,16 @@ class HttpServer:
 class HttpRouter:
     """A router: its servers, identification, binding cache and clients."""
 
-    def __init__(self, config: RouterConfig, interpreter: Any, metrics: MetricsRegistry) -> None:
+    def __init__(self, config: RouterConfig, interpreter: Any, metrics: MetricsRegistry,
+                 reuse_port: bool = False) -> None:
         self.config = config
         self.interpreter = interpreter
         self.metrics = metrics
         self.core = RouterCore(config, interpreter, metrics)
         self.label = self.core.label
         self.base_dtab = self.core.base_dtab
-        self.servers = [HttpServer(self.core, s, metrics) for s in config.servers]
+        #: ``reuse_port``: share the ports with other processes (``namerouter --workers N``)
+        self.servers = [HttpServer(self.core, s, metrics, reuse_port) for s in config.servers]
 
     async def start(self) -> None:
         started: list[HttpServer] = []

@@ -1,9 +1,9 @@
 """Routing state: logical name -> bound tree -> client, all computed per name, not per request.
 
 ``ServiceStage`` (one per logical name + request dtab, Linkerd's "path stack") observes
-``interpreter.bind(dtab, name)`` and compiles each new bound tree into a ``Target`` once:
-a ``LeafTarget`` (one client + its pre-encoded headers), a weighted ``UnionTarget`` or a
-fail-over ``AltTarget``. A request then only calls ``target.pick()``.
+``interpreter.bind(dtab, name)`` and compiles each new bound tree into a ``Target`` once
+(``targets.py``): a ``LeafTarget`` (one client + its pre-encoded headers), a weighted
+``UnionTarget`` or a fail-over ``AltTarget``. A request then only calls ``target.pick()``.
 
 ``ClientStage`` (one per bound id, Linkerd's client stack) observes the bound name's
 address ``Var`` and keeps a load balancer over its ``Endpoint``s; when the address set
@@ -21,10 +21,7 @@ idle eviction (``idleTtlSecs``), so random Host headers cannot grow memory forev
 from __future__ import annotations
 
 import asyncio
-import random
 import time
-from bisect import bisect_right
-from itertools import accumulate
 from typing import Any, Optional
 
 from ..dtab.dtab import Dtab
@@ -35,10 +32,14 @@ from ..naming.addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, AddrFailed
 from ..naming.bound import BoundName
 from ..naming.var import PENDING, Failed, Ok
 from .balancers import Balancer, make_balancer
-from .client import Endpoint, PoolSettings
 from .errors import BindingTimeout, NoHosts, NoRoute, RouterError
+from .message import HeaderBlock
 from .policy import ClientPolicy, PolicyTable, ServicePolicy
-from .stats import RequestStats, scope_label
+from .pool import Endpoint, PoolSettings
+from .stats import Cells, Scope, scope_label
+from .targets import AltTarget, ErrorTarget, LeafTarget, Target, UnionTarget
+from .timers import Timer, TimerWheel
+from .transport import PLAIN, Connector
 
 #: Set-level Addr metadata that means "answer this status yourself"
 #: (``/$/io.buoyant.http.status/<code>``; see namerouter/naming/system_namer.py).
@@ -67,10 +68,12 @@ _monotonic = time.monotonic
 class Changes:
     """Requests waiting (bounded by their binding deadline) for a stage's binding to change."""
 
-    __slots__ = ("_futs",)
+    __slots__ = ("_futs", "_wheel")
 
-    def __init__(self) -> None:
+    def __init__(self, wheel: Any) -> None:
         self._futs: list[asyncio.Future] = []
+        #: () -> the router's TimerWheel (the deadline of a wait)
+        self._wheel = wheel
 
     def wake(self) -> None:
         """The binding changed: every waiter looks again."""
@@ -84,98 +87,16 @@ class Changes:
         """Until the next :meth:`wake` or ``timeout`` seconds, whichever comes first."""
         fut = asyncio.get_running_loop().create_future()
         self._futs.append(fut)
+        timer = self._wheel().after(timeout, _wake_one, fut)
         try:
-            await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
-            pass
+            await fut
+        finally:
+            timer.cancel()
 
 
-# Targets: a compiled bound tree ----------------------------------------------------------
-
-class Target:
-    __slots__ = ()
-
-    def pick(self) -> "LeafTarget":
-        raise NotImplementedError
-
-    def clients(self) -> list["ClientStage"]:
-        return []
-
-
-class ErrorTarget(Target):
-    __slots__ = ("error",)
-
-    def __init__(self, error: RouterError) -> None:
-        self.error = error
-
-    def pick(self) -> "LeafTarget":
-        raise self.error
-
-
-class LeafTarget(Target):
-    """One bound name: its client and the request headers naming it."""
-
-    __slots__ = ("client", "bound", "headers")
-
-    def __init__(self, client: "ClientStage", bound: BoundName) -> None:
-        self.client = client
-        self.bound = bound
-        h = b"l5d-dst-client: " + client.id_text.encode("latin-1", "replace") + b"\r\n"
-        if bound.residual.labels:
-            h += b"l5d-dst-residual: " + bound.residual.show().encode("latin-1", "replace") + b"\r\n"
-        self.headers = h
-
-    def pick(self) -> "LeafTarget":
-        return self
-
-    def clients(self) -> list["ClientStage"]:
-        return [self.client]
-
-
-class UnionTarget(Target):
-    """Weighted random choice among branches (Finagle's Union)."""
-
-    __slots__ = ("branches", "cum", "total")
-
-    def __init__(self, branches: list[tuple[float, Target]]) -> None:
-        self.branches = [t for w, t in branches if w > 0] or [t for _, t in branches]
-        weights = [w for w, _ in branches if w > 0] or [1.0] * len(branches)
-        self.cum = list(accumulate(weights))
-        self.total = self.cum[-1]
-
-    def pick(self) -> "LeafTarget":
-        i = bisect_right(self.cum, random.random() * self.total)
-        return self.branches[min(i, len(self.branches) - 1)].pick()
-
-    def clients(self) -> list["ClientStage"]:
-        return [c for b in self.branches for c in b.clients()]
-
-
-class AltTarget(Target):
-    """First usable branch (one whose client has addresses), else the first branch."""
-
-    __slots__ = ("branches",)
-
-    def __init__(self, branches: list[Target]) -> None:
-        self.branches = branches
-
-    def pick(self) -> "LeafTarget":
-        first: Optional[BaseException] = None
-        for b in self.branches:
-            try:
-                leaf = b.pick()
-            except RouterError as e:
-                first = first or e
-                continue
-            if leaf.client.usable:
-                return leaf
-            first = first or leaf  # type: ignore[assignment]
-        if isinstance(first, LeafTarget):
-            return first
-        raise first  # type: ignore[misc]
-
-    def clients(self) -> list["ClientStage"]:
-        return [c for b in self.branches for c in b.clients()]
+def _wake_one(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 # Client stage: one per bound id -----------------------------------------------------------
@@ -205,40 +126,39 @@ class ClientStage:
         self.authority: Optional[bytes] = None
         self.usable = False
         self.pending = True
-        self._changed = Changes()
+        self._changed = Changes(table.wheel)
         prefix = f"rt/{table.label}/client/{scope_label(self.id_text)}/"
         reg = table.registry
-        self.stats = RequestStats(reg, prefix)
+        #: request metrics of this client (a view over the router's cells)
+        self.scope: Scope = table.cells.scope(prefix)
+        self.policy.requeues.count_requests(self.scope.requests)
         self.connects = reg.counter(prefix + "connects")
         self.connect_failures = reg.counter(prefix + "failures/connect")
         reg.gauge(prefix + "connections", self.connection_count)
         #: hostConnectionPool (maxSize, maxWaiters, idleTimeMs, minSize) for every endpoint
         self.pool = PoolSettings(getattr(self.policy, "pool", None))
-        self._pool_timer: Optional[asyncio.TimerHandle] = None
+        #: how new connections are opened (the codec; TLS settings when configured)
+        self.connector: Connector = PLAIN
+        self._pool_timer: Optional[Timer] = None
         self._closed = False
         self._obs = bound.addr.observe(self._on_addr)
 
     def connection_count(self) -> int:
         return sum(e.open_conns for e in self.endpoints.values())
 
-    def _schedule_idle_sweep(self) -> None:
+    def schedule_idle_sweep(self) -> None:
         """``idleTimeMs``: a timer per client (only when configured) closes idle connections."""
         t = self.pool.idle_time_s
         if t is None or self._pool_timer is not None or self._closed:
             return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
+        self._pool_timer = self.table.wheel().after(max(0.02, t / 2.0), ClientStage._sweep_idle, self)
 
-        def sweep() -> None:
-            self._pool_timer = None
-            now = _monotonic()
-            for ep in self.endpoints.values():
-                ep.close_idle(now)
-            self._schedule_idle_sweep()
-
-        self._pool_timer = loop.call_later(max(0.02, t / 2.0), sweep)
+    def _sweep_idle(self) -> None:
+        self._pool_timer = None
+        now = _monotonic()
+        for ep in self.endpoints.values():
+            ep.close_idle(now)
+        self.schedule_idle_sweep()
 
     def _on_addr(self, addr: Addr) -> None:
         self.addr = addr
@@ -252,7 +172,7 @@ class ClientStage:
                 key = (a.host, a.port)
                 ep = self.endpoints.get(key)
                 if ep is None or ep.retired:
-                    ep = Endpoint(a, self, self.pool)
+                    ep = Endpoint(a, self, self.pool, self.connector)
                     ep.accrual = self.policy.new_accrual(ep)
                 else:
                     ep.weight = a.weight
@@ -335,7 +255,7 @@ class ClientStage:
         self._obs.close()
         for ep in self.endpoints.values():
             ep.retire()
-        self.stats.drop()
+        self.scope.drop()
 
 
 # Service stage: one per (logical name, request dtab) -------------------------------------
@@ -354,15 +274,19 @@ class ServiceStage:
         self.policy: Optional[ServicePolicy] = table.policies.service(name)
         #: totalTimeoutMs is enforced by the policy's RequestState (it spans retries)
         self.timeout_s: Optional[float] = None
-        self.stats = table.service_stats_acquire(name, self.name_text)
-        self.headers = b"l5d-dst-service: " + self.name_text.encode("latin-1", "replace") + b"\r\n"
+        #: request metrics of this name (a view over the router's cells, shared by the
+        #: stages of one name under several request dtabs)
+        self.scope: Scope = table.service_scope_acquire(self.name_text)
+        #: the request headers naming this stage, built once
+        fields = [(b"l5d-dst-service", self.name_text.encode("latin-1", "replace"))]
         if local:
-            self.headers += b"l5d-ctx-dtab: " + local.show().encode("latin-1", "replace") + b"\r\n"
+            fields.append((b"l5d-ctx-dtab", local.show().encode("latin-1", "replace")))
+        self.block = HeaderBlock(fields)
         self.target: Optional[Target] = None
         self.error: Optional[RouterError] = None
         self.last_used = _monotonic()
         self.inflight = 0
-        self._changed = Changes()
+        self._changed = Changes(table.wheel)
         self._clients: list[ClientStage] = []
         self._obs = None
         # A client's dtab binds under the interpreter's smaller request budget.
@@ -394,7 +318,7 @@ class ServiceStage:
             bound = tree.value
             if not isinstance(bound, BoundName):
                 raise NoRoute(self.explain(f"the name bound to an unbound path {bound}"))
-            return LeafTarget(self.table.client_acquire(bound), bound)
+            return LeafTarget(self.table.client_acquire(bound), bound, self.block)
         if isinstance(tree, Union):
             return UnionTarget([(w.weight, self._compile(w.tree)) for w in tree.weighted])
         if isinstance(tree, Alt):
@@ -448,7 +372,7 @@ class ServiceStage:
         for c in self._clients:
             self.table.client_release(c)
         self._clients = []
-        self.table.service_stats_release(self.name_text)
+        self.table.service_scope_release(self.name_text)
 
 
 class RouteTable:
@@ -478,11 +402,21 @@ class RouteTable:
         self.idle_ttl_s = idle_ttl_s
         self.service_policy = service_policy
         self.client_policy = client_policy
-        self.policies = PolicyTable(label, registry, service_policy, client_policy)
+        self._wheel: Optional[TimerWheel] = None
+        self.policies = PolicyTable(label, registry, service_policy, client_policy, self.wheel)
+        #: where requests are recorded (stats.py)
+        self.cells = Cells(registry)
         self.routes: dict[Any, ServiceStage] = {}
         self.clients: dict[Path, ClientStage] = {}
-        self._svc_stats: dict[str, list] = {}
-        self._sweeper: Optional[asyncio.TimerHandle] = None
+        self._svc_scopes: dict[str, list] = {}
+        self._sweeper: Optional[Timer] = None
+
+    def wheel(self) -> TimerWheel:
+        """The router's timer wheel (timers.py), on the running loop."""
+        w = self._wheel
+        if w is None:
+            w = self._wheel = TimerWheel(asyncio.get_running_loop())
+        return w
 
     # service stages -----------------------------------------------------------------
     def route(self, name: Path, local: Optional[Dtab]) -> ServiceStage:
@@ -517,18 +451,16 @@ class RouteTable:
     def _ensure_sweeper(self) -> None:
         if self._sweeper is None:
             try:
-                loop = asyncio.get_running_loop()
+                wheel = self.wheel()
             except RuntimeError:
                 return
-            interval = max(1.0, min(self.idle_ttl_s / 2.0, 60.0))
+            self._sweeper = wheel.after(max(1.0, min(self.idle_ttl_s / 2.0, 60.0)), RouteTable._tick, self)
 
-            def tick() -> None:
-                self._sweeper = None
-                self.sweep()
-                if self.routes:
-                    self._ensure_sweeper()
-
-            self._sweeper = loop.call_later(interval, tick)
+    def _tick(self) -> None:
+        self._sweeper = None
+        self.sweep()
+        if self.routes:
+            self._ensure_sweeper()
 
     # client stages ------------------------------------------------------------------
     def client_acquire(self, bound: BoundName) -> ClientStage:
@@ -545,20 +477,20 @@ class RouteTable:
             del self.clients[c.id]
             c.close()
 
-    # per-name service stats (shared by the stages of one name under several dtabs) ---
-    def service_stats_acquire(self, name: Path, text: str) -> RequestStats:
-        e = self._svc_stats.get(text)
+    # per-name service metrics (shared by the stages of one name under several dtabs) ---
+    def service_scope_acquire(self, text: str) -> Scope:
+        e = self._svc_scopes.get(text)
         if e is None:
-            e = self._svc_stats[text] = [RequestStats(self.registry, f"rt/{self.label}/service/{scope_label(text)}/"), 0]
+            e = self._svc_scopes[text] = [self.cells.scope(f"rt/{self.label}/service/{scope_label(text)}/"), 0]
         e[1] += 1
         return e[0]
 
-    def service_stats_release(self, text: str) -> None:
-        e = self._svc_stats.get(text)
+    def service_scope_release(self, text: str) -> None:
+        e = self._svc_scopes.get(text)
         if e is not None:
             e[1] -= 1
             if e[1] <= 0:
-                del self._svc_stats[text]
+                del self._svc_scopes[text]
                 e[0].drop()
 
     def client_state(self) -> dict[str, Any]:

@@ -7,8 +7,8 @@
 - ``timeouts.py``: total / per-attempt timeouts, ``l5d-ctx-deadline``;
 - ``failure_accrual.py``: marking endpoints dead, probing, reviving;
 - ``requeue.py``: requeue budget for failures that never reached a server;
-- ``runtime.py``: what the routing stages and the exchange call.
+- ``runtime.py``: what the routing stages and the request lifecycle call.
 """
-from .runtime import ClientPolicy, PolicyTable, RequestState, ServicePolicy
+from .runtime import ClientPolicy, PolicyTable, RequestPolicy, ServicePolicy
 
-__all__ = ["PolicyTable", "ServicePolicy", "ClientPolicy", "RequestState"]
+__all__ = ["PolicyTable", "ServicePolicy", "ClientPolicy", "RequestPolicy"]

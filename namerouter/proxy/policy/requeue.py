@@ -2,16 +2,16 @@
 is re-sent at once to another endpoint of the same client, within the client's
 ``requeueBudget`` (Finagle's RetryBudget, default 10/s + 20 %, ttl 10 s).
 
-Deposits are taken lazily from the client's ``requests`` counter when a requeue is asked
-for, so a request that needs no requeue costs nothing here (the hot path only bumps the
-counter it already bumps).
+Deposits are taken lazily from the client's request count when a requeue is asked for,
+so a request that needs no requeue costs nothing here (the hot path records the request
+once, as it does anyway).
 
 Metrics (per client, Finagle's names): ``retries/requeues``, ``retries/budget_exhausted``
 and the gauge ``retries/budget``.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Optional
 
 from ...metrics import MetricsRegistry
 from .retries import RetryBudget
@@ -24,12 +24,20 @@ class Requeues:
         self.budget = RetryBudget.from_config(cfg)
         self.requeues = registry.counter(prefix + "retries/requeues")
         self.exhausted = registry.counter(prefix + "retries/budget_exhausted")
-        self._requests = registry.counter(prefix + "requests")
-        self._seen = self._requests.value
+        #: () -> requests the client has recorded so far (set by the client stage)
+        self._requests: Optional[Callable[[], int]] = None
+        self._seen = 0
         registry.gauge(prefix + "retries/budget", lambda: self.budget.balance)
 
+    def count_requests(self, requests: Callable[[], int]) -> None:
+        """Where the client's request count comes from (its metrics scope)."""
+        self._requests = requests
+        self._seen = requests()
+
     def _sync(self) -> None:
-        n = self._requests.value - self._seen
+        if self._requests is None:
+            return
+        n = self._requests() - self._seen
         if n > 0:
             self._seen += n
             self.budget.window.add(n * self.budget.deposit_amount)

@@ -21,7 +21,7 @@ deadline is advisory for the next hop (Linkerd does not enforce an incoming one)
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable, Optional
+from typing import Iterable, Optional
 
 from ..errors import RequestTimeout
 
@@ -73,39 +73,3 @@ def deadline_header(timeout_s: Optional[float], incoming: Iterable[bytes] = ()) 
     if d is None:
         return None
     return b"l5d-ctx-deadline: %d %d\r\n" % d
-
-
-class TimerWheel:
-    """Request timeouts on a coarse wheel (Finagle's default timer is a hashed wheel with
-    10 ms ticks too): deadlines are rounded up to the next tick, and the event loop gets
-    one timer per tick that has entries instead of one timer per request. Arming is a
-    dict lookup and a list append; cancelling clears the entry in place."""
-
-    TICK = 0.01
-
-    __slots__ = ("loop", "buckets")
-
-    def __init__(self, loop: Any) -> None:
-        self.loop = loop
-        self.buckets: dict[int, list[list[Any]]] = {}
-
-    def schedule(self, when: float, fn: Callable[[Any], None], arg: Any) -> list[Any]:
-        """Call ``fn(arg)`` at ``when`` (loop time) or up to one tick later."""
-        tick = int(when / self.TICK) + 1
-        bucket = self.buckets.get(tick)
-        if bucket is None:
-            bucket = self.buckets[tick] = []
-            self.loop.call_at(tick * self.TICK, self._fire, tick)
-        entry = [fn, arg]
-        bucket.append(entry)
-        return entry
-
-    @staticmethod
-    def cancel(entry: list[Any]) -> None:
-        entry[0] = None
-        entry[1] = None
-
-    def _fire(self, tick: int) -> None:
-        for fn, arg in self.buckets.pop(tick, ()):
-            if fn is not None:
-                fn(arg)

@@ -1,0 +1,55 @@
+"""An upstream connection for an attempt: pooled, or new — with connect failures requeued
+to another endpoint of the same client within its ``requeueBudget`` (Finagle's requeues:
+a failure that provably never reached a server is re-sent at once elsewhere)."""
+from __future__ import annotations
+
+import asyncio
+import time
+from random import getrandbits
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConnectFailed, NoHosts
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .pool import Endpoint
+    from .routing import ClientStage, ServiceStage
+
+_now = time.monotonic
+
+
+async def connection_for(route: "ServiceStage", client: "ClientStage", node: "Endpoint") -> tuple["Endpoint", Any]:
+    """(endpoint, connection); raises ConnectFailed / NoHosts (RouterErrors) when out of tries."""
+    tries = 0
+    limit = max(1, min(client.balancer.max_effort, len(client.endpoints)))
+    while True:
+        conn = node.get_idle()
+        if conn is not None:
+            return node, conn
+        try:
+            return node, await node.connect()
+        except (OSError, asyncio.TimeoutError) as e:
+            tries += 1
+            node = _next_endpoint(route, client, node, e, tries, limit)
+
+
+def _next_endpoint(route: "ServiceStage", client: "ClientStage", node: "Endpoint", e: BaseException,
+                   tries: int, limit: int) -> "Endpoint":
+    """Count a connect failure and choose the endpoint to try next (or raise)."""
+    client.connect_failures.value += 1
+    if node.accrual is not None:
+        node.accrual.failure()  # failure accrual decides when the endpoint is marked dead
+    else:
+        node.down_until = _now() + 1.0
+    if tries >= limit or not client.policy.requeues.try_requeue():
+        why = e.strerror if isinstance(e, OSError) and e.strerror else (str(e) or type(e).__name__)
+        raise ConnectFailed(route.explain(
+            f"unable to connect to {node.label} (bound name {client.id_text}, {tries} endpoint "
+            f"attempt(s)): {why}", headline="Connection failed for"))
+    nxt = client.balancer.pick()
+    if nxt is node:  # a requeue goes to another endpoint when there is one
+        others = [n for n in client.balancer.nodes if n is not node and n.available]
+        if others:
+            nxt = others[getrandbits(32) % len(others)]
+    if nxt is None:
+        raise NoHosts(route.explain_no_hosts(client))
+    return nxt  # type: ignore[return-value]

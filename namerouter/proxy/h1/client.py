@@ -1,0 +1,331 @@
+"""HTTP/1.1 upstream connections: bytes to and from a backend, nothing else.
+
+``H1ClientConnection`` carries one request lifecycle at a time (no pipelining towards
+backends). It writes the request through ``encode.request_head`` and reads the response
+the way the server side reads requests: the head's end is found in the bytes, httptools
+validates it, ``heads.parse_response`` classifies it with one scan, and the lifecycle gets
+an ``H1ResponseHead`` (kept as bytes). A Content-Length body is counted and handed on
+as the received bytes; a chunked body goes through a second httptools parser with body
+callbacks (the codec re-frames it for the client); a body without either ends at EOF.
+After a complete keep-alive response the lifecycle returns the connection to its pool.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Optional
+
+import httptools
+
+from ..batch import BATCH, Coalescing
+from ..transport import set_nodelay
+from .encode import LAST_CHUNK, chunk, request_head
+from .heads import FramingError, H1ResponseHead, parse_response
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..lifecycle import Lifecycle
+    from ..pool import Endpoint
+
+#: A response head larger than this is a broken backend (it bounds what one head buffers).
+MAX_RESPONSE_HEAD = 256 * 1024
+
+# read states
+HEAD, LENGTH, CHUNKED, EOF = 0, 1, 2, 3
+
+_SILENT = object()  # a parser protocol without callbacks: httptools only validates
+
+
+class _ChunkedBody:
+    """httptools callbacks for a chunked response body."""
+
+    __slots__ = ("conn", "complete")
+
+    def __init__(self, conn: "H1ClientConnection") -> None:
+        self.conn = conn
+        self.complete = False
+
+    def on_message_begin(self) -> None:
+        if self.complete:  # a backend must not send a second response unasked
+            raise FramingError("unexpected data after the response")
+
+    def on_body(self, body: bytes) -> None:
+        lc = self.conn.lc
+        if lc is not None:
+            lc.response_body(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+        self.conn._response_done(True)
+
+
+class H1ClientConnection(Coalescing):
+    def __init__(self, endpoint: "Endpoint") -> None:
+        self.endpoint = endpoint
+        self.default_host = endpoint.label.encode()
+        self.transport: Any = None
+        self.parser = httptools.HttpResponseParser(_SILENT)
+        self.body_parser: Any = None
+        #: the lifecycle this connection serves (None while pooled)
+        self.lc: Optional["Lifecycle"] = None
+        self.closed = False
+        self.reused = False
+        self.got_bytes = False
+        self.tunnel: Any = None  # the downstream connection once upgraded
+        self.paused = False
+        self.idle_since = 0.0
+        self.out: Optional[list[bytes]] = None
+        self.buf = b""
+        self.state = HEAD
+        self.left = 0
+        self.skip_body = False
+        self.chunked_up = False
+        self.resp: Optional[H1ResponseHead] = None
+        #: the last response head with a Content-Length, reused when repeated byte for byte
+        self.memo: Optional[H1ResponseHead] = None
+        #: httptools follows the current response (False while a reused head's body is read)
+        self.tracked = True
+
+    # --- the upstream interface (called by the lifecycle) -------------------------------
+    def send_request(self, lc: "Lifecycle", body: Optional[list[bytes]]) -> None:
+        head = lc.head
+        self.skip_body = head.method == b"HEAD"
+        self.chunked_up = head.chunked
+        leaf = lc.leaf
+        parts = request_head(head, lc.uri, leaf.client.authority, self.default_host,  # type: ignore[union-attr]
+                             leaf.dst.h1, lc.reqid, lc.deadline)  # type: ignore[union-attr,arg-type]
+        if body:
+            if head.chunked:
+                parts += [chunk(c) for c in body]
+            else:
+                parts += body
+        if head.chunked and lc.upload_complete:
+            parts.append(LAST_CHUNK)
+        self.write(b"".join(parts))
+
+    def send_body(self, data: bytes) -> None:
+        self.write(chunk(data) if self.chunked_up else data)
+
+    def end_body(self) -> None:
+        if self.chunked_up:
+            self.write(LAST_CHUNK)
+
+    def pause_reading(self) -> None:
+        """The client reads slower than this backend sends: stop reading it."""
+        t = self.transport
+        if t is not None and not self.paused:
+            self.paused = True
+            t.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.paused:
+            self.paused = False
+            t = self.transport
+            if t is not None:
+                t.resume_reading()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.flush()
+            self.closed = True
+            t = self.transport
+            if t is not None:
+                t.close()
+
+    def abort(self) -> None:
+        self.closed = True
+        t = self.transport
+        if t is not None:
+            t.abort()
+
+    # --- asyncio.Protocol -------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        set_nodelay(transport)
+        self.endpoint.conn_opened()
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.write(data)
+            return
+        lc = self.lc
+        if lc is None:
+            # An idle keep-alive connection must not talk: it is out of sync, drop it.
+            self.close()
+            return
+        self.got_bytes = True
+        BATCH.enter()
+        try:
+            self._read(data)
+        except httptools.HttpParserUpgrade:
+            self.close()
+        except (httptools.HttpParserError, FramingError) as e:
+            lc = self.lc
+            if lc is not None:
+                lc.upstream_broken(self, f"malformed response from {self.endpoint.label}: {e}")
+            self.close()
+        finally:
+            BATCH.leave()
+
+    def eof_received(self) -> Optional[bool]:
+        return False
+
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
+        self.closed = True
+        self.transport = None
+        self.endpoint.conn_lost()
+        t = self.tunnel
+        if t is not None:
+            self.tunnel = None
+            t.close_tunnel()
+            return
+        lc = self.lc
+        if lc is not None:
+            if self.state == EOF:
+                self.state = HEAD
+                lc.response_end(False)  # a close-delimited response ends with the connection
+            else:
+                lc.upstream_lost(self, exc)
+
+    def pause_writing(self) -> None:
+        # The backend is slower than the upload: stop reading the client.
+        lc = self.lc
+        if lc is not None:
+            lc.down.pause_request_body(self)
+        elif self.tunnel is not None:
+            self.tunnel.pause_request_body(self)
+
+    def resume_writing(self) -> None:
+        lc = self.lc
+        if lc is not None:
+            lc.down.resume_request_body(self)
+        elif self.tunnel is not None:
+            self.tunnel.resume_request_body(self)
+
+    # --- reading the response -------------------------------------------------------------
+    def _read(self, data: bytes) -> None:
+        state = self.state
+        if state == LENGTH:
+            left = self.left
+            n = len(data)
+            if n <= left:  # the common case: the read is all body
+                if self.tracked:
+                    self.parser.feed_data(data)
+                self.left = left - n
+                self.lc.response_body(data)  # type: ignore[union-attr]
+                if n == left:
+                    self._response_done(True)
+                return
+            self._length_body(data[:left])
+            self._extra(data[left:])
+            return
+        if state == CHUNKED:
+            self.body_parser.feed_data(data)
+            return
+        if state == EOF:
+            self.lc.response_body(data)  # type: ignore[union-attr]
+            return
+        self._head(data)
+
+    def _head(self, data: bytes) -> None:
+        if self.buf:
+            data = self.buf + data
+            self.buf = b""
+        pos = 0
+        while True:
+            end = data.find(b"\r\n\r\n", pos)
+            if end < 0:
+                if len(data) - pos > MAX_RESPONSE_HEAD:
+                    raise FramingError(f"response head larger than {MAX_RESPONSE_HEAD // 1024} KB")
+                self.buf = data[pos:]
+                return
+            end += 4
+            raw = data if pos == 0 and end == len(data) else data[pos:end]
+            resp = self.memo
+            fresh = resp is None or raw != resp.raw
+            if fresh:
+                resp = parse_response(raw)
+            status = resp.status  # type: ignore[union-attr]
+            if status < 200 and status != 101:  # 1xx interim (100 Continue): another head follows
+                self.parser.feed_data(raw)
+                lc = self.lc
+                if lc is not None:
+                    lc.response_interim(status, resp.reason)  # type: ignore[union-attr]
+                pos = end
+                continue
+            break
+        assert resp is not None
+        rest = data[end:] if end < len(data) else b""
+        if resp.chunked and not self.skip_body:
+            self.resp = resp
+            self.state = CHUNKED
+            self.body_parser = httptools.HttpResponseParser(_ChunkedBody(self))
+            self.body_parser.feed_data(raw)
+            self.lc.response_head(resp)  # type: ignore[union-attr]
+            if rest and self.state == CHUNKED:
+                self.body_parser.feed_data(rest)
+            return
+        if fresh:
+            try:
+                self.parser.feed_data(raw)
+            except httptools.HttpParserUpgrade:
+                if status != 101:
+                    raise
+            # A backend repeating a head byte for byte (most do, on a keep-alive
+            # connection) gets it reused: checked and classified once. httptools then
+            # does not see the repeat (it is at a message boundary before and after).
+            self.memo = resp if resp.content_length is not None and status != 101 else None
+        self.tracked = fresh
+        self.resp = resp
+        lc = self.lc
+        if status == 101:  # Switching Protocols: from here on a byte tunnel
+            lc.response_head(resp)  # type: ignore[union-attr]
+            lc.upstream_upgraded(self, rest)  # type: ignore[union-attr]
+            return
+        if self.skip_body or status == 204 or status == 304:
+            if self.skip_body and fresh:
+                # A response to HEAD: llhttp would wait for Content-Length bytes; there are none.
+                self.parser = httptools.HttpResponseParser(_SILENT)
+            lc.response_head(resp)  # type: ignore[union-attr]
+            self._response_done(not rest)
+            if rest:
+                self._extra(rest)
+            return
+        n = resp.content_length
+        if n is None:
+            self.state = EOF  # the body ends with the connection
+            lc.response_head(resp)  # type: ignore[union-attr]
+            if rest and self.lc is not None:
+                self.lc.response_body(rest)
+            return
+        lc.response_head(resp)  # type: ignore[union-attr]
+        if n == 0:
+            self._response_done(not rest)
+            if rest:
+                self._extra(rest)
+            return
+        self.state = LENGTH
+        self.left = n
+        if rest:
+            self._read(rest)
+
+    def _length_body(self, data: bytes) -> None:
+        if self.tracked:
+            self.parser.feed_data(data)
+        self.left -= len(data)
+        lc = self.lc
+        if lc is not None:
+            lc.response_body(data)
+        if self.left == 0:
+            self._response_done(False)
+
+    def _extra(self, data: bytes) -> None:
+        """Bytes after a complete response: the backend is out of sync; never reuse it."""
+        self.close()
+
+    def _response_done(self, reusable: bool) -> None:
+        self.state = HEAD
+        self.body_parser = None
+        resp = self.resp
+        self.resp = None
+        lc = self.lc
+        if lc is not None:
+            lc.response_end(reusable and resp is not None and resp.keep_alive and not self.closed)

@@ -1,0 +1,507 @@
+"""One request, from its head to the last byte of its answer, whatever the wire format.
+
+A codec (``h1/server.py`` today; HTTP/2 next) creates a :class:`Lifecycle` per request
+with a :class:`~.message.RequestHead` and the object that answers it (the
+*downstream*: an HTTP/1 connection, an HTTP/2 stream), calls :meth:`Lifecycle.start`,
+and feeds it the request body (:meth:`request_body`, :meth:`request_end`) and the
+client's disappearance (:meth:`cancel`). The upstream codec (``h1/client.py``) feeds it
+the response (:meth:`response_head`, :meth:`response_body`, :meth:`response_end`,
+:meth:`response_interim`) and trouble (:meth:`upstream_lost`, :meth:`upstream_broken`).
+The contract of both sides is written down in docs/architecture.md ("The request
+lifecycle").
+
+Everything between is here, once: admission, identification and routing
+(``RouterCore.resolve``), the one dispatch path (pick a leaf of the bound tree, an
+endpoint, a pooled or new connection; connect failures requeued to another endpoint),
+the per-request policy (retries, timeouts, classification: ``policy/runtime.py``,
+which drives retries through :meth:`reset_for_retry` and :meth:`dispatch`), failure
+accrual, router-made answers, metrics (one record per request) and the access log.
+
+The state is explicit: :class:`Phase` for the exchange and :class:`Upload` for the
+request body, changed only by this class's methods. The common case — binding known,
+idle pooled connection — runs from the codec's callback without a task or a future;
+only waiting (a pending binding, a new connection) goes through a coroutine, while
+body pieces that arrive meanwhile are buffered (bounded: the codec pauses reading above
+``BUFFER_LIMIT``).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from random import getrandbits
+from typing import TYPE_CHECKING, Any, Coroutine, Optional
+
+from .connect import connection_for
+from .errors import BackendFailed, BadRequest, NoHosts, Overloaded, RouterError
+from .message import EMPTY_BLOCK, HeaderBlock, RequestHead, ResponseHead, reqid_for
+from .phases import (  # noqa: F401  (the states, re-exported for the codecs and the policy)
+    ANSWERED, COMPLETE, CONNECTING, DISCARDING, DONE, RECEIVING, RESPONDING, RETRYING, ROUTING, SENT, WAITING,
+    Phase, Upload,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .pool import Endpoint
+    from .router import HttpServer
+    from .routing import ServiceStage
+    from .targets import LeafTarget
+
+#: Request body buffered while no upstream connection exists yet; above it reading pauses.
+BUFFER_LIMIT = 256 * 1024
+#: A request body still to come after an early answer is read and dropped if at most this
+#: big; otherwise the connection is not reused.
+DRAIN_LIMIT = 64 * 1024
+
+_now = time.monotonic
+log = logging.getLogger("namerouter.proxy")
+
+
+class Lifecycle:
+    """One request/response exchange (see the module docstring)."""
+
+    __slots__ = (
+        "down", "server", "head", "uri", "t0", "phase", "upload", "route", "leaf", "node", "up",
+        "body", "body_bytes", "task", "policy", "status", "resp_len", "stale_retried", "reqid",
+        "deadline", "counted", "bind_deadline",
+    )
+
+    def __init__(self, down: Any, server: "HttpServer", head: RequestHead) -> None:
+        #: the downstream: writes the answer (see docs/architecture.md for its methods)
+        self.down = down
+        self.server = server
+        self.head = head
+        #: the request target to forward (an identifier may consume a prefix of it)
+        self.uri = head.uri
+        self.t0 = _now()
+        self.phase = WAITING
+        self.upload = RECEIVING
+        self.route: Optional["ServiceStage"] = None
+        self.leaf: Optional["LeafTarget"] = None
+        self.node: Optional["Endpoint"] = None
+        #: the upstream connection of the current attempt
+        self.up: Any = None
+        #: request body pieces received while no upstream connection carries the request
+        self.body: Optional[list[bytes]] = None
+        self.body_bytes = 0
+        self.task: Optional[asyncio.Task[Any]] = None
+        #: retries/timeouts state (policy/runtime.py RequestPolicy) when the name has a policy
+        self.policy: Any = None
+        self.status = 0
+        #: the response's Content-Length, for the access log
+        self.resp_len: Optional[int] = None
+        self.stale_retried = False
+        self.reqid: Optional[bytes] = None
+        #: ``l5d-ctx-deadline`` to send instead of the incoming ones (b"": none), or None
+        #: to forward them as received; set by the policy
+        self.deadline: Optional[bytes] = None
+        self.counted = False
+        self.bind_deadline = 0.0
+
+    # --- what the codecs and the policy may read ----------------------------------------
+    @property
+    def done(self) -> bool:
+        return self.phase is DONE
+
+    @property
+    def responding(self) -> bool:
+        """Something was sent to the client (or the exchange is over)."""
+        return self.phase >= RESPONDING
+
+    @property
+    def upload_complete(self) -> bool:
+        return self.upload is COMPLETE
+
+    # --- start: admission, routing ---------------------------------------------------------
+    def start(self, t0: Optional[float] = None) -> None:
+        """The request's turn has come (at once, or after a pipelined predecessor)."""
+        if t0 is not None:
+            self.t0 = t0  # latency counts from when it starts, not from its arrival
+        self.phase = ROUTING
+        server = self.server
+        head = self.head
+        server.inflight += 1
+        self.counted = True
+        try:
+            if server.max_concurrent is not None and server.inflight > server.max_concurrent:
+                raise Overloaded(f"server {server.ip}:{server.port} is at maxConcurrentRequests "
+                                 f"({server.max_concurrent}); request rejected")
+            if head.via is not None and head.via.count(b",") + 1 > server.max_call_depth:
+                raise BadRequest(f"Maximum number of calls ({server.max_call_depth}) has been exceeded "
+                                 "(Via header); please check for proxy loops")
+            route, new_uri = server.core.resolve(head)
+        except Exception as e:
+            self._routing_failed(e)
+            return
+        self.route = route
+        route.inflight += 1
+        route.last_used = self.t0
+        if new_uri is not None:
+            self.uri = new_uri
+        if route.policy is not None:
+            self.policy = route.policy.begin(self)
+        self.dispatch()
+
+    def dispatch(self) -> None:
+        """Pick a leaf of the bound tree and an endpoint, and send the request: the one
+        path of every attempt (first tries and retries)."""
+        route = self.route
+        assert route is not None
+        self.phase = ROUTING
+        target = route.target
+        if target is None:
+            if route.error is not None:
+                self.fail(route.error)  # known not to route: answer now, no task
+            else:
+                self._wait(self._when_bound())
+            return
+        try:
+            leaf = target.pick()
+        except RouterError as e:
+            self.fail(e)
+            return
+        client = leaf.client
+        if client.pending:
+            self._wait(self._when_bound())
+            return
+        if client.status_code is not None:
+            self._answer_status(client.status_code)
+            return
+        node = client.balancer.pick()
+        if node is None:
+            self.fail(NoHosts(route.explain_no_hosts(client)))
+            return
+        self.leaf = leaf
+        self.node = node  # type: ignore[assignment]
+        if self.policy is not None:
+            self.policy.attempt(self, client)
+        conn = node.get_idle()  # type: ignore[attr-defined]
+        if conn is not None:
+            self._send(conn)
+            return
+        self.phase = CONNECTING
+        self._wait(self._connect(node))  # type: ignore[arg-type]
+
+    def _wait(self, coro: Coroutine[Any, Any, None]) -> None:
+        self.task = asyncio.get_running_loop().create_task(coro)
+
+    async def _when_bound(self) -> None:
+        """The binding (or the picked client's address set) is pending: wait for it, at most
+        bindingTimeoutMs from the first wait, then dispatch again."""
+        route = self.route
+        assert route is not None
+        try:
+            if not self.bind_deadline:
+                self.bind_deadline = asyncio.get_running_loop().time() + route.table.binding_timeout_s
+            target = await route.wait_bound(self.bind_deadline)
+            await target.pick().client.wait_ready(self.bind_deadline)
+        except asyncio.CancelledError:
+            return
+        except Exception as e:
+            self.task = None
+            self._routing_failed(e)
+            return
+        self.task = None
+        if self.phase is ROUTING:
+            self.dispatch()
+
+    async def _connect(self, node: "Endpoint") -> None:
+        """A connection to ``node`` (or, after connect failures, to another endpoint)."""
+        try:
+            node, conn = await connection_for(self.route, self.leaf.client, node)  # type: ignore[union-attr,arg-type]
+        except asyncio.CancelledError:
+            return
+        except Exception as e:
+            self.task = None
+            self._routing_failed(e)
+            return
+        self.task = None
+        if self.phase is not CONNECTING:
+            node.release(conn)
+            return
+        self.node = node
+        self._send(conn)
+
+    def _routing_failed(self, e: BaseException) -> None:
+        """Answer a request whose routing raised."""
+        if isinstance(e, RouterError):
+            self.fail(e)
+            return
+        # a bug or a broken plugin: answer, log, keep serving
+        log.exception("routing %r failed", self.head.uri, exc_info=e)
+        self.fail(RouterError(f"internal error while routing the request: {type(e).__name__}: {e}"))
+
+    # --- the request towards the upstream ----------------------------------------------
+    def _send(self, conn: Any) -> None:
+        self.task = None
+        self.up = conn
+        conn.lc = self
+        self.node.outstanding += 1  # type: ignore[union-attr]
+        self.phase = SENT
+        if self.reqid is None:
+            trace = self.head.trace
+            self.reqid = b"%016x" % getrandbits(64) if trace is None else reqid_for(trace)
+        if self.down.write_paused:
+            conn.pause_reading()
+        body, self.body = self.body, None
+        conn.send_request(self, body)
+        if self.body_bytes:
+            self.body_bytes = 0
+            self.down.resume_request_body(self)
+
+    def request_body(self, chunk: bytes) -> None:
+        """A piece of the request body (the codec has removed its framing)."""
+        phase = self.phase
+        if phase >= RESPONDING:
+            return  # answered: dropped
+        if self.policy is not None:
+            self.policy.keep(chunk)  # kept for a replay while the request is retryable
+        up = self.up
+        if up is not None and phase is SENT:
+            up.send_body(chunk)
+            return
+        if self.body is None:
+            self.body = [chunk]
+        else:
+            self.body.append(chunk)
+        self.body_bytes += len(chunk)
+        if self.body_bytes > BUFFER_LIMIT:
+            self.down.pause_request_body(self)
+
+    def request_end(self) -> None:
+        """The request is complete."""
+        self.upload = COMPLETE
+        phase = self.phase
+        if phase is SENT and self.up is not None:
+            self.up.end_body()
+        elif phase is ANSWERED:
+            self._complete()
+
+    # --- the response towards the client -----------------------------------------------
+    def response_interim(self, status: int, reason_phrase: bytes) -> None:
+        if self.phase is SENT:
+            self.down.send_interim(status, reason_phrase)
+
+    def response_head(self, resp: ResponseHead) -> None:
+        if self.phase is not SENT:
+            return
+        node = self.node
+        if node is not None and node.accrual is not None:
+            node.accrual.record(resp.status)
+        extra: Optional[HeaderBlock] = EMPTY_BLOCK
+        if self.policy is not None:
+            extra = self.policy.on_response(self, resp)
+            if extra is None:
+                self.phase = DISCARDING  # retryable: read and drop it, then retry
+                return
+        self.status = resp.status
+        self.resp_len = resp.content_length
+        self.phase = RESPONDING
+        authority = self.leaf.client.authority  # type: ignore[union-attr]
+        unrewrite = (authority, self.head.host) if authority is not None and self.head.host else None
+        self.down.send_response_head(self, resp, extra, unrewrite)
+
+    def response_body(self, chunk: bytes) -> None:
+        if self.phase is RESPONDING:
+            self.down.send_body(chunk)
+
+    def response_end(self, reusable: bool) -> None:
+        """The response is complete; ``reusable``: the upstream connection may carry another."""
+        phase = self.phase
+        if phase is DISCARDING:
+            self._detach(reusable)
+            self.policy.discarded(self)
+            return
+        if phase is not RESPONDING:
+            return
+        self.down.end_response()
+        complete = self.upload is COMPLETE
+        self._detach(reusable and complete)
+        if complete:
+            self._complete()
+        else:
+            self._early_answer()
+
+    def _drainable(self) -> bool:
+        """Whether the rest of the request body may be read and dropped after an answer (so
+        the connection carries on) instead of closing the connection."""
+        head = self.head
+        return self.upload is COMPLETE or (
+            not head.chunked and not head.expect_continue and head.upgrade is None
+            and (head.content_length or 0) <= DRAIN_LIMIT)
+
+    def _early_answer(self) -> None:
+        """Answered before the request body ended (e.g. a 413 or 417)."""
+        if self._drainable():
+            self.phase = ANSWERED
+        else:
+            self.down.close_after()
+            self._complete()
+
+    def upstream_upgraded(self, conn: Any, rest: bytes) -> None:
+        """101 Switching Protocols: the codecs turn both connections into a byte tunnel."""
+        if self.phase is not RESPONDING or self.status != 101:
+            conn.close()
+            return
+        self.up = None
+        conn.lc = None
+        self.node.outstanding -= 1  # type: ignore[union-attr]
+        self.down.start_tunnel(self, conn, rest)
+        self._finish()
+
+    # --- upstream trouble ----------------------------------------------------------------
+    def upstream_lost(self, conn: Any, exc: Optional[BaseException]) -> None:
+        """The upstream connection closed before the response was complete."""
+        if conn is not self.up or self.phase is DONE:
+            return
+        if (self.phase is SENT and conn.reused and not conn.got_bytes and not self.stale_retried
+                and not self.head.has_body):
+            # A pooled connection the backend had already closed: one fresh try.
+            self.stale_retried = True
+            node = self.node
+            self._detach(False)
+            self.phase = CONNECTING
+            self._wait(self._connect(node))  # type: ignore[arg-type]
+            return
+        why = f": {exc}" if exc else ""
+        self.upstream_broken(conn, f"connection to {conn.endpoint.label} closed before the response was "
+                                   f"complete{why}")
+
+    def upstream_broken(self, conn: Any, message: str) -> None:
+        if conn is not self.up or self.phase is DONE:
+            return
+        route = self.route
+        client = self.leaf.client.id_text if self.leaf is not None else "?"
+        why = f"{message} (bound name {client})"
+        self.fail(BackendFailed(route.explain(why, headline="Backend failure for") if route else why))
+
+    # --- router-made answers ---------------------------------------------------------------
+    def _answer_status(self, status: int) -> None:
+        """``/$/io.buoyant.http.status/<code>``: answer the status ourselves."""
+        if self.policy is not None:
+            self.policy.finish()
+        self.leaf = None
+        self._answered(status, self.down.send_status(self, status, self._drainable()))
+
+    def fail(self, err: RouterError) -> None:
+        """The request cannot be answered by an upstream: answer ``err`` (or, when a policy
+        retries, start the next attempt)."""
+        phase = self.phase
+        if phase >= ANSWERED:
+            return
+        if phase < RESPONDING:
+            node = self.node
+            if self.up is not None and node is not None and node.accrual is not None and (
+                    phase is not DISCARDING):
+                node.accrual.failure()  # the attempt in flight failed without a response
+            if self.policy is not None and self.policy.on_fail(self, err):
+                return  # retried
+        self._cancel_task()
+        self._detach(False)
+        if phase is RESPONDING:
+            # Part of the response is out: the only honest signal left is to cut the connection.
+            self.status = self.status or err.status
+            self.down.abort()
+            self._complete()
+            return
+        self._answered(err.status, self.down.send_error(self, err, self._drainable()))
+
+    def _answered(self, status: int, carries_on: bool) -> None:
+        self.status = status
+        if self.upload is COMPLETE or not carries_on:
+            if not carries_on:
+                self.down.close_after()
+            self._complete()
+        else:
+            self.phase = ANSWERED
+
+    # --- retries (driven by policy/runtime.py) ----------------------------------------------
+    def reset_for_retry(self, replay: Optional[list[bytes]]) -> None:
+        """Forget the failed attempt (its connection is closed or back in its pool) before
+        the next one; ``replay`` is the request body to send again."""
+        self._cancel_task()
+        self._detach(False)
+        self.node = None
+        self.status = 0
+        self.stale_retried = False
+        self.body = list(replay) if replay else None
+        self.body_bytes = 0
+        self.phase = RETRYING
+
+    def record_attempt(self, status: int, ms: float) -> None:
+        """An attempt that is not the final answer (a retried one): client metrics only."""
+        leaf = self.leaf
+        if leaf is not None:
+            self.server.cells.cell(None, None, leaf.client.scope).record(status, ms)
+
+    # --- completion ------------------------------------------------------------------------
+    def _cancel_task(self) -> None:
+        t = self.task
+        if t is not None:
+            self.task = None
+            if t is not asyncio.current_task():
+                t.cancel()
+
+    def _detach(self, reusable: bool) -> None:
+        """Let go of the upstream connection: back to its pool, or closed."""
+        up = self.up
+        if up is None:
+            return
+        self.up = None
+        up.lc = None
+        self.down.resume_request_body(up)
+        up.resume_reading()
+        node = self.node
+        if node is not None:
+            node.outstanding -= 1
+            balancer = self.leaf.client.balancer  # type: ignore[union-attr]
+            if balancer.observes_latency:
+                balancer.observe(node, _now() - self.t0)
+            if reusable:
+                node.release(up)
+                return
+        up.close()
+
+    def _finish(self) -> None:
+        """Leave the exchange: timers stopped, metrics recorded (exactly once)."""
+        self.phase = DONE
+        if self.policy is not None:
+            self.policy.finish()
+        if self.counted:
+            self.counted = False
+            self._record()
+
+    def _complete(self) -> None:
+        if self.phase is DONE:
+            return
+        self._finish()
+        self.down.finished(self)
+
+    def cancel(self) -> None:
+        """The client went away."""
+        if self.phase is DONE:
+            return
+        self._cancel_task()
+        up = self.up
+        if up is not None:
+            self.up = None
+            up.lc = None
+            if self.node is not None:
+                self.node.outstanding -= 1
+            up.abort()
+        self._finish()
+
+    def _record(self) -> None:
+        ms = (_now() - self.t0) * 1000.0
+        server = self.server
+        route = self.route
+        leaf = self.leaf
+        server.cells.cell(server.scope, route.scope if route is not None else None,
+                          leaf.client.scope if leaf is not None else None).record(self.status, ms)
+        if route is not None:
+            route.inflight -= 1
+        server.inflight -= 1
+        access = server.core.access_log
+        if access is not None:
+            h = self.head
+            access.log(h.host, self.down.peer, h.method, h.uri, h.version, self.status, self.resp_len,
+                       h.header(b"referer"), h.header(b"user-agent"))
