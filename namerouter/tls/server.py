@@ -42,10 +42,12 @@ _RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 class TlsServer:
     """Listen on ``host:port`` and terminate TLS for ``protocol_factory``."""
 
-    def __init__(self, protocol_factory: Callable[[], asyncio.BaseProtocol], source: TlsSource,
+    def __init__(self, protocol_factory: Callable[[], asyncio.BaseProtocol], source: Optional[TlsSource],
                  failures: Optional[HandshakeFailures] = None,
                  handshake_timeout: float = HANDSHAKE_TIMEOUT_S) -> None:
         self.protocol_factory = protocol_factory
+        #: may be set after ``listen(start=False)``, before ``start_serving()`` (a source
+        #: whose metrics scope names the bound port)
         self.source = source
         self.failures = failures
         self.handshake_timeout = handshake_timeout
@@ -55,7 +57,9 @@ class TlsServer:
         self._pending: set[asyncio.Task] = set()
 
     async def listen(self, host: Optional[str], port: int, *, backlog: int = 128,
-                     reuse_address: Optional[bool] = True, reuse_port: Optional[bool] = None) -> None:
+                     reuse_address: Optional[bool] = True, reuse_port: Optional[bool] = None,
+                     start: bool = True) -> None:
+        """Bind and listen; accept at once, or (``start=False``) after ``start_serving()``."""
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         family, type_, proto, _, addr = infos[0]
@@ -74,7 +78,14 @@ class TlsServer:
             sock.close()
             raise
         self.sockets = [sock]
-        self._accept_task = loop.create_task(self._accept_loop(sock))
+        if start:
+            self.start_serving()
+
+    def start_serving(self) -> None:
+        if self.source is None:
+            raise RuntimeError("TlsServer.start_serving: no TLS source")
+        if self._accept_task is None and self.sockets:
+            self._accept_task = asyncio.get_running_loop().create_task(self._accept_loop(self.sockets[0]))
 
     @property
     def port(self) -> int:
@@ -91,7 +102,8 @@ class TlsServer:
                 if sock.fileno() < 0:
                     return  # closed
                 if e.errno in _RESOURCE_ERRORS:
-                    log.error("%s: cannot accept connections: %s; pausing", self.source.name, e)
+                    name = self.source.name if self.source is not None else "?"
+                    log.error("%s: cannot accept connections: %s; pausing", name, e)
                     await asyncio.sleep(_ACCEPT_PAUSE_S)
                 continue
             try:
@@ -104,6 +116,7 @@ class TlsServer:
 
     async def _handshake(self, conn: socket.socket, peer: Any) -> None:
         loop = asyncio.get_running_loop()
+        assert self.source is not None
         try:
             await loop.connect_accepted_socket(self.protocol_factory, conn, ssl=self.source.context,
                                                ssl_handshake_timeout=self.handshake_timeout)

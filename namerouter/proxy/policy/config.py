@@ -206,6 +206,9 @@ class ClientPolicyFields:
     #: Linkerd's client TLS block (namerouter/tls/config.py); ``enabled: false`` under a
     #: more specific prefix turns it off again.
     tls: Optional[ClientTlsConfig] = None
+    #: Linkerd's ``forwardClientCert``: requests sent to this client carry the verified
+    #: client certificate of the incoming TLS connection as ``x-forwarded-client-cert``
+    forwardClientCert: Optional[bool] = None
 
 
 @dataclass
