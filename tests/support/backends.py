@@ -309,15 +309,20 @@ class Response:
 
 
 class RawClient:
-    """A plain HTTP/1.1 client over one TCP connection: send exact bytes, read responses."""
+    """A plain HTTP/1.1 client over one TCP (or TLS) connection: send exact bytes, read responses."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, ssl: Any = None, server_hostname: Optional[str] = None) -> None:
         self.port = port
+        #: an ``ssl.SSLContext``: the connection is TLS (``server_hostname``: SNI and checked name)
+        self.ssl = ssl
+        self.server_hostname = server_hostname
         self.reader: Optional[asyncio.StreamReader] = None
         self.writer: Optional[asyncio.StreamWriter] = None
 
     async def __aenter__(self) -> "RawClient":
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port, limit=1 << 20)
+        self.reader, self.writer = await asyncio.open_connection(
+            "127.0.0.1", self.port, limit=1 << 20, ssl=self.ssl,
+            server_hostname=self.server_hostname if self.ssl is not None else None)
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
