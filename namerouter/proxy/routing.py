@@ -459,14 +459,15 @@ class RouteTable:
             cfg = client_tls_config(cfg)
             if cfg is not None and cfg.enabled:
                 where = "client.tls" if index is None else f"client.configs[{index}].tls"
-                self.tls.client(cfg, f"rt/{self.label}/{where}", f"router {self.label}: {where}", self.alpn)
+                scope = f"rt/{self.label}/client_tls/{'global' if index is None else index}"
+                self.tls.client(cfg, scope, f"router {self.label}: {where}", self.alpn)
 
     def connector(self, policy: ClientPolicy) -> Connector:
         """How a client connects: plaintext, or TLS with its ``tls`` block and captures."""
         cfg = client_tls_config(policy.tls)
         if cfg is None or not cfg.enabled:
             return PLAIN
-        params = self.tls.client_params(cfg, policy.captures, f"rt/{self.label}/client.tls",
+        params = self.tls.client_params(cfg, policy.captures, f"rt/{self.label}/client_tls/built",
                                         f"router {self.label}: client tls", self.alpn)
         return Connector(params)
 
