@@ -50,6 +50,7 @@ sys.path.insert(0, ROOT)
 
 from proxy_bench import (WRK, cpu_seconds, free_ports, med, spread, start_nginx, stop,  # noqa: E402
                          tree_pids, wait_port)
+from tls_handshake_bench import _s_time as s_time  # noqa: E402
 
 
 def start_router(port: int, admin: int, backend: int, cert: str, key: str) -> subprocess.Popen:
@@ -83,15 +84,6 @@ def wrk_https(port: int, duration: int, conns: int, close: bool = False) -> tupl
         return 0, float(duration), n_err
     secs = float(m.group(2)) / (1000.0 if m.group(3) == "ms" else 1.0)
     return int(m.group(1)), secs, n_err
-
-
-def s_time(port: int, seconds: int) -> float:
-    out = subprocess.run(["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-time", str(seconds)],
-                         capture_output=True, text=True).stdout
-    m = re.search(r"(\d+) connections in ([\d.]+)s", out)
-    if not m:
-        raise RuntimeError(f"openssl s_time: {out[-500:]}")
-    return int(m.group(1)) / float(m.group(2))
 
 
 @dataclass

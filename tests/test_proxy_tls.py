@@ -74,6 +74,13 @@ def metric(lk: Linker, name: str):
     return None if m is None else m.value
 
 
+def web_router(label: str, web: Backend, *servers: str) -> str:
+    """A router ``label`` sending ``/svc/web`` to ``web``, with these ``servers`` entries (flow YAML)."""
+    entries = "".join(f"  - {s}\n" for s in servers)
+    return (f"routers:\n- protocol: http\n  label: {label}\n  dtab: /svc/web => /$/inet/127.1/{web.port}\n"
+            f"  servers:\n{entries}")
+
+
 def server_tls(c: Issued, **extra: object) -> str:
     keys = {"certPath": c.cert, "keyPath": c.key, **extra}
     return "{" + ", ".join(f"{k}: {json.dumps(v)}" for k, v in keys.items()) + "}"
@@ -126,15 +133,9 @@ async def test_tls_and_plaintext_servers_of_one_router(pki):
     HTTP sent to the TLS port is refused, counted, and the router carries on."""
     cert = pki.issue("edge", "localhost", "127.0.0.1")
     plain, tls = free_port(), free_port()
-    async with Backend("web") as web, linker(f"""
-routers:
-- protocol: http
-  label: edge
-  dtab: /svc/web => /$/inet/127.1/{web.port}
-  servers:
-  - {{ip: 127.0.0.1, port: {plain}}}
-  - {{ip: 127.0.0.1, port: {tls}, tls: {server_tls(cert)}}}
-""") as lk:
+    web = Backend("web")
+    async with web, linker(web_router("edge", web, f"{{ip: 127.0.0.1, port: {plain}}}",
+                                      f"{{ip: 127.0.0.1, port: {tls}, tls: {server_tls(cert)}}}")) as lk:
         rc, out, err = await curl("--cacert", pki.ca_pem, "-H", "Host: web", f"https://localhost:{tls}/pong")
         assert (rc, out) == (0, "pong"), err
         rc, out, err = await curl("-H", "Host: web", f"http://127.0.0.1:{plain}/pong")
@@ -163,14 +164,9 @@ async def test_mutual_tls_good_none_and_foreign_client_certificates(pki):
     good = pki.issue("caller", "caller.example")
     foreign = pki.issue("stranger", "caller.example", other_ca=True)
     port = free_port()
-    async with Backend("web") as web, linker(f"""
-routers:
-- protocol: http
-  label: in
-  dtab: /svc/web => /$/inet/127.1/{web.port}
-  servers:
-  - {{ip: 127.0.0.1, port: {port}, tls: {server_tls(cert, caCertPath=pki.ca_pem, requireClientAuth=True)}}}
-""") as lk:
+    tls = server_tls(cert, caCertPath=pki.ca_pem, requireClientAuth=True)
+    web = Backend("web")
+    async with web, linker(web_router("in", web, f"{{ip: 127.0.0.1, port: {port}, tls: {tls}}}")) as lk:
         url = f"https://localhost:{port}/pong"
         base = ("--cacert", pki.ca_pem, "-H", "Host: web")
         rc, out, err = await curl(*base, "--cert", good.cert, "--key", good.key, url)
@@ -416,14 +412,8 @@ async def test_rotation_under_traffic_loses_no_request(pki, tmp_path):
             except aiohttp.ClientError as e:
                 errors.append(repr(e))
 
-    async with Backend("web") as web, linker(f"""
-routers:
-- protocol: http
-  label: in
-  dtab: /svc/web => /$/inet/127.1/{web.port}
-  servers:
-  - {{ip: 127.0.0.1, port: {port}, tls: {server_tls(v1)}}}
-""") as lk:
+    web = Backend("web")
+    async with web, linker(web_router("in", web, f"{{ip: 127.0.0.1, port: {port}, tls: {server_tls(v1)}}}")) as lk:
         scope = f"rt/in/server/127.0.0.1/{port}"
         async with RawClient(port, ssl=ctx, server_hostname="localhost") as old:
             await old.send(get("/pong", host="web"))
