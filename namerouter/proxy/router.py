@@ -141,7 +141,8 @@ class HttpServer:
         #: where this router's requests are recorded, and this server's scope of them
         self.cells: Cells = core.table.cells
         self.scope: Optional[Scope] = None
-        self._server: Optional[asyncio.AbstractServer] = None
+        #: an asyncio.Server (plaintext) or a TlsServer (same close/wait_closed/sockets)
+        self._server: Any = None
         self._drained: Optional[asyncio.Event] = None
         self.connects: Any = None
         tls = config.tls

@@ -94,22 +94,22 @@ def alpn_for(router_protocol: str) -> AlpnProtocols:
     return ALPN.get(router_protocol) or ALPN["http"]
 
 
-def _h1_server(server: Any) -> asyncio.Protocol:
+def _h1_server(server: Any) -> Any:
     from .h1.server import H1ServerConnection
 
     return H1ServerConnection(server)
 
 
-def _h1_client(endpoint: "Endpoint") -> asyncio.Protocol:
+def _h1_client(endpoint: "Endpoint") -> Any:
     from .h1.client import H1ClientConnection
 
     return H1ClientConnection(endpoint)
 
 
 #: negotiated ALPN id → server codec factory ``(HttpServer) -> protocol``
-SERVER_CODECS: dict[str, Callable[[Any], asyncio.Protocol]] = {"http/1.1": _h1_server}
+SERVER_CODECS: dict[str, Callable[[Any], Any]] = {"http/1.1": _h1_server}
 #: negotiated ALPN id → client codec factory ``(Endpoint) -> protocol``
-CLIENT_CODECS: dict[str, Callable[[Any], asyncio.Protocol]] = {"http/1.1": _h1_client}
+CLIENT_CODECS: dict[str, Callable[[Any], Any]] = {"http/1.1": _h1_client}
 
 
 def negotiated(transport: asyncio.BaseTransport) -> str:
@@ -125,10 +125,10 @@ class _AlpnSelector(asyncio.Protocol):
 
     __slots__ = ("owner", "codecs", "chosen")
 
-    def __init__(self, owner: Any, codecs: dict[str, Callable[[Any], asyncio.Protocol]]) -> None:
+    def __init__(self, owner: Any, codecs: dict[str, Callable[[Any], Any]]) -> None:
         self.owner = owner
         self.codecs = codecs
-        self.chosen: Optional[asyncio.BaseProtocol] = None
+        self.chosen: Any = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         factory = self.codecs.get(negotiated(transport)) or self.codecs[DEFAULT_ALPN]
@@ -136,7 +136,7 @@ class _AlpnSelector(asyncio.Protocol):
         transport.set_protocol(proto)
         proto.connection_made(transport)
 
-    def connection_lost(self, exc: Optional[BaseException]) -> None:
+    def connection_lost(self, exc: Optional[Exception]) -> None:
         # only reached when the connection ends before connection_made (never, with TLS)
         if self.chosen is not None:
             self.chosen.connection_lost(exc)
@@ -206,7 +206,7 @@ class UpstreamKey:
     host: str
     port: int
     #: ``ClientTlsParams.key`` (TLS settings + server name); None = plaintext
-    tls: Optional[tuple] = None
+    tls: Optional[tuple[Any, ...]] = None
 
 
 class Connector:
@@ -229,6 +229,7 @@ class Connector:
         when the TLS handshake fails."""
         loop = asyncio.get_running_loop()
         tls = self.tls
+        attempt: "asyncio.Task[tuple[Any, Any]]"
         if tls is None:
             from .h1.client import H1ClientConnection
 
@@ -241,6 +242,7 @@ class Connector:
                 ssl_handshake_timeout=self.timeout_s))
         expired: list[bool] = []
         timer = endpoint.stage.table.wheel().after(self.timeout_s, _give_up, (attempt, expired))
+        proto: Any
         try:
             _, proto = await attempt
         except asyncio.CancelledError:
