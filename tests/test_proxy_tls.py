@@ -159,6 +159,24 @@ async def test_tls_and_plaintext_servers_of_one_router(pki):
         assert metric(lk, f"{scope}/requests") == 3
 
 
+async def test_server_protocols_ciphers_and_enabled_false(pki):
+    """``protocols`` and ``ciphers`` narrow what a server accepts (openssl s_client with
+    each version); ``enabled: false`` serves plaintext."""
+    cert = pki.issue("narrow", "localhost")
+    narrow, off = free_port(), free_port()
+    tls = server_tls(cert, protocols=["TLSv1.2"], ciphers=["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"])
+    web = Backend("web")
+    async with web, linker(web_router("n", web, f"{{ip: 127.0.0.1, port: {narrow}, tls: {tls}}}",
+                                      f"{{ip: 127.0.0.1, port: {off}, tls: {server_tls(cert, enabled=False)}}}")):
+        request = b"GET /pong HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n"
+        rc, out = await openssl("s_client", "-connect", f"127.0.0.1:{narrow}", "-tls1_2", "-ign_eof", stdin=request)
+        assert "Cipher is ECDHE-ECDSA-AES128-GCM-SHA256" in out and "HTTP/1.1 200" in out, out
+        rc, out = await openssl("s_client", "-connect", f"127.0.0.1:{narrow}", "-tls1_3", "-ign_eof", stdin=request)
+        assert rc != 0 and "HTTP/1.1 200" not in out, out
+        rc, out, err = await curl("-H", "Host: web", f"http://127.0.0.1:{off}/pong")
+        assert (rc, out) == (0, "pong"), err
+
+
 async def test_mutual_tls_good_none_and_foreign_client_certificates(pki):
     cert = pki.issue("mtls", "localhost")
     good = pki.issue("caller", "caller.example")
