@@ -238,6 +238,11 @@ routers:
             got = [v for k, v in json.loads(out)["headers"] if k.lower() == "x-forwarded-client-cert"]
             assert got == [expected], got
             assert "DNS=svc-a.example;DNS=svc-a.internal;Subject=\"CN=svc-a.example" in expected
+            # a chunked request body takes the codec's other parsing path: the same header
+            rc, out, err = await curl(*mine, *spoof, "-H", "Transfer-Encoding: chunked", "--data-binary", "x" * 100,
+                                      f"https://localhost:{port}/echo")
+            got = [v for k, v in json.loads(out)["headers"] if k.lower() == "x-forwarded-client-cert"]
+            assert got == [expected] and json.loads(out)["body_len"] == 100, out
             assert expected.startswith("Hash=" + _sha(caller).upper())
         rc, out, err = await curl(*spoof, f"http://127.0.0.1:{plain}/echo")
         assert rc == 0, err
