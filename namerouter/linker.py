@@ -55,29 +55,6 @@ class RefusedConfig(StartupError):
     exit_status = 2
 
 
-def data_plane_tls_keys(config: LinkerConfig) -> list[str]:
-    """Key paths of router ``servers[].tls`` / ``client…tls`` blocks that turn TLS on.
-
-    Issue 11 phase 1: the data plane (namerouter/proxy/) does not terminate or originate
-    TLS yet, so a router with these keys must not start and silently serve plaintext;
-    ``--check`` accepts them. Phase 2 removes this refusal."""
-    out: list[str] = []
-    for i, r in enumerate(config.routers):
-        for j, s in enumerate(r.servers):
-            if s.tls is not None and s.tls.enabled:
-                out.append(f"routers[{i}].servers[{j}].tls")
-        client = r.client
-        if client is None:
-            continue
-        tls = getattr(client, "tls", None)
-        if tls is not None and tls.enabled:
-            out.append(f"routers[{i}].client.tls")
-        for k, entry in enumerate(getattr(client, "configs", None) or []):
-            if entry.tls is not None and entry.tls.enabled:
-                out.append(f"routers[{i}].client.configs[{k}].tls")
-    return out
-
-
 def tracing_without_hooks(config: LinkerConfig, router_class: Any) -> list[str]:
     """The trace telemeters of the config, when the router class does not call the tracing
     hooks (``traces_requests`` is not True on it).
@@ -208,12 +185,6 @@ class Linker:
         """Build and start everything; StartupError says what failed."""
         from .proxy.router import HttpRouter
 
-        refused = data_plane_tls_keys(self.config)
-        if refused:
-            raise RefusedConfig(
-                f"{', '.join(refused)}: TLS on router servers and clients is not available yet in this "
-                f"build (the admin server, namerd and io.l5d.namerd.http do TLS); refusing to start rather "
-                f"than serve plaintext. `namerouter --check` accepts the config.")
         untraced = tracing_without_hooks(self.config, HttpRouter)
         if untraced:
             raise RefusedConfig(
@@ -233,9 +204,12 @@ class Linker:
             except Exception as e:
                 raise StartupError(f"routers[{i}] ({label}): interpreter could not start: {e}") from e
             self.interpreters.append(interp)
-            router = HttpRouter(rcfg, interp, self.metrics, reuse_port=self.worker is not None)
+            router = HttpRouter(rcfg, interp, self.metrics, reuse_port=self.worker is not None, tls=self.tls)
             try:
                 await router.start()
+            except TlsConfigError as e:
+                await router.close(0)
+                raise RefusedConfig(f"routers[{i}] ({label}): {e}") from e
             except OSError as e:
                 await router.close(0)  # release the servers that did bind
                 addrs = ", ".join(f"{s.ip}:{s.port}" for s in rcfg.servers)

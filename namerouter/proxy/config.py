@@ -70,10 +70,14 @@ class ServerConfig:
     #: Linkerd's server ``announce``: names to register this server under with the
     #: router's ``announcers`` (the main job does that, not the data plane).
     announce: Optional[list[str]] = None
-    #: Linkerd's server TLS block (namerouter/tls/config.py). Phase 1 of issue 11: validated
-    #: and accepted by --check; the main job refuses to start a router that sets it
-    #: until the data plane terminates TLS (namerouter/linker.py).
+    #: Linkerd's server TLS block (namerouter/tls/config.py): this server terminates TLS
+    #: (rotated without restart when its files change; see docs/architecture.md "TLS").
     tls: Optional[ServerTlsConfig] = None
+    #: Requests received on this server over TLS with a verified client certificate carry
+    #: it as ``x-forwarded-client-cert`` (Envoy's format). Linkerd has this key on the
+    #: ``client`` block only, which is accepted too (README "TLS"). A client's own
+    #: ``x-forwarded-client-cert`` is never forwarded.
+    forwardClientCert: bool = False
 
 
 @dataclass

@@ -9,8 +9,9 @@ it only when asked (HTTP/1.1 keeps the raw bytes: ``h1/heads.py``).
 
 "Forwardable" fields are the end-to-end ones: hop-by-hop fields (``Connection`` and
 the fields it names, ``Keep-Alive``, ``TE``, ``Transfer-Encoding``, ``Upgrade``,
-``Proxy-*``), ``Via`` and the l5d routing headers the router consumes or rewrites are
-not among them; they surface as the attributes below instead.
+``Proxy-*``), ``Via``, the l5d routing headers the router consumes or rewrites and
+``x-forwarded-client-cert`` (only the router writes it) are not among them; they
+surface as the attributes below instead.
 """
 from __future__ import annotations
 
@@ -59,6 +60,10 @@ class RequestHead:
     expect_continue: bool = False
     #: the protocol asked for with ``Upgrade`` (+ ``Connection: upgrade``), else None
     upgrade: Optional[bytes] = None
+    #: the ``x-forwarded-client-cert`` value of the connection's verified client
+    #: certificate, set by the codec when the server collects it (TLS + forwardClientCert);
+    #: an incoming ``x-forwarded-client-cert`` field is never forwardable
+    client_cert: Optional[bytes] = None
 
     # --- the other header fields ------------------------------------------------------
     def fields(self) -> Fields:

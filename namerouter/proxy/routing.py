@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from ..dtab.dtab import Dtab
 from ..dtab.path import Path
@@ -31,6 +31,7 @@ from ..metrics import MetricsRegistry
 from ..naming.addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, AddrFailed
 from ..naming.bound import BoundName
 from ..naming.var import PENDING, Failed, Ok
+from ..tls import ClientAuthConfig, ClientTlsConfig, HandshakeFailures, TlsRegistry
 from .balancers import Balancer, make_balancer
 from .errors import BindingTimeout, NoHosts, NoRoute, RouterError
 from .message import HeaderBlock
@@ -63,6 +64,20 @@ def _host_line(authority: Any) -> Optional[bytes]:
 
 
 _monotonic = time.monotonic
+
+
+def client_tls_config(block: Any) -> Optional[ClientTlsConfig]:
+    """A client ``tls`` block as the validated dataclass (routers built in code may give
+    plain mappings; they are checked the same way)."""
+    if block is None or isinstance(block, ClientTlsConfig):
+        return block
+    if isinstance(block, dict):
+        fields = dict(block)
+        auth = fields.get("clientAuth")
+        if isinstance(auth, dict):
+            fields["clientAuth"] = ClientAuthConfig(**auth)
+        return ClientTlsConfig(**fields)
+    raise TypeError(f"client tls: expected a mapping, got {type(block).__name__}")
 
 
 class Changes:
@@ -137,14 +152,30 @@ class ClientStage:
         reg.gauge(prefix + "connections", self.connection_count)
         #: hostConnectionPool (maxSize, maxWaiters, idleTimeMs, minSize) for every endpoint
         self.pool = PoolSettings(getattr(self.policy, "pool", None))
-        #: how new connections are opened (the codec; TLS settings when configured)
-        self.connector: Connector = PLAIN
+        #: the metrics scope of this client (``rt/<label>/client/<id>``)
+        self.prefix = prefix[:-1]
+        #: how new connections are opened: plaintext, or TLS with the client's ``tls`` block
+        #: (commonName filled from the prefix's captures); see transport.py
+        self.connector: Connector = table.connector(self.policy)
+        #: requests to this client carry x-forwarded-client-cert (Linkerd's client key)
+        self.forward_client_cert = self.policy.forward_client_cert
         self._pool_timer: Optional[Timer] = None
         self._closed = False
         self._obs = bound.addr.observe(self._on_addr)
 
     def connection_count(self) -> int:
         return sum(e.open_conns for e in self.endpoints.values())
+
+    def tls_failed(self, exc: BaseException, endpoint: Endpoint) -> str:
+        """A TLS handshake with ``endpoint`` failed: count it
+        (``rt/<label>/client/<id>/tls/handshake_failures``); returns the short reason."""
+        return self.table.handshake_failures(self.prefix).record(exc, endpoint.label)
+
+    @property
+    def server_name(self) -> Optional[str]:
+        """The name the backends' certificates must carry (and SNI), None without TLS."""
+        tls = self.connector.tls
+        return tls.server_hostname if tls is not None else None
 
     def schedule_idle_sweep(self) -> None:
         """``idleTimeMs``: a timer per client (only when configured) closes idle connections."""
@@ -256,6 +287,8 @@ class ClientStage:
         for ep in self.endpoints.values():
             ep.retire()
         self.scope.drop()
+        if self.connector.tls is not None:
+            self.table.drop_handshake_failures(self.prefix)
 
 
 # Service stage: one per (logical name, request dtab) -------------------------------------
@@ -391,6 +424,8 @@ class RouteTable:
         idle_ttl_s: float = 600.0,
         service_policy: Any = None,
         client_policy: Any = None,
+        tls: Optional[TlsRegistry] = None,
+        alpn: Sequence[str] = (),
     ) -> None:
         self.label = label
         self.base_dtab = base_dtab
@@ -410,6 +445,37 @@ class RouteTable:
         self.clients: dict[Path, ClientStage] = {}
         self._svc_scopes: dict[str, list] = {}
         self._sweeper: Optional[Timer] = None
+        #: the process's TLS sources (client contexts, handshake-failure counters)
+        self.tls = tls if tls is not None else TlsRegistry(registry)
+        #: ALPN protocols TLS clients offer (transport.ALPN)
+        self.alpn = list(alpn)
+
+    # TLS clients ----------------------------------------------------------------------
+    def prepare_tls(self) -> None:
+        """Build the client TLS contexts of every ``tls`` block now (router start), so a
+        bad file is a start-up error (TlsConfigError, with its key path) and a client
+        stage made later only picks a ready context (no file read on the request path)."""
+        for index, cfg in self.policies.clients.sources("tls"):
+            cfg = client_tls_config(cfg)
+            if cfg is not None and cfg.enabled:
+                where = "client.tls" if index is None else f"client.configs[{index}].tls"
+                scope = f"rt/{self.label}/client_tls/{'global' if index is None else index}"
+                self.tls.client(cfg, scope, f"router {self.label}: {where}", self.alpn)
+
+    def connector(self, policy: ClientPolicy) -> Connector:
+        """How a client connects: plaintext, or TLS with its ``tls`` block and captures."""
+        cfg = client_tls_config(policy.tls)
+        if cfg is None or not cfg.enabled:
+            return PLAIN
+        params = self.tls.client_params(cfg, policy.captures, f"rt/{self.label}/client_tls/built",
+                                        f"router {self.label}: client tls", self.alpn)
+        return Connector(params)
+
+    def handshake_failures(self, scope: str) -> HandshakeFailures:
+        return self.tls.handshake_failures(scope)
+
+    def drop_handshake_failures(self, scope: str) -> None:
+        self.tls.drop_handshake_failures(scope)
 
     def wheel(self) -> TimerWheel:
         """The router's timer wheel (timers.py), on the running loop."""

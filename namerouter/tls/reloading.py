@@ -198,6 +198,12 @@ class TlsRegistry:
             f = self._failures[scope] = HandshakeFailures(self.metrics, scope)
         return f
 
+    def drop_handshake_failures(self, scope: str) -> None:
+        """Forget a scope's counter (a client that is gone: client ids come and go)."""
+        f = self._failures.pop(scope, None)
+        if f is not None:
+            self.metrics.remove(f.counter.name)
+
     def start(self) -> None:
         """Start watching (call from a running loop; sources added in a loop start it too)."""
         self.watcher.start()

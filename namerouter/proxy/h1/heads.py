@@ -3,11 +3,12 @@
 The server and client protocols find a head's end (``head_end``), let httptools
 validate it, and build an :class:`H1RequestHead` / :class:`H1ResponseHead` from the
 bytes. One regular-expression scan finds the few lines the router acts on — ``Host``,
-the hop-by-hop fields, ``Via``, ``Content-Length``, ``Expect``, the ``l5d-*`` headers —
-and records the spans of those that are not forwarded. Everything else stays bytes:
-forwarding copies the head with those spans cut out (``encode.py``), and the full list
-of fields is parsed only when someone asks for it (``fields()``: an identifier on an
-arbitrary header, the access log).
+the hop-by-hop fields, ``Via``, ``Content-Length``, ``Expect``, the ``l5d-*`` headers,
+``x-forwarded-client-cert`` (only the router writes it) — and records the spans of
+those that are not forwarded. Everything else stays bytes: forwarding copies the head
+with those spans cut out (``encode.py``), and the full list of fields is parsed only
+when someone asks for it (``fields()``: an identifier on an arbitrary header, the
+access log).
 
 llhttp (httptools) has already accepted the head when these run: lines end in CRLF,
 there is no obs-fold, names are tokens, so a line starts exactly after a CRLF. What the
@@ -35,7 +36,8 @@ _TCHARS = rb"[-!#$%&'*+.^_`|~0-9a-z]"
 #: the request lines the router acts on: "\r\n" name OWS ":" OWS value (to the CR)
 _REQ_MARK = re.compile(
     rb"\r\n(host|connection|keep-alive|proxy-connection|proxy-authenticate|proxy-authorization|te|trailer"
-    rb"|transfer-encoding|upgrade|via|content-length|expect|l5d-" + _TCHARS + rb"*)[ \t]*:[ \t]*([^\r]*)")
+    rb"|transfer-encoding|upgrade|via|content-length|expect|x-forwarded-client-cert|l5d-" + _TCHARS +
+    rb"*)[ \t]*:[ \t]*([^\r]*)")
 #: the response lines the router acts on
 _RESP_MARK = re.compile(
     rb"\r\n(connection|keep-alive|proxy-connection|proxy-authenticate|proxy-authorization|te|trailer"

@@ -105,7 +105,7 @@ class ClientPolicy:
     """The merged ``client`` settings of one bound id, compiled once."""
 
     __slots__ = ("load_balancer", "attempt_timeout_s", "accrual", "requeues", "pool", "attempt_timeouts",
-                 "captures")
+                 "captures", "tls", "forward_client_cert")
 
     def __init__(self, keys: dict[str, Any], captures: dict[str, str], registry: MetricsRegistry,
                  prefix: str) -> None:
@@ -121,6 +121,10 @@ class ClientPolicy:
         self.requeues = Requeues(keys.get("requeueBudget"), registry, prefix)
         self.pool = keys.get("hostConnectionPool")
         self.attempt_timeouts: Counter = registry.counter(prefix + "failures/" + ATTEMPT_TIMEOUT_EXC)
+        #: the client ``tls`` block (None: plaintext); the route table turns it into a Connector
+        self.tls = keys.get("tls")
+        #: Linkerd's ``forwardClientCert``: requests to this client carry x-forwarded-client-cert
+        self.forward_client_cert = bool(keys.get("forwardClientCert"))
 
     def new_accrual(self, node: Any) -> Any:
         return self.accrual.new(node) if self.accrual is not None else None
