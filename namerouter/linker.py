@@ -29,7 +29,7 @@ from .admin.dashboard import DashboardSampler, dashboard_routes
 from .admin.linker_routes import RouterView, linker_routes
 from .admin.ui import ui_routes
 from .config.schema import LinkerConfig
-from .config.validate import Validated, kind_of
+from .config.validate import Validated, config_class_of, kind_of
 from .dtab import Dtab
 from .metrics import MetricsRegistry
 from .tls import TlsConfigError, TlsRegistry
@@ -188,21 +188,10 @@ class Linker:
         return interp
 
     async def _default_interpreter(self, rt: Runtime) -> Any:
-        try:
-            plugin = plugins.load(plugins.INTERPRETERS, "default")
-        except ImportError:
-            plugin = None
-        if plugin is not None:
-            from .config.validate import config_class_of
-
-            schema = config_class_of(plugin)
-            if schema is not None:
-                return await _build(plugin, schema(), rt)
-        from .naming.interpreter import DefaultInterpreter
-
-        interp = DefaultInterpreter(rt.namers)
-        interp.register_metrics(self.metrics, f"{rt.metrics_scope}")
-        return interp
+        """A router without an ``interpreter`` block: the ``default`` kind with its
+        default config (the validator's defaults: no keys given)."""
+        plugin = plugins.load(plugins.INTERPRETERS, "default")
+        return await _build(plugin, config_class_of(plugin)(), rt)
 
     async def start(self) -> None:
         """Build and start everything; StartupError says what failed."""
@@ -255,8 +244,8 @@ class Linker:
         rt = Runtime(self.metrics, self.runtime.namers, admin_routes=self.runtime.admin_routes,
                      known_ids=self._known_ids)
         for i, cfg in enumerate(self.config.telemetry):
-            kind = kind_of(cfg) or getattr(cfg, "kind", None)
-            if kind not in plugins.TELEMETERS:
+            kind = kind_of(cfg)
+            if kind is None or kind not in plugins.TELEMETERS:
                 continue
             try:
                 tel = await _build(plugins.load(plugins.TELEMETERS, kind), cfg, rt)

@@ -58,7 +58,7 @@ class ConsulStorageConfig:
 
 class ConsulDtabStore(DtabStore):
     kind = "io.l5d.consul"
-    Config = ConsulStorageConfig
+    config_class = ConsulStorageConfig
 
     def __init__(
         self,

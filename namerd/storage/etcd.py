@@ -71,7 +71,7 @@ def _prefix_end(key: str) -> str:
 
 class EtcdDtabStore(ObservedDtabStore):
     kind = "io.l5d.etcd"
-    Config = EtcdStoreConfig
+    config_class = EtcdStoreConfig
 
     def __init__(self, url: str, path_prefix: str = "/namerd/dtabs") -> None:
         self.url = url.rstrip("/")

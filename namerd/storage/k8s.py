@@ -96,7 +96,7 @@ def from_object(obj: dict[str, Any]) -> VersionedDtab:
 
 class K8sDtabStore(ObservedDtabStore):
     kind = "io.l5d.k8s"
-    Config = K8sStorageConfig
+    config_class = K8sStorageConfig
 
     def __init__(self, api: Any, namespace: str = "default", max_backoff_s: float = 5.0) -> None:
         self.api = api

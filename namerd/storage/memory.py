@@ -22,7 +22,7 @@ class InMemoryConfig:
 
 class InMemoryDtabStore(LocalDtabStore):
     kind = "io.l5d.inMemory"
-    Config = InMemoryConfig
+    config_class = InMemoryConfig
 
     def __init__(self, namespaces: Optional[dict[str, Dtab]] = None) -> None:
         super().__init__()

@@ -98,7 +98,7 @@ def _perms(text: str) -> int:
 
 class ZkDtabStore(ObservedDtabStore):
     kind = "io.l5d.zk"
-    Config = ZkStoreConfig
+    config_class = ZkStoreConfig
 
     def __init__(
         self,

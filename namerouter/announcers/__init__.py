@@ -68,12 +68,10 @@ def build_announcers(configs: Iterable[Any], runtime: Any = None) -> list[Any]:
 
     out = []
     for cfg in configs:
-        kind = getattr(cfg, "kind", None) or getattr(cfg, "_kind", None)
+        kind = plugins.kind_of(cfg)
         if kind is None:
-            from ..config.validate import kind_of
-
-            kind = kind_of(cfg)
-        cls = plugins.load(plugins.ANNOUNCERS, str(kind))
+            raise TypeError(f"expected a validated announcer config, got {type(cfg).__name__}")
+        cls = plugins.load(plugins.ANNOUNCERS, kind)
         out.append(cls.from_config(cfg, runtime))
     return out
 

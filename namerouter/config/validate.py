@@ -18,8 +18,7 @@ Field metadata keys (all optional):
                        the error is then reported at that key below the dataclass)
 ``plugins``            kind-dispatch: a registry (``kind -> "module:Class"``) or the name
                        of one in :mod:`namerouter.plugins` (``"NAMERS"``). The class's
-                       config dataclass is its ``config_class`` / ``Config`` attribute or
-                       the type hint of the first parameter of ``from_config``.
+                       config dataclass is its ``config_class`` attribute.
 ``kinds``              kind-dispatch over ``{kind: dataclass}`` given directly
 ``default_kind``       kind used when an item has no ``kind`` key
 ``single_or_list``     a list field that also accepts one item (Linkerd's ``identifier``)
@@ -42,6 +41,7 @@ import typing
 from typing import Any, Callable, Generic, Optional, TypeVar, Union
 
 from .. import plugins as plugin_registry
+from ..plugins import kind_of
 from .loader import ConfigError, ConfigIssue, MarkedDict, MarkedList, parse_text, read_source, to_plain
 
 T = TypeVar("T")
@@ -62,34 +62,13 @@ class Validated(Generic[T]):
     raw: Any
 
 
-def kind_of(config: Any) -> Optional[str]:
-    """The ``kind`` a kind-dispatched config item was chosen by."""
-    kind = getattr(config, "kind", None)
-    if isinstance(kind, str):
-        return kind
-    return getattr(config, "_kind", None)
-
-
-def config_class_of(cls: Any) -> Optional[type]:
-    """The config dataclass a plugin class declares (see module docstring)."""
-    if dataclasses.is_dataclass(cls) and isinstance(cls, type) and not hasattr(cls, "from_config"):
-        return cls  # the registry points straight at a config dataclass
-    for attr in ("config_class", "Config"):
-        c = getattr(cls, attr, None)
-        if isinstance(c, type) and dataclasses.is_dataclass(c):
-            return c
-    from_config = getattr(cls, "from_config", None)
-    if from_config is not None:
-        try:
-            hints = typing.get_type_hints(from_config)
-        except Exception:
-            hints = {}
-        params = [p for p in inspect.signature(from_config).parameters if p not in ("self", "cls")]
-        if params:
-            c = hints.get(params[0])
-            if isinstance(c, type) and dataclasses.is_dataclass(c):
-                return c
-    return None
+def config_class_of(cls: Any) -> type:
+    """The config dataclass a plugin class declares as its ``config_class`` (every plugin
+    kind has one: run-time code gets a validated object, never the plain mapping)."""
+    c = getattr(cls, "config_class", None)
+    if not (isinstance(c, type) and dataclasses.is_dataclass(c)):
+        raise TypeError(f"plugin {getattr(cls, '__qualname__', cls)!r} declares no config_class dataclass")
+    return c
 
 
 def _show(value: Any) -> str:
@@ -394,14 +373,14 @@ class Validator:
             return _DROP
         if kind in kinds:
             cls: Any = kinds[kind]
-            schema: Optional[type] = cls
+            schema: type = cls
         elif registry and kind in registry:
             try:
                 cls = plugin_registry.load(registry, kind)
+                schema = config_class_of(cls)
             except Exception as e:
                 return self.error(_join(path, "kind"), f"kind {kind} could not be loaded: "
                                   f"{type(e).__name__}: {e}", kline)
-            schema = config_class_of(cls)
         else:
             return self.error(_join(path, "kind"), f"unknown kind '{kind}'{_hint(kind, known)} "
                               f"(known kinds: {', '.join(known)})", kline)
@@ -409,8 +388,6 @@ class Validator:
             self.error(path, f"kind {kind} is experimental and must be explicitly enabled "
                              f"by setting 'experimental: true'", here)
             return _INVALID
-        if schema is None:  # a plugin that declares no schema gets its mapping as is
-            return to_plain(value)
         out = self.dataclass(schema, value, path, line, extra_keys=_PLUGIN_COMMON_KEYS)
         if out is _INVALID:
             return out

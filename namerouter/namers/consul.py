@@ -311,7 +311,7 @@ class ServiceWatch:
 
 class ConsulNamer(Namer):
     kind = "io.l5d.consul"
-    Config = ConsulNamerConfig
+    config_class = ConsulNamerConfig
 
     def __init__(
         self,

@@ -248,7 +248,7 @@ class SrvWatch:
 
 class DnsSrvNamer(Namer):
     kind = KIND
-    Config = DnsSrvConfig
+    config_class = DnsSrvConfig
 
     def __init__(self, prefix: Optional[Path] = None, dns_hosts: Optional[list[str]] = None,
                  refresh_s: float = 5.0, metrics: Any = None) -> None:

@@ -209,7 +209,7 @@ def _tree_state(result: Any, bound: BoundName) -> ActivityState[NameTree[Any]]:
 
 class K8sNamer(Namer):
     kind = KIND
-    Config = K8sNamerConfig
+    config_class = K8sNamerConfig
 
     def __init__(
         self,
@@ -336,7 +336,7 @@ class K8sNsNamer(K8sNamer):
     (Linkerd's SingleNsNamer); the bound id leaves the namespace out, as Linkerd's."""
 
     kind = NS_KIND
-    Config = K8sNsNamerConfig
+    config_class = K8sNsNamerConfig
 
     def __init__(self, api: K8sApi, namespace: str, prefix: Optional[Path] = None, **kw: Any) -> None:
         super().__init__(api, prefix if prefix is not None else Path.of(NS_KIND), **kw)

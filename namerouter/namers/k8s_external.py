@@ -131,7 +131,7 @@ class _Binding:
 
 class K8sExternalNamer(Namer):
     kind = KIND
-    Config = K8sExternalConfig
+    config_class = K8sExternalConfig
 
     def __init__(self, api: K8sApi, prefix: Optional[Path] = None, label_selector: Optional[str] = None,
                  max_backoff_s: float = 10.0, watch_timeout_s: Optional[int] = None) -> None:

@@ -256,7 +256,7 @@ class AppPoll(_Poll):
 
 class MarathonNamer(Namer):
     kind = KIND
-    Config = MarathonConfig
+    config_class = MarathonConfig
 
     def __init__(self, api: MarathonApi, prefix: Optional[Path] = None, uri_prefix: str = "",
                  ttl_ms: int = 5000, jitter_ms: int = 50, use_health_check: bool = False) -> None:

@@ -122,8 +122,9 @@ def replace_leaves(tree: NameTree[Any], replacement: NameTree[Any]) -> NameTree[
 
 
 def build_transformers(configs: Iterable[Any], runtime: Any) -> list[NameTreeTransformer]:
-    """Instantiate transformer configs (dataclasses with a ``kind``) through the plugin
-    registry; already-built transformers pass through. Used by interpreters and namers."""
+    """Instantiate validated transformer configs (the dataclasses config/validate.py makes
+    of a ``transformers`` list) through the plugin registry; already-built transformers
+    pass through. Used by interpreters and namers."""
     from .. import plugins
 
     out: list[NameTreeTransformer] = []
@@ -131,14 +132,10 @@ def build_transformers(configs: Iterable[Any], runtime: Any) -> list[NameTreeTra
         if isinstance(c, NameTreeTransformer):
             out.append(c)
             continue
-        if isinstance(c, dict):
-            # Plain values (a caller that skipped the config layer): build the dataclass.
-            cls = plugins.load(plugins.TRANSFORMERS, str(c.get("kind")))
-            c = cls.config_class(**{k: v for k, v in c.items() if k not in ("kind", "experimental")})
-        else:
-            # validated configs without a `kind` field carry it as `_kind` (config.validate)
-            cls = plugins.load(plugins.TRANSFORMERS, getattr(c, "kind", None) or getattr(c, "_kind"))
-        out.append(cls.from_config(c, runtime))
+        kind = plugins.kind_of(c)  # a validated config carries the kind it was chosen by
+        if kind is None:
+            raise TypeError(f"expected a validated transformer config, got {type(c).__name__}")
+        out.append(plugins.load(plugins.TRANSFORMERS, kind).from_config(c, runtime))
     return out
 
 

@@ -69,7 +69,7 @@ def _fmt(v: float) -> str:
 
 
 class StatsDTelemeter:
-    Config = StatsDConfig
+    config_class = StatsDConfig
     #: Linkerd requires ``experimental: true`` for this kind (the validator checks it)
     experimental = True
 
