@@ -91,7 +91,7 @@ def tracing_without_hooks(config: LinkerConfig, router_class: Any) -> list[str]:
     from .tracing.config import TRACE_TELEMETERS
 
     kinds = tuple(TRACE_TELEMETERS.values())
-    return [f"telemetry kind {t.kind}" for t in config.telemetry if isinstance(t, kinds)]
+    return [f"telemetry kind {kind_of(t)}" for t in config.telemetry if isinstance(t, kinds)]
 
 
 @dataclass

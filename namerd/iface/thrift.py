@@ -302,7 +302,7 @@ class ThriftInterface:
         await self.server.close()
         self.service.close()
 
-    def admin_state(self) -> dict:
+    def admin_state(self) -> dict[str, Any]:
         s = self.service
         return {"kind": KIND, "port": self.server.port, "connections": len(self.server.connections),
                 "bindingCache": {"active": s.bindings.active, "inactive": s.bindings.inactive},

@@ -108,7 +108,7 @@ def build_admin_app(
                    if security is not None else [])
     app = web.Application(middlewares=middlewares)
     shutdown_started = asyncio.Event()
-    tasks: set[asyncio.Task] = set()
+    tasks: set[asyncio.Task[None]] = set()
 
     async def ping(_: web.Request) -> web.Response:
         return web.Response(text="pong", content_type="text/plain")

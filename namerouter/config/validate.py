@@ -41,10 +41,12 @@ import typing
 from typing import Any, Callable, Generic, Optional, TypeVar, Union
 
 from .. import plugins as plugin_registry
-from ..plugins import kind_of
+from ..plugins import kind_of as kind_of
 from .loader import ConfigError, ConfigIssue, MarkedDict, MarkedList, parse_text, read_source, to_plain
 
 T = TypeVar("T")
+#: a field's ``metadata`` (see the module docstring for the keys)
+Meta = dict[str, Any]
 
 _INVALID = object()  # a value that failed validation (an error was recorded)
 _DROP = object()  # an item to leave out (an unsupported plugin kind, with a warning)
@@ -86,7 +88,7 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def _range_text(meta: dict) -> str:
+def _range_text(meta: Meta) -> str:
     lo, hi = meta.get("min"), meta.get("max")
     if lo is not None and hi is not None:
         return f" {lo}-{hi}"
@@ -135,7 +137,7 @@ class Validator:
     # -- dispatch on the type hint ---------------------------------------------------
 
     def convert(self, tp: Any, value: Any, path: str, line: Optional[int],
-                meta: Optional[dict] = None, raw: Optional[str] = None) -> Any:
+                meta: Optional[Meta] = None, raw: Optional[str] = None) -> Any:
         meta = meta or {}
         origin = typing.get_origin(tp)
         args = typing.get_args(tp)
@@ -177,7 +179,7 @@ class Validator:
                     return self.error(path, f"expected a mapping, got {_show(value)}", line)
                 return to_plain(value)
             return self._dict(args[1], value, path, line, meta)
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             return self.dataclass(tp, value, path, line)
         if tp is bool:
             return self._bool(value, path, line)
@@ -191,7 +193,7 @@ class Validator:
 
     # -- scalars ---------------------------------------------------------------------
 
-    def _choice(self, value: Any, choices: list, path: str, line: Optional[int]) -> Any:
+    def _choice(self, value: Any, choices: list[Any], path: str, line: Optional[int]) -> Any:
         if value in choices and not (isinstance(value, bool) and not any(c is value for c in choices)):
             return value
         shown = ", ".join(str(c) for c in choices)
@@ -205,7 +207,7 @@ class Validator:
             return value.strip().lower() == "true"
         return self.error(path, f"expected true or false, got {_show(value)}", line)
 
-    def _number(self, kind: type, value: Any, path: str, line: Optional[int], meta: dict) -> Any:
+    def _number(self, kind: type, value: Any, path: str, line: Optional[int], meta: Meta) -> Any:
         what = "an integer" if kind is int else "a number"
         expected = f"expected {what}{_range_text(meta)}, got {_show(value)}"
         v: Any = value
@@ -230,7 +232,7 @@ class Validator:
             return self._choice(v, list(meta["choices"]), path, line)
         return self._check(v, path, line, meta)
 
-    def _str(self, value: Any, path: str, line: Optional[int], meta: dict, raw: Optional[str]) -> Any:
+    def _str(self, value: Any, path: str, line: Optional[int], meta: Meta, raw: Optional[str]) -> Any:
         if isinstance(value, str):
             v = value
         elif raw is not None and isinstance(value, (int, float, bool)):
@@ -243,7 +245,7 @@ class Validator:
             return self._choice(v, list(meta["choices"]), path, line)
         return self._check(v, path, line, meta)
 
-    def _check(self, v: Any, path: str, line: Optional[int], meta: dict) -> Any:
+    def _check(self, v: Any, path: str, line: Optional[int], meta: Meta) -> Any:
         check: Optional[Callable[[Any], Any]] = meta.get("check")
         if check is None:
             return v
@@ -257,7 +259,7 @@ class Validator:
 
     # -- containers ------------------------------------------------------------------
 
-    def _list(self, item_tp: Any, value: Any, path: str, line: Optional[int], meta: dict) -> Any:
+    def _list(self, item_tp: Any, value: Any, path: str, line: Optional[int], meta: Meta) -> Any:
         if not isinstance(value, list):
             if meta.get("single_or_list") and value is not None:
                 value = [value]
@@ -283,7 +285,7 @@ class Validator:
             ok = False
         return out if ok else _INVALID
 
-    def _dict(self, value_tp: Any, value: Any, path: str, line: Optional[int], meta: dict) -> Any:
+    def _dict(self, value_tp: Any, value: Any, path: str, line: Optional[int], meta: Meta) -> Any:
         if not isinstance(value, dict):
             return self.error(path, f"expected a mapping, got {_show(value)}", line)
         lines = value.lines if isinstance(value, MarkedDict) else {}
@@ -350,7 +352,7 @@ class Validator:
 
     # -- kind-dispatched plugins -----------------------------------------------------
 
-    def _plugin(self, value: Any, path: str, line: Optional[int], meta: dict) -> Any:
+    def _plugin(self, value: Any, path: str, line: Optional[int], meta: Meta) -> Any:
         registry = meta.get("plugins")
         if isinstance(registry, str):
             registry = getattr(plugin_registry, registry)
@@ -402,7 +404,7 @@ class Validator:
         return out
 
 
-def _kinds_of(classes: list) -> dict[str, type]:
+def _kinds_of(classes: list[type]) -> dict[str, type]:
     out = {}
     for c in classes:
         for f in dataclasses.fields(c):
@@ -429,7 +431,7 @@ def _type_name(tp: Any) -> str:
         tp, getattr(tp, "__name__", str(tp)))
 
 
-def _has_default(f: dataclasses.Field) -> bool:
+def _has_default(f: dataclasses.Field[Any]) -> bool:
     return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
 
 

@@ -284,7 +284,7 @@ class MeshInterpreter(RemoteInterpreter):
     def decode_dtab(self, doc: Any) -> Dtab:
         return convert.dtab_from_proto(doc.dtab.dtab)
 
-    async def delegate(self, dtab: Dtab, path: Path, *, from_request: bool = False) -> dict:
+    async def delegate(self, dtab: Dtab, path: Path, *, from_request: bool = False) -> dict[str, Any]:
         """namerd's delegation of ``path`` (``Delegator.GetDelegateTree``), as the
         delegate-tree JSON the admin shows."""
         req = delegator_pb2.DelegateTreeReq(root=convert.path_to_proto(self.root),

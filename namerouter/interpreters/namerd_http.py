@@ -198,7 +198,7 @@ class NamerdHttpInterpreter(RemoteInterpreter):
         except (KeyError, TypeError) as e:
             raise ValueError(f"malformed dtab ({type(e).__name__}: {e})") from None
 
-    async def delegate(self, dtab: Dtab, path: Path, *, from_request: bool = False) -> dict:
+    async def delegate(self, dtab: Dtab, path: Path, *, from_request: bool = False) -> dict[str, Any]:
         """namerd's delegate tree JSON for ``path`` (``GET /api/1/delegate/<ns>``)."""
         params = {"path": path.show()}
         if dtab.dentries:

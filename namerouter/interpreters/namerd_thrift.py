@@ -221,7 +221,7 @@ class NamerdThriftInterpreter(RemoteInterpreter):
         except DtabSyntaxError as e:
             raise ValueError(f"namerd sent an unreadable dtab: {e}") from None
 
-    async def delegate(self, dtab: Dtab, path: Path, *, from_request: bool = False) -> dict:
+    async def delegate(self, dtab: Dtab, path: Path, *, from_request: bool = False) -> dict[str, Any]:
         """namerd's delegation of ``path`` (one ``delegate`` call), as delegate-tree JSON."""
         client: ThriftMuxClient = self.client  # type: ignore[assignment]
         req = namer.DelegateReq(dtab=dtab.show(), clientId=[], delegation=namer.Delegation(

@@ -171,8 +171,8 @@ class Watch:
     def __init__(self, interp: "RemoteInterpreter", label: str) -> None:
         self._interp = interp
         self.label = label  # for logs and the admin: the name or id watched
-        self._task: Optional[asyncio.Task] = None
-        self._stopping: Optional[asyncio.Task] = None  # cancelled, maybe not finished yet
+        self._task: Optional[asyncio.Task[None]] = None
+        self._stopping: Optional[asyncio.Task[None]] = None  # cancelled, maybe not finished yet
         self.closed = False
         self.connected = False
         self.opened = 0  # streams opened (1 + reconnects)
@@ -305,7 +305,7 @@ class Watch:
         self._interp._count("updates")
         self._on_value(doc)
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         return {
             "connected": self.connected,
             "streams": self.opened,
@@ -355,7 +355,7 @@ class AddrWatch(Watch):
             return  # a pending answer never replaces a known address set
         _publish(self.var, addr)
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         return {**super().state(), "observers": self.var.observer_count, "value": self.var.sample().to_json()}
 
     def _on_failure(self, message: str, permanent: bool) -> None:
@@ -387,7 +387,7 @@ class BindWatch(Watch):
     def _observed(self) -> None:
         self._interp._binds.activate(self.key, self)
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         return {**super().state(), "observers": self.states.observer_count, "value": show_state(self.states.sample())}
 
     def _unobserved(self) -> None:
@@ -546,7 +546,7 @@ class RemoteInterpreter:
     def decode_dtab(self, doc: Any) -> Dtab:
         raise NotImplementedError
 
-    async def delegate(self, dtab: Dtab, path: Path, *, from_request: bool = False) -> dict:
+    async def delegate(self, dtab: Dtab, path: Path, *, from_request: bool = False) -> dict[str, Any]:
         raise NotImplementedError
 
     # -- admin ----------------------------------------------------------------------------
@@ -564,7 +564,7 @@ class RemoteInterpreter:
         return aiohttp.web.json_response(self.admin_state(),
                                          dumps=_dumps_pretty if "pretty" in request.query else _dumps)
 
-    def admin_state(self) -> dict:
+    def admin_state(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "namespace": self.namespace,

@@ -127,7 +127,7 @@ class Selection:
         self._watch: Optional[ServersetWatch] = None
         self._obs: Optional[Closable] = None
         self._gen = 0
-        self._dns_task: Optional[asyncio.Task] = None
+        self._dns_task: Optional[asyncio.Task[None]] = None
         self._dns_timer: Optional[asyncio.TimerHandle] = None
         self._meta: dict[str, Any] = {}
         self.dns_errors: dict[str, str] = {}
@@ -401,7 +401,7 @@ class ServersetsNamer(Namer):
             del self._watches[w.path]
 
     # Admin ---------------------------------------------------------------------------
-    def admin_state(self) -> dict:
+    def admin_state(self) -> dict[str, Any]:
         """``/namer_state/io.l5d.serversets.json``: the session and every watched serverset."""
         sets = {}
         for path, w in sorted(self._watches.items()):

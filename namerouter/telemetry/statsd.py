@@ -82,7 +82,7 @@ class StatsDTelemeter:
         self._counters: dict[str, int] = {}
         self._stats: dict[str, tuple[int, list[int]]] = {}
         self._transport: Optional[asyncio.DatagramTransport] = None
-        self._task: Optional[asyncio.Task] = None
+        self._task: Optional[asyncio.Task[None]] = None
         self.sent_datagrams = 0
         self.send_errors = 0
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -105,7 +105,7 @@ class CertInfo:
                    cert.not_valid_after_utc.timestamp(),
                    hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest())
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"subject": self.subject, "issuer": self.issuer, "sha256": self.sha256,
                 "notAfter": datetime.datetime.fromtimestamp(self.not_after, datetime.timezone.utc)
                 .strftime("%Y-%m-%dT%H:%M:%SZ")}

@@ -51,8 +51,8 @@ class TlsServer:
         self.handshake_timeout = handshake_timeout
         self.sockets: list[socket.socket] = []
         self.accepted = 0
-        self._accept_task: Optional[asyncio.Task] = None
-        self._pending: set[asyncio.Task] = set()
+        self._accept_task: Optional[asyncio.Task[None]] = None
+        self._pending: set[asyncio.Task[None]] = set()
 
     async def listen(self, host: Optional[str], port: int, *, backlog: int = 128,
                      reuse_address: Optional[bool] = True, reuse_port: Optional[bool] = None) -> None:

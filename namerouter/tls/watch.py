@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import watchfiles
 
@@ -48,7 +48,7 @@ class DirectoryWatcher:
     def __init__(self) -> None:
         self._subs: dict[int, tuple[set[str], Callable[[], None]]] = {}
         self._next = 0
-        self._task: Optional[asyncio.Task] = None
+        self._task: Optional[asyncio.Task[None]] = None
         self._stop: Optional[asyncio.Event] = None
         self._dirs: frozenset[str] = frozenset()
         self._polling = False
