@@ -79,3 +79,11 @@ def kind_of(config: Any) -> Optional[str]:
         return kind
     kind = getattr(config, "_kind", None)
     return kind if isinstance(kind, str) else None
+
+
+def load_for(registry: dict[str, str], config: Any) -> Any:
+    """The class registered under the kind a validated config was chosen by."""
+    kind = kind_of(config)
+    if kind is None:
+        raise TypeError(f"expected a validated plugin config, got {type(config).__name__}")
+    return load(registry, kind)

@@ -181,5 +181,5 @@ def test_build_transformers_takes_validated_configs_only():
     ts = build_transformers(configs.transformers, None)
     assert isinstance(ts[0], PortTransformer) and ts[0].port == 1
     # run-time code gets the validator's objects, never plain mappings
-    with pytest.raises(TypeError, match="validated transformer config"):
+    with pytest.raises(TypeError, match="validated plugin config"):
         build_transformers([{"kind": "io.l5d.port", "port": 1}], None)

@@ -31,6 +31,7 @@ import asyncio
 import logging
 from typing import Any, AsyncIterator, Optional
 
+from google.protobuf.message import Message
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
@@ -55,7 +56,7 @@ ANSWER_TIMEOUT = 10.0
 DELEGATE_TIMEOUT = 2.0
 
 
-def _key(msg: Any) -> bytes:
+def _key(msg: Message) -> bytes:
     return msg.SerializeToString(deterministic=True)
 
 

@@ -68,10 +68,7 @@ def build_announcers(configs: Iterable[Any], runtime: Any = None) -> list[Any]:
 
     out = []
     for cfg in configs:
-        kind = plugins.kind_of(cfg)
-        if kind is None:
-            raise TypeError(f"expected a validated announcer config, got {type(cfg).__name__}")
-        cls = plugins.load(plugins.ANNOUNCERS, kind)
+        cls = plugins.load_for(plugins.ANNOUNCERS, cfg)
         out.append(cls.from_config(cfg, runtime))
     return out
 

@@ -132,10 +132,7 @@ def build_transformers(configs: Iterable[Any], runtime: Any) -> list[NameTreeTra
         if isinstance(c, NameTreeTransformer):
             out.append(c)
             continue
-        kind = plugins.kind_of(c)  # a validated config carries the kind it was chosen by
-        if kind is None:
-            raise TypeError(f"expected a validated transformer config, got {type(c).__name__}")
-        out.append(plugins.load(plugins.TRANSFORMERS, kind).from_config(c, runtime))
+        out.append(plugins.load_for(plugins.TRANSFORMERS, c).from_config(c, runtime))
     return out
 
 
