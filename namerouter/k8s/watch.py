@@ -150,7 +150,7 @@ class ObjectWatch:
         n = 0
         async for ev in self.api.watch(self.collection_path, params, idle_timeout=self.watch_timeout_s + 30):
             n += 1
-            kind = ev.get("type")
+            kind = str(ev.get("type"))
             obj = ev.get("object") or {}
             if kind == "ERROR":
                 code = obj.get("code") if isinstance(obj, dict) else None

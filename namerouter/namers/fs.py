@@ -108,7 +108,7 @@ class FsNamer(Namer):
 
     def __init__(
         self,
-        root_dir: TUnion[str, os.PathLike],
+        root_dir: TUnion[str, os.PathLike[str]],
         prefix: Optional[Path] = None,
         poll_interval: float = 0.05,
         max_file_bytes: int = MAX_FILE_BYTES,

@@ -25,7 +25,7 @@ import logging
 import os
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from ..dtab.path import Path
 from ..dtab.tree import NEG, Leaf, NameTree
@@ -199,7 +199,7 @@ class _Binding:
             self.result.update("bound")
 
 
-def _tree_state(result: Any, bound: BoundName) -> ActivityState[NameTree[Any]]:
+def _tree_state(result: object, bound: BoundName) -> ActivityState[NameTree[Any]]:
     if result is PENDING:
         return PENDING
     if result is _NEG:
@@ -209,7 +209,7 @@ def _tree_state(result: Any, bound: BoundName) -> ActivityState[NameTree[Any]]:
 
 class K8sNamer(Namer):
     kind = KIND
-    config_class = K8sNamerConfig
+    config_class: ClassVar[type] = K8sNamerConfig
 
     def __init__(
         self,

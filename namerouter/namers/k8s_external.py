@@ -107,7 +107,7 @@ class _Binding:
             return
         number = service_port(svc, self.port) if svc is not MISSING else None
         hosts = ingress_hosts(svc) if number is not None else []
-        if not hosts:
+        if number is None or not hosts:
             self.addr.update(ADDR_NEG)
             return
         if all(dns.ip_literal(h) for h in hosts):

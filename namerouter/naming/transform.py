@@ -13,7 +13,7 @@ to that namer's fully bound answers. The plugins are in ``namerouter/transformer
 """
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Iterable, Optional, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Optional, Sequence, overload
 
 from ..dtab.path import Path
 from ..dtab.tree import Alt, Leaf, NameTree, Union, Weighted
@@ -89,6 +89,18 @@ def transformer_prefix(default: str, configured: Optional[str]) -> Path:
     """``/%`` ++ (configured ``prefix`` or the kind's default), as Linkerd builds it."""
     text = configured if configured else default
     return Path([TRANSFORMER_LABEL]) + Path.read(text)
+
+
+@overload
+def apply_transformers(
+    result: "Activity[NameTree[BoundName]]", transformers: Sequence[NameTreeTransformer],
+) -> "Activity[NameTree[BoundName]]": ...
+
+
+@overload
+def apply_transformers(
+    result: "Activity[NameTree[BoundName]] | NameTree[BoundName]", transformers: Sequence[NameTreeTransformer],
+) -> "Activity[NameTree[BoundName]] | NameTree[BoundName]": ...
 
 
 def apply_transformers(

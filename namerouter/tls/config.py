@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from .material import TlsConfigError, check_cert_file, check_key_file, load_key_pair
 from .protocols import PROTOCOLS, check_cipher

@@ -46,7 +46,7 @@ class DirectoryWatcher:
     """Calls ``callback()`` of every subscription whose directories saw a change."""
 
     def __init__(self) -> None:
-        self._subs: dict[int, tuple[set[str], Callable[[], None]]] = {}
+        self._subs: dict[int, tuple[set[str], Callable[[], object]]] = {}
         self._next = 0
         self._task: Optional[asyncio.Task[None]] = None
         self._stop: Optional[asyncio.Event] = None
@@ -54,7 +54,7 @@ class DirectoryWatcher:
         self._polling = False
         self.events = 0  # batches seen (tests and the admin page)
 
-    def subscribe(self, paths: list[str], callback: Callable[[], None]) -> Callable[[], None]:
+    def subscribe(self, paths: list[str], callback: Callable[[], object]) -> Callable[[], None]:
         """Watch ``paths``' directories; returns a function that unsubscribes."""
         self._next += 1
         sid = self._next
