@@ -32,6 +32,7 @@ from .config.schema import LinkerConfig
 from .config.validate import Validated, config_class_of, kind_of
 from .dtab import Dtab
 from .metrics import MetricsRegistry
+from .proxy.config import BindingCacheConfig
 from .tls import TlsConfigError, TlsRegistry
 from .tracing import Tracer
 from .tracing.config import build_tracer
@@ -104,7 +105,7 @@ class Runtime:
     #: for interpreters: the router they serve, its ``bindingCache`` block and the
     #: metrics scope ``rt/<label>`` (bind cache gauges go under ``<scope>/bindcache/…``)
     router_label: Optional[str] = None
-    binding_cache: Any = None
+    binding_cache: Optional[BindingCacheConfig] = None
     metrics_scope: Optional[str] = None
     #: a plugin may append ``(method, path, handler)`` admin routes here
     admin_routes: list[Route] = field(default_factory=list)
