@@ -84,7 +84,7 @@ screenshots: $(STAMP) debs
 # (tests/test_mesh_protos.py fails when they are out of date).
 PROTOS := $(wildcard namerouter/mesh/*.proto namerouter/mesh/linkerd2/*.proto)
 protos: $(STAMP)
-	$(PY) -m grpc_tools.protoc -I. --python_out=. $(PROTOS)
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. $(PROTOS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -29,9 +29,10 @@ from .admin.dashboard import DashboardSampler, dashboard_routes
 from .admin.linker_routes import RouterView, linker_routes
 from .admin.ui import ui_routes
 from .config.schema import LinkerConfig
-from .config.validate import Validated, kind_of
+from .config.validate import Validated, config_class_of, kind_of
 from .dtab import Dtab
 from .metrics import MetricsRegistry
+from .proxy.config import BindingCacheConfig
 from .tls import TlsConfigError, TlsRegistry
 from .tracing import Tracer
 from .tracing.config import build_tracer
@@ -68,7 +69,7 @@ def tracing_without_hooks(config: LinkerConfig, router_class: Any) -> list[str]:
     from .tracing.config import TRACE_TELEMETERS
 
     kinds = tuple(TRACE_TELEMETERS.values())
-    return [f"telemetry kind {t.kind}" for t in config.telemetry if isinstance(t, kinds)]
+    return [f"telemetry kind {kind_of(t)}" for t in config.telemetry if isinstance(t, kinds)]
 
 
 @dataclass
@@ -81,7 +82,7 @@ class Runtime:
     #: for interpreters: the router they serve, its ``bindingCache`` block and the
     #: metrics scope ``rt/<label>`` (bind cache gauges go under ``<scope>/bindcache/…``)
     router_label: Optional[str] = None
-    binding_cache: Any = None
+    binding_cache: Optional[BindingCacheConfig] = None
     metrics_scope: Optional[str] = None
     #: a plugin may append ``(method, path, handler)`` admin routes here
     admin_routes: list[Route] = field(default_factory=list)
@@ -165,21 +166,10 @@ class Linker:
         return interp
 
     async def _default_interpreter(self, rt: Runtime) -> Any:
-        try:
-            plugin = plugins.load(plugins.INTERPRETERS, "default")
-        except ImportError:
-            plugin = None
-        if plugin is not None:
-            from .config.validate import config_class_of
-
-            schema = config_class_of(plugin)
-            if schema is not None:
-                return await _build(plugin, schema(), rt)
-        from .naming.interpreter import DefaultInterpreter
-
-        interp = DefaultInterpreter(rt.namers)
-        interp.register_metrics(self.metrics, f"{rt.metrics_scope}")
-        return interp
+        """A router without an ``interpreter`` block: the ``default`` kind with its
+        default config (the validator's defaults: no keys given)."""
+        plugin = plugins.load(plugins.INTERPRETERS, "default")
+        return await _build(plugin, config_class_of(plugin)(), rt)
 
     async def start(self) -> None:
         """Build and start everything; StartupError says what failed."""
@@ -229,8 +219,8 @@ class Linker:
         rt = Runtime(self.metrics, self.runtime.namers, admin_routes=self.runtime.admin_routes,
                      known_ids=self._known_ids)
         for i, cfg in enumerate(self.config.telemetry):
-            kind = kind_of(cfg) or getattr(cfg, "kind", None)
-            if kind not in plugins.TELEMETERS:
+            kind = kind_of(cfg)
+            if kind is None or kind not in plugins.TELEMETERS:
                 continue
             try:
                 tel = await _build(plugins.load(plugins.TELEMETERS, kind), cfg, rt)

@@ -19,9 +19,11 @@ import bisect
 import math
 from bisect import bisect_left
 import threading
-from typing import Callable, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 Number = Union[int, float]
+#: one metric in ``MetricsRegistry.dump()``: ``[kind, ...]`` (JSON, so untyped items)
+Dumped = list[Any]
 
 
 class Counter:
@@ -145,6 +147,10 @@ class Stat:
 Metric = Union[Counter, Gauge, Stat]
 
 
+def _constant(value: Number) -> Callable[[], Number]:
+    return lambda: value
+
+
 class MetricsRegistry:
     """All metrics of a process, by flat name. Creating is idempotent."""
 
@@ -216,10 +222,10 @@ class MetricsRegistry:
         return m
 
     # -- across processes -------------------------------------------------------------
-    def dump(self) -> dict[str, list]:
+    def dump(self) -> dict[str, Dumped]:
         """Every metric's current value, JSON-able: ``[kind, ...]`` with kind ``c``
         (counter), ``g`` (gauge) or ``s`` (stat: count, sum, min, max, {bucket: count})."""
-        out: dict[str, list] = {}
+        out: dict[str, Dumped] = {}
         for name, m in self.items():
             if isinstance(m, Stat):
                 if m.count:
@@ -235,10 +241,10 @@ class MetricsRegistry:
         return out
 
     @classmethod
-    def merge_dumps(cls, dumps: list[dict[str, list]]) -> "MetricsRegistry":
+    def merge_dumps(cls, dumps: list[dict[str, Dumped]]) -> "MetricsRegistry":
         """One registry holding the sum of several processes' ``dump()``s."""
         reg = cls()
-        acc: dict[str, list] = {}
+        acc: dict[str, Dumped] = {}
         for d in dumps:
             for name, v in d.items():
                 a = acc.get(name)
@@ -264,8 +270,7 @@ class MetricsRegistry:
                 c = reg._metrics[name] = Counter(name)
                 c.value = a[1]
             else:
-                value = a[1]
-                reg._metrics[name] = Gauge(name, lambda v=value: v)
+                reg._metrics[name] = Gauge(name, _constant(a[1]))
         return reg
 
     def __len__(self) -> int:

@@ -114,7 +114,7 @@ INTEGRATION_MODULES = frozenset((
 ))
 SLOW_MODULES = frozenset((
     "test_admin_dashboard", "test_dtab_properties", "test_k8s_namer", "test_namerd_api", "test_proxy_streaming", "test_namerd_http_interpreter", "test_resilience_failures",
-    "test_resilience_retries", "test_traffic_split",
+    "test_resilience_retries", "test_traffic_split", "test_types",
 ))
 
 

@@ -141,7 +141,7 @@ class Scope:
     prev_hist: Optional[list[int]] = None
     #: [lo, hi): the buckets this scope's samples have used (see _hist_delta)
     span: tuple[int, int] = (0, 0)
-    window: deque = field(default_factory=lambda: deque(maxlen=WINDOW_TICKS))
+    window: deque[SparseDelta] = field(default_factory=lambda: deque(maxlen=WINDOW_TICKS))
     #: the tick's sparse latency delta (routers merge those of their servers)
     tick_delta: SparseDelta = field(default_factory=list)
     tick_requests: int = 0
@@ -184,11 +184,11 @@ class DashboardSampler:
         self.scopes: dict[tuple[str, str, str], Scope] = {}
         self.routers: dict[str, Scope] = {}
         #: wall-clock ms of each tick (the x axis of every series, aligned at the end)
-        self.times: deque = deque(maxlen=HISTORY_TOP)
+        self.times: deque[int] = deque(maxlen=HISTORY_TOP)
         self.ticks = 0
         self._last_poll = 0.0
         self._registry_size = -1
-        self._task: Optional[asyncio.Task] = None
+        self._task: Optional[asyncio.Task[None]] = None
 
     # lifecycle -----------------------------------------------------------------------
     def touch(self) -> None:
@@ -366,9 +366,9 @@ class DashboardSampler:
                 f[name] = v
         return f
 
-    def series(self, s: Scope, fields: tuple[str, ...] = ("requests", "success", "p99")) -> dict[str, list]:
+    def series(self, s: Scope, fields: tuple[str, ...] = ("requests", "success", "p99")) -> dict[str, list[Any]]:
         secs = self.tick_s
-        out: dict[str, list] = {}
+        out: dict[str, list[Any]] = {}
         for f in fields:
             vals = s.ring.last(f, s.ring.n)
             if f in ("requests", "success"):

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from ..tls.config import ServerTlsConfig
+from .balancer_config import BALANCER_KINDS as BALANCER_KINDS, LoadBalancerConfig as LoadBalancerConfig
+from .policy.config import ClientBlock, ServiceBlock
 
 #: Identifier kinds this package implements (see ``identifiers.py``).
 IDENTIFIER_KINDS = (
@@ -24,10 +26,6 @@ IDENTIFIER_KINDS = (
     "io.l5d.header",
     "io.l5d.static",
 )
-
-#: Load balancer kinds (see ``balancers.py``).
-BALANCER_KINDS = ("p2c", "ewma", "roundRobin")
-
 
 @dataclass
 class IdentifierConfig:
@@ -78,18 +76,6 @@ class ServerConfig:
     #: ``client`` block only, which is accepted too (README "TLS"). A client's own
     #: ``x-forwarded-client-cert`` is never forwarded.
     forwardClientCert: bool = False
-
-
-@dataclass
-class LoadBalancerConfig:
-    kind: str = field(default="p2c", metadata={"choices": BALANCER_KINDS})
-    maxEffort: int = field(default=5, metadata={"min": 1, "max": 100})
-    decayTimeMs: int = field(default=10000, metadata={"min": 1})
-
-
-# The policy blocks' schema (namerouter/proxy/policy/config.py) refers to LoadBalancerConfig,
-# so it is imported once that is defined.
-from .policy.config import ClientBlock, ServiceBlock  # noqa: E402
 
 
 @dataclass

@@ -64,8 +64,8 @@ class TlsServer:
         self._room.set()
         self.sockets: list[socket.socket] = []
         self.accepted = 0
-        self._accept_task: Optional[asyncio.Task] = None
-        self._pending: set[asyncio.Task] = set()
+        self._accept_task: Optional[asyncio.Task[None]] = None
+        self._pending: set[asyncio.Task[None]] = set()
 
     async def listen(self, host: Optional[str], port: int, *, backlog: int = 128,
                      reuse_address: Optional[bool] = True, reuse_port: Optional[bool] = None,
@@ -100,7 +100,8 @@ class TlsServer:
 
     @property
     def port(self) -> int:
-        return self.sockets[0].getsockname()[1]
+        port: int = self.sockets[0].getsockname()[1]
+        return port
 
     async def _accept_loop(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()

@@ -422,6 +422,21 @@ async def curl(*args: str, timeout: float = 20.0, env: Optional[dict[str, str]] 
     return p.returncode or 0, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
+def validated_router_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """Router config fields written as plain mappings (``client={"kind": ...}``) validated
+    into the dataclasses the router takes, as the config loader would: run-time code takes
+    validated config objects only."""
+    from namerouter.config.validate import validate
+    from namerouter.proxy import RouterConfig
+
+    plain = {k: v for k, v in fields.items() if isinstance(v, (dict, list))
+             and any(isinstance(x, dict) for x in (v if isinstance(v, list) else [v]))}
+    if not plain:
+        return fields
+    cfg = validate(RouterConfig, plain).config
+    return {**fields, **{k: getattr(cfg, k) for k in plain}}
+
+
 class RouterHarness:
     """A real HttpRouter with the real DefaultInterpreter on a free port.
 
@@ -438,7 +453,7 @@ class RouterHarness:
         if servers is None:
             servers = [ServerConfig(port=free_port())]
         fields.setdefault("label", "outgoing")
-        self.config = RouterConfig(dtab=dtab, servers=servers, **fields)
+        self.config = RouterConfig(dtab=dtab, servers=servers, **validated_router_fields(fields))
         self.router = HttpRouter(self.config, self.interpreter, self.metrics)
 
     @property

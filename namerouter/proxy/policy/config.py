@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from ...tls.config import ClientTlsConfig, check_common_name_vars
-from ..config import LoadBalancerConfig
+from ..balancer_config import LoadBalancerConfig
 
 #: HTTP response classifiers (``classifiers.py``); the ``io.l5d.h2.*`` twins are accepted
 #: as aliases because an HTTP/1.1 request classifies the same way.

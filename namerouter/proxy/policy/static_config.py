@@ -12,8 +12,8 @@
   be equal. The prefix may be shorter than the path (it is a prefix), never longer.
   The captures fill ``{name}`` in a client ``tls.commonName``.
 
-Blocks may be the validated dataclasses or plain mappings (tests and embedders build
-routers in code); both are read the same way.
+Blocks are the validated dataclasses of ``config.py`` (code that builds a router without a
+config file validates its blocks with ``namerouter.config.validate.validate`` too).
 """
 from __future__ import annotations
 
@@ -27,10 +27,8 @@ _META_KEYS = ("kind", "prefix", "configs")
 
 
 def get(block: Any, key: str, default: Any = None) -> Any:
-    """``block[key]`` for a mapping, ``block.key`` for a dataclass; ``None`` = unset."""
-    if block is None:
-        return default
-    v = block.get(key) if isinstance(block, dict) else getattr(block, key, None)
+    """``block.key`` of a validated config dataclass; ``None`` (or no block) = unset."""
+    v = getattr(block, key, None)
     return default if v is None else v
 
 
@@ -38,12 +36,9 @@ def set_keys(block: Any) -> dict[str, Any]:
     """The policy keys a block sets (``None`` means unset), without kind/prefix/configs."""
     if block is None:
         return {}
-    if isinstance(block, dict):
-        items = block.items()
-    elif dataclasses.is_dataclass(block):
-        items = ((f.name, getattr(block, f.name)) for f in dataclasses.fields(block))
-    else:
-        raise TypeError(f"expected a mapping or a config dataclass, got {type(block).__name__}")
+    if not dataclasses.is_dataclass(block):
+        raise TypeError(f"expected a validated config dataclass, got {type(block).__name__}")
+    items = ((f.name, getattr(block, f.name)) for f in dataclasses.fields(block))
     return {k: v for k, v in items if v is not None and k not in _META_KEYS}
 
 
