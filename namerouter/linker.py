@@ -78,22 +78,6 @@ def data_plane_tls_keys(config: LinkerConfig) -> list[str]:
     return out
 
 
-def tracing_without_hooks(config: LinkerConfig, router_class: Any) -> list[str]:
-    """The trace telemeters of the config, when the router class does not call the tracing
-    hooks (``traces_requests`` is not True on it).
-
-    Issue 14 phase 1: namerouter/tracing/ is complete but the data plane is being
-    rewritten; until it calls ``RequestTrace``'s hooks, a config with tracing must not
-    start and silently record nothing. The data plane sets ``HttpRouter.traces_requests
-    = True`` when it does, which lifts this refusal."""
-    if getattr(router_class, "traces_requests", False) is True:
-        return []
-    from .tracing.config import TRACE_TELEMETERS
-
-    kinds = tuple(TRACE_TELEMETERS.values())
-    return [f"telemetry kind {t.kind}" for t in config.telemetry if isinstance(t, kinds)]
-
-
 @dataclass
 class Runtime:
     """What plugins get besides their config (read by attribute, all optional for them)."""
@@ -214,12 +198,6 @@ class Linker:
                 f"{', '.join(refused)}: TLS on router servers and clients is not available yet in this "
                 f"build (the admin server, namerd and io.l5d.namerd.http do TLS); refusing to start rather "
                 f"than serve plaintext. `namerouter --check` accepts the config.")
-        untraced = tracing_without_hooks(self.config, HttpRouter)
-        if untraced:
-            raise RefusedConfig(
-                f"{', '.join(untraced)}: this build's routers do not call the tracing hooks yet, so these "
-                f"telemeters would record nothing; refusing to start rather than accept tracing that does "
-                f"nothing. `namerouter --check` accepts the config.")
         self.tls.start()
         await self._build_namers()
         for i, rcfg in enumerate(self.config.routers):
@@ -233,7 +211,7 @@ class Linker:
             except Exception as e:
                 raise StartupError(f"routers[{i}] ({label}): interpreter could not start: {e}") from e
             self.interpreters.append(interp)
-            router = HttpRouter(rcfg, interp, self.metrics, reuse_port=self.worker is not None)
+            router = HttpRouter(rcfg, interp, self.metrics, reuse_port=self.worker is not None, tracer=self.tracer)
             try:
                 await router.start()
             except OSError as e:

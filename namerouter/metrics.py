@@ -186,12 +186,14 @@ class MetricsRegistry:
             self._views[prefix] = fn
 
     def remove_prefix(self, prefix: str) -> None:
-        """Drop a whole scope (an evicted client or service) so memory stays bounded."""
+        """Drop a whole scope (an evicted client or service) so memory stays bounded.
+        Metrics under a longer prefix that has a view of its own belong to another live
+        scope (``svc/a/b`` under ``svc/a``, a client's per-service scope) and stay."""
         with self._lock:
-            for k in [k for k in self._metrics if k.startswith(prefix)]:
+            nested = tuple(k for k in self._views if k != prefix and k.startswith(prefix))
+            for k in [k for k in self._metrics if k.startswith(prefix) and not (nested and k.startswith(nested))]:
                 del self._metrics[k]
-            for k in [k for k in self._views if k.startswith(prefix)]:
-                del self._views[k]
+            self._views.pop(prefix, None)
 
     def snapshot(self) -> dict[str, Metric]:
         """Every metric by name, views computed once (unsorted; see :meth:`items`). A
@@ -211,7 +213,9 @@ class MetricsRegistry:
             while i >= 0:
                 fn = self._views.get(name[:i + 1])
                 if fn is not None:
-                    return fn().get(name)
+                    v = fn().get(name)
+                    if v is not None:
+                        return v  # else a view under a longer prefix may have it
                 i = name.find("/", i + 1)
         return m
 

@@ -1,9 +1,5 @@
 """End to end: requests through two real routers (two linkers, curl as the client, a
 real backend) produce one trace at the Zipkin collector and the OTLP receiver.
-
-These tests run once the data plane calls the tracing hooks (it then sets
-``HttpRouter.traces_requests = True``, see docs/architecture.md "Tracing"); until then
-they are skipped, and the linker refuses tracing configs (tests/test_tracing_config.py).
 """
 from __future__ import annotations
 
@@ -13,14 +9,9 @@ import pytest
 
 from namerouter.config.schema import loads_linker
 from namerouter.linker import Linker
-from namerouter.proxy.router import HttpRouter
 from tests.support.backends import Backend, curl
 from tests.support.ports import free_port
 from tests.support.tracing import b3_headers, l5d_trace_header, one_trace, telemetry_yaml
-
-pytestmark = pytest.mark.skipif(not getattr(HttpRouter, "traces_requests", False),
-                                reason="the data plane does not call the tracing hooks yet (issue 14 phase 2)")
-
 
 def router_config(label: str, port: int, admin: int, dst_port: int, telemetry: str) -> str:
     return f"""

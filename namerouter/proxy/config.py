@@ -83,6 +83,16 @@ class LoadBalancerConfig:
     decayTimeMs: int = field(default=10000, metadata={"min": 1})
 
 
+@dataclass
+class TracePropagatorConfig:
+    """Linkerd's ``tracePropagator``: which trace format the router reads first
+    (``io.l5d.default``: ``l5d-ctx-trace``; ``io.l5d.zipkin``: B3, which it then also
+    writes on every request). Every format is read and written either way (see
+    namerouter/tracing/propagation.py)."""
+
+    kind: str = field(default="io.l5d.default", metadata={"choices": ("io.l5d.default", "io.l5d.zipkin")})
+
+
 # The policy blocks' schema (namerouter/proxy/policy/config.py) refers to LoadBalancerConfig,
 # so it is imported once that is defined.
 from .policy.config import ClientBlock, ServiceBlock  # noqa: E402
@@ -130,6 +140,8 @@ class RouterConfig:
     #: the main job (namerouter/linker.py) builds them and announces each server's
     #: ``announce`` paths once the router listens (see ServerConfig.announce).
     announcers: list[Any] = field(default_factory=list, metadata={"plugins": "ANNOUNCERS"})
+    #: Linkerd's ``tracePropagator`` (see TracePropagatorConfig)
+    tracePropagator: Optional[TracePropagatorConfig] = None
 
     @property
     def effective_label(self) -> str:

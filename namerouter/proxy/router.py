@@ -55,6 +55,7 @@ from typing import Any, Optional
 
 from ..dtab.dtab import Dtab
 from ..metrics import MetricsRegistry
+from ..tracing import NO_TELEMETERS, RouterTracer, Tracer
 from .accesslog import AccessLog
 from .config import RouterConfig, ServerConfig
 from .identifiers import build_identifier
@@ -71,8 +72,10 @@ log = logging.getLogger("namerouter.proxy")
 class RouterCore:
     """What every server of a router shares: identification, dtabs, the route table."""
 
-    def __init__(self, config: RouterConfig, interpreter: Any, metrics: MetricsRegistry) -> None:
+    def __init__(self, config: RouterConfig, interpreter: Any, metrics: MetricsRegistry,
+                 tracer: Optional[Tracer] = None) -> None:
         self.config = config
+        self.interpreter = interpreter
         self.label = config.effective_label
         try:
             self.base_dtab = Dtab.read(config.dtab or "")
@@ -96,6 +99,10 @@ class RouterCore:
             client_policy=config.client,
         )
         self.dtabs = RequestDtabs(config.maxLocalDtabKB * 1024)
+        #: this router's tracer: every request gets a trace context, spans only when a
+        #: telemeter samples it (namerouter/tracing/, docs/architecture.md "Tracing")
+        propagator = config.tracePropagator.kind if config.tracePropagator is not None else "io.l5d.default"
+        self.tracer: RouterTracer = (tracer or NO_TELEMETERS).router(self.label, config.dtab or "", propagator)
         if not config.streamingEnabled:
             log.warning("router %s: streamingEnabled: false is not supported: bodies are still streamed "
                         "(with backpressure, in bounded memory) and chunked messages stay chunked "
@@ -130,6 +137,8 @@ class HttpServer:
         #: where this router's requests are recorded, and this server's scope of them
         self.cells: Cells = core.table.cells
         self.scope: Optional[Scope] = None
+        #: (ip, port) of the listening socket (the local endpoint of server spans)
+        self.local: tuple[str, int] = (self.ip, self.port)
         self._server: Optional[asyncio.AbstractServer] = None
         self._drained: Optional[asyncio.Event] = None
         self.connects: Any = None
@@ -145,6 +154,7 @@ class HttpServer:
         self._server = await listen(settings, server_protocol(self))
         if self.port == 0:
             self.port = self._server.sockets[0].getsockname()[1]
+        self.local = (self.ip, self.port)
         self.init_metrics()
 
     def init_metrics(self) -> None:
@@ -167,7 +177,7 @@ class HttpServer:
 
     def record_refused(self, status: int) -> None:
         """A request refused before it became a lifecycle (malformed): server metrics only."""
-        self.cells.cell(self.scope, None, None).record(status, 0.0)
+        self.cells.cell(self.scope, None, None, None).record(status, 0.0, status >= 500)
 
     async def close(self, grace_s: float) -> None:
         if self._server is not None:
@@ -192,12 +202,17 @@ class HttpServer:
 class HttpRouter:
     """A router: its servers, identification, binding cache and clients."""
 
+    #: requests are traced (``tracer``: the process's ``tracing.Tracer``; every request gets a
+    #: trace context and, when a telemeter samples it, spans). The main job refuses trace
+    #: telemeters for a router class without this (namerouter/linker.py).
+    traces_requests = True
+
     def __init__(self, config: RouterConfig, interpreter: Any, metrics: MetricsRegistry,
-                 reuse_port: bool = False) -> None:
+                 reuse_port: bool = False, tracer: Optional[Tracer] = None) -> None:
         self.config = config
         self.interpreter = interpreter
         self.metrics = metrics
-        self.core = RouterCore(config, interpreter, metrics)
+        self.core = RouterCore(config, interpreter, metrics, tracer)
         self.label = self.core.label
         self.base_dtab = self.core.base_dtab
         #: ``reuse_port``: share the ports with other processes (``namerouter --workers N``)

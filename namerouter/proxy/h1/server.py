@@ -143,6 +143,7 @@ class H1ServerConnection(Coalescing):
         self.upgrade_buf: Optional[list[bytes]] = None
         self.resp_chunked = False
         self.peer = "-"
+        self.remote: Optional[tuple[str, int]] = None
 
     # --- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -150,6 +151,8 @@ class H1ServerConnection(Coalescing):
         set_nodelay(transport)
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else "-"
+        # (ip, port) of the client, kept per connection: the remote endpoint of server spans
+        self.remote = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and len(peer) >= 2 else None
         self.server.connection_made(self)
 
     def data_received(self, data: bytes) -> None:

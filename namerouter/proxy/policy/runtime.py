@@ -184,7 +184,7 @@ class RequestPolicy:
     """One request's retry/timeout state (only when its name has a policy)."""
 
     __slots__ = ("lc", "svc", "wheel", "replay", "replay_bytes", "replayable", "retries", "backoff", "total_t",
-                 "attempt_t", "attempt_client", "retry_t", "attempt_t0", "deadline")
+                 "attempt_t", "attempt_client", "retry_t", "attempt_t0", "deadline", "klass")
 
     def __init__(self, lc: "Lifecycle", svc: ServicePolicy) -> None:
         self.lc: Optional["Lifecycle"] = lc
@@ -201,6 +201,9 @@ class RequestPolicy:
         self.deadline = 0.0
         self.replay: Optional[list[bytes]] = None
         self.replay_bytes = 0
+        #: the classifier's verdict on the last response (SUCCESS, FAILURE, RETRYABLE): the
+        #: lifecycle records the request as a success or failure by it
+        self.klass = SUCCESS
         #: the request can be sent again: its body (if any) is small and of fixed length
         #: (kept in ``replay``; the chunks are referenced, not copied)
         self.replayable = (
@@ -258,6 +261,7 @@ class RequestPolicy:
         cls = self.svc.classifier.classify(lc.head.method, status)
         if cls == FAILURE and status >= 500 and resp.retryable:
             cls = RETRYABLE  # a router further down says the request is safe to retry
+        self.klass = cls
         if cls == RETRYABLE:
             if not self.replayable or not lc.upload_complete:
                 self.svc.stream_too_long.value += 1
