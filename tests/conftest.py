@@ -110,10 +110,12 @@ INTEGRATION_MODULES = frozenset((
     "test_serversets", "test_serversets_failures", "test_serversets_router", "test_support_servers",
     "test_telemetry_influxdb", "test_tls_config", "test_tls_control_plane", "test_ui_namerd_browser", "test_ui_router_browser",
     "test_zk_discovery_namers",
+    "test_tracing_routers",
 ))
 SLOW_MODULES = frozenset((
     "test_admin_dashboard", "test_dtab_properties", "test_k8s_namer", "test_namerd_api", "test_proxy_streaming", "test_namerd_http_interpreter", "test_resilience_failures",
     "test_resilience_retries", "test_traffic_split",
+    "test_metrics_bounded",
 ))
 
 

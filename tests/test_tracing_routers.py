@@ -10,6 +10,7 @@ import pytest
 from namerouter.config.schema import loads_linker
 from namerouter.linker import Linker
 from tests.support.backends import Backend, curl
+from tests.support.load import FlakyBackend
 from tests.support.ports import free_port
 from tests.support.tracing import b3_headers, l5d_trace_header, one_trace, telemetry_yaml
 
@@ -197,3 +198,25 @@ async def test_zipkin_propagator_writes_b3_on_every_request():
     trace_id = got.header("x-b3-traceid")
     assert trace_id and got.header("x-b3-spanid") and got.header("l5d-reqid") == trace_id[-16:]
     assert got.header("l5d-ctx-trace")
+
+
+async def test_a_retried_request_is_one_server_span_and_a_client_span_per_attempt(zipkin_collector):
+    async with FlakyBackend("web", fail_first=1) as b:
+        port, admin = free_port(), free_port()
+        cfg = router_config("edge", port, admin, b.port, telemetry_yaml(zipkin_collector.url, rate=1.0)).replace(
+            "  label: edge\n", "  label: edge\n  service:\n    responseClassifier:\n"
+                               "      kind: io.l5d.http.retryableRead5XX\n")
+        linker = Linker(loads_linker(cfg))
+        await linker.start()
+        try:
+            rc, out, err = await curl(f"http://127.0.0.1:{port}/", "-H", "Host: web", "-w", "%{http_code}")
+            assert rc == 0 and out.endswith("200"), (out, err)
+            spans = await zipkin_collector.await_for(3)
+        finally:
+            await linker.close(1.0)
+    server, first, retry = one_trace(sorted(spans, key=lambda s: s["timestamp"]))
+    assert server["kind"] == "SERVER" and server["tags"]["http.status_code"] == "200"
+    assert first["tags"]["http.status_code"] == "500" and "error" in first["tags"]
+    assert [a["value"] for a in first.get("annotations", [])] == ["l5d.retryable"]
+    assert retry["tags"]["clnt/retry_attempt"] == "1" and retry["tags"]["http.status_code"] == "200"
+    assert first["parentId"] == retry["parentId"] == server["id"]

@@ -524,6 +524,7 @@ class RouteTable:
             if e[1] <= 0:
                 del self._svc_scopes[text]
                 e[0].drop()
+                self.policies.forget(text)
 
     # per-client per-service request metrics (rt/<label>/client/<id>/service/<name>/) ------
     def pair_scope_acquire(self, service: str, client: ClientStage) -> Scope:

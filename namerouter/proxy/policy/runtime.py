@@ -161,6 +161,10 @@ class PolicyTable:
         self._svc[text] = p
         return p
 
+    def forget(self, name_text: str) -> None:
+        """The name's last stage was evicted (its metrics are gone): let its policy go too."""
+        self._svc.pop(name_text, None)
+
     def client(self, bound_id: Any, prefix: str) -> ClientPolicy:
         keys, caps = self.clients.for_path(bound_id)
         return ClientPolicy(keys, caps, self.registry, prefix)
