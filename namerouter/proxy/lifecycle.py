@@ -365,7 +365,7 @@ class Lifecycle:
         if diag is not None and diag.add_context:
             # hold the answer: this router's context is appended once it is complete
             self.held = []
-            self.held_resp = (resp, extra)
+            self.held_resp = (resp, extra if extra is not None else EMPTY_BLOCK)
             cl = resp.content_length
             self.held_bytes = 0 if cl is not None and cl <= DIAGNOSTIC_BODY_LIMIT else -1
             return

@@ -91,7 +91,7 @@ class H1ClientConnection(Coalescing):
         self.chunked_up = head.chunked
         leaf = lc.leaf
         parts = request_head(head, lc.uri, leaf.client.authority, self.default_host,  # type: ignore[union-attr]
-                             leaf.dst.h1, lc.trace_block, lc.deadline)  # type: ignore[union-attr,arg-type]
+                             leaf.dst.h1, lc.trace_block, lc.deadline)  # type: ignore[union-attr]
         if body:
             if head.chunked:
                 parts += [chunk(c) for c in body]
