@@ -85,6 +85,9 @@ class Tracer:
         deciders = [t.sampler.rate for t in self.telemeters if t.mode == DECIDES]
         #: the sampler of the telemeters that decide for deferred traces (None: nobody decides)
         self.decider: Optional[Sampler] = Sampler(max(deciders)) if deciders else None
+        #: every telemeter only records sampled traces: an unsampled request needs no
+        #: look at them (the common case at a low sample rate)
+        self.only_deciders = bool(self.telemeters) and len(deciders) == len(self.telemeters)
 
     @property
     def enabled(self) -> bool:
@@ -210,7 +213,8 @@ class RequestTrace:
         self.sampled = sampled
         self._attempt: Optional[Span] = None
         self._n = 0
-        sinks = tracer.select(sampled, self.trace_id) if tracer.telemeters else None
+        sinks = (tracer.select(sampled, self.trace_id)
+                 if tracer.telemeters and (sampled is True or not tracer.only_deciders) else None)
         self._sinks = sinks
         if sinks is None:
             self.recording = False
