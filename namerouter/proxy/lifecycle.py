@@ -145,8 +145,8 @@ class Lifecycle:
         core = server.core
         # Every request gets a trace context (ids + the header lines for the next hop);
         # spans only when a telemeter samples it (trace.recording).
-        self.trace = trace = core.tracer.begin(head.trace_headers, remote=self.down.remote, local=server.local,
-                                               method=head.method, uri=head.uri, host=head.host)
+        self.trace = trace = core.tracer.begin(head.trace_headers, remote=getattr(self.down, "remote", None),
+                                               local=server.local, method=head.method, uri=head.uri, host=head.host)
         server.inflight += 1
         self.counted = True
         try:
