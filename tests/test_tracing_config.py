@@ -114,6 +114,14 @@ def test_bad_telemeter_configs_are_refused(telemetry, where, what):
     assert where in text and what in text, text
 
 
+def test_trace_propagator_key():
+    cfg = ROUTER.format(port=4140).replace("  label: out\n", "  label: out\n  tracePropagator: {kind: io.l5d.zipkin}\n")
+    assert loads_linker(cfg).config.routers[0].tracePropagator.kind == "io.l5d.zipkin"
+    with pytest.raises(ConfigError) as e:
+        loads_linker(cfg.replace("io.l5d.zipkin", "io.l5d.b3"))
+    assert "routers[0].tracePropagator.kind" in str(e.value) and "io.l5d.default" in str(e.value)
+
+
 async def test_linker_serves_requests_page_and_exports_through_runtime_tracer(zipkin_collector):
     """The linker's tracer, driven here by calling the hooks directly, exports to Zipkin,
     fills /requests on the admin server and shows its counters in the admin metrics

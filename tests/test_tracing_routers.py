@@ -1,11 +1,12 @@
-"""End to end: requests through two real routers (two linkers, curl as the client, a
-real backend) produce one trace at the Zipkin collector and the OTLP receiver.
+"""End to end, through real routers (linkers, curl as the client, real backends): a
+request through two routers is one trace at the Zipkin collector and the OTLP receiver;
+B3 and ``l5d-ctx-trace`` interoperate; an unsampled request emits nothing; retries are
+client spans of their own; diagnostic ``TRACE`` appends each router's resolution;
+``/requests`` and ``tracePropagator`` work from real requests.
 """
 from __future__ import annotations
 
 import json
-
-import pytest
 
 from namerouter.config.schema import loads_linker
 from namerouter.linker import Linker
