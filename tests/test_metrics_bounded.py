@@ -11,7 +11,7 @@ import socket
 import time
 
 from namerouter.admin.metrics_export import metrics_flat
-from namerouter.proxy.config import BindingCacheConfig, IdentifierConfig
+from namerouter.proxy.config import BindingCacheConfig
 from namerouter.proxy.stats import Cell, Cells
 from namerouter.metrics import MetricsRegistry
 from tests.support.backends import Backend, RouterHarness, get, request
@@ -20,15 +20,16 @@ NAMES = 10_000
 PATHS = 200  # bindingCache.paths: stages (and so names with metrics) kept at once
 
 
-async def _send_all(port: int, paths: list[str], conns: int = 8) -> dict[int, int]:
-    """Each path once, over ``conns`` keep-alive connections; returns {status: count}."""
+async def _send_all(port: int, hosts: list[str], conns: int = 8) -> dict[int, int]:
+    """One request per Host header, over ``conns`` keep-alive connections; returns
+    {status: count}."""
     statuses: dict[int, int] = {}
 
     async def worker(k: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
-            for i in range(k, len(paths), conns):
-                writer.write(f"GET {paths[i]} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            for i in range(k, len(hosts), conns):
+                writer.write(f"GET / HTTP/1.1\r\nHost: {hosts[i]}\r\n\r\n".encode())
                 head = await reader.readuntil(b"\r\n\r\n")
                 status = int(head.split(b" ", 2)[1])
                 statuses[status] = statuses.get(status, 0) + 1
@@ -53,18 +54,17 @@ async def test_ten_thousand_random_names_leave_no_metrics_after_the_idle_ttl():
     port = closed.getsockname()[1]
     try:
         async with Backend("web") as b, RouterHarness(
-                # /<host>/<port>: a random 127/8 address is a client of its own (refused: 502),
-                # a random word fails to bind (502); /web/x is served
-                f"/svc => /$/inet; /svc/web/x => /$/inet/127.1/{b.port}",
-                identifier=IdentifierConfig(kind="io.l5d.path", segments=2),
+                # Host <ip>:<port>: a random 127/8 address is a client of its own (refused:
+                # 502); a random word binds to nothing (502); Host web is served
+                f"/inet => /$/inet; /svc => /$/io.buoyant.hostportPfx/inet; /svc/web => /$/inet/127.1/{b.port}",
                 service={"kind": "io.l5d.global", "responseClassifier": {"kind": "io.l5d.http.nonRetryable5XX"},
                          "totalTimeoutMs": 10000},
                 bindingCache=BindingCacheConfig(paths=PATHS, idleTtlSecs=1)) as h:
-            assert (await request(h.port, get("/web/x", host="x"))).status == 200
+            assert (await request(h.port, get("/", host="web"))).status == 200
             baseline = set(h.metrics.snapshot())
-            paths = [f"/127.{rng.randrange(1, 255)}.{rng.randrange(256)}.{rng.randrange(1, 255)}/{port}" if i % 2
-                     else f"/n{rng.getrandbits(48):012x}/y" for i in range(NAMES)]
-            statuses = await _send_all(h.port, paths)
+            hosts = [f"127.{rng.randrange(1, 255)}.{rng.randrange(256)}.{rng.randrange(1, 255)}:{port}" if i % 2
+                     else f"n{rng.getrandbits(48):012x}" for i in range(NAMES)]
+            statuses = await _send_all(h.port, hosts)
             assert statuses == {502: NAMES}
             during = h.metrics.snapshot()
             # at most bindingCache.paths names (and their clients) have metrics at a time
