@@ -56,20 +56,6 @@ class RefusedConfig(StartupError):
     exit_status = 2
 
 
-def tracing_without_hooks(config: LinkerConfig, router_class: Any) -> list[str]:
-    """The trace telemeters of the config, when the router class does not call the tracing
-    hooks (``traces_requests`` is not True on it).
-
-    Issue 14 phase 1: namerouter/tracing/ is complete but the data plane is being
-    rewritten; until it calls ``RequestTrace``'s hooks, a config with tracing must not
-    start and silently record nothing. The data plane sets ``HttpRouter.traces_requests
-    = True`` when it does, which lifts this refusal."""
-    if getattr(router_class, "traces_requests", False) is True:
-        return []
-    from .tracing.config import TRACE_TELEMETERS
-
-    kinds = tuple(TRACE_TELEMETERS.values())
-    return [f"telemetry kind {kind_of(t)}" for t in config.telemetry if isinstance(t, kinds)]
 
 
 @dataclass
@@ -175,12 +161,6 @@ class Linker:
         """Build and start everything; StartupError says what failed."""
         from .proxy.router import HttpRouter
 
-        untraced = tracing_without_hooks(self.config, HttpRouter)
-        if untraced:
-            raise RefusedConfig(
-                f"{', '.join(untraced)}: this build's routers do not call the tracing hooks yet, so these "
-                f"telemeters would record nothing; refusing to start rather than accept tracing that does "
-                f"nothing. `namerouter --check` accepts the config.")
         self.tls.start()
         await self._build_namers()
         for i, rcfg in enumerate(self.config.routers):
@@ -194,7 +174,8 @@ class Linker:
             except Exception as e:
                 raise StartupError(f"routers[{i}] ({label}): interpreter could not start: {e}") from e
             self.interpreters.append(interp)
-            router = HttpRouter(rcfg, interp, self.metrics, reuse_port=self.worker is not None, tls=self.tls)
+            router = HttpRouter(rcfg, interp, self.metrics, reuse_port=self.worker is not None, tls=self.tls,
+                                tracer=self.tracer)
             try:
                 await router.start()
             except TlsConfigError as e:

@@ -22,8 +22,9 @@ Scopes are found by their Linkerd names, the contract with the data plane:
 ``rt/<label>/server/<ip>/<port>/``, ``rt/<label>/service/<name>/``,
 ``rt/<label>/client/<id>/``, each with ``requests``, ``success``, ``failures`` and
 ``request_latency_ms``; services add ``retries/total``, clients ``retries/requeues``,
-``connections`` and ``failure_accrual/{removed,removals,revivals}``. Endpoint lists and
-pool figures of a client come from ``router.client_state()``.
+``connections`` and ``failure_accrual/{removed,removals,revivals}``. Endpoint lists, pool
+figures and limits (``pool.maxSize``) and each endpoint's failure-accrual state
+(``alive`` / ``dead`` / ``probing``) of a client come from ``router.client_state()``.
 
 Query parameters: ``router`` (a label), ``q`` (substring of the name, case-insensitive),
 ``sort`` (``successRate`` — worst first, the default —, ``rps``, ``p99``, ``name``),
@@ -431,7 +432,7 @@ def dashboard_routes(registry: MetricsRegistry,
                 st = (states.get(s.router) or {}).get("/" + s.name)
                 if st is not None:
                     item["state"] = {k: st[k] for k in ("state", "endpoints", "loadBalancer", "failure",
-                                                        "authority") if k in st}
+                                                        "authority", "pool", "failureAccrual") if k in st}
             items.append(item)
         return {"total": len(every), "matched": len(chosen), "offset": offset, "limit": limit, "items": items}
 

@@ -79,6 +79,16 @@ class ServerConfig:
 
 
 @dataclass
+class TracePropagatorConfig:
+    """Linkerd's ``tracePropagator``: which trace format the router reads first
+    (``io.l5d.default``: ``l5d-ctx-trace``; ``io.l5d.zipkin``: B3, which it then also
+    writes on every request). Every format is read and written either way (see
+    namerouter/tracing/propagation.py)."""
+
+    kind: str = field(default="io.l5d.default", metadata={"choices": ("io.l5d.default", "io.l5d.zipkin")})
+
+
+@dataclass
 class RouterConfig:
     protocol: str = field(default="http", metadata={"choices": ("http",)})
     label: Optional[str] = None
@@ -120,6 +130,8 @@ class RouterConfig:
     #: the main job (namerouter/linker.py) builds them and announces each server's
     #: ``announce`` paths once the router listens (see ServerConfig.announce).
     announcers: list[Any] = field(default_factory=list, metadata={"plugins": "ANNOUNCERS"})
+    #: Linkerd's ``tracePropagator`` (see TracePropagatorConfig)
+    tracePropagator: Optional[TracePropagatorConfig] = None
 
     @property
     def effective_label(self) -> str:

@@ -56,6 +56,7 @@ from typing import Any, Optional
 from ..dtab.dtab import Dtab
 from ..metrics import MetricsRegistry
 from ..tls import HandshakeFailures, TlsConfigError, TlsRegistry, TlsSource
+from ..tracing import NO_TELEMETERS, RouterTracer, Tracer
 from .accesslog import AccessLog
 from .config import RouterConfig, ServerConfig
 from .identifiers import build_identifier
@@ -73,8 +74,9 @@ class RouterCore:
     """What every server of a router shares: identification, dtabs, the route table."""
 
     def __init__(self, config: RouterConfig, interpreter: Any, metrics: MetricsRegistry,
-                 tls: Optional[TlsRegistry] = None) -> None:
+                 tls: Optional[TlsRegistry] = None, tracer: Optional[Tracer] = None) -> None:
         self.config = config
+        self.interpreter = interpreter
         self.label = config.effective_label
         #: the process's TLS sources (server and client contexts, rotation, handshake counters)
         self.tls = tls if tls is not None else TlsRegistry(metrics)
@@ -106,6 +108,10 @@ class RouterCore:
         #: whether some client forwards client certificates (Linkerd's client forwardClientCert)
         self.clients_forward_cert = any(v for _, v in self.table.policies.clients.sources("forwardClientCert"))
         self.dtabs = RequestDtabs(config.maxLocalDtabKB * 1024)
+        #: this router's tracer: every request gets a trace context, spans only when a
+        #: telemeter samples it (namerouter/tracing/, docs/architecture.md "Tracing")
+        propagator = config.tracePropagator.kind if config.tracePropagator is not None else "io.l5d.default"
+        self.tracer: RouterTracer = (tracer or NO_TELEMETERS).router(self.label, config.dtab or "", propagator)
         if not config.streamingEnabled:
             log.warning("router %s: streamingEnabled: false is not supported: bodies are still streamed "
                         "(with backpressure, in bounded memory) and chunked messages stay chunked "
@@ -143,6 +149,8 @@ class HttpServer:
         self.scope: Optional[Scope] = None
         #: an asyncio.Server (plaintext) or a TlsServer (same close/wait_closed/sockets)
         self._server: Any = None
+        #: (ip, port) of the listening socket (the local endpoint of server spans)
+        self.local: tuple[str, int] = (self.ip, self.port)
         self._drained: Optional[asyncio.Event] = None
         self.connects: Any = None
         tls = config.tls
@@ -170,6 +178,7 @@ class HttpServer:
             self._server = await listen(settings, server_protocol(self))
         if self.port == 0:
             self.port = self._server.sockets[0].getsockname()[1]
+        self.local = (self.ip, self.port)
         self.init_metrics()
 
     def _tls_material(self, port: int) -> tuple[TlsSource, HandshakeFailures]:
@@ -205,7 +214,7 @@ class HttpServer:
 
     def record_refused(self, status: int) -> None:
         """A request refused before it became a lifecycle (malformed): server metrics only."""
-        self.cells.cell(self.scope, None, None).record(status, 0.0)
+        self.cells.cell(self.scope, None, None, None).record(status, 0.0, status >= 500)
 
     async def close(self, grace_s: float) -> None:
         if self._server is not None:
@@ -230,14 +239,20 @@ class HttpServer:
 class HttpRouter:
     """A router: its servers, identification, binding cache and clients."""
 
+    #: requests are traced (``tracer``: the process's ``tracing.Tracer``; every request gets a
+    #: trace context and, when a telemeter samples it, spans). The main job refuses trace
+    #: telemeters for a router class without this (namerouter/linker.py).
+    traces_requests = True
+
     def __init__(self, config: RouterConfig, interpreter: Any, metrics: MetricsRegistry,
-                 reuse_port: bool = False, tls: Optional[TlsRegistry] = None) -> None:
+                 reuse_port: bool = False, tls: Optional[TlsRegistry] = None,
+                 tracer: Optional[Tracer] = None) -> None:
         self.config = config
         self.interpreter = interpreter
         self.metrics = metrics
         #: ``tls``: the process's TlsRegistry (the linker's: one file watch, /admin/tls.json);
         #: None = a registry of this router's own
-        self.core = RouterCore(config, interpreter, metrics, tls)
+        self.core = RouterCore(config, interpreter, metrics, tls, tracer)
         self.label = self.core.label
         self.base_dtab = self.core.base_dtab
         #: ``reuse_port``: share the ports with other processes (``namerouter --workers N``)

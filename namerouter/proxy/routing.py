@@ -265,17 +265,32 @@ class ClientStage:
         out: dict[str, Any] = {
             "state": state,
             "addresses": [f"{e.host}:{e.port}" for e in eps],
-            "endpoints": [
-                {"ip": e.host, "port": e.port, "weight": e.weight, "outstanding": e.outstanding,
-                 "connections": e.open_conns, "idle": len(e.idle), "waiters": len(e.waiters or ())}
-                for e in eps
-            ],
+            "endpoints": [self._endpoint_state(e) for e in eps],
             "loadBalancer": self.balancer.kind,
+            "failureAccrual": self.policy.accrual.kind if self.policy.accrual is not None else "none",
+            # hostConnectionPool: None = unbounded (Linkerd's default)
+            "pool": {"maxSize": self.pool.max_size, "minSize": self.pool.min_size,
+                     "maxWaiters": self.pool.max_waiters,
+                     "idleTimeMs": int(self.pool.idle_time_s * 1000) if self.pool.idle_time_s else None},
         }
         if self.authority is not None:
             out["authority"] = self.authority.decode("latin-1")
         if self.failure:
             out["failure"] = self.failure
+        return out
+
+    @staticmethod
+    def _endpoint_state(e: Endpoint) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "ip": e.host, "port": e.port, "weight": e.weight, "outstanding": e.outstanding,
+            "connections": e.open_conns, "idle": len(e.idle), "waiters": len(e.waiters or ())}
+        if e.accrual is not None:
+            out["failureAccrual"] = e.accrual.state()
+        elif not e.available:  # no accrual policy: a connect failure avoids it for a second
+            out["failureAccrual"] = {"kind": "none", "state": "dead",
+                                     "retryInMs": int(max(0.0, e.down_until - _monotonic()) * 1000)}
+        else:
+            out["failureAccrual"] = {"kind": "none", "state": "alive"}
         return out
 
     def close(self) -> None:
@@ -301,6 +316,8 @@ class ServiceStage:
         self.name = name
         self.name_text = name.show()
         self.local = local
+        #: the request dtab as shown (trace tag ``dtab.local``)
+        self.local_text = local.show() if local else ""
         self.dtab = table.base_dtab + local if local else table.base_dtab
         #: per-request policy for this name (retries, classifier, timeouts), or None when
         #: no per-request policy applies (namerouter/proxy/policy/runtime.py)
@@ -321,6 +338,8 @@ class ServiceStage:
         self.inflight = 0
         self._changed = Changes(table.wheel)
         self._clients: list[ClientStage] = []
+        #: the client-per-service metric scopes the current target's leaves hold
+        self._pairs: list[ClientStage] = []
         self._obs = None
         # A client's dtab binds under the interpreter's smaller request budget.
         self.activity = (table.interpreter.bind(self.dtab, name, from_request=True) if local
@@ -332,16 +351,23 @@ class ServiceStage:
         if st is PENDING:
             return  # keep the last good tree while re-binding
         old = self._clients
+        old_pairs, self._pairs = self._pairs, []
         if isinstance(st, Ok):
             try:
                 self.target = self._compile(st.value)
                 self.error = None
             except RouterError as e:
                 self.target, self.error = None, e
+                for c in self._pairs:  # what the partial compile acquired
+                    self.table.pair_scope_release(self.name_text, c)
+                    self.table.client_release(c)
+                self._pairs = []
         elif isinstance(st, Failed):
             self.target = None
             self.error = NoRoute(self.explain(f"binding failed: {st.error}"))
         self._clients = self.target.clients() if self.target is not None else []
+        for c in old_pairs:
+            self.table.pair_scope_release(self.name_text, c)
         for c in old:
             self.table.client_release(c)
         self._changed.wake()
@@ -351,7 +377,9 @@ class ServiceStage:
             bound = tree.value
             if not isinstance(bound, BoundName):
                 raise NoRoute(self.explain(f"the name bound to an unbound path {bound}"))
-            return LeafTarget(self.table.client_acquire(bound), bound, self.block)
+            client = self.table.client_acquire(bound)
+            self._pairs.append(client)
+            return LeafTarget(client, bound, self.block, self.table.pair_scope_acquire(self.name_text, client))
         if isinstance(tree, Union):
             return UnionTarget([(w.weight, self._compile(w.tree)) for w in tree.weighted])
         if isinstance(tree, Alt):
@@ -402,6 +430,9 @@ class ServiceStage:
     def close(self) -> None:
         if self._obs is not None:
             self._obs.close()
+        for c in self._pairs:
+            self.table.pair_scope_release(self.name_text, c)
+        self._pairs = []
         for c in self._clients:
             self.table.client_release(c)
         self._clients = []
@@ -444,6 +475,7 @@ class RouteTable:
         self.routes: dict[Any, ServiceStage] = {}
         self.clients: dict[Path, ClientStage] = {}
         self._svc_scopes: dict[str, list] = {}
+        self._pair_scopes: dict[tuple[str, Path], list] = {}
         self._sweeper: Optional[Timer] = None
         #: the process's TLS sources (client contexts, handshake-failure counters)
         self.tls = tls if tls is not None else TlsRegistry(registry)
@@ -557,6 +589,26 @@ class RouteTable:
             e[1] -= 1
             if e[1] <= 0:
                 del self._svc_scopes[text]
+                e[0].drop()
+                self.policies.forget(text)
+
+    # per-client per-service request metrics (rt/<label>/client/<id>/service/<name>/) ------
+    def pair_scope_acquire(self, service: str, client: ClientStage) -> Scope:
+        key = (service, client.id)
+        e = self._pair_scopes.get(key)
+        if e is None:
+            prefix = f"{client.scope.prefix}service/{scope_label(service)}/"
+            e = self._pair_scopes[key] = [self.cells.scope(prefix, full=False), 0]
+        e[1] += 1
+        return e[0]
+
+    def pair_scope_release(self, service: str, client: ClientStage) -> None:
+        key = (service, client.id)
+        e = self._pair_scopes.get(key)
+        if e is not None:
+            e[1] -= 1
+            if e[1] <= 0:
+                del self._pair_scopes[key]
                 e[0].drop()
 
     def client_state(self) -> dict[str, Any]:

@@ -95,7 +95,7 @@ class H1ClientConnection(Coalescing):
         if cert is not None and (lc.server.forward_client_cert or leaf.client.forward_client_cert):  # type: ignore[union-attr]
             dst = dst + b"x-forwarded-client-cert: " + cert + b"\r\n"
         parts = request_head(head, lc.uri, leaf.client.authority, self.default_host,  # type: ignore[union-attr]
-                             dst, lc.reqid, lc.deadline)  # type: ignore[arg-type]
+                             dst, lc.trace_block, lc.deadline)
         if body:
             if head.chunked:
                 parts += [chunk(c) for c in body]

@@ -148,6 +148,7 @@ class H1ServerConnection(Coalescing):
         #: x-forwarded-client-cert of the verified client certificate (TLS servers that
         #: forward it), given to every request head of this connection
         self.client_cert: Optional[bytes] = None
+        self.remote: Optional[tuple[str, int]] = None
 
     # --- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -157,6 +158,8 @@ class H1ServerConnection(Coalescing):
         self.peer = peer[0] if peer else "-"
         if self.server.collect_client_cert:
             self.client_cert = client_cert_of(transport)
+        # (ip, port) of the client, kept per connection: the remote endpoint of server spans
+        self.remote = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and len(peer) >= 2 else None
         self.server.connection_made(self)
 
     def data_received(self, data: bytes) -> None:

@@ -165,6 +165,10 @@ class PolicyTable:
         self._svc[text] = p
         return p
 
+    def forget(self, name_text: str) -> None:
+        """The name's last stage was evicted (its metrics are gone): let its policy go too."""
+        self._svc.pop(name_text, None)
+
     def client(self, bound_id: Any, prefix: str) -> ClientPolicy:
         keys, caps = self.clients.for_path(bound_id)
         return ClientPolicy(keys, caps, self.registry, prefix)
@@ -188,7 +192,7 @@ class RequestPolicy:
     """One request's retry/timeout state (only when its name has a policy)."""
 
     __slots__ = ("lc", "svc", "wheel", "replay", "replay_bytes", "replayable", "retries", "backoff", "total_t",
-                 "attempt_t", "attempt_client", "retry_t", "attempt_t0", "deadline")
+                 "attempt_t", "attempt_client", "retry_t", "attempt_t0", "deadline", "klass")
 
     def __init__(self, lc: "Lifecycle", svc: ServicePolicy) -> None:
         self.lc: Optional["Lifecycle"] = lc
@@ -205,6 +209,9 @@ class RequestPolicy:
         self.deadline = 0.0
         self.replay: Optional[list[bytes]] = None
         self.replay_bytes = 0
+        #: the classifier's verdict on the last response (SUCCESS, FAILURE, RETRYABLE): the
+        #: lifecycle records the request as a success or failure by it
+        self.klass = SUCCESS
         #: the request can be sent again: its body (if any) is small and of fixed length
         #: (kept in ``replay``; the chunks are referenced, not copied)
         self.replayable = (
@@ -262,6 +269,7 @@ class RequestPolicy:
         cls = self.svc.classifier.classify(lc.head.method, status)
         if cls == FAILURE and status >= 500 and resp.retryable:
             cls = RETRYABLE  # a router further down says the request is safe to retry
+        self.klass = cls
         if cls == RETRYABLE:
             if not self.replayable or not lc.upload_complete:
                 self.svc.stream_too_long.value += 1
