@@ -65,13 +65,26 @@ class ConnectFailed(RouterError):
 
 
 class BackendFailed(RouterError):
-    """The backend closed or broke the connection before a full response head."""
+    """The backend closed or broke the connection before a full response head (or, once
+    a response is being relayed, before its end: the client's connection is then cut,
+    and the request counts as a failure named ``exc_name``)."""
 
     status = 502
+    #: the name the request's failure is counted under (``…/failures/<exc_name>``)
+    exc_name = "com.twitter.finagle.ChannelClosedException"
+
+    def __init__(self, message: str, exc_name: Optional[str] = None) -> None:
+        super().__init__(message)
+        if exc_name is not None:
+            self.exc_name = exc_name
 
 
 class RequestTimeout(RouterError):
     status = 503
+
+
+class DeadlineExceeded(RequestTimeout):
+    """The request's own ``l5d-ctx-deadline`` passed before a response head came."""
 
 
 class Overloaded(RouterError):

@@ -33,8 +33,10 @@ from random import getrandbits
 from typing import TYPE_CHECKING, Any, Coroutine, Optional
 
 from .connect import connection_for
-from .errors import BackendFailed, BadRequest, NoHosts, Overloaded, RouterError
+from ..ratelog import RateLimitedLog
+from .errors import BackendFailed, BadRequest, DeadlineExceeded, NoHosts, Overloaded, RouterError
 from .message import EMPTY_BLOCK, HeaderBlock, RequestHead, ResponseHead, reqid_for
+from .policy.timeouts import incoming_deadline
 from .phases import (  # noqa: F401  (the states, re-exported for the codecs and the policy)
     ANSWERED, COMPLETE, CONNECTING, DISCARDING, DONE, RECEIVING, RESPONDING, RETRYING, ROUTING, SENT, WAITING,
     Phase, Upload,
@@ -54,6 +56,8 @@ DRAIN_LIMIT = 64 * 1024
 
 _now = time.monotonic
 log = logging.getLogger("namerouter.proxy")
+#: responses cut after their head: one line per client (bound id) per 10 s at most
+_CUT_LOG = RateLimitedLog(log, 10.0)
 
 
 class Lifecycle:
@@ -63,6 +67,7 @@ class Lifecycle:
         "down", "server", "head", "uri", "t0", "phase", "upload", "route", "leaf", "node", "up",
         "body", "body_bytes", "task", "policy", "status", "resp_len", "stale_retried", "reqid",
         "deadline", "counted", "bind_deadline",
+        "dl_timer", "failure",
     )
 
     def __init__(self, down: Any, server: "HttpServer", head: RequestHead) -> None:
@@ -96,6 +101,10 @@ class Lifecycle:
         self.deadline: Optional[bytes] = None
         self.counted = False
         self.bind_deadline = 0.0
+        #: the incoming l5d-ctx-deadline's timer (timers.Timer), when the request has one
+        self.dl_timer: Any = None
+        #: the exception name a request whose response was cut is counted under, else None
+        self.failure: Optional[str] = None
 
     # --- what the codecs and the policy may read ----------------------------------------
     @property
@@ -137,9 +146,38 @@ class Lifecycle:
         route.last_used = self.t0
         if new_uri is not None:
             self.uri = new_uri
+        if head.deadline is not None and self._incoming_deadline():
+            return
         if route.policy is not None:
             self.policy = route.policy.begin(self)
         self.dispatch()
+
+    def _incoming_deadline(self) -> bool:
+        """``l5d-ctx-deadline`` from the client: invalid values are dropped, the strictest
+        valid one is forwarded and enforced like totalTimeoutMs (until the response head).
+        True when it has already passed (the request is answered)."""
+        now = time.time_ns()
+        d = incoming_deadline(self.head.deadline or (), now)
+        if d is None:
+            self.deadline = b""
+            return False
+        self.deadline = b"%d %d" % d
+        left = (d[1] - now) / 1e9
+        if left <= 0:
+            self.fail(DeadlineExceeded(self._deadline_message(d[1] - now)))
+            return True
+        self.dl_timer = self.server.wheel().after(left, Lifecycle._deadline_passed, self)
+        return False
+
+    def _deadline_message(self, left_ns: int) -> str:
+        name = self.route.name_text if self.route is not None else "?"
+        return (f"request to {name} exceeded its l5d-ctx-deadline (it passed {-left_ns / 1e6:.0f} ms ago)"
+                if left_ns < 0 else f"request to {name} exceeded its l5d-ctx-deadline")
+
+    def _deadline_passed(self) -> None:
+        self.dl_timer = None
+        if self.phase < RESPONDING:
+            self.fail(DeadlineExceeded(self._deadline_message(0)))
 
     def dispatch(self) -> None:
         """Pick a leaf of the bound tree and an endpoint, and send the request: the one
@@ -398,8 +436,12 @@ class Lifecycle:
         self._cancel_task()
         self._detach(False)
         if phase is RESPONDING:
-            # Part of the response is out: the only honest signal left is to cut the connection.
+            # Part of the response is out: the only honest signal left is to cut the
+            # connection; the request counts as a failure (not as its status's success).
             self.status = self.status or err.status
+            self.failure = getattr(err, "exc_name", None) or type(err).__name__
+            _CUT_LOG.warn(self.leaf.client.id_text if self.leaf is not None else "?",
+                          "response cut after its head: %s", err.message.split("\n", 1)[0])
             self.down.abort()
             self._complete()
             return
@@ -466,6 +508,10 @@ class Lifecycle:
         self.phase = DONE
         if self.policy is not None:
             self.policy.finish()
+        t = self.dl_timer
+        if t is not None:
+            self.dl_timer = None
+            t.cancel()
         if self.counted:
             self.counted = False
             self._record()
@@ -495,8 +541,12 @@ class Lifecycle:
         server = self.server
         route = self.route
         leaf = self.leaf
-        server.cells.cell(server.scope, route.scope if route is not None else None,
-                          leaf.client.scope if leaf is not None else None).record(self.status, ms)
+        cell = server.cells.cell(server.scope, route.scope if route is not None else None,
+                                 leaf.client.scope if leaf is not None else None)
+        if self.failure is None:
+            cell.record(self.status, ms)
+        else:
+            cell.record_failure(self.status, ms, self.failure)
         if route is not None:
             route.inflight -= 1
         server.inflight -= 1

@@ -2,7 +2,8 @@
 
 Linkerd reports every request under three scopes — the server that took it, the
 service (logical name) and the client (bound id) — with ``requests``, ``success``,
-``failures``, ``status/<code>`` and ``request_latency_ms``. Recording into three sets
+``failures``, ``status/<code>`` and ``request_latency_ms`` (plus ``failures/<exception>``
+for responses cut after their head went out). Recording into three sets
 of counters costs three times the work per request; here a request is recorded once,
 into the :class:`Cell` of its (server, service, client) combination, and each scope
 (:class:`Scope`) is a registry *view* that sums its cells when the metrics are read.
@@ -28,7 +29,7 @@ def scope_label(path_text: str) -> str:
 class Cell:
     """What the requests of one (server, service, client) combination recorded."""
 
-    __slots__ = ("statuses", "hist", "n", "sum", "min", "max", "scopes")
+    __slots__ = ("statuses", "hist", "n", "sum", "min", "max", "scopes", "failed", "failed_ok")
 
     def __init__(self, scopes: tuple["Scope", ...] = ()) -> None:
         self.statuses: dict[int, int] = {}
@@ -38,6 +39,11 @@ class Cell:
         self.min = math.inf
         self.max = -math.inf
         self.scopes = scopes
+        #: requests that failed after their response head went out (cut responses), by
+        #: exception name; ``failed_ok``: how many of them had a status that alone would
+        #: count as a success
+        self.failed: Optional[dict[str, int]] = None
+        self.failed_ok = 0
 
     def record(self, status: int, ms: float) -> None:
         """One request (or one attempt) answered with ``status`` (0: none) after ``ms``."""
@@ -53,6 +59,17 @@ class Cell:
         if ms < self.min:
             self.min = ms
 
+    def record_failure(self, status: int, ms: float, exc_name: str) -> None:
+        """A request whose response was cut after its head (``status`` went out) by
+        ``exc_name``: counted under its status, and as a failure whatever the status."""
+        self.record(status, ms)
+        f = self.failed
+        if f is None:
+            f = self.failed = {}
+        f[exc_name] = f.get(exc_name, 0) + 1
+        if 0 < status < 500:
+            self.failed_ok += 1
+
     def add_to(self, other: "Cell") -> None:
         for k, v in self.statuses.items():
             other.statuses[k] = other.statuses.get(k, 0) + v
@@ -62,6 +79,13 @@ class Cell:
         other.sum += self.sum
         other.min = min(other.min, self.min)
         other.max = max(other.max, self.max)
+        if self.failed:
+            f = other.failed
+            if f is None:
+                f = other.failed = {}
+            for k, v in self.failed.items():
+                f[k] = f.get(k, 0) + v
+            other.failed_ok += self.failed_ok
 
 
 class Scope:
@@ -99,6 +123,10 @@ class Scope:
             if status > 0:
                 c = out[f"{p}status/{status}"] = Counter(f"{p}status/{status}")
                 c.value = n
+        failures += t.failed_ok
+        for name, n in (t.failed or {}).items():
+            c = out[f"{p}failures/{name}"] = Counter(f"{p}failures/{name}")
+            c.value = n
         for name, value in (("requests", t.n), ("success", t.n - failures), ("failures", failures)):
             c = out[p + name] = Counter(p + name)
             c.value = value

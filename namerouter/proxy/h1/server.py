@@ -33,7 +33,9 @@ from ..lifecycle import Lifecycle
 from ..message import HeaderBlock, ResponseHead
 from ..transport import set_nodelay
 from . import encode
-from .heads import FramingError, H1RequestHead, head_limit_error, parse_request, skip_empty_lines
+from .heads import (
+    FramingError, H1RequestHead, check_method, head_limit_error, parse_request, request_line_error, skip_empty_lines,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..router import HttpServer
@@ -41,9 +43,14 @@ if TYPE_CHECKING:  # pragma: no cover
 #: How long a refused connection keeps reading (and dropping) input before it closes.
 LINGER_S = 2.0
 
-HEAD, LENGTH, PARSED = 0, 1, 2  # read states: at a head, in a counted body, callback parsing
+#: read states: at a head, in a counted body, callback parsing, input over (the last
+#: request said ``Connection: close`` or was HTTP/1.0: what follows is dropped)
+HEAD, LENGTH, PARSED, IGNORE = 0, 1, 2, 3
 _PIPELINE = object()  # pause key: a pipelined request waits for its turn
 _SILENT = object()  # a parser protocol without callbacks: httptools only validates
+#: methods llhttp parses (a chunked request with another one is shown to llhttp as a POST)
+_LLHTTP_COMMON = frozenset((b"GET", b"POST", b"PUT", b"DELETE", b"PATCH", b"HEAD", b"OPTIONS", b"TRACE",
+                            b"CONNECT"))
 _now = time.monotonic
 log = logging.getLogger("namerouter.proxy")
 
@@ -56,15 +63,17 @@ class _Parsed:
     """httptools callbacks for the rare stretch that needs them (chunked request bodies
     and whatever follows them in the same read): rebuild each head, then the same path."""
 
-    __slots__ = ("conn", "url", "lines", "size", "in_message", "in_head")
+    __slots__ = ("conn", "url", "lines", "size", "in_message", "in_head", "method")
 
-    def __init__(self, conn: "H1ServerConnection") -> None:
+    def __init__(self, conn: "H1ServerConnection", method: Optional[bytes] = None) -> None:
         self.conn = conn
         self.url = b""
         self.lines: list[bytes] = []
         self.size = 0
         self.in_message = False
         self.in_head = False
+        #: the first head's method when llhttp was shown another one (see _switch_to_parsed)
+        self.method = method
 
     def on_message_begin(self) -> None:
         self.in_message = self.in_head = True
@@ -90,7 +99,9 @@ class _Parsed:
     def on_headers_complete(self) -> None:
         self.in_head = False
         p = self.conn.full
-        raw = b"%b %b HTTP/%b\r\n%b\r\n" % (p.get_method(), self.url, p.get_http_version().encode(),
+        method = self.method or p.get_method()
+        self.method = None
+        raw = b"%b %b HTTP/%b\r\n%b\r\n" % (method, self.url, p.get_http_version().encode(),
                                             b"".join(self.lines))
         self.conn._head(parse_request(raw, self.conn.clear_context), False)
 
@@ -161,14 +172,21 @@ class H1ServerConnection(Coalescing):
             return
         if self.closed:
             return
+        state = self.state
+        if state == IGNORE:
+            self.linger = True  # the client sent more: close gently when answered
+            return
         BATCH.enter()
         try:
-            if self.state == PARSED:
+            if state == PARSED:
                 self._parsed(data)
             else:
                 self._read(data)
         except (httptools.HttpParserError, FramingError) as e:
-            self.bad_request(self.limit_error or (str(e.args[0]) if e.args else str(e)))
+            if self.state == IGNORE:  # llhttp refusing what follows a "close" request
+                self.linger = True
+            else:
+                self.bad_request(self.limit_error or (str(e.args[0]) if e.args else str(e)))
         finally:
             BATCH.leave()
 
@@ -218,7 +236,8 @@ class H1ServerConnection(Coalescing):
         n = len(data)
         pos = 0
         while pos < n and not self.closed:
-            if self.state == LENGTH:
+            state = self.state
+            if state == LENGTH:
                 left = self.left
                 piece = data if pos == 0 and n <= left else data[pos:pos + left]
                 self.parser.feed_data(piece)
@@ -230,6 +249,9 @@ class H1ServerConnection(Coalescing):
                 if not self.left:
                     self._request_done()
                 continue
+            if state == IGNORE:
+                self.linger = True
+                return
             if self.buf:
                 data = self.buf + data[pos:]
                 self.buf = b""
@@ -238,7 +260,8 @@ class H1ServerConnection(Coalescing):
             start = skip_empty_lines(data, pos) if data[pos] == 13 else pos
             end = data.find(b"\r\n\r\n", start)
             if end < 0:
-                err = head_limit_error(data, start, n, self.max_line, self.max_headers)
+                err = (head_limit_error(data, start, n, self.max_line, self.max_headers)
+                       or request_line_error(data, start, n))
                 if err is not None:
                     raise FramingError(err)
                 if start < n:
@@ -255,10 +278,13 @@ class H1ServerConnection(Coalescing):
                     raise FramingError(err)
                 head = parse_request(raw, self.clear_context)
                 if head.chunked:
-                    self._switch_to_parsed(data[start:])
+                    self._switch_to_parsed(data[start:], head.method)
                     return
                 try:
-                    self.parser.feed_data(raw)  # validates the head (no callbacks)
+                    try:
+                        self.parser.feed_data(raw)  # validates the head (no callbacks)
+                    except httptools.HttpParserInvalidMethodError:
+                        self._validate_other_method(head, raw)
                 except httptools.HttpParserUpgrade:
                     self._upgrade(head, data[end:])
                     return
@@ -266,17 +292,44 @@ class H1ServerConnection(Coalescing):
                 # httptools is back at a message boundary whether it sees a repeat or not.
                 self.memo = head if head.content_length is None else None
             n_body = head.content_length
+            if not n_body and not head.keep_alive:
+                self._input_over(end < n)
+                self._head(head, True)
+                return
             self._head(head, not n_body)
             pos = end
             if n_body:
                 self.state = LENGTH
                 self.left = n_body
 
-    def _switch_to_parsed(self, data: bytes) -> None:
-        self.reader = _Parsed(self)
+    def _validate_other_method(self, head: H1RequestHead, raw: bytes) -> None:
+        """llhttp knows a fixed list of methods; HTTP allows any token (RFC 9110 §9.1).
+        A token it does not know is checked here, and llhttp validates the rest of the
+        head (and tracks the body's framing, which does not depend on the method) as if
+        it were a POST."""
+        check_method(head.method)
+        self.parser = httptools.HttpRequestParser(_SILENT)
+        self.parser.feed_data(b"POST" + raw[len(head.method):])
+
+    def _switch_to_parsed(self, data: bytes, method: bytes) -> None:
+        override: Optional[bytes] = None
+        if method not in _LLHTTP_COMMON:
+            # possibly a method llhttp does not know: show it a POST, keep the real one
+            check_method(method)
+            override = method
+            data = b"POST" + data[len(method):]
+        self.reader = _Parsed(self, override)
         self.full = httptools.HttpRequestParser(self.reader)
         self.state = PARSED
         self._parsed(data)
+
+    def _input_over(self, more: bool) -> None:
+        """The request just read is the connection's last (``Connection: close``, or
+        HTTP/1.0 without keep-alive): it is answered, then the connection closes;
+        whatever the client sends after it is read and dropped (``more``: it did)."""
+        self.state = IGNORE
+        if more:
+            self.linger = True
 
     def _parsed(self, data: bytes) -> None:
         """The callback parser's stretch; back to the fast path at a message boundary."""
@@ -294,8 +347,9 @@ class H1ServerConnection(Coalescing):
             if lc is not None:
                 self._upgrade(lc.head, data[e.args[0]:], lc)
             return
-        if not reader.in_message and self.state == PARSED:
-            self.state = HEAD
+        if not reader.in_message and self.state != HEAD:
+            if self.state == PARSED:
+                self.state = HEAD
             self.full = self.reader = None
 
     def _head(self, head: Any, complete: bool) -> Lifecycle:
@@ -320,6 +374,9 @@ class H1ServerConnection(Coalescing):
         lc = self.reading
         self.reading = None
         if lc is not None:
+            head = lc.head
+            if not head.keep_alive and head.upgrade is None:
+                self._input_over(False)
             lc.request_end()
 
     def _upgrade(self, head: Any, rest: bytes, lc: Optional[Lifecycle] = None) -> None:

@@ -219,15 +219,16 @@ class RequestPolicy:
 
     @staticmethod
     def _deadline_header(lc: "Lifecycle", timeout_s: Optional[float]) -> None:
-        """``l5d-ctx-deadline``: the strictest of the incoming one and ours."""
-        incoming = lc.head.deadline
+        """``l5d-ctx-deadline``: the strictest of the incoming one (checked by the
+        lifecycle: ``lc.deadline``) and ours."""
+        incoming = lc.deadline
         if not incoming:
             if timeout_s is None:
                 return
             now = time.time_ns()  # the common case: only ours
             lc.deadline = b"%d %d" % (now, now + int(timeout_s * 1e9))
             return
-        line = deadline_header(timeout_s, incoming)
+        line = deadline_header(timeout_s, [incoming])
         lc.deadline = line[18:-2] if line is not None else b""
 
     # --- request body ---------------------------------------------------------------------
