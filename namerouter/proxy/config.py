@@ -60,6 +60,21 @@ class BindingCacheConfig:
 
 
 @dataclass
+class ServerSessionConfig:
+    """Linkerd's ``serverSession`` (plus ``headerReadTimeoutMs``): time limits on a
+    client's connection (namerouter/proxy/sessions.py). ``null`` means forever."""
+
+    #: no request outstanding (or a request body sending nothing) for this long: closed.
+    #: Linkerd's default is forever; ours bounds idle connections (issue 17)
+    idleTimeMs: Optional[int] = field(default=60_000, metadata={"min": 1})
+    #: a connection older than this finishes what it carries, then closes
+    lifeTimeMs: Optional[int] = field(default=None, metadata={"min": 1})
+    #: a request head must be complete this long after its first byte (the first
+    #: request: after the connection opened), else 408 and close (slowloris)
+    headerReadTimeoutMs: Optional[int] = field(default=5_000, metadata={"min": 1})
+
+
+@dataclass
 class ServerConfig:
     port: int = field(default=4140, metadata={"min": 1, "max": 65535})
     #: Linkerd binds loopback unless told otherwise.
@@ -74,6 +89,11 @@ class ServerConfig:
     #: and accepted by --check; the main job refuses to start a router that sets it
     #: until the data plane terminates TLS (namerouter/linker.py).
     tls: Optional[ServerTlsConfig] = None
+    #: connection time limits (idle, lifetime, header read): see ServerSessionConfig
+    serverSession: ServerSessionConfig = field(default_factory=ServerSessionConfig)
+    #: client connections this server keeps open at most (beyond: 503 and close); the
+    #: process's share of RLIMIT_NOFILE applies anyway (namerouter/proxy/sessions.py)
+    maxConnections: Optional[int] = field(default=None, metadata={"min": 1})
 
 
 @dataclass

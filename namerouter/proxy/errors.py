@@ -83,6 +83,12 @@ class RequestTimeout(RouterError):
     status = 503
 
 
+class RequestReadTimeout(RouterError):
+    """The client stopped sending its request (serverSession, sessions.py)."""
+
+    status = 408
+
+
 class DeadlineExceeded(RequestTimeout):
     """The request's own ``l5d-ctx-deadline`` passed before a response head came."""
 

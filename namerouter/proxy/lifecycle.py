@@ -404,13 +404,28 @@ class Lifecycle:
         self.upstream_broken(conn, f"connection to {conn.endpoint.label} closed before the response was "
                                    f"complete{why}")
 
-    def upstream_broken(self, conn: Any, message: str) -> None:
+    def upstream_broken(self, conn: Any, message: str, exc_name: Optional[str] = None) -> None:
+        """The upstream connection broke (``exc_name``: what a cut response counts as)."""
         if conn is not self.up or self.phase is DONE:
             return
         route = self.route
         client = self.leaf.client.id_text if self.leaf is not None else "?"
         why = f"{message} (bound name {client})"
-        self.fail(BackendFailed(route.explain(why, headline="Backend failure for") if route else why))
+        self.fail(BackendFailed(route.explain(why, headline="Backend failure for") if route else why, exc_name))
+
+    def body_stall_s(self) -> Optional[float]:
+        """How long the response body may send nothing before it is cut (the upstream
+        codec watches it, sessions.py): the smallest of the client's clientSession
+        idleTimeMs and requestAttemptTimeoutMs and the service's totalTimeoutMs. Like
+        Finagle, the timeouts otherwise end with the response head; past it they bound
+        silence, not the length of a body that keeps coming. None: unbounded."""
+        leaf = self.leaf
+        s = leaf.client.stall_s if leaf is not None else None
+        policy = self.route.policy if self.route is not None else None
+        t = policy.total_timeout_s if policy is not None else None
+        if t is not None and (s is None or t < s):
+            return t
+        return s
 
     # --- router-made answers ---------------------------------------------------------------
     def _answer_status(self, status: int) -> None:

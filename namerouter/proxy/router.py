@@ -61,6 +61,7 @@ from .identifiers import build_identifier
 from .message import RequestHead
 from .request_dtab import RequestDtabs
 from .routing import RouteTable, ServiceStage
+from .sessions import ServerSessions
 from .stats import Cells, Scope
 from .timers import TimerWheel
 from .transport import ListenSettings, listen, server_protocol
@@ -133,6 +134,8 @@ class HttpServer:
         self._server: Optional[asyncio.AbstractServer] = None
         self._drained: Optional[asyncio.Event] = None
         self.connects: Any = None
+        #: admission and connection time limits (sessions.py), set with the metrics
+        self.sessions: Any = None
 
     def _scope(self) -> str:
         return f"rt/{self.core.label}/server/{self.ip}/{self.port}/"
@@ -153,15 +156,24 @@ class HttpServer:
         self.scope = self.cells.scope(prefix)
         self.connects = self.metrics.counter(prefix + "connects")
         self.metrics.gauge(prefix + "connections", lambda: len(self.conns))
+        self.sessions = ServerSessions(self.config, self.metrics, prefix, self.wheel)
 
     # --- connections (the codecs call these) --------------------------------------------
-    def connection_made(self, conn: Any) -> None:
-        """A client connected. Connection admission (limits) belongs here."""
+    def connection_made(self, conn: Any) -> Optional[str]:
+        """A client connected: admit it (None), or say why not — the codec then answers
+        503 with that reason and closes (``maxConnections``, the process's share of file
+        descriptors: sessions.py). Every codec calls this first, from ``connection_made``."""
+        refusal = self.sessions.admit()
+        if refusal is not None:
+            return refusal
         self.conns.add(conn)
         self.connects.value += 1
+        return None
 
     def connection_lost(self, conn: Any) -> None:
-        self.conns.discard(conn)
+        if conn in self.conns:
+            self.conns.discard(conn)
+            self.sessions.release()
         if self._drained is not None and not self.conns:
             self._drained.set()
 

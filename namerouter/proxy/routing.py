@@ -36,6 +36,7 @@ from .errors import BindingTimeout, NoHosts, NoRoute, RouterError
 from .message import HeaderBlock
 from .policy import ClientPolicy, PolicyTable, ServicePolicy
 from .pool import Endpoint, PoolSettings
+from .sessions import ClientSessions
 from .stats import Cells, Scope, scope_label
 from .targets import AltTarget, ErrorTarget, LeafTarget, Target, UnionTarget
 from .timers import Timer, TimerWheel
@@ -63,6 +64,11 @@ def _host_line(authority: Any) -> Optional[bytes]:
 
 
 _monotonic = time.monotonic
+
+
+def _smallest(*values: Optional[float]) -> Optional[float]:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
 
 
 class Changes:
@@ -137,6 +143,14 @@ class ClientStage:
         reg.gauge(prefix + "connections", self.connection_count)
         #: hostConnectionPool (maxSize, maxWaiters, idleTimeMs, minSize) for every endpoint
         self.pool = PoolSettings(getattr(self.policy, "pool", None))
+        #: clientSession (idle and life time of connections, stalled response bodies)
+        self.sessions = ClientSessions(getattr(self.policy, "session", None), reg, prefix)
+        #: a response body that sends nothing this long is cut (sessions.py): the
+        #: smallest of clientSession.idleTimeMs and requestAttemptTimeoutMs (the service's
+        #: totalTimeoutMs joins in per request: Lifecycle.body_stall_s); None: unbounded
+        self.stall_s: Optional[float] = _smallest(self.sessions.idle_s, self.attempt_timeout_s)
+        #: how often idle pooled connections are looked at (None: never)
+        self._sweep_s = _smallest(self.pool.idle_time_s, self.sessions.idle_s, self.sessions.life_s)
         #: how new connections are opened (the codec; TLS settings when configured)
         self.connector: Connector = PLAIN
         self._pool_timer: Optional[Timer] = None
@@ -147,8 +161,9 @@ class ClientStage:
         return sum(e.open_conns for e in self.endpoints.values())
 
     def schedule_idle_sweep(self) -> None:
-        """``idleTimeMs``: a timer per client (only when configured) closes idle connections."""
-        t = self.pool.idle_time_s
+        """``hostConnectionPool.idleTimeMs``, ``clientSession``: a timer per client (only
+        when configured) closes idle and expired connections."""
+        t = self._sweep_s
         if t is None or self._pool_timer is not None or self._closed:
             return
         self._pool_timer = self.table.wheel().after(max(0.02, t / 2.0), ClientStage._sweep_idle, self)
@@ -158,7 +173,8 @@ class ClientStage:
         now = _monotonic()
         for ep in self.endpoints.values():
             ep.close_idle(now)
-        self.schedule_idle_sweep()
+        if any(ep.idle for ep in self.endpoints.values()):
+            self.schedule_idle_sweep()  # (a release schedules it again otherwise)
 
     def _on_addr(self, addr: Addr) -> None:
         self.addr = addr

@@ -83,8 +83,8 @@ class Cell:
             f = other.failed
             if f is None:
                 f = other.failed = {}
-            for k, v in self.failed.items():
-                f[k] = f.get(k, 0) + v
+            for name, count in self.failed.items():
+                f[name] = f.get(name, 0) + count
             other.failed_ok += self.failed_ok
 
 

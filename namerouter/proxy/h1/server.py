@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Optional
@@ -28,8 +29,9 @@ from typing import TYPE_CHECKING, Any, Optional
 import httptools
 
 from ..batch import BATCH, Coalescing
-from ..errors import BadRequest, RouterError, error_response
+from ..errors import BadRequest, RequestReadTimeout, RouterError, error_response
 from ..lifecycle import Lifecycle
+from ..phases import RESPONDING
 from ..message import HeaderBlock, ResponseHead
 from ..transport import set_nodelay
 from . import encode
@@ -39,6 +41,7 @@ from .heads import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..router import HttpServer
+    from ..sessions import ConnectionWatch
 
 #: How long a refused connection keeps reading (and dropping) input before it closes.
 LINGER_S = 2.0
@@ -154,6 +157,15 @@ class H1ServerConnection(Coalescing):
         self.upgrade_buf: Optional[list[bytes]] = None
         self.resp_chunked = False
         self.peer = "-"
+        #: the session's time limits (sessions.py): when the connection opened, the last
+        #: read (or answer), when the head being read began (0.0: no head pending)
+        self.sessions: Any = None
+        self.watch: Optional["ConnectionWatch"] = None
+        self.born = 0.0
+        self.rx_at = 0.0
+        self.head_since = 0.0
+        #: a refused connection lingering while its 503 goes out (counted by the admission)
+        self.refused = False
 
     # --- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -161,7 +173,14 @@ class H1ServerConnection(Coalescing):
         set_nodelay(transport)
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else "-"
-        self.server.connection_made(self)
+        now = _now()
+        self.born = self.rx_at = self.head_since = now
+        refusal = self.server.connection_made(self)
+        sessions = self.sessions = self.server.sessions
+        if refusal is not None:
+            self._refuse(refusal)
+            return
+        self.watch = sessions.watch(self, sessions.first_check(now))
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
@@ -172,6 +191,7 @@ class H1ServerConnection(Coalescing):
             return
         if self.closed:
             return
+        self.rx_at = _now()
         state = self.state
         if state == IGNORE:
             self.linger = True  # the client sent more: close gently when answered
@@ -209,6 +229,13 @@ class H1ServerConnection(Coalescing):
             lc.cancel()
         self.queue.clear()
         self.transport = None
+        w = self.watch
+        if w is not None:
+            self.watch = None
+            w.cancel()
+        if self.refused:
+            self.refused = False
+            self.sessions.lingered()
         self.server.connection_lost(self)
 
     def pause_writing(self) -> None:
@@ -266,6 +293,8 @@ class H1ServerConnection(Coalescing):
                     raise FramingError(err)
                 if start < n:
                     self.buf = data[start:]
+                    if not self.head_since:
+                        self._head_started()
                 return
             end += 4
             raw = data if start == 0 and end == n else data[start:end]
@@ -347,6 +376,8 @@ class H1ServerConnection(Coalescing):
             if lc is not None:
                 self._upgrade(lc.head, data[e.args[0]:], lc)
             return
+        if reader.in_head and not self.head_since:
+            self._head_started()
         if not reader.in_message and self.state != HEAD:
             if self.state == PARSED:
                 self.state = HEAD
@@ -354,6 +385,7 @@ class H1ServerConnection(Coalescing):
 
     def _head(self, head: Any, complete: bool) -> Lifecycle:
         """A request head was read: queue its lifecycle (it starts when its turn comes)."""
+        self.head_since = 0.0
         lc = Lifecycle(self, self.server, head)
         self.parsing = lc
         if complete:
@@ -469,6 +501,8 @@ class H1ServerConnection(Coalescing):
         """``lc`` is answered: the next request's turn, or close."""
         q = self._dequeue(lc)
         self.resp_chunked = False
+        if not q:
+            self.rx_at = _now()  # idle from now on (sessions.py)
         if self.close_after_answer or (self.closing and not q):
             self.close(abort=self.abort_after)
             return
@@ -507,7 +541,96 @@ class H1ServerConnection(Coalescing):
         if key in keys:
             keys.discard(key)
             if not keys and self.transport is not None and not self.closed:
+                self.rx_at = _now()  # a body stalled by our pause is not the client's fault
                 self.transport.resume_reading()
+
+    # --- session limits (sessions.py) ---------------------------------------------------------
+    def _head_started(self) -> None:
+        """A request head began and is not complete: it is due within headerReadTimeoutMs."""
+        now = self.head_since = _now()
+        s = self.sessions
+        w = self.watch
+        if w is not None and s.header_s is not None:
+            w.arm(now + s.header_s)
+
+    def session_check(self, now: float) -> Optional[float]:
+        """Act on overdue time limits; when to look again (None: stop watching)."""
+        if self.closed or self.tunnel is not None:
+            return None
+        s = self.sessions
+        life: Optional[float] = s.life_s
+        header: Optional[float] = s.header_s
+        idle: Optional[float] = s.idle_s
+        nxt = math.inf
+        if life is not None and not self.closing:
+            end = self.born + life
+            if now >= end:
+                s.expired_life.value += 1
+                self.shutdown()  # finish what is in flight, then close
+                if self.closed:
+                    return None
+            else:
+                nxt = end
+        if self.head_since and header is not None and self.state != IGNORE:
+            end = self.head_since + header
+            if now >= end:
+                self._header_timeout(s)
+                return None if self.closed else now + header
+            nxt = min(nxt, end)
+        elif not self.queue and idle is not None:
+            end = self.rx_at + idle
+            if now >= end:
+                s.expired_idle.value += 1
+                self.close()
+                return None
+            nxt = min(nxt, end)
+        lc = self.reading
+        if lc is not None and not self.pause_keys and idle is not None:
+            end = self.rx_at + idle
+            if now >= end:
+                self._body_timeout(s, lc)
+                return None if self.closed else now + idle
+            nxt = min(nxt, end)
+        if nxt == math.inf:  # busy answering: nothing is due from the client; look again later
+            nxt = now + min(x for x in (idle, header, life) if x is not None)
+        return nxt
+
+    def _header_timeout(self, s: Any) -> None:
+        s.header_timeouts.value += 1
+        message = f"request head not complete after headerReadTimeoutMs ({s.header_s * 1000:.0f} ms)"
+        if self.queue:
+            # a pipelined head trickles in behind an answer in progress: that answer
+            # finishes, then the connection closes
+            self.buf = b""
+            self.state = IGNORE
+            self.close_after_answer = True
+            return
+        got = bool(self.buf) or (self.reader is not None and self.reader.in_head)
+        if got:  # a client that never sent a byte gets no answer (nginx does the same)
+            self.server.record_refused(408)
+            self.write(error_response(408, message, keep_alive=False, max_body=self.server.core.max_err_bytes,
+                                      max_header=self.max_headers))
+            self.linger = True
+        self.close()
+
+    def _body_timeout(self, s: Any, lc: Lifecycle) -> None:
+        s.body_timeouts.value += 1
+        if lc.phase >= RESPONDING:
+            self.close(abort=lc.phase == RESPONDING)  # the answer has begun: cut it
+            return
+        self.closing = True  # the answer says "Connection: close"
+        lc.fail(RequestReadTimeout(
+            f"request body stalled: nothing received for idleTimeMs ({s.idle_s * 1000:.0f} ms)"))
+
+    def _refuse(self, message: str) -> None:
+        """Admission said no: 503 with the reason, then close (lingering while the 503
+        goes out, if not too many refused connections do already)."""
+        self.write(error_response(503, message, keep_alive=False, retryable=True,
+                                  max_body=self.server.core.max_err_bytes, max_header=self.max_headers))
+        if self.sessions.may_linger():
+            self.refused = True
+            self.linger = True
+        self.close()
 
     # --- closing ---------------------------------------------------------------------------
     def bad_request(self, message: str) -> None:

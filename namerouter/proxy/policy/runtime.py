@@ -105,7 +105,7 @@ class ClientPolicy:
     """The merged ``client`` settings of one bound id, compiled once."""
 
     __slots__ = ("load_balancer", "attempt_timeout_s", "accrual", "requeues", "pool", "attempt_timeouts",
-                 "captures")
+                 "captures", "session")
 
     def __init__(self, keys: dict[str, Any], captures: dict[str, str], registry: MetricsRegistry,
                  prefix: str) -> None:
@@ -120,6 +120,8 @@ class ClientPolicy:
             self.accrual = None
         self.requeues = Requeues(keys.get("requeueBudget"), registry, prefix)
         self.pool = keys.get("hostConnectionPool")
+        #: clientSession {idleTimeMs, lifeTimeMs} (sessions.ClientSessions)
+        self.session = keys.get("clientSession")
         self.attempt_timeouts: Counter = registry.counter(prefix + "failures/" + ATTEMPT_TIMEOUT_EXC)
 
     def new_accrual(self, node: Any) -> Any:
