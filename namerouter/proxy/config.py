@@ -89,6 +89,11 @@ class ServerConfig:
     #: and accepted by --check; the main job refuses to start a router that sets it
     #: until the data plane terminates TLS (namerouter/linker.py).
     tls: Optional[ServerTlsConfig] = None
+    #: whether request dtabs (l5d-dtab, l5d-ctx-dtab) may name system namers that reach
+    #: an address (/$/inet, /$/io.buoyant.rinet, the rewriting /$/io.buoyant.* namers);
+    #: /$/nil, /$/fail and /$/io.buoyant.http.status always may. Default (null): true on a
+    #: loopback address, false otherwise (request_dtab.py; Linkerd: always true)
+    localDtabSystemNamers: Optional[bool] = None
     #: connection time limits (idle, lifetime, header read): see ServerSessionConfig
     serverSession: ServerSessionConfig = field(default_factory=ServerSessionConfig)
     #: client connections this server keeps open at most (beyond: 503 and close); the

@@ -1,7 +1,7 @@
 """Router-generated failures and their HTTP responses (Linkerd's ErrorResponder).
 
 Every failure the router produces itself carries its status here: unidentified or
-malformed requests 400, no route / no hosts / connect failures / binding timeout 502,
+malformed requests 400, a destination the router never forwards to 403, no route / no hosts / connect failures / binding timeout 502,
 request timeouts and overload 503. The response has ``l5d-err`` (the message,
 URL-encoded) and a ``text/plain`` body that explains why, so that "why did my request
 not route?" is answerable from the response alone.
@@ -77,6 +77,12 @@ class BackendFailed(RouterError):
         super().__init__(message)
         if exc_name is not None:
             self.exc_name = exc_name
+
+
+class ForbiddenDestination(RouterError):
+    """The name bound to an address the router never forwards to (protected.py)."""
+
+    status = 403
 
 
 class RequestTimeout(RouterError):

@@ -137,7 +137,7 @@ class Lifecycle:
             if head.via is not None and head.via.count(b",") + 1 > server.max_call_depth:
                 raise BadRequest(f"Maximum number of calls ({server.max_call_depth}) has been exceeded "
                                  "(Via header); please check for proxy loops")
-            route, new_uri = server.core.resolve(head)
+            route, new_uri = server.core.resolve(head, server.system_namers)
         except Exception as e:
             self._routing_failed(e)
             return

@@ -65,7 +65,7 @@ class Endpoint(Node):
     """One backend address of a client: LB state, idle pool, connection count."""
 
     __slots__ = ("address", "host", "port", "key", "stage", "connector", "idle", "open_conns", "retired",
-                 "label", "accrual", "pool", "connecting", "waiters")
+                 "label", "accrual", "pool", "connecting", "waiters", "forbidden")
 
     def __init__(self, address: Address, stage: "ClientStage", pool: PoolSettings = UNBOUNDED,
                  connector: Connector = PLAIN) -> None:
@@ -87,6 +87,8 @@ class Endpoint(Node):
         self.connecting = 0
         #: requests waiting for a connection when the pool is at maxSize (FIFO)
         self.waiters: Optional[deque[asyncio.Future]] = None
+        #: what this address is, once a connection showed it is protected (protected.py)
+        self.forbidden: Optional[str] = None
 
     def get_idle(self) -> Any:
         idle = self.idle

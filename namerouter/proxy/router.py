@@ -59,6 +59,7 @@ from .accesslog import AccessLog
 from .config import RouterConfig, ServerConfig
 from .identifiers import build_identifier
 from .message import RequestHead
+from .protected import Protected, is_loopback
 from .request_dtab import RequestDtabs
 from .routing import RouteTable, ServiceStage
 from .sessions import ServerSessions
@@ -72,7 +73,8 @@ log = logging.getLogger("namerouter.proxy")
 class RouterCore:
     """What every server of a router shares: identification, dtabs, the route table."""
 
-    def __init__(self, config: RouterConfig, interpreter: Any, metrics: MetricsRegistry) -> None:
+    def __init__(self, config: RouterConfig, interpreter: Any, metrics: MetricsRegistry,
+                 control_plane: Optional[Protected] = None) -> None:
         self.config = config
         self.label = config.effective_label
         try:
@@ -97,6 +99,10 @@ class RouterCore:
             client_policy=config.client,
         )
         self.dtabs = RequestDtabs(config.maxLocalDtabKB * 1024)
+        #: where this router never forwards (its servers; the process's admin and namerd
+        #: under ``control_plane``): checked on each new backend connection (protected.py)
+        self.protected = Protected(control_plane)
+        self.table.protected = self.protected
         if not config.streamingEnabled:
             log.warning("router %s: streamingEnabled: false is not supported: bodies are still streamed "
                         "(with backpressure, in bounded memory) and chunked messages stay chunked "
@@ -104,11 +110,16 @@ class RouterCore:
         self.access_log: Optional[AccessLog] = (
             AccessLog(config.httpAccessLog, config.httpAccessLogAppend) if config.httpAccessLog else None)
 
-    def resolve(self, head: RequestHead) -> tuple[ServiceStage, Optional[bytes]]:
+    def resolve(self, head: RequestHead, system_namers: bool = True) -> tuple[ServiceStage, Optional[bytes]]:
+        """The request's service stage (and its rewritten URI, if the identifier consumed
+        a prefix); ``system_namers``: whether its request dtab may name any system namer
+        (the server's ``localDtabSystemNamers``)."""
         name, new_uri = self.identifier.identify(head)
         local = None
         if head.dtab is not None or head.dtab_ctx is not None:
             local = self.dtabs.local(head.dtab_ctx, head.dtab)
+            if local is not None and not system_namers:
+                self.dtabs.check_system_namers(local)
         return self.table.route(name, local), new_uri
 
 
@@ -125,6 +136,10 @@ class HttpServer:
         self.clear_context = config.clearContext
         self.max_concurrent = config.maxConcurrentRequests
         self.max_call_depth = config.maxCallDepth
+        #: request dtabs may name every system namer (/$/inet …): localDtabSystemNamers,
+        #: by default only on a loopback address (SSRF: see request_dtab.py)
+        self.system_namers: bool = (config.localDtabSystemNamers if config.localDtabSystemNamers is not None
+                                    else is_loopback(config.ip))
         self.metrics = metrics
         self.inflight = 0
         self.conns: set[Any] = set()
@@ -205,11 +220,12 @@ class HttpRouter:
     """A router: its servers, identification, binding cache and clients."""
 
     def __init__(self, config: RouterConfig, interpreter: Any, metrics: MetricsRegistry,
-                 reuse_port: bool = False) -> None:
+                 reuse_port: bool = False, control_plane: Optional[Protected] = None) -> None:
         self.config = config
         self.interpreter = interpreter
         self.metrics = metrics
-        self.core = RouterCore(config, interpreter, metrics)
+        #: ``control_plane``: the process's addresses no router forwards to (admin, namerd)
+        self.core = RouterCore(config, interpreter, metrics, control_plane)
         self.label = self.core.label
         self.base_dtab = self.core.base_dtab
         #: ``reuse_port``: share the ports with other processes (``namerouter --workers N``)
@@ -221,6 +237,7 @@ class HttpRouter:
             for s in self.servers:
                 await s.start()
                 started.append(s)
+                self.core.protected.add(s.ip, s.port, f"this router's own server {s.ip}:{s.port}")
             # Everything built so far (modules, config, dtabs) lives as long as the process:
             # move it out of the cyclic GC's generations so a full collection never has to
             # walk it again while requests wait (tail latency).

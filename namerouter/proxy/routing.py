@@ -426,6 +426,8 @@ class RouteTable:
         self.clients: dict[Path, ClientStage] = {}
         self._svc_scopes: dict[str, list] = {}
         self._sweeper: Optional[Timer] = None
+        #: addresses never forwarded to (protected.Protected; set by the router)
+        self.protected: Any = None
 
     def wheel(self) -> TimerWheel:
         """The router's timer wheel (timers.py), on the running loop."""
