@@ -24,6 +24,7 @@ Hardening (issue 17; Linkerd has none of it, see docs/linkerd-compatibility.md):
   ``*.localhost``), a loopback address, the address the admin listens on or the one the
   connection came in on, nor in ``admin.security.hostWhitelist``, gets 403. A page on
   another site that makes its own name resolve to 127.0.0.1 still sends its own name.
+  (Not over TLS: there the browser already refuses a certificate for another name.)
 - **Control requests must be non-simple** (cross-site request forgery): ``POST
   /admin/shutdown`` and the caller's ``control_paths`` (namerd's dtab writes) need a
   ``Content-Type`` other than the three a cross-site form may send, or an
@@ -108,7 +109,9 @@ def _host_guard(security: Any, listen_ip: Optional[str]) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         header = request.headers.get("Host")
-        if header is not None:
+        # Over TLS a rebound name fails the certificate check in the browser: the name a
+        # client uses is the certificate's, whatever it is.
+        if header is not None and not request.secure:
             host = _host_of(header)
             if not (_is_local_name(host) or host in own or host in extra):
                 # the address the connection came in on (a server on 0.0.0.0 reached by IP);
