@@ -299,3 +299,19 @@ async def test_a_slow_reader_is_not_a_stalled_backend():
             while got < 8000000:
                 got += len(await asyncio.wait_for(c.reader.read(1 << 20), 5.0) or b"\0" * 8000000)
         assert h.metric("rt/outgoing/service/svc/big/failures") == 0
+
+
+def test_readme_hardening_block_is_a_valid_config():
+    """The README's copy-paste example of the limits loads, with the values it shows."""
+    from namerouter.config.schema import loads_linker
+
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
+    after = readme[readme.index("## Limits and hardening"):]
+    start = after.index("```yaml\n") + len("```yaml\n")
+    cfg = loads_linker(after[start:after.index("```", start)]).config
+    server = cfg.routers[0].servers[0]
+    assert server.maxConnections == 10000 and server.localDtabSystemNamers is False
+    assert (server.serverSession.idleTimeMs, server.serverSession.lifeTimeMs,
+            server.serverSession.headerReadTimeoutMs) == (60000, 3600000, 5000)
+    session = cfg.routers[0].client.clientSession
+    assert (session.idleTimeMs, session.lifeTimeMs) == (30000, 600000)
