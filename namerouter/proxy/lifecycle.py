@@ -420,9 +420,10 @@ class Lifecycle:
         Finagle, the timeouts otherwise end with the response head; past it they bound
         silence, not the length of a body that keeps coming. None: unbounded."""
         leaf = self.leaf
-        s = leaf.client.stall_s if leaf is not None else None
-        policy = self.route.policy if self.route is not None else None
-        t = policy.total_timeout_s if policy is not None else None
+        s: Optional[float] = leaf.client.stall_s if leaf is not None else None
+        if self.policy is None:
+            return s
+        t: Optional[float] = self.policy.svc.total_timeout_s
         if t is not None and (s is None or t < s):
             return t
         return s

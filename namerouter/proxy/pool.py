@@ -36,7 +36,7 @@ class PoolSettings:
     ``idleTimeMs``: pooled connections idle that long are closed, keeping ``minSize``.
     """
 
-    __slots__ = ("min_size", "max_size", "idle_time_s", "max_waiters")
+    __slots__ = ("min_size", "max_size", "idle_time_s", "max_waiters", "life_s", "sweep_s")
 
     def __init__(self, block: Any = None) -> None:
         def get(key: str) -> Any:
@@ -51,6 +51,10 @@ class PoolSettings:
         self.idle_time_s: Optional[float] = float(it) / 1000.0 if it else None
         mw = get("maxWaiters")
         self.max_waiters: Optional[int] = int(mw) if mw is not None else None
+        #: set by the client stage: clientSession.lifeTimeMs, and how often its idle
+        #: connections are swept (None: never)
+        self.life_s: Optional[float] = None
+        self.sweep_s: Optional[float] = None
 
 
 #: No limits (the default, as in Linkerd).
@@ -167,8 +171,9 @@ class Endpoint(Node):
                 conn.reused = True
                 w.set_result(conn)
                 return
+        pool = self.pool
         now = _monotonic()
-        life = self.stage.sessions.life_s
+        life = pool.life_s
         if life is not None and now - conn.born >= life:  # clientSession.lifeTimeMs
             self.stage.sessions.expired_life.value += 1
             conn.close()
@@ -178,7 +183,7 @@ class Endpoint(Node):
             return
         conn.idle_since = now
         self.idle.append(conn)
-        if self.stage._sweep_s is not None:
+        if pool.sweep_s is not None:
             self.stage.schedule_idle_sweep()
 
     def close_idle(self, now: float) -> int:

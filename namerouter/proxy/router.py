@@ -209,6 +209,9 @@ class HttpServer:
                 pass
         for c in list(self.conns):
             c.close(abort=True)
+            if c in self.conns:  # no connection_lost yet (the loop may be ending): release it now
+                self.conns.discard(c)
+                self.sessions.release()
         if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)

@@ -151,6 +151,10 @@ class ClientStage:
         self.stall_s: Optional[float] = _smallest(self.sessions.idle_s, self.attempt_timeout_s)
         #: how often idle pooled connections are looked at (None: never)
         self._sweep_s = _smallest(self.pool.idle_time_s, self.sessions.idle_s, self.sessions.life_s)
+        self.pool.life_s = self.sessions.life_s
+        self.pool.sweep_s = self._sweep_s
+        #: new backend connections of this client watch response bodies for stalls
+        self.watch_bodies = table.policies.body_stalls
         #: how new connections are opened (the codec; TLS settings when configured)
         self.connector: Connector = PLAIN
         self._pool_timer: Optional[Timer] = None

@@ -15,8 +15,10 @@ reset at once.
 connection): Linkerd's ``serverSession {idleTimeMs, lifeTimeMs}`` and our
 ``headerReadTimeoutMs``. A connection has one timer on the router's wheel
 (``timers.py``), armed for the earliest deadline its state calls for; the codec keeps a
-few timestamps (the last read, when the current head started) and decides, in
-``session_check(now)``, what its state means:
+count of reads and answers and the time the current head started, and decides, in
+``session_check(now)``, what its state means (silence is "the count did not move since
+the previous check", so an idle or stalled connection closes after ``idleTimeMs`` to
+1.5 times it, checked every half period, at no cost per read):
 
 - waiting for a new request: closed ``idleTimeMs`` after the last activity (Finagle's
   ``ExpiringService``: idle = nothing outstanding) — ``expired/idle``;
@@ -27,7 +29,7 @@ few timestamps (the last read, when the current head started) and decides, in
   ``read_timeout/body``;
 - older than ``lifeTimeMs``: finishes what it carries, then closes — ``expired/lifetime``.
 
-Nothing of this runs per request: a busy connection's timer fires once per idle period.
+Nothing of this runs per request: a busy connection's timer fires twice per idle period.
 
 A codec that wants the same for its connections implements ``session_check(now) ->
 Optional[float]`` (act on the state; return the monotonic time of the next check, or

@@ -94,6 +94,8 @@ class H1ClientConnection(Coalescing):
         self.rx_at = 0.0
         self.stall_s = 0.0
         self.watch: Optional[ConnectionWatch] = None
+        #: whether response bodies may be cut for stalling on this router at all
+        self.watch_bodies: bool = endpoint.stage.watch_bodies
 
     # --- the upstream interface (called by the lifecycle) -------------------------------
     def send_request(self, lc: "Lifecycle", body: Optional[list[bytes]]) -> None:
@@ -276,7 +278,8 @@ class H1ClientConnection(Coalescing):
             self.body_parser = httptools.HttpResponseParser(_ChunkedBody(self))
             self.body_parser.feed_data(raw)
             self.lc.response_head(resp)  # type: ignore[union-attr]
-            self._watch_body()
+            if self.watch_bodies:
+                self._watch_body()
             if rest and self.state == CHUNKED:
                 self.body_parser.feed_data(rest)
             return
@@ -310,7 +313,8 @@ class H1ClientConnection(Coalescing):
         if n is None:
             self.state = EOF  # the body ends with the connection
             lc.response_head(resp)  # type: ignore[union-attr]
-            self._watch_body()
+            if self.watch_bodies:
+                self._watch_body()
             if rest and self.lc is not None:
                 self.lc.response_body(rest)
             return
@@ -322,7 +326,8 @@ class H1ClientConnection(Coalescing):
             return
         self.state = LENGTH
         self.left = n
-        self._watch_body()
+        if self.watch_bodies:
+            self._watch_body()
         if rest:
             self._read(rest)
 

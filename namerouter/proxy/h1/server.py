@@ -157,13 +157,16 @@ class H1ServerConnection(Coalescing):
         self.upgrade_buf: Optional[list[bytes]] = None
         self.resp_chunked = False
         self.peer = "-"
-        #: the session's time limits (sessions.py): when the connection opened, the last
-        #: read (or answer), when the head being read began (0.0: no head pending)
+        #: the session's time limits (sessions.py): when the connection opened, when the
+        #: head being read began (0.0: no head pending), and a count of reads and answers
+        #: (cheaper per request than a timestamp) with what the last check saw of it
         self.sessions: Any = None
         self.watch: Optional["ConnectionWatch"] = None
         self.born = 0.0
-        self.rx_at = 0.0
         self.head_since = 0.0
+        self.activity = 0
+        self.seen_activity = -1
+        self.quiet_since = 0.0
         #: a refused connection lingering while its 503 goes out (counted by the admission)
         self.refused = False
 
@@ -174,7 +177,7 @@ class H1ServerConnection(Coalescing):
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else "-"
         now = _now()
-        self.born = self.rx_at = self.head_since = now
+        self.born = self.head_since = self.quiet_since = now
         refusal = self.server.connection_made(self)
         sessions = self.sessions = self.server.sessions
         if refusal is not None:
@@ -191,7 +194,7 @@ class H1ServerConnection(Coalescing):
             return
         if self.closed:
             return
-        self.rx_at = _now()
+        self.activity += 1
         state = self.state
         if state == IGNORE:
             self.linger = True  # the client sent more: close gently when answered
@@ -502,7 +505,7 @@ class H1ServerConnection(Coalescing):
         q = self._dequeue(lc)
         self.resp_chunked = False
         if not q:
-            self.rx_at = _now()  # idle from now on (sessions.py)
+            self.activity += 1  # idle from now on (sessions.py)
         if self.close_after_answer or (self.closing and not q):
             self.close(abort=self.abort_after)
             return
@@ -541,7 +544,7 @@ class H1ServerConnection(Coalescing):
         if key in keys:
             keys.discard(key)
             if not keys and self.transport is not None and not self.closed:
-                self.rx_at = _now()  # a body stalled by our pause is not the client's fault
+                self.activity += 1  # a body stalled by our pause is not the client's fault
                 self.transport.resume_reading()
 
     # --- session limits (sessions.py) ---------------------------------------------------------
@@ -554,13 +557,21 @@ class H1ServerConnection(Coalescing):
             w.arm(now + s.header_s)
 
     def session_check(self, now: float) -> Optional[float]:
-        """Act on overdue time limits; when to look again (None: stop watching)."""
+        """Act on overdue time limits; when to look again (None: stop watching).
+
+        Silence is measured without a timestamp per read: ``activity`` counts reads and
+        answers, and a check that sees it unchanged since the previous one knows the
+        connection was quiet since then. Checked every half ``idleTimeMs``, an idle or
+        stalled connection is closed after ``idleTimeMs`` to 1.5 times it."""
         if self.closed or self.tunnel is not None:
             return None
         s = self.sessions
         life: Optional[float] = s.life_s
         header: Optional[float] = s.header_s
         idle: Optional[float] = s.idle_s
+        if self.activity != self.seen_activity:
+            self.seen_activity = self.activity
+            self.quiet_since = now
         nxt = math.inf
         if life is not None and not self.closing:
             end = self.born + life
@@ -578,21 +589,19 @@ class H1ServerConnection(Coalescing):
                 return None if self.closed else now + header
             nxt = min(nxt, end)
         elif not self.queue and idle is not None:
-            end = self.rx_at + idle
-            if now >= end:
+            if now - self.quiet_since >= idle:
                 s.expired_idle.value += 1
                 self.close()
                 return None
-            nxt = min(nxt, end)
+            nxt = min(nxt, now + idle / 2)
         lc = self.reading
         if lc is not None and not self.pause_keys and idle is not None:
-            end = self.rx_at + idle
-            if now >= end:
+            if now - self.quiet_since >= idle:
                 self._body_timeout(s, lc)
                 return None if self.closed else now + idle
-            nxt = min(nxt, end)
+            nxt = min(nxt, now + idle / 2)
         if nxt == math.inf:  # busy answering: nothing is due from the client; look again later
-            nxt = now + min(x for x in (idle, header, life) if x is not None)
+            nxt = now + min(x for x in (idle / 2 if idle is not None else None, header, life) if x is not None)
         return nxt
 
     def _header_timeout(self, s: Any) -> None:

@@ -143,6 +143,10 @@ class PolicyTable:
         self.clients = StaticConfigs(client_block)
         self.service_configured = service_block is not None
         self.attempt_timeouts = self.clients.any_sets("requestAttemptTimeoutMs")
+        #: whether any response body of this router may be cut for stalling (sessions.py):
+        #: backend connections watch bodies only then
+        self.body_stalls = (self.attempt_timeouts or self.clients.any_sets("clientSession")
+                            or self.services.any_sets("totalTimeoutMs"))
         self._svc: dict[str, ServicePolicy] = {}
         #: () -> the router's TimerWheel
         self.wheel = wheel if wheel is not None else _own_wheel()
