@@ -21,10 +21,19 @@ printed per phase, with both processes' RSS. Phases:
    ``/api/1/bind?dtab=``; then the caches' TTL passes and memory is read again;
 2. item 2: unique "doubling chain" request dtabs (20/s), 100 KB ``l5d-dtab`` (5/s),
    0.9 MB ``POST /delegator.json`` (1/s) and doubling chains to namerd's bind API (10/s);
-3. item 4: 1 MB dtab PUTs to namerd (1/s) while 20 watch streams never read.
+3. item 4: 1 MB dtab PUTs to namerd (1/s) while 20 watch streams never read;
+4. item 5: slowloris (``--slowloris`` connections sending their head one byte a second)
+   and an idle-connection flood (``--idle`` connections that send nothing), each next to
+   the normal traffic's p99, with how many of the hostile connections the router closed
+   and when (``serverSession.headerReadTimeoutMs``, default 5 s);
+5. item 6: the router's idle CPU with 1,000 names bound through the ``io.l5d.fs`` namer
+   (each file watched; issue 17 measured 12–13 % with the old 50 ms polling).
+
+``--items 1,2,4,5,6`` picks the phases (default: all).
 
 Targets (issue 17): router p99 <= 50 ms and namerd API <= 100 ms under each attack;
-memory within 10 MB of the start once the TTLs pass.
+memory within 10 MB of the start once the TTLs pass; hostile connections closed after
+the header-read timeout; idle CPU near zero.
 """
 from __future__ import annotations
 
@@ -304,6 +313,70 @@ def row(phase: str, normal: Normal, stack: Stack, limit: str, note: str = "") ->
           f"(normal errors: {normal.errors}) {note}", flush=True)
 
 
+async def hold_connections(port: int, n: int, trickle: Optional[bytes], seconds: float) -> list[float]:
+    """``n`` connections to ``port``; each sends ``trickle`` one byte a second (None: sends
+    nothing). Returns, for each connection the router closed within ``seconds``, how long
+    it had been open."""
+    closed: list[float] = []
+
+    async def one() -> None:
+        t0 = time.monotonic()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return
+        try:
+            i = 0
+            while time.monotonic() - t0 < seconds:
+                if trickle is not None and i < len(trickle):
+                    writer.write(trickle[i:i + 1])
+                    i += 1
+                try:
+                    data = await asyncio.wait_for(reader.read(4096), 1.0)
+                except asyncio.TimeoutError:
+                    continue
+                if not data or data.startswith(b"HTTP/1.1 408") or data.startswith(b"HTTP/1.1 503"):
+                    closed.append(time.monotonic() - t0)
+                    return
+        except ConnectionError:
+            closed.append(time.monotonic() - t0)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    return closed
+
+
+async def idle_cpu(stack: Stack, names: int, seconds: float) -> float:
+    """CPU % of a router process (its own, with the default 600 s cache TTL, so nothing
+    is evicted while measured) idle after ``names`` distinct names were bound through the
+    io.l5d.fs namer."""
+    disco = os.path.join(stack.tmp, "disco-idle")
+    os.makedirs(disco)
+    for i in range(names):
+        with open(os.path.join(disco, f"n{i}"), "w") as f:
+            f.write(f"127.0.0.1 {stack.backend_port}\n")
+    port, admin = free_port(), free_port()
+    cfg = os.path.join(stack.tmp, "idle-router.yaml")
+    with open(cfg, "w") as f:
+        f.write(f"admin: {{port: {admin}}}\nnamers: [{{kind: io.l5d.fs, rootDir: {disco}}}]\n"
+                f"routers:\n- protocol: http\n  dtab: '/svc => /#/io.l5d.fs'\n  servers: [{{port: {port}}}]\n")
+    router = subprocess.Popen([sys.executable, "-m", "namerouter", cfg], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await wait_http(f"http://127.0.0.1:{admin}/admin/ping")
+        st = await flood([("GET", f"http://127.0.0.1:{port}/", {"Host": f"n{i}"}, None) for i in range(names)],
+                         concurrency=16)
+        assert st.get(200) == names, st
+        await asyncio.sleep(6.0)  # the requests' connections and timers settle (header timeout 5 s)
+        c0, t0 = cpu_s(router.pid), time.monotonic()
+        await asyncio.sleep(seconds)
+        return (cpu_s(router.pid) - c0) / (time.monotonic() - t0) * 100
+    finally:
+        router.terminate()
+        router.wait(10)
+
+
 async def after_ttl(stack: Stack, normal: Normal, phase: str, ttl: float) -> None:
     normal.reset()
     await asyncio.sleep(ttl * 2 + 5)  # idle TTL, then the sweeps that follow it
@@ -316,7 +389,11 @@ async def main() -> int:
     ap.add_argument("--ttl", type=float, default=8.0, help="caches' idle TTL in seconds")
     ap.add_argument("--phase-seconds", type=float, default=15.0)
     ap.add_argument("--rate", type=float, default=200.0, help="hostile requests per second in item 1")
+    ap.add_argument("--slowloris", type=int, default=200, help="slowloris connections in item 5")
+    ap.add_argument("--idle", type=int, default=1000, help="idle connections in item 5")
+    ap.add_argument("--items", default="1,2,4,5,6", help="which of the issue's items to run")
     args = ap.parse_args()
+    items = {int(x) for x in args.items.split(",") if x}
     stack = Stack(args.ttl)
     await stack.start()
     normal = Normal(stack)
@@ -329,82 +406,21 @@ async def main() -> int:
         row("0 baseline", normal, stack, "reference")
         start_rss = stack.rss()
 
-        rate = args.rate
-        print(f"item 1: {args.hostile} unique 130-branch alternation l5d-dtab requests at {rate}/s ...", flush=True)
-        normal.reset()
-        d = stack.direct_port
-        assert stack.router is not None and stack.namerd is not None
-        c0 = cpu_s(stack.router.pid)
-        st = await paced_attack(rate, args.hostile / rate, lambda i: (
-            "GET", f"http://127.0.0.1:{d}/", {"Host": "web", "l5d-dtab": alternation(i)}, None))
-        per = (cpu_s(stack.router.pid) - c0) * 1000 / max(1, sum(st.values()))
-        row("1a alternation -> router", normal, stack, "no recursion limit reachable; request budget 1,000 steps",
-            f"statuses {st}; router CPU {per:.1f} ms per hostile request incl. normal traffic")
-        normal.reset()
-        n_hostile = max(200, args.hostile // 5)
-        c0 = cpu_s(stack.namerd.pid)
-        st, st2 = await asyncio.gather(
-            paced_attack(rate / 2, n_hostile / rate * 2, lambda i: (
-                "GET", f"http://127.0.0.1:{stack.namerd_router_port}/",
-                {"Host": "web", "l5d-dtab": alternation(10**6 + i)}, None)),
-            paced_attack(rate / 2, n_hostile / rate * 2, lambda i: (
-                "GET", f"http://127.0.0.1:{stack.namerd_port}/api/1/bind/default?path=/svc/web&dtab="
-                + aiohttp.helpers.quote(alternation(2 * 10**6 + i), safe=""), {}, None)))
-        per = (cpu_s(stack.namerd.pid) - c0) * 1000 / max(1, sum(st.values()) + sum(st2.values()))
-        row("1b alternation -> io.l5d.namerd.http, /api/1/bind", normal, stack, "same budget in namerd",
-            f"router {st}, namerd {st2}; namerd CPU {per:.1f} ms per hostile bind")
-        await after_ttl(stack, normal, "1c after item 1", args.ttl)
-        r0, n0 = start_rss
-        r1, n1 = stack.rss()
-        ROWS.append(("   change since baseline", "", "", f"{r1 - r0:+6.1f} / {n1 - n0:+6.1f}", "target: <= +10 MB each"))
-
-        print("item 2: doubling chains, 100 KB dtabs, 0.9 MB delegator POSTs ...", flush=True)
-        bp = stack.backend_port
-        secs = args.phase_seconds
-        # Payloads made before the phase: the bench shares the machine's two cores.
-        chains = [doubling_chain(i, bp) for i in range(int(20 * secs) + 20)]
-        bigs = [big_dtab(i, 100) for i in range(int(5 * secs) + 5)]
-        posts = [json.dumps({"namespace": "direct", "path": "/svc/web", "dtab": big_dtab(i, 900)}).encode()
-                 for i in range(int(secs) + 1)]
-        nchains = ["/api/1/bind/default?path=/svc/web&dtab=" + aiohttp.helpers.quote(doubling_chain(10**6 + i, bp), safe="")
-                   for i in range(int(10 * secs) + 10)]
-        normal.reset()
-        attacks = await asyncio.gather(
-            paced_attack(20, secs, lambda i: (
-                "GET", f"http://127.0.0.1:{d}/", {"Host": "web", "l5d-dtab": chains[i % len(chains)]}, None)),
-            paced_attack(5, secs, lambda i: (
-                "GET", f"http://127.0.0.1:{d}/", {"Host": "web", "l5d-dtab": bigs[i % len(bigs)]}, None)),
-            paced_attack(1, secs, lambda i: (
-                "POST", f"http://127.0.0.1:{stack.admin_port}/delegator.json", {"Content-Type": "application/json"},
-                posts[i % len(posts)])),
-            paced_attack(10, secs, lambda i: (
-                "GET", f"http://127.0.0.1:{stack.namerd_port}{nchains[i % len(nchains)]}", {}, None)),
-        )
-        row("2 doubling chains + 100 KB dtabs + 0.9 MB delegator", normal, stack,
-            "request budget 1,000 steps; maxLocalDtabKB 8; delegator dtab 1 MB, parsed off-loop",
-            "statuses " + ", ".join(str(a) for a in attacks))
-
-        print("item 4: 1 MB dtab PUTs to namerd with 20 watchers that never read ...", flush=True)
-        normal.reset()
-        sleepers = []
-        for _ in range(20):
-            sk = socket.socket()
-            sk.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sk.connect(("127.0.0.1", stack.namerd_port))
-            sk.sendall(b"GET /api/1/dtabs/big?watch=1 HTTP/1.1\r\nHost: namerd\r\nAccept: application/dtab\r\n\r\n")
-            sleepers.append(sk)
-        puts = [big_dtab(i, 1000).encode() for i in range(int(args.phase_seconds) + 1)]
-        normal.reset()
-        st = await paced_attack(1, args.phase_seconds, lambda i: (
-            "PUT", f"http://127.0.0.1:{stack.namerd_port}/api/1/dtabs/big", {"Content-Type": "application/dtab"},
-            puts[i % len(puts)]))
-        row("4 1 MB PUTs + 20 stalled watchers", normal, stack,
-            "maxDtabKB 1024 (413 beyond), parsed off-loop; one unsent state per watcher; "
-            "watchStallTimeoutMs 30000", f"statuses {st}")
-        for sk in sleepers:
-            sk.close()
-        await after_ttl(stack, normal, "4b after item 4", args.ttl)
+        if 1 in items:
+            await item1(args, stack, normal, start_rss)
+        if 2 in items:
+            await item2(args, stack, normal)
+        if 4 in items:
+            await item4(args, stack, normal)
+        if 5 in items:
+            await item5(args, stack, normal)
         await normal.stop()
+        if 6 in items:
+            print("item 6: idle CPU with 1,000 names bound through io.l5d.fs ...", flush=True)
+            cpu = await idle_cpu(stack, 1000, 10.0)
+            ROWS.append(("6 idle, 1,000 names bound (io.l5d.fs)", "", "", "",
+                         f"router CPU {cpu:.2f} % of a core over 10 s (directories watched, no polling)"))
+            print(f"  router idle CPU {cpu:.2f} %", flush=True)
     finally:
         stack.stop()
 
@@ -414,6 +430,111 @@ async def main() -> int:
         print(f"{phase:52} {r:>19} {n:>19} {rss:>21}  {lim}")
     print("targets: router p99 <= 50 ms, namerd API p99 <= 100 ms under each attack")
     return 0
+
+
+def _closed_note(closed: list[float], n: int) -> str:
+    if not closed:
+        return f"0/{n} closed by the router within 12 s"
+    return (f"{len(closed)}/{n} closed by the router within 12 s, after "
+            f"{pct(closed, .5):.1f}-{max(closed):.1f} s")
+
+
+async def item5(args: Any, stack: Stack, normal: Normal) -> None:
+    head = b"GET / HTTP/1.1\r\nHost: web\r\nUser-Agent: slowloris\r\nX-Padding: " + b"a" * 200 + b"\r\n\r\n"
+    print(f"item 5: {args.slowloris} slowloris connections (1 byte/s) ...", flush=True)
+    normal.reset()
+    closed = await hold_connections(stack.direct_port, args.slowloris, head, 12.0)
+    row("5a slowloris (head at 1 byte/s)", normal, stack, "headerReadTimeoutMs 5000 (408 and close)",
+        _closed_note(closed, args.slowloris))
+    print(f"item 5: {args.idle} idle connections ...", flush=True)
+    normal.reset()
+    closed = await hold_connections(stack.direct_port, args.idle, None, 12.0)
+    row("5b idle-connection flood", normal, stack,
+        "first head due within headerReadTimeoutMs; idleTimeMs 60000 between requests; "
+        "connections beyond the RLIMIT_NOFILE share get 503", _closed_note(closed, args.idle))
+
+
+async def item1(args: Any, stack: Stack, normal: Normal, start_rss: tuple[float, float]) -> None:
+    rate = args.rate
+    print(f"item 1: {args.hostile} unique 130-branch alternation l5d-dtab requests at {rate}/s ...", flush=True)
+    normal.reset()
+    d = stack.direct_port
+    assert stack.router is not None and stack.namerd is not None
+    c0 = cpu_s(stack.router.pid)
+    st = await paced_attack(rate, args.hostile / rate, lambda i: (
+        "GET", f"http://127.0.0.1:{d}/", {"Host": "web", "l5d-dtab": alternation(i)}, None))
+    per = (cpu_s(stack.router.pid) - c0) * 1000 / max(1, sum(st.values()))
+    row("1a alternation -> router", normal, stack, "no recursion limit reachable; request budget 1,000 steps",
+        f"statuses {st}; router CPU {per:.1f} ms per hostile request incl. normal traffic")
+    normal.reset()
+    n_hostile = max(200, args.hostile // 5)
+    c0 = cpu_s(stack.namerd.pid)
+    st, st2 = await asyncio.gather(
+        paced_attack(rate / 2, n_hostile / rate * 2, lambda i: (
+            "GET", f"http://127.0.0.1:{stack.namerd_router_port}/",
+            {"Host": "web", "l5d-dtab": alternation(10**6 + i)}, None)),
+        paced_attack(rate / 2, n_hostile / rate * 2, lambda i: (
+            "GET", f"http://127.0.0.1:{stack.namerd_port}/api/1/bind/default?path=/svc/web&dtab="
+            + aiohttp.helpers.quote(alternation(2 * 10**6 + i), safe=""), {}, None)))
+    per = (cpu_s(stack.namerd.pid) - c0) * 1000 / max(1, sum(st.values()) + sum(st2.values()))
+    row("1b alternation -> io.l5d.namerd.http, /api/1/bind", normal, stack, "same budget in namerd",
+        f"router {st}, namerd {st2}; namerd CPU {per:.1f} ms per hostile bind")
+    await after_ttl(stack, normal, "1c after item 1", args.ttl)
+    r0, n0 = start_rss
+    r1, n1 = stack.rss()
+    ROWS.append(("   change since baseline", "", "", f"{r1 - r0:+6.1f} / {n1 - n0:+6.1f}", "target: <= +10 MB each"))
+
+
+async def item2(args: Any, stack: Stack, normal: Normal) -> None:
+    d = stack.direct_port
+    print("item 2: doubling chains, 100 KB dtabs, 0.9 MB delegator POSTs ...", flush=True)
+    bp = stack.backend_port
+    secs = args.phase_seconds
+    # Payloads made before the phase: the bench shares the machine's two cores.
+    chains = [doubling_chain(i, bp) for i in range(int(20 * secs) + 20)]
+    bigs = [big_dtab(i, 100) for i in range(int(5 * secs) + 5)]
+    posts = [json.dumps({"namespace": "direct", "path": "/svc/web", "dtab": big_dtab(i, 900)}).encode()
+             for i in range(int(secs) + 1)]
+    nchains = ["/api/1/bind/default?path=/svc/web&dtab=" + aiohttp.helpers.quote(doubling_chain(10**6 + i, bp), safe="")
+               for i in range(int(10 * secs) + 10)]
+    normal.reset()
+    attacks = await asyncio.gather(
+        paced_attack(20, secs, lambda i: (
+            "GET", f"http://127.0.0.1:{d}/", {"Host": "web", "l5d-dtab": chains[i % len(chains)]}, None)),
+        paced_attack(5, secs, lambda i: (
+            "GET", f"http://127.0.0.1:{d}/", {"Host": "web", "l5d-dtab": bigs[i % len(bigs)]}, None)),
+        paced_attack(1, secs, lambda i: (
+            "POST", f"http://127.0.0.1:{stack.admin_port}/delegator.json", {"Content-Type": "application/json"},
+            posts[i % len(posts)])),
+        paced_attack(10, secs, lambda i: (
+            "GET", f"http://127.0.0.1:{stack.namerd_port}{nchains[i % len(nchains)]}", {}, None)),
+    )
+    row("2 doubling chains + 100 KB dtabs + 0.9 MB delegator", normal, stack,
+        "request budget 1,000 steps; maxLocalDtabKB 8; delegator dtab 1 MB, parsed off-loop",
+        "statuses " + ", ".join(str(a) for a in attacks))
+
+
+async def item4(args: Any, stack: Stack, normal: Normal) -> None:
+    print("item 4: 1 MB dtab PUTs to namerd with 20 watchers that never read ...", flush=True)
+    normal.reset()
+    sleepers = []
+    for _ in range(20):
+        sk = socket.socket()
+        sk.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sk.connect(("127.0.0.1", stack.namerd_port))
+        sk.sendall(b"GET /api/1/dtabs/big?watch=1 HTTP/1.1\r\nHost: namerd\r\nAccept: application/dtab\r\n\r\n")
+        sleepers.append(sk)
+    puts = [big_dtab(i, 1000).encode() for i in range(int(args.phase_seconds) + 1)]
+    normal.reset()
+    st = await paced_attack(1, args.phase_seconds, lambda i: (
+        "PUT", f"http://127.0.0.1:{stack.namerd_port}/api/1/dtabs/big", {"Content-Type": "application/dtab"},
+        puts[i % len(puts)]))
+    row("4 1 MB PUTs + 20 stalled watchers", normal, stack,
+        "maxDtabKB 1024 (413 beyond), parsed off-loop; one unsent state per watcher; "
+        "watchStallTimeoutMs 30000", f"statuses {st}")
+    for sk in sleepers:
+        sk.close()
+    await after_ttl(stack, normal, "4b after item 4", args.ttl)
 
 
 if __name__ == "__main__":

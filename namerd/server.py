@@ -233,6 +233,7 @@ class Namerd:
             tls_registry=self.tls,
             ui_paths=ui.UI_PATHS,
             control_paths=ui.CONTROL_PATHS,
+            listen_ip=ip,
         )
         tls = self.tls.server(self.admin_tls, "admin", "admin.tls") if self.admin_tls is not None else None
         self._admin = AdminServer(app, ip, port, tls, self.tls.handshake_failures("admin") if tls else None)

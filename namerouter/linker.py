@@ -122,6 +122,11 @@ class Linker:
         self.views: dict[str, RouterView] = {}
         self.admin: Optional[AdminServer] = None
         self.dashboard = DashboardSampler(self.metrics)
+        #: the addresses no router of this process forwards to: the admin server and the
+        #: namerd the interpreters use (namerouter/proxy/protected.py)
+        from .proxy.protected import Protected
+
+        self.control_plane = Protected()
         self._stop = asyncio.Event()
         self._closed = False
 
@@ -174,8 +179,9 @@ class Linker:
             except Exception as e:
                 raise StartupError(f"routers[{i}] ({label}): interpreter could not start: {e}") from e
             self.interpreters.append(interp)
+            await self._protect_namerd(i)
             router = HttpRouter(rcfg, interp, self.metrics, reuse_port=self.worker is not None, tls=self.tls,
-                                tracer=self.tracer)
+                                tracer=self.tracer, control_plane=self.control_plane)
             try:
                 await router.start()
             except TlsConfigError as e:
@@ -194,6 +200,23 @@ class Linker:
         await self._start_telemeters()
         await self.tracer.start()
         await self._start_admin()
+
+    async def _protect_namerd(self, i: int) -> None:
+        """The namerd addresses of router ``i``'s interpreter (its ``dst``) are never
+        forwarded to: namerd's API writes dtabs (issue 17)."""
+        cfg = self.config.interpreters[i] if i < len(self.config.interpreters) else None
+        dst = getattr(cfg, "dst", None)
+        if not dst:
+            return
+        from .interpreters.namerd_client import parse_endpoints
+
+        try:
+            endpoints = parse_endpoints(dst)
+        except ValueError:
+            return
+        kind = kind_of(cfg) or "namerd"
+        for e in endpoints:
+            await self.control_plane.add_name(e.host, e.port, f"namerd ({kind} dst {e})")
 
     async def _start_telemeters(self) -> None:
         """``telemetry:`` kinds other than io.l5d.prometheus (which the admin serves)."""
@@ -257,6 +280,7 @@ class Linker:
             known_ids=self._known_ids,
             on_shutdown=self._admin_shutdown,
             tls_registry=self.tls,
+            listen_ip=admin.ip,
         )
         tls = None
         if admin.tls is not None and self.worker is None:  # a worker's admin is a local Unix socket
@@ -273,6 +297,9 @@ class Linker:
             self.admin = None
             raise StartupError(f"admin: cannot listen on {path or f'{admin.ip}:{admin.port}'}: "
                                f"{e.strerror or e}") from e
+        # the admin server is never a backend (with workers: the master's, from the config)
+        self.control_plane.add(admin.ip, self.admin.port if path is None else admin.port,
+                               f"the admin server ({admin.ip}:{self.admin.port if path is None else admin.port})")
         if path is None:
             log.info("admin serving on %s://%s:%s", self.admin.scheme, admin.ip, self.admin.port)
 

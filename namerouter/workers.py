@@ -224,7 +224,7 @@ class Master:
                                                ("*", "/{tail:.*}", self.forward)],
             security=cfg.admin.security, prometheus_path=prom_path,
             prometheus_prefix=prom.prefix if prom else "", known_ids=lambda: self.metrics.ids,
-            on_shutdown=on_shutdown)
+            on_shutdown=on_shutdown, listen_ip=cfg.admin.ip)
         app.middlewares.append(summed)
         self.admin = AdminServer(app, cfg.admin.ip, cfg.admin.port)
         await self.admin.start()

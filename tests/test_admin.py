@@ -144,8 +144,12 @@ async def test_shutdown_is_post_only_and_runs_the_callback():
 
     async with Served(build_admin_app(MetricsRegistry(), on_shutdown=on_shutdown)) as s:
         assert (await s.get("/admin/shutdown"))[0] == 405
+        # a simple request (what a page on another site can send) is refused
+        for headers in ({}, {"Content-Type": "text/plain"}, {"Content-Type": "application/x-www-form-urlencoded"}):
+            status, body, _ = await s.post("/admin/shutdown", headers=headers, skip_auto_headers=["Content-Type"])
+            assert status == 403 and "non-simple" in body, headers
         assert not done.is_set()
-        status, body, _ = await s.post("/admin/shutdown")
+        status, body, _ = await s.post("/admin/shutdown", headers={"Content-Type": "application/json"})
         assert status == 200
         await asyncio.wait_for(done.wait(), 2)
 

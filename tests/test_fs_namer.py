@@ -204,14 +204,14 @@ async def test_file_appears_later_and_deletion_is_neg(fs, tmp_path):
     await b.addr.wait_for(lambda a: a == ADDR_NEG, 2)
 
 
-async def test_nothing_observed_means_no_polling(fs, tmp_path):
+async def test_nothing_observed_means_no_watching(fs, tmp_path):
     (tmp_path / "web").write_text("127.0.0.1 1\n")
     act = fs.lookup(Path.read("/web"))
     sub = act.observe(lambda st: None)
-    assert fs._task is not None
+    assert fs._watcher.watching and fs.admin_state()["watchedDirectories"] == [str(tmp_path)]
     sub.close()
     assert not fs._active
-    await eventually(lambda: fs._task is None)  # the poll loop ends by itself
+    await eventually(lambda: not fs._watcher.watching)  # the watch stops with the last observer
 
 
 async def test_enumerate_and_admin_state(fs, tmp_path):

@@ -173,14 +173,16 @@ class _Sleeper:
         self.sock.connect(("127.0.0.1", port))
         self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: namerd\r\nAccept: application/dtab\r\n\r\n".encode())
 
-    def closed_by_server(self) -> bool:
-        self.sock.setblocking(False)
+    def closed_by_server(self, within: float = 10.0) -> bool:
+        """Read what the server queued until its FIN (True) or ``within`` seconds pass.
+        The server's kernel still holds the bytes it sent before closing; they and the FIN
+        arrive only as this reader opens its window, so one non-blocking read can race."""
+        self.sock.settimeout(within)
         try:
             while True:
-                chunk = self.sock.recv(1 << 20)
-                if not chunk:
+                if not self.sock.recv(1 << 20):
                     return True
-        except BlockingIOError:
+        except socket.timeout:
             return False
         except ConnectionError:
             return True

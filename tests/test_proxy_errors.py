@@ -184,6 +184,14 @@ async def test_router_to_itself_loop_is_stopped():
     servers = [ServerConfig(port=port, maxCallDepth=5)]
     async with RouterHarness(f"/svc/loop => /$/inet/127.1/{port}", servers=servers) as h:
         r = await request(h.port, get("/", host="loop"))
+        # a router never forwards to its own servers (issue 17: protected.py)
+        assert r.status == 403 and "own server" in err_text(r)
+    # a loop through two routers: each forwards, Via stops it
+    pa, pb = free_port(), free_port()
+    async with RouterHarness(f"/svc/loop => /$/inet/127.1/{pb}", servers=[ServerConfig(port=pa, maxCallDepth=5)]), \
+            RouterHarness(f"/svc/loop => /$/inet/127.1/{pa}", servers=[ServerConfig(port=pb, maxCallDepth=5)],
+                          label="other"):
+        r = await request(pa, get("/", host="loop"))
         # the innermost hop refuses; every outer hop relays that answer
         assert r.status == 400
         assert "proxy loops" in r.body.decode()

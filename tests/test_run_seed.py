@@ -175,7 +175,8 @@ async def test_admin_shutdown_drains_in_flight_requests(seed):
     backend, rp, admin, router = seed
 
     async def post_shutdown() -> None:
-        code, out = await curl("-X", "POST", f"http://127.0.0.1:{admin}/admin/shutdown")
+        code, out = await curl("-X", "POST", "-H", "Content-Type: application/json",
+                               f"http://127.0.0.1:{admin}/admin/shutdown")
         assert code == 0 and out.endswith("\n200"), out
 
     await _inflight_survives(rp, router, post_shutdown)

@@ -61,15 +61,18 @@ def test_lines_have_linkerds_shape():
 async def test_a_real_influxdb_accepts_what_the_router_serves(influx_server, tmp_path):
     db = "t" + uuid.uuid4().hex[:8]
     influx_server.query(f"CREATE DATABASE {db}")
+    hostile = 'evil host,x=1 y="2"\\'
+    # the admin answers other names than its own only when listed (DNS rebinding protection)
+    whitelist = f", security: {{hostWhitelist: {json.dumps(['telegraf', hostile])}}}"
     async with Backend("web") as web, running_router(f"/svc/web => /$/inet/127.0.0.1/{web.port};",
-                                                     "telemetry: [{kind: io.l5d.influxdb}]") as (_, base, port):
+                                                     "telemetry: [{kind: io.l5d.influxdb}]",
+                                                     admin_extra=whitelist) as (_, base, port):
         async with aiohttp.ClientSession() as s:
             for _ in range(7):
                 async with s.get(f"http://127.0.0.1:{port}/pong", headers={"Host": "web"}) as r:
                     assert r.status == 200
             async with s.get(f"{base}/admin/metrics.json") as r:
                 metrics = json.loads(await r.read())
-            hostile = 'evil host,x=1 y="2"\\'
             bodies = {}
             for host in ("telegraf:9990", hostile):
                 async with s.get(f"{base}/admin/metrics/influxdb", headers={"Host": host}) as r:

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 async def admin_json(port: int, path: str) -> Any:
-    r = await request(port, get(path, host="admin"))
+    r = await request(port, get(path, host="localhost"))
     assert r.status == 200, (path, r.status, r.body[:200])
     return json.loads(r.body)
 
@@ -113,12 +113,12 @@ async def test_workers_share_the_port_and_the_admin_port_sums_them(two_workers):
     per_worker = [w["requests"] for w in (await admin_json(admin, "/admin/workers.json"))["workers"]]
     assert sum(per_worker) == n and all(c > 0 for c in per_worker), per_worker
     # Prometheus sums too; the config is the one config; other pages come from a worker
-    r = await request(admin, get("/admin/metrics/prometheus", host="admin"))
+    r = await request(admin, get("/admin/metrics/prometheus", host="localhost"))
     assert f'rt:server:requests{{rt="out", server="127.0.0.1/{port}"}} {n}' in r.body.decode()
     assert (await admin_json(admin, "/config.json"))["routers"][0]["label"] == "out"
     state = await admin_json(admin, "/client_state.json")
     assert f"/$/inet/127.1/{backend.port}" in state["out"]
-    r = await request(admin, get("/delegator.json?namespace=out&path=/svc/pong", host="admin"))
+    r = await request(admin, get("/delegator.json?namespace=out&path=/svc/pong", host="localhost"))
     assert r.status == 200 and f"127.1/{backend.port}" in r.body.decode()
 
 

@@ -17,10 +17,26 @@ are refused, ``pathWhitelist`` regexes always served, and the categories
 (namer/client state, bound names, everything else) switch groups off. A refused path
 answers 404, as in Linkerd. The dashboard, the dtab playground and their assets and JSON
 (``ui.UI_PATH_PATTERNS``) are ``uiEnabled``.
+
+Hardening (issue 17; Linkerd has none of it, see docs/linkerd-compatibility.md):
+
+- **Host check** (DNS rebinding): a request whose ``Host`` is not ``localhost`` (or
+  ``*.localhost``), a loopback address, the address the admin listens on or the one the
+  connection came in on, nor in ``admin.security.hostWhitelist``, gets 403. A page on
+  another site that makes its own name resolve to 127.0.0.1 still sends its own name.
+  (Not over TLS: there the browser already refuses a certificate for another name.)
+- **Control requests must be non-simple** (cross-site request forgery): ``POST
+  /admin/shutdown`` and the caller's ``control_paths`` (namerd's dtab writes) need a
+  ``Content-Type`` other than the three a cross-site form may send, or an
+  ``X-Requested-With`` header — a browser sends neither cross-site without a CORS
+  preflight, which this server never approves.
+- **/config.json redacts secrets**: values of keys that name a token, password, secret,
+  credential or auth, and passwords in URLs, are replaced by ``<redacted>``.
 """
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import re
@@ -38,7 +54,14 @@ from .ui import UI_PATH_PATTERNS
 
 log = logging.getLogger(__name__)
 
+
 Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
+
+#: the Content-Types a cross-site form or no-cors fetch may send without a preflight (CORS)
+SIMPLE_CONTENT_TYPES = frozenset(("application/x-www-form-urlencoded", "multipart/form-data", "text/plain"))
+REDACTED = "<redacted>"
+_SECRET_KEY = re.compile(r"token|passw|secret|credential|auth|api_?key|private_?key", re.I)
+_URL_PASSWORD = re.compile(r"(\w+://[^/@:\s]*:)[^/@\s]*@")
 
 UI_PATHS = re.compile(r"/|/admin/ping|/admin/metrics\.json|/admin/metrics/prometheus|/admin/metrics/influxdb"
                       r"|/config\.json|/delegator(\.json)?|/favicon\.ico")
@@ -48,6 +71,94 @@ CONTROL_PATHS = re.compile(r"/admin/shutdown")
 def json_response(doc: Any, pretty: bool = False, status: int = 200) -> web.Response:
     text = json.dumps(doc, indent=2 if pretty else None, sort_keys=pretty, default=str)
     return web.Response(text=text + ("\n" if pretty else ""), status=status, content_type="application/json")
+
+
+def redact(doc: Any) -> Any:
+    """``doc`` with secrets replaced (see the module docstring): string values of keys
+    that look secret, passwords in URLs anywhere; structure and other values kept."""
+    if isinstance(doc, dict):
+        return {k: (REDACTED if isinstance(v, str) and isinstance(k, str) and _SECRET_KEY.search(k) else redact(v))
+                for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [redact(v) for v in doc]
+    if isinstance(doc, str) and "@" in doc:
+        return _URL_PASSWORD.sub(lambda m: m.group(1) + REDACTED + "@", doc)
+    return doc
+
+
+def _host_of(header: str) -> str:
+    """The host part of a ``Host`` header (no port, no brackets, lower case)."""
+    h = header.strip().lower()
+    if h.startswith("["):
+        return h[1:h.find("]")] if "]" in h else h[1:]
+    return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
+
+
+def _is_local_name(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_guard(security: Any, listen_ip: Optional[str]) -> Any:
+    """Refuse (403) requests whose Host names neither this server nor localhost."""
+    extra = {h.lower() for h in getattr(security, "hostWhitelist", None) or ()}
+    own = {listen_ip.lower()} if listen_ip and listen_ip not in ("0.0.0.0", "::", "") else set()
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        header = request.headers.get("Host")
+        # Over TLS a rebound name fails the certificate check in the browser: the name a
+        # client uses is the certificate's, whatever it is.
+        if header is not None and not request.secure:
+            host = _host_of(header)
+            if not (_is_local_name(host) or host in own or host in extra):
+                # the address the connection came in on (a server on 0.0.0.0 reached by IP);
+                # on a Unix socket (a worker's admin) there is no rebinding to fear
+                sock = request.transport.get_extra_info("sockname") if request.transport is not None else None
+                if isinstance(sock, tuple) and sock and host != str(sock[0]).lower():
+                    return web.Response(
+                        status=403, text=f"Host {header!r} is not this admin server's address or localhost "
+                                         "(DNS rebinding protection; allow a name with admin.security.hostWhitelist)\n")
+        return await handler(request)
+
+    return middleware
+
+
+def is_non_simple(request: web.Request) -> bool:
+    """Whether a browser would have asked (CORS preflight) before sending this request
+    cross-site: a Content-Type beyond the simple three, or an X-Requested-With header."""
+    if request.method not in ("GET", "HEAD", "POST"):
+        return True
+    if "X-Requested-With" in request.headers:
+        return True
+    ctype = request.headers.get("Content-Type")
+    if ctype is None:
+        return False
+    return ctype.split(";", 1)[0].strip().lower() not in SIMPLE_CONTENT_TYPES
+
+
+_NOT_CROSS_SITE = ("needs a non-simple request — a JSON Content-Type or an X-Requested-With header "
+                   "(e.g. curl -X POST -H 'Content-Type: application/json' ...), so that a page on another "
+                   "site cannot send it\n")
+
+
+def _control_guard(control_paths: Iterable[str]) -> Any:
+    """Control requests (shutdown, the caller's mutating control paths) must be non-simple."""
+    extra = [re.compile(p) for p in control_paths]
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        if request.method in MUTATING and (CONTROL_PATHS.fullmatch(path) or any(r.fullmatch(path) for r in extra)):
+            if not is_non_simple(request):
+                return web.Response(status=403, text=f"{request.method} {path} {_NOT_CROSS_SITE}")
+        return await handler(request)
+
+    return middleware
 
 
 def _truthy(v: Optional[str]) -> bool:
@@ -98,16 +209,22 @@ def build_admin_app(
     tls_registry: Optional[TlsRegistry] = None,
     ui_paths: Iterable[str] = (),
     control_paths: Iterable[str] = (),
+    listen_ip: Optional[str] = None,
 ) -> web.Application:
     """The admin app. ``config_json`` is served at ``/config.json``; ``known_ids``
     (optional) lists live service names / client ids for exact Prometheus labels;
     ``on_shutdown`` runs after ``POST /admin/shutdown`` has been answered.
     ``ui_paths`` / ``control_paths`` (regexes, full match) add the caller's own routes to
     the ``uiEnabled`` / ``controlEnabled`` groups of ``admin.security``; a control path
-    counts as control for mutating methods only (its GET is a page or a read)."""
-    middlewares = ([_security_middleware(security, prometheus_path, ui_paths, control_paths)]
-                   if security is not None else [])
+    counts as control for mutating methods only (its GET is a page or a read).
+    ``listen_ip``: the address the admin listens on (accepted as a ``Host``)."""
+    control_paths = tuple(control_paths)
+    middlewares = [_host_guard(security, listen_ip)]
+    if security is not None:
+        middlewares.append(_security_middleware(security, prometheus_path, ui_paths, control_paths))
+    middlewares.append(_control_guard(control_paths))
     app = web.Application(middlewares=middlewares)
+    shown_config = redact(config_json) if config_json is not None else {}
     shutdown_started = asyncio.Event()
     tasks: set[asyncio.Task[None]] = set()
 
@@ -131,8 +248,7 @@ def build_admin_app(
                             headers={"X-Content-Type-Options": "nosniff"})
 
     async def config(request: web.Request) -> web.Response:
-        return json_response(config_json if config_json is not None else {},
-                             pretty=_truthy(request.query.get("pretty")))
+        return json_response(shown_config, pretty=_truthy(request.query.get("pretty")))
 
     async def shutdown(_: web.Request) -> web.Response:
         if on_shutdown is None:

@@ -43,6 +43,9 @@ class AdminSecurityConfig:
     diagnosticsEnabled: bool = True
     pathWhitelist: list[str] = field(default_factory=list, metadata={"doc": "regexes, full match"})
     pathBlacklist: list[str] = field(default_factory=list, metadata={"doc": "regexes, full match"})
+    #: Host names accepted besides localhost and the admin's own addresses (others: 403,
+    #: against DNS rebinding; ours, not Linkerd's)
+    hostWhitelist: list[str] = field(default_factory=list, metadata={"doc": "host names, exact"})
 
 
 @dataclass

@@ -7,10 +7,14 @@
 
 Bindings use ``<file dtab> ++ <router dtab> ++ <request dtab>`` — the file plays the
 part namerd's namespace plays for ``io.l5d.namerd.http``, the router's own ``dtab``
-comes after it, as in Linkerd. The file is polled every 50 ms while something is bound
-(a change reaches routing within ~100 ms). Until the file exists bindings are pending
+comes after it, as in Linkerd. The file is watched while something is bound (a change
+reaches routing within ~100 ms). Until the file exists bindings are pending
 (Linkerd does the same); a file that does not parse fails every binding with the
 parser's message and the file name, until it is fixed.
+
+The file is watched, not polled: its directory (and its target's, for a symlink) is
+subscribed to a :class:`~namerouter.fswatch.DirectoryWatcher` while something observes
+the dtab, and a change there re-reads it (≈100 ms).
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..dtab.dtab import Dtab
+from ..fswatch import ROUTING_DEBOUNCE_MS, DirectoryWatcher
 from ..dtab.errors import DtabSyntaxError
 from ..naming.transform import build_transformers
 from ..naming.var import PENDING, Activity, ActivityState, Closable, Failed, LazyVar, Ok
@@ -37,16 +42,16 @@ class FsInterpreterConfig:
 
 
 class DtabFileVar(LazyVar[ActivityState[Dtab]]):
-    """The parsed content of a dtab file, polled while observed."""
+    """The parsed content of a dtab file, watched while observed."""
 
-    __slots__ = ("path", "interval", "_sig", "_task")
+    __slots__ = ("path", "_sig", "_watcher", "_sid")
 
-    def __init__(self, path: str, interval: float = 0.05) -> None:
+    def __init__(self, path: str) -> None:
         super().__init__(PENDING)
         self.path = os.path.abspath(path)
-        self.interval = interval
         self._sig: Any = None
-        self._task: Optional[asyncio.Task[None]] = None
+        self._watcher: Optional[DirectoryWatcher] = None
+        self._sid: Optional[int] = None
 
     def check(self) -> None:
         try:
@@ -86,21 +91,26 @@ class DtabFileVar(LazyVar[ActivityState[Dtab]]):
         self._sig = None
         self.check()
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop()
         except RuntimeError:
             return Closable()
-        self._task = loop.create_task(self._poll(), name=f"dtabFile {self.path}")
+        self._watcher = DirectoryWatcher(f"dtabFile {self.path}", debounce_ms=ROUTING_DEBOUNCE_MS)
+        self._sid = self._watcher.subscribe_dirs(self._dirs(), self._changed)
         return Closable(self._stop)
 
-    def _stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
+    def _dirs(self) -> frozenset[str]:
+        return frozenset((os.path.dirname(self.path), os.path.dirname(os.path.realpath(self.path))))
 
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            self.check()
+    def _changed(self, paths: Optional[set[str]]) -> None:
+        self.check()
+        if self._watcher is not None and self._sid is not None:
+            self._watcher.update(self._sid, self._dirs())  # the symlink may point elsewhere now
+
+    def _stop(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        self._sid = None
+        if watcher is not None:
+            asyncio.get_running_loop().create_task(watcher.close())
 
 
 class FsInterpreter(DtabSourceInterpreter):
@@ -109,8 +119,8 @@ class FsInterpreter(DtabSourceInterpreter):
     kind = "io.l5d.fs"
     config_class = FsInterpreterConfig
 
-    def __init__(self, dtab_file: str, poll_interval: float = 0.05, **kwargs: Any) -> None:
-        self.dtab_file = DtabFileVar(dtab_file, poll_interval)
+    def __init__(self, dtab_file: str, **kwargs: Any) -> None:
+        self.dtab_file = DtabFileVar(dtab_file)
         super().__init__(Activity(self.dtab_file), **kwargs)
 
     @classmethod

@@ -58,6 +58,21 @@ class BindingCacheConfig:
 
 
 @dataclass
+class ServerSessionConfig:
+    """Linkerd's ``serverSession`` (plus ``headerReadTimeoutMs``): time limits on a
+    client's connection (namerouter/proxy/sessions.py). ``null`` means forever."""
+
+    #: no request outstanding (or a request body sending nothing) for this long: closed.
+    #: Linkerd's default is forever; ours bounds idle connections (issue 17)
+    idleTimeMs: Optional[int] = field(default=60_000, metadata={"min": 1})
+    #: a connection older than this finishes what it carries, then closes
+    lifeTimeMs: Optional[int] = field(default=None, metadata={"min": 1})
+    #: a request head must be complete this long after its first byte (the first
+    #: request: after the connection opened), else 408 and close (slowloris)
+    headerReadTimeoutMs: Optional[int] = field(default=5_000, metadata={"min": 1})
+
+
+@dataclass
 class ServerConfig:
     port: int = field(default=4140, metadata={"min": 1, "max": 65535})
     #: Linkerd binds loopback unless told otherwise.
@@ -76,6 +91,16 @@ class ServerConfig:
     #: ``client`` block only, which is accepted too (README "TLS"). A client's own
     #: ``x-forwarded-client-cert`` is never forwarded.
     forwardClientCert: bool = False
+    #: whether request dtabs (l5d-dtab, l5d-ctx-dtab) may name system namers that reach
+    #: an address (/$/inet, /$/io.buoyant.rinet, the rewriting /$/io.buoyant.* namers);
+    #: /$/nil, /$/fail and /$/io.buoyant.http.status always may. Default (null): true on a
+    #: loopback address, false otherwise (request_dtab.py; Linkerd: always true)
+    localDtabSystemNamers: Optional[bool] = None
+    #: connection time limits (idle, lifetime, header read): see ServerSessionConfig
+    serverSession: ServerSessionConfig = field(default_factory=ServerSessionConfig)
+    #: client connections this server keeps open at most (beyond: 503 and close); the
+    #: process's share of RLIMIT_NOFILE applies anyway (namerouter/proxy/sessions.py)
+    maxConnections: Optional[int] = field(default=None, metadata={"min": 1})
 
 
 @dataclass

@@ -12,7 +12,7 @@ from random import getrandbits
 from typing import TYPE_CHECKING, Any
 
 from ..tls.errors import is_tls_error
-from .errors import ConnectFailed, NoHosts, TlsFailed
+from .errors import ConnectFailed, ForbiddenDestination, NoHosts, TlsFailed
 
 if TYPE_CHECKING:  # pragma: no cover
     from .pool import Endpoint
@@ -26,14 +26,35 @@ async def connection_for(route: "ServiceStage", client: "ClientStage", node: "En
     tries = 0
     limit = max(1, min(client.balancer.max_effort, len(client.endpoints)))
     while True:
+        if node.forbidden is not None:
+            node = _not_forbidden(route, client, node)
         conn = node.get_idle()
         if conn is not None:
             return node, conn
         try:
-            return node, await node.connect()
+            conn = await node.connect()
         except (OSError, asyncio.TimeoutError) as e:
             tries += 1
             node = _next_endpoint(route, client, node, e, tries, limit)
+            continue
+        protected = route.table.protected
+        what = protected.refusal_for(conn.transport) if protected else None
+        if what is None:
+            return node, conn
+        # The address reached is the router's own control plane (or itself): never.
+        conn.abort()
+        node.forbidden = what
+        node = _not_forbidden(route, client, node)
+
+
+def _not_forbidden(route: "ServiceStage", client: "ClientStage", node: "Endpoint") -> "Endpoint":
+    """Another endpoint of the client than a protected one, or ForbiddenDestination (403)."""
+    others = [n for n in client.endpoints.values() if n.forbidden is None and n.available]
+    if others:
+        return others[getrandbits(32) % len(others)]
+    raise ForbiddenDestination(route.explain(
+        f"{node.label} is {node.forbidden}, which the router never forwards to, whatever the dtab says "
+        f"(bound name {client.id_text})", headline="Refusing to forward"))
 
 
 def _next_endpoint(route: "ServiceStage", client: "ClientStage", node: "Endpoint", e: BaseException,

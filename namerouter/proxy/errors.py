@@ -1,8 +1,8 @@
 """Router-generated failures and their HTTP responses (Linkerd's ErrorResponder).
 
 Every failure the router produces itself carries its status here: unidentified or
-malformed requests 400, no route / no hosts / connect failures / TLS handshake failures /
-binding timeout 502,
+malformed requests 400, a destination the router never forwards to 403, no route / no hosts /
+connect failures / TLS handshake failures / binding timeout 502,
 request timeouts and overload 503. The response has ``l5d-err`` (the message,
 URL-encoded) and a ``text/plain`` body that explains why, so that "why did my request
 not route?" is answerable from the response alone.
@@ -71,13 +71,38 @@ class TlsFailed(ConnectFailed):
 
 
 class BackendFailed(RouterError):
-    """The backend closed or broke the connection before a full response head."""
+    """The backend closed or broke the connection before a full response head (or, once
+    a response is being relayed, before its end: the client's connection is then cut,
+    and the request counts as a failure named ``exc_name``)."""
 
     status = 502
+    #: the name the request's failure is counted under (``…/failures/<exc_name>``)
+    exc_name = "com.twitter.finagle.ChannelClosedException"
+
+    def __init__(self, message: str, exc_name: Optional[str] = None) -> None:
+        super().__init__(message)
+        if exc_name is not None:
+            self.exc_name = exc_name
+
+
+class ForbiddenDestination(RouterError):
+    """The name bound to an address the router never forwards to (protected.py)."""
+
+    status = 403
 
 
 class RequestTimeout(RouterError):
     status = 503
+
+
+class RequestReadTimeout(RouterError):
+    """The client stopped sending its request (serverSession, sessions.py)."""
+
+    status = 408
+
+
+class DeadlineExceeded(RequestTimeout):
+    """The request's own ``l5d-ctx-deadline`` passed before a response head came."""
 
 
 class Overloaded(RouterError):

@@ -33,10 +33,12 @@ from typing import TYPE_CHECKING, Any, Coroutine, Optional
 
 from ..tracing import diagnostic
 from ..tracing.tracer import RequestTrace
+from ..ratelog import RateLimitedLog
 from .connect import connection_for
-from .errors import BackendFailed, BadRequest, NoHosts, Overloaded, RouterError, reason
+from .errors import BackendFailed, BadRequest, DeadlineExceeded, NoHosts, Overloaded, RouterError, reason
 from .message import EMPTY_BLOCK, HeaderBlock, RequestHead, ResponseHead, SimpleResponseHead, derive_request
 from .policy.classifiers import SUCCESS
+from .policy.timeouts import incoming_deadline
 from .phases import (  # noqa: F401  (the states, re-exported for the codecs and the policy)
     ANSWERED, COMPLETE, CONNECTING, DISCARDING, DONE, RECEIVING, RESPONDING, RETRYING, ROUTING, SENT, WAITING,
     Phase, Upload,
@@ -59,6 +61,8 @@ DIAGNOSTIC_BODY_LIMIT = 64 * 1024
 
 _now = time.monotonic
 log = logging.getLogger("namerouter.proxy")
+#: responses cut after their head: one line per client (bound id) per 10 s at most
+_CUT_LOG = RateLimitedLog(log, 10.0)
 
 
 class Lifecycle:
@@ -69,6 +73,7 @@ class Lifecycle:
         "body", "body_bytes", "task", "policy", "status", "resp_len", "stale_retried", "trace",
         "trace_block", "retrying", "failed", "why", "diag", "held", "held_bytes", "held_resp", "deadline", "counted",
         "bind_deadline",
+        "dl_timer", "failure",
     )
 
     def __init__(self, down: Any, server: "HttpServer", head: RequestHead) -> None:
@@ -119,6 +124,10 @@ class Lifecycle:
         self.deadline: Optional[bytes] = None
         self.counted = False
         self.bind_deadline = 0.0
+        #: the incoming l5d-ctx-deadline's timer (timers.Timer), when the request has one
+        self.dl_timer: Any = None
+        #: the exception name a request whose response was cut is counted under, else None
+        self.failure: Optional[str] = None
 
     # --- what the codecs and the policy may read ----------------------------------------
     @property
@@ -156,7 +165,7 @@ class Lifecycle:
             if head.via is not None and head.via.count(b",") + 1 > server.max_call_depth:
                 raise BadRequest(f"Maximum number of calls ({server.max_call_depth}) has been exceeded "
                                  "(Via header); please check for proxy loops")
-            route, new_uri = core.resolve(head)
+            route, new_uri = core.resolve(head, server.system_namers)
         except Exception as e:
             self._routing_failed(e)
             return
@@ -169,9 +178,38 @@ class Lifecycle:
             self.uri = new_uri
         if head.method == b"TRACE" and self._diagnostic():
             return
+        if head.deadline is not None and self._incoming_deadline():
+            return
         if route.policy is not None:
             self.policy = route.policy.begin(self)
         self.dispatch()
+
+    def _incoming_deadline(self) -> bool:
+        """``l5d-ctx-deadline`` from the client: invalid values are dropped, the strictest
+        valid one is forwarded and enforced like totalTimeoutMs (until the response head).
+        True when it has already passed (the request is answered)."""
+        now = time.time_ns()
+        d = incoming_deadline(self.head.deadline or (), now)
+        if d is None:
+            self.deadline = b""
+            return False
+        self.deadline = b"%d %d" % d
+        left = (d[1] - now) / 1e9
+        if left <= 0:
+            self.fail(DeadlineExceeded(self._deadline_message(d[1] - now)))
+            return True
+        self.dl_timer = self.server.wheel().after(left, Lifecycle._deadline_passed, self)
+        return False
+
+    def _deadline_message(self, left_ns: int) -> str:
+        name = self.route.name_text if self.route is not None else "?"
+        return (f"request to {name} exceeded its l5d-ctx-deadline (it passed {-left_ns / 1e6:.0f} ms ago)"
+                if left_ns < 0 else f"request to {name} exceeded its l5d-ctx-deadline")
+
+    def _deadline_passed(self) -> None:
+        self.dl_timer = None
+        if self.phase < RESPONDING:
+            self.fail(DeadlineExceeded(self._deadline_message(0)))
 
     def _diagnostic(self) -> bool:
         """A ``TRACE`` request: Linkerd's diagnostic tracer (``tracing/diagnostic.py``).
@@ -524,13 +562,29 @@ class Lifecycle:
         self.upstream_broken(conn, f"connection to {conn.endpoint.label} closed before the response was "
                                    f"complete{why}")
 
-    def upstream_broken(self, conn: Any, message: str) -> None:
+    def upstream_broken(self, conn: Any, message: str, exc_name: Optional[str] = None) -> None:
+        """The upstream connection broke (``exc_name``: what a cut response counts as)."""
         if conn is not self.up or self.phase is DONE:
             return
         route = self.route
         client = self.leaf.client.id_text if self.leaf is not None else "?"
         why = f"{message} (bound name {client})"
-        self.fail(BackendFailed(route.explain(why, headline="Backend failure for") if route else why))
+        self.fail(BackendFailed(route.explain(why, headline="Backend failure for") if route else why, exc_name))
+
+    def body_stall_s(self) -> Optional[float]:
+        """How long the response body may send nothing before it is cut (the upstream
+        codec watches it, sessions.py): the smallest of the client's clientSession
+        idleTimeMs and requestAttemptTimeoutMs and the service's totalTimeoutMs. Like
+        Finagle, the timeouts otherwise end with the response head; past it they bound
+        silence, not the length of a body that keeps coming. None: unbounded."""
+        leaf = self.leaf
+        s: Optional[float] = leaf.client.stall_s if leaf is not None else None
+        if self.policy is None:
+            return s
+        t: Optional[float] = self.policy.svc.total_timeout_s
+        if t is not None and (s is None or t < s):
+            return t
+        return s
 
     # --- router-made answers ---------------------------------------------------------------
     def _answer_status(self, status: int) -> None:
@@ -569,8 +623,12 @@ class Lifecycle:
         self.why = why
         if phase is RESPONDING:
             if self.held is None:
-                # Part of the response is out: the only honest signal left is to cut the connection.
+                # Part of the response is out: the only honest signal left is to cut the
+                # connection; the request counts as a failure (not as its status's success).
                 self.status = self.status or err.status
+                self.failure = getattr(err, "exc_name", None) or type(err).__name__
+                _CUT_LOG.warn(self.leaf.client.id_text if self.leaf is not None else "?",
+                              "response cut after its head: %s", why)
                 self.down.abort()
                 self._complete()
                 return
@@ -641,6 +699,10 @@ class Lifecycle:
         self.phase = DONE
         if self.policy is not None:
             self.policy.finish()
+        t = self.dl_timer
+        if t is not None:
+            self.dl_timer = None
+            t.cancel()
         if self.counted:
             self.counted = False
             self._record()
@@ -683,7 +745,10 @@ class Lifecycle:
                                      leaf.pair)
         else:
             cell = server.cells.cell(server.scope, route.scope if route is not None else None, None, None)
-        cell.record(status, ms, self.failed or status <= 0)
+        if self.failure is None:
+            cell.record(status, ms, self.failed or status <= 0)
+        else:
+            cell.record_failure(status, ms, self.failure)
         if route is not None:
             route.inflight -= 1
         server.inflight -= 1

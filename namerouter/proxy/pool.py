@@ -4,7 +4,8 @@ An :class:`Endpoint` is one backend address of a client: its load-balancer state
 (``Node``), its idle connections (LIFO, so a warm connection is reused), its open
 connection count and ``hostConnectionPool`` limits. Connections come from the client's
 :class:`~.transport.Connector` (which picks the codec); the pool only needs them to
-have ``closed``, ``reused``, ``got_bytes``, ``idle_since``, ``lc``, ``close()``.
+have ``closed``, ``reused``, ``got_bytes``, ``idle_since``, ``born`` (when connected:
+``clientSession.lifeTimeMs``), ``lc``, ``close()``.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ class PoolSettings:
     ``idleTimeMs``: pooled connections idle that long are closed, keeping ``minSize``.
     """
 
-    __slots__ = ("min_size", "max_size", "idle_time_s", "max_waiters")
+    __slots__ = ("min_size", "max_size", "idle_time_s", "max_waiters", "life_s", "sweep_s")
 
     def __init__(self, block: Optional[HostConnectionPoolConfig] = None) -> None:
         b = block if block is not None else HostConnectionPoolConfig()
@@ -44,6 +45,10 @@ class PoolSettings:
         self.max_size: Optional[int] = b.maxSize or None
         self.idle_time_s: Optional[float] = b.idleTimeMs / 1000.0 if b.idleTimeMs else None
         self.max_waiters: Optional[int] = b.maxWaiters
+        #: set by the client stage: clientSession.lifeTimeMs, and how often its idle
+        #: connections are swept (None: never)
+        self.life_s: Optional[float] = None
+        self.sweep_s: Optional[float] = None
 
 
 #: No limits (the default, as in Linkerd).
@@ -58,7 +63,7 @@ class Endpoint(Node):
     """One backend address of a client: LB state, idle pool, connection count."""
 
     __slots__ = ("address", "host", "port", "key", "stage", "connector", "idle", "open_conns", "retired",
-                 "label", "accrual", "pool", "connecting", "waiters")
+                 "label", "accrual", "pool", "connecting", "waiters", "forbidden")
 
     def __init__(self, address: Address, stage: "ClientStage", pool: PoolSettings = UNBOUNDED,
                  connector: Connector = PLAIN) -> None:
@@ -80,6 +85,8 @@ class Endpoint(Node):
         self.connecting = 0
         #: requests waiting for a connection when the pool is at maxSize (FIFO)
         self.waiters: Optional[deque[asyncio.Future]] = None
+        #: what this address is, once a connection showed it is protected (protected.py)
+        self.forbidden: Optional[str] = None
 
     def get_idle(self) -> Any:
         idle = self.idle
@@ -158,29 +165,46 @@ class Endpoint(Node):
                 conn.reused = True
                 w.set_result(conn)
                 return
+        pool = self.pool
+        now = _monotonic()
+        life = pool.life_s
+        if life is not None and now - conn.born >= life:  # clientSession.lifeTimeMs
+            self.stage.sessions.expired_life.value += 1
+            conn.close()
+            return
         if len(self.idle) >= MAX_IDLE:
             conn.close()
             return
-        conn.idle_since = _monotonic()
+        conn.idle_since = now
         self.idle.append(conn)
-        if self.pool.idle_time_s is not None:
+        if pool.sweep_s is not None:
             self.stage.schedule_idle_sweep()
 
     def close_idle(self, now: float) -> int:
-        """``idleTimeMs``: close pooled connections idle for longer, keeping ``minSize`` open."""
+        """``hostConnectionPool.idleTimeMs``: close pooled connections idle for longer,
+        keeping ``minSize`` open; ``clientSession``: close those idle for its
+        ``idleTimeMs`` or older than its ``lifeTimeMs`` (whatever ``minSize`` says)."""
         t = self.pool.idle_time_s
-        if t is None or not self.idle:
+        sessions = self.stage.sessions
+        s_idle, s_life = sessions.idle_s, sessions.life_s
+        if (t is None and s_idle is None and s_life is None) or not self.idle:
             return 0
         closed = 0
         keep: list[Any] = []
         # oldest first (the list is LIFO: index 0 is the longest idle)
         for c in self.idle:
-            if (not c.closed and now - c.idle_since > t
-                    and self.open_conns - closed > self.pool.min_size):
-                c.close()
-                closed += 1
-            elif not c.closed:
+            if c.closed:
+                continue
+            idle = now - c.idle_since
+            if s_idle is not None and idle >= s_idle:
+                sessions.expired_idle.value += 1
+            elif s_life is not None and now - c.born >= s_life:
+                sessions.expired_life.value += 1
+            elif not (t is not None and idle > t and self.open_conns - closed > self.pool.min_size):
                 keep.append(c)
+                continue
+            c.close()
+            closed += 1
         self.idle = keep
         return closed
 

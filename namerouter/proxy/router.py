@@ -61,8 +61,10 @@ from .accesslog import AccessLog
 from .config import RouterConfig, ServerConfig
 from .identifiers import build_identifier
 from .message import RequestHead
+from .protected import Protected, is_loopback
 from .request_dtab import RequestDtabs
 from .routing import RouteTable, ServiceStage
+from .sessions import ServerSessions
 from .stats import Cells, Scope
 from .timers import TimerWheel
 from .transport import ListenSettings, alpn_for, listen, listen_tls, server_protocol
@@ -74,7 +76,8 @@ class RouterCore:
     """What every server of a router shares: identification, dtabs, the route table."""
 
     def __init__(self, config: RouterConfig, interpreter: Any, metrics: MetricsRegistry,
-                 tls: Optional[TlsRegistry] = None, tracer: Optional[Tracer] = None) -> None:
+                 tls: Optional[TlsRegistry] = None, tracer: Optional[Tracer] = None,
+                 control_plane: Optional[Protected] = None) -> None:
         self.config = config
         self.interpreter = interpreter
         self.label = config.effective_label
@@ -112,6 +115,10 @@ class RouterCore:
         #: telemeter samples it (namerouter/tracing/, docs/architecture.md "Tracing")
         propagator = config.tracePropagator.kind if config.tracePropagator is not None else "io.l5d.default"
         self.tracer: RouterTracer = (tracer or NO_TELEMETERS).router(self.label, config.dtab or "", propagator)
+        #: where this router never forwards (its servers; the process's admin and namerd
+        #: under ``control_plane``): checked on each new backend connection (protected.py)
+        self.protected = Protected(control_plane)
+        self.table.protected = self.protected
         if not config.streamingEnabled:
             log.warning("router %s: streamingEnabled: false is not supported: bodies are still streamed "
                         "(with backpressure, in bounded memory) and chunked messages stay chunked "
@@ -119,11 +126,16 @@ class RouterCore:
         self.access_log: Optional[AccessLog] = (
             AccessLog(config.httpAccessLog, config.httpAccessLogAppend) if config.httpAccessLog else None)
 
-    def resolve(self, head: RequestHead) -> tuple[ServiceStage, Optional[bytes]]:
+    def resolve(self, head: RequestHead, system_namers: bool = True) -> tuple[ServiceStage, Optional[bytes]]:
+        """The request's service stage (and its rewritten URI, if the identifier consumed
+        a prefix); ``system_namers``: whether its request dtab may name any system namer
+        (the server's ``localDtabSystemNamers``)."""
         name, new_uri = self.identifier.identify(head)
         local = None
         if head.dtab is not None or head.dtab_ctx is not None:
             local = self.dtabs.local(head.dtab_ctx, head.dtab)
+            if local is not None and not system_namers:
+                self.dtabs.check_system_namers(local)
         return self.table.route(name, local), new_uri
 
 
@@ -141,6 +153,10 @@ class HttpServer:
         self.clear_context = config.clearContext
         self.max_concurrent = config.maxConcurrentRequests
         self.max_call_depth = config.maxCallDepth
+        #: request dtabs may name every system namer (/$/inet …): localDtabSystemNamers,
+        #: by default only on a loopback address (SSRF: see request_dtab.py)
+        self.system_namers: bool = (config.localDtabSystemNamers if config.localDtabSystemNamers is not None
+                                    else is_loopback(config.ip))
         self.metrics = metrics
         self.inflight = 0
         self.conns: set[Any] = set()
@@ -163,6 +179,8 @@ class HttpServer:
         #: connections look at their client certificate (this server or a client forwards it)
         self.collect_client_cert = self.tls_config is not None and (
             self.forward_client_cert or core.clients_forward_cert)
+        #: admission and connection time limits (sessions.py), set with the metrics
+        self.sessions: Any = None
 
     def _scope(self) -> str:
         return f"rt/{self.core.label}/server/{self.ip}/{self.port}/"
@@ -200,15 +218,24 @@ class HttpServer:
         self.scope = self.cells.scope(prefix)
         self.connects = self.metrics.counter(prefix + "connects")
         self.metrics.gauge(prefix + "connections", lambda: len(self.conns))
+        self.sessions = ServerSessions(self.config, self.metrics, prefix, self.wheel)
 
     # --- connections (the codecs call these) --------------------------------------------
-    def connection_made(self, conn: Any) -> None:
-        """A client connected. Connection admission (limits) belongs here."""
+    def connection_made(self, conn: Any) -> Optional[str]:
+        """A client connected: admit it (None), or say why not — the codec then answers
+        503 with that reason and closes (``maxConnections``, the process's share of file
+        descriptors: sessions.py). Every codec calls this first, from ``connection_made``."""
+        refusal = self.sessions.admit()
+        if refusal is not None:
+            return refusal
         self.conns.add(conn)
         self.connects.value += 1
+        return None
 
     def connection_lost(self, conn: Any) -> None:
-        self.conns.discard(conn)
+        if conn in self.conns:
+            self.conns.discard(conn)
+            self.sessions.release()
         if self._drained is not None and not self.conns:
             self._drained.set()
 
@@ -229,6 +256,9 @@ class HttpServer:
                 pass
         for c in list(self.conns):
             c.close(abort=True)
+            if c in self.conns:  # no connection_lost yet (the loop may be ending): release it now
+                self.conns.discard(c)
+                self.sessions.release()
         if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
@@ -246,13 +276,14 @@ class HttpRouter:
 
     def __init__(self, config: RouterConfig, interpreter: Any, metrics: MetricsRegistry,
                  reuse_port: bool = False, tls: Optional[TlsRegistry] = None,
-                 tracer: Optional[Tracer] = None) -> None:
+                 tracer: Optional[Tracer] = None, control_plane: Optional[Protected] = None) -> None:
         self.config = config
         self.interpreter = interpreter
         self.metrics = metrics
         #: ``tls``: the process's TlsRegistry (the linker's: one file watch, /admin/tls.json);
-        #: None = a registry of this router's own
-        self.core = RouterCore(config, interpreter, metrics, tls, tracer)
+        #: None = a registry of this router's own. ``control_plane``: the process's addresses
+        #: no router forwards to (admin, namerd)
+        self.core = RouterCore(config, interpreter, metrics, tls, tracer, control_plane)
         self.label = self.core.label
         self.base_dtab = self.core.base_dtab
         #: ``reuse_port``: share the ports with other processes (``namerouter --workers N``)
@@ -270,6 +301,7 @@ class HttpRouter:
             for s in self.servers:
                 await s.start()
                 started.append(s)
+                self.core.protected.add(s.ip, s.port, f"this router's own server {s.ip}:{s.port}")
             # Everything built so far (modules, config, dtabs) lives as long as the process:
             # move it out of the cyclic GC's generations so a full collection never has to
             # walk it again while requests wait (tail latency).

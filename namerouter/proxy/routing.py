@@ -37,6 +37,7 @@ from .errors import BindingTimeout, NoHosts, NoRoute, RouterError
 from .message import HeaderBlock
 from .policy import ClientPolicy, PolicyTable, ServicePolicy
 from .pool import Endpoint, PoolSettings
+from .sessions import ClientSessions
 from .stats import Cells, Scope, scope_label
 from .targets import AltTarget, ErrorTarget, LeafTarget, Target, UnionTarget
 from .timers import Timer, TimerWheel
@@ -78,6 +79,11 @@ def client_tls_config(block: Any) -> Optional[ClientTlsConfig]:
             fields["clientAuth"] = ClientAuthConfig(**auth)
         return ClientTlsConfig(**fields)
     raise TypeError(f"client tls: expected a mapping, got {type(block).__name__}")
+
+
+def _smallest(*values: Optional[float]) -> Optional[float]:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
 
 
 class Changes:
@@ -159,6 +165,18 @@ class ClientStage:
         self.connector: Connector = table.connector(self.policy)
         #: requests to this client carry x-forwarded-client-cert (Linkerd's client key)
         self.forward_client_cert = self.policy.forward_client_cert
+        #: clientSession (idle and life time of connections, stalled response bodies)
+        self.sessions = ClientSessions(getattr(self.policy, "session", None), reg, prefix)
+        #: a response body that sends nothing this long is cut (sessions.py): the
+        #: smallest of clientSession.idleTimeMs and requestAttemptTimeoutMs (the service's
+        #: totalTimeoutMs joins in per request: Lifecycle.body_stall_s); None: unbounded
+        self.stall_s: Optional[float] = _smallest(self.sessions.idle_s, self.attempt_timeout_s)
+        #: how often idle pooled connections are looked at (None: never)
+        self._sweep_s = _smallest(self.pool.idle_time_s, self.sessions.idle_s, self.sessions.life_s)
+        self.pool.life_s = self.sessions.life_s
+        self.pool.sweep_s = self._sweep_s
+        #: new backend connections of this client watch response bodies for stalls
+        self.watch_bodies = table.policies.body_stalls
         self._pool_timer: Optional[Timer] = None
         self._closed = False
         self._obs = bound.addr.observe(self._on_addr)
@@ -178,8 +196,9 @@ class ClientStage:
         return tls.server_hostname if tls is not None else None
 
     def schedule_idle_sweep(self) -> None:
-        """``idleTimeMs``: a timer per client (only when configured) closes idle connections."""
-        t = self.pool.idle_time_s
+        """``hostConnectionPool.idleTimeMs``, ``clientSession``: a timer per client (only
+        when configured) closes idle and expired connections."""
+        t = self._sweep_s
         if t is None or self._pool_timer is not None or self._closed:
             return
         self._pool_timer = self.table.wheel().after(max(0.02, t / 2.0), ClientStage._sweep_idle, self)
@@ -189,7 +208,8 @@ class ClientStage:
         now = _monotonic()
         for ep in self.endpoints.values():
             ep.close_idle(now)
-        self.schedule_idle_sweep()
+        if any(ep.idle for ep in self.endpoints.values()):
+            self.schedule_idle_sweep()  # (a release schedules it again otherwise)
 
     def _on_addr(self, addr: Addr) -> None:
         self.addr = addr
@@ -508,6 +528,8 @@ class RouteTable:
 
     def drop_handshake_failures(self, scope: str) -> None:
         self.tls.drop_handshake_failures(scope)
+        #: addresses never forwarded to (protected.Protected; set by the router)
+        self.protected: Any = None
 
     def wheel(self) -> TimerWheel:
         """The router's timer wheel (timers.py), on the running loop."""

@@ -2,7 +2,8 @@
 
 Linkerd reports every request under three scopes — the server that took it, the
 service (logical name) and the client (bound id) — with ``requests``, ``success``,
-``failures``, ``status/<code>`` and ``request_latency_ms``, and each client once more
+``failures``, ``status/<code>`` and ``request_latency_ms`` (plus ``failures/<exception>``
+for responses cut after their head went out), and each client once more
 per service (``rt/<r>/client/<id>/service/<svc>/{requests,success,failures}``).
 Recording into four sets of counters costs four times the work per request; here a
 request is recorded once, into the :class:`Cell` of its (server, service, client,
@@ -38,7 +39,7 @@ class Cell:
     """What the requests of one (server, service, client, client-per-service) combination
     recorded."""
 
-    __slots__ = ("statuses", "hist", "n", "fails", "sum", "min", "max", "scopes", "key")
+    __slots__ = ("statuses", "hist", "n", "fails", "sum", "min", "max", "scopes", "key", "failed")
 
     def __init__(self, scopes: tuple["Scope", ...] = (), key: Optional[CellKey] = None) -> None:
         self.statuses: dict[int, int] = {}
@@ -51,6 +52,9 @@ class Cell:
         self.max = -math.inf
         self.scopes = scopes
         self.key = key
+        #: requests that failed after their response head went out (cut responses), by
+        #: exception name (they are in ``fails`` too)
+        self.failed: Optional[dict[str, int]] = None
 
     def record(self, status: int, ms: float, failed: bool) -> None:
         """One request (or one attempt) answered with ``status`` (0: none) after ``ms``;
@@ -69,6 +73,15 @@ class Cell:
         if ms < self.min:
             self.min = ms
 
+    def record_failure(self, status: int, ms: float, exc_name: str) -> None:
+        """A request whose response was cut after its head (``status`` went out) by
+        ``exc_name``: counted under its status, and as a failure whatever the status."""
+        self.record(status, ms, True)
+        f = self.failed
+        if f is None:
+            f = self.failed = {}
+        f[exc_name] = f.get(exc_name, 0) + 1
+
     def add_to(self, other: "Cell") -> None:
         for k, v in self.statuses.items():
             other.statuses[k] = other.statuses.get(k, 0) + v
@@ -79,6 +92,12 @@ class Cell:
         other.sum += self.sum
         other.min = min(other.min, self.min)
         other.max = max(other.max, self.max)
+        if self.failed:
+            f = other.failed
+            if f is None:
+                f = other.failed = {}
+            for name, count in self.failed.items():
+                f[name] = f.get(name, 0) + count
 
 
 class Scope:
@@ -119,6 +138,9 @@ class Scope:
                 if status > 0:
                     c = out[f"{p}status/{status}"] = Counter(f"{p}status/{status}")
                     c.value = n
+            for name, n in (t.failed or {}).items():
+                c = out[f"{p}failures/{name}"] = Counter(f"{p}failures/{name}")
+                c.value = n
         for name, value in (("requests", t.n), ("success", t.n - t.fails), ("failures", t.fails)):
             c = out[p + name] = Counter(p + name)
             c.value = value

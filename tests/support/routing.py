@@ -80,19 +80,20 @@ async def reaches(port: int, backend, host: str = "web") -> bool:
 
 
 @asynccontextmanager
-async def running_router(dtab: str, extra: str = "", namers: str = "", router_extra: str = ""
-                         ) -> AsyncIterator[tuple[Any, str, int]]:
+async def running_router(dtab: str, extra: str = "", namers: str = "", router_extra: str = "",
+                         admin_extra: str = "") -> AsyncIterator[tuple[Any, str, int]]:
     """A real linker (router ``outgoing`` on one server, admin server) from ``dtab`` (one
     dentry per line), ``extra`` top-level YAML (e.g. ``telemetry:``), ``namers`` YAML and
-    ``router_extra`` keys of the router (two-space indented). Yields (linker, admin base
-    URL, router port)."""
+    ``router_extra`` keys of the router (two-space indented), ``admin_extra`` keys of the
+    admin block (flow style, e.g. ``", security: {...}"``). Yields (linker, admin base URL,
+    router port)."""
     from namerouter.config.schema import loads_linker
     from namerouter.linker import Linker
 
     admin, port = free_port(), free_port()
     lines = "".join(f"    {line.strip()}\n" for line in dtab.strip().splitlines())
     linker = Linker(loads_linker(f"""
-admin: {{ip: 127.0.0.1, port: {admin}}}
+admin: {{ip: 127.0.0.1, port: {admin}{admin_extra}}}
 {namers}
 routers:
 - protocol: http

@@ -12,11 +12,13 @@ After a complete keep-alive response the lifecycle returns the connection to its
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any, Optional
 
 import httptools
 
 from ..batch import BATCH, Coalescing
+from ..sessions import ConnectionWatch
 from ..transport import set_nodelay
 from .encode import LAST_CHUNK, chunk, request_head
 from .heads import FramingError, H1ResponseHead, parse_response
@@ -32,6 +34,9 @@ MAX_RESPONSE_HEAD = 256 * 1024
 HEAD, LENGTH, CHUNKED, EOF = 0, 1, 2, 3
 
 _SILENT = object()  # a parser protocol without callbacks: httptools only validates
+_now = time.monotonic
+#: what a response body cut for stalling counts as (Finagle's name for a read timeout)
+STALLED = "com.twitter.finagle.ReadTimedOutException"
 
 
 class _ChunkedBody:
@@ -83,6 +88,14 @@ class H1ClientConnection(Coalescing):
         self.memo: Optional[H1ResponseHead] = None
         #: httptools follows the current response (False while a reused head's body is read)
         self.tracked = True
+        #: when the connection was made (clientSession.lifeTimeMs), the last read, and the
+        #: watch of a response body that may stall (sessions.py)
+        self.born = 0.0
+        self.rx_at = 0.0
+        self.stall_s = 0.0
+        self.watch: Optional[ConnectionWatch] = None
+        #: whether response bodies may be cut for stalling on this router at all
+        self.watch_bodies: bool = endpoint.stage.watch_bodies
 
     # --- the upstream interface (called by the lifecycle) -------------------------------
     def send_request(self, lc: "Lifecycle", body: Optional[list[bytes]]) -> None:
@@ -122,6 +135,7 @@ class H1ClientConnection(Coalescing):
     def resume_reading(self) -> None:
         if self.paused:
             self.paused = False
+            self.rx_at = _now()  # the silence while paused was ours, not the backend's
             t = self.transport
             if t is not None:
                 t.resume_reading()
@@ -143,6 +157,7 @@ class H1ClientConnection(Coalescing):
     # --- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
+        self.born = _now()
         set_nodelay(transport)
         self.endpoint.conn_opened()
 
@@ -156,6 +171,8 @@ class H1ClientConnection(Coalescing):
             self.close()
             return
         self.got_bytes = True
+        if self.watch is not None:
+            self.rx_at = _now()
         BATCH.enter()
         try:
             self._read(data)
@@ -175,6 +192,7 @@ class H1ClientConnection(Coalescing):
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         self.closed = True
         self.transport = None
+        self._unwatch()
         self.endpoint.conn_lost()
         t = self.tunnel
         if t is not None:
@@ -264,6 +282,8 @@ class H1ClientConnection(Coalescing):
             self.body_parser = httptools.HttpResponseParser(_ChunkedBody(self))
             self.body_parser.feed_data(raw)
             self.lc.response_head(resp)  # type: ignore[union-attr]
+            if self.watch_bodies:
+                self._watch_body()
             if rest and self.state == CHUNKED:
                 self.body_parser.feed_data(rest)
             return
@@ -297,6 +317,8 @@ class H1ClientConnection(Coalescing):
         if n is None:
             self.state = EOF  # the body ends with the connection
             lc.response_head(resp)  # type: ignore[union-attr]
+            if self.watch_bodies:
+                self._watch_body()
             if rest and self.lc is not None:
                 self.lc.response_body(rest)
             return
@@ -308,6 +330,8 @@ class H1ClientConnection(Coalescing):
             return
         self.state = LENGTH
         self.left = n
+        if self.watch_bodies:
+            self._watch_body()
         if rest:
             self._read(rest)
 
@@ -325,8 +349,52 @@ class H1ClientConnection(Coalescing):
         """Bytes after a complete response: the backend is out of sync; never reuse it."""
         self.close()
 
+    # --- a response body that stalls (sessions.py) ------------------------------------------
+    def _watch_body(self) -> None:
+        """The response head went on and its body follows: when the request has a bound
+        (clientSession.idleTimeMs, requestAttemptTimeoutMs, totalTimeoutMs), a body that
+        sends nothing for that long is cut. Nothing is armed otherwise."""
+        lc = self.lc
+        if lc is None or self.state == HEAD:
+            return
+        s = lc.body_stall_s()
+        if s is None:
+            return
+        self.stall_s = s
+        now = self.rx_at = _now()
+        w = self.watch
+        if w is None:
+            self.watch = ConnectionWatch(self, self.endpoint.stage.table.wheel(), now + s)
+        else:
+            w.arm(now + s)
+
+    def session_check(self, now: float) -> Optional[float]:
+        lc = self.lc
+        if lc is None or self.state == HEAD or self.closed:
+            self._unwatch()
+            return None
+        if self.paused:
+            return now + self.stall_s
+        end = self.rx_at + self.stall_s
+        if now < end:
+            return end
+        self._unwatch()
+        lc.upstream_broken(self, f"the response body from {self.endpoint.label} stalled: nothing received for "
+                                 f"{self.stall_s * 1000:.0f} ms (clientSession.idleTimeMs / request timeouts)",
+                           STALLED)
+        self.abort()
+        return None
+
+    def _unwatch(self) -> None:
+        w = self.watch
+        if w is not None:
+            self.watch = None
+            w.cancel()
+
     def _response_done(self, reusable: bool) -> None:
         self.state = HEAD
+        if self.watch is not None:
+            self._unwatch()
         self.body_parser = None
         resp = self.resp
         self.resp = None

@@ -91,6 +91,41 @@ def head_limit_error(buf: bytes, start: int, end: int, max_line: int, max_header
     return None
 
 
+#: an RFC 9110 token (§5.6.2): what a method may be (§9.1)
+_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+
+
+def check_method(method: bytes) -> None:
+    """Any token is a method (RFC 9110 §9.1), including ones llhttp does not know."""
+    if not _TOKEN.fullmatch(method):
+        raise FramingError(f"invalid method {method[:64].decode('latin-1')!r} (a method is an RFC 9110 token)")
+
+
+def request_line_error(buf: bytes, start: int, end: int) -> Optional[str]:
+    """Why the request line of an incomplete head can never become a valid one, or None
+    (e.g. an HTTP/0.9 ``GET /``: without this check it would wait for a version that
+    never comes). Runs only while a head is incomplete."""
+    le = buf.find(b"\n", start, end)
+    if le < 0:
+        return None
+    line = buf[start:le]
+    if line.endswith(b"\r"):
+        line = line[:-1]
+        parts = line.split(b" ")
+        if len(parts) == 3 and parts[2].startswith(b"HTTP/"):
+            return None
+        return _line_error(line)
+    if len(line.split(b" ")) == 3:
+        return "malformed request line: lines must end with CRLF"
+    return _line_error(line)
+
+
+def _line_error(line: bytes) -> str:
+    if len(line.split(b" ")) == 2:  # "GET /": an HTTP/0.9 simple request
+        return "HTTP/0.9 request (a request line without an HTTP version) is not supported"
+    return "malformed request line"
+
+
 def _tokens(value: bytes) -> list[bytes]:
     return [t.strip().lower() for t in value.split(b",") if t.strip()]
 
@@ -172,7 +207,7 @@ def parse_request(raw: bytes, clear_context: bool = False) -> H1RequestHead:
     sp1 = raw.find(b" ", 0, le)
     sp2 = raw.rfind(b" ", 0, le)
     if sp1 <= 0 or sp2 <= sp1 or le - sp2 < 9:
-        raise FramingError("malformed request line")
+        raise FramingError(_line_error(raw[:le]))
     h.method = raw[:sp1]
     h.target = h.uri = uri = raw[sp1 + 1:sp2]
     version = raw[sp2 + 6:le]

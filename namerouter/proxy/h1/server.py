@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Optional
@@ -28,22 +29,31 @@ from typing import TYPE_CHECKING, Any, Optional
 import httptools
 
 from ..batch import BATCH, Coalescing
-from ..errors import BadRequest, RouterError, error_response
+from ..errors import BadRequest, RequestReadTimeout, RouterError, error_response
 from ..lifecycle import Lifecycle
+from ..phases import RESPONDING
 from ..message import HeaderBlock, ResponseHead
 from ..transport import client_cert_of, set_nodelay
 from . import encode
-from .heads import FramingError, H1RequestHead, head_limit_error, parse_request, skip_empty_lines
+from .heads import (
+    FramingError, H1RequestHead, check_method, head_limit_error, parse_request, request_line_error, skip_empty_lines,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..router import HttpServer
+    from ..sessions import ConnectionWatch
 
 #: How long a refused connection keeps reading (and dropping) input before it closes.
 LINGER_S = 2.0
 
-HEAD, LENGTH, PARSED = 0, 1, 2  # read states: at a head, in a counted body, callback parsing
+#: read states: at a head, in a counted body, callback parsing, input over (the last
+#: request said ``Connection: close`` or was HTTP/1.0: what follows is dropped)
+HEAD, LENGTH, PARSED, IGNORE = 0, 1, 2, 3
 _PIPELINE = object()  # pause key: a pipelined request waits for its turn
 _SILENT = object()  # a parser protocol without callbacks: httptools only validates
+#: methods llhttp parses (a chunked request with another one is shown to llhttp as a POST)
+_LLHTTP_COMMON = frozenset((b"GET", b"POST", b"PUT", b"DELETE", b"PATCH", b"HEAD", b"OPTIONS", b"TRACE",
+                            b"CONNECT"))
 _now = time.monotonic
 log = logging.getLogger("namerouter.proxy")
 
@@ -56,15 +66,17 @@ class _Parsed:
     """httptools callbacks for the rare stretch that needs them (chunked request bodies
     and whatever follows them in the same read): rebuild each head, then the same path."""
 
-    __slots__ = ("conn", "url", "lines", "size", "in_message", "in_head")
+    __slots__ = ("conn", "url", "lines", "size", "in_message", "in_head", "method")
 
-    def __init__(self, conn: "H1ServerConnection") -> None:
+    def __init__(self, conn: "H1ServerConnection", method: Optional[bytes] = None) -> None:
         self.conn = conn
         self.url = b""
         self.lines: list[bytes] = []
         self.size = 0
         self.in_message = False
         self.in_head = False
+        #: the first head's method when llhttp was shown another one (see _switch_to_parsed)
+        self.method = method
 
     def on_message_begin(self) -> None:
         self.in_message = self.in_head = True
@@ -90,7 +102,9 @@ class _Parsed:
     def on_headers_complete(self) -> None:
         self.in_head = False
         p = self.conn.full
-        raw = b"%b %b HTTP/%b\r\n%b\r\n" % (p.get_method(), self.url, p.get_http_version().encode(),
+        method = self.method or p.get_method()
+        self.method = None
+        raw = b"%b %b HTTP/%b\r\n%b\r\n" % (method, self.url, p.get_http_version().encode(),
                                             b"".join(self.lines))
         head = parse_request(raw, self.conn.clear_context)
         head.client_cert = self.conn.client_cert
@@ -149,6 +163,18 @@ class H1ServerConnection(Coalescing):
         #: forward it), given to every request head of this connection
         self.client_cert: Optional[bytes] = None
         self.remote: Optional[tuple[str, int]] = None
+        #: the session's time limits (sessions.py): when the connection opened, when the
+        #: head being read began (0.0: no head pending), and a count of reads and answers
+        #: (cheaper per request than a timestamp) with what the last check saw of it
+        self.sessions: Any = None
+        self.watch: Optional["ConnectionWatch"] = None
+        self.born = 0.0
+        self.head_since = 0.0
+        self.activity = 0
+        self.seen_activity = -1
+        self.quiet_since = 0.0
+        #: a refused connection lingering while its 503 goes out (counted by the admission)
+        self.refused = False
 
     # --- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -160,7 +186,14 @@ class H1ServerConnection(Coalescing):
             self.client_cert = client_cert_of(transport)
         # (ip, port) of the client, kept per connection: the remote endpoint of server spans
         self.remote = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and len(peer) >= 2 else None
-        self.server.connection_made(self)
+        now = _now()
+        self.born = self.head_since = self.quiet_since = now
+        refusal = self.server.connection_made(self)
+        sessions = self.sessions = self.server.sessions
+        if refusal is not None:
+            self._refuse(refusal)
+            return
+        self.watch = sessions.watch(self, sessions.first_check(now))
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
@@ -171,14 +204,22 @@ class H1ServerConnection(Coalescing):
             return
         if self.closed:
             return
+        self.activity += 1
+        state = self.state
+        if state == IGNORE:
+            self.linger = True  # the client sent more: close gently when answered
+            return
         BATCH.enter()
         try:
-            if self.state == PARSED:
+            if state == PARSED:
                 self._parsed(data)
             else:
                 self._read(data)
         except (httptools.HttpParserError, FramingError) as e:
-            self.bad_request(self.limit_error or (str(e.args[0]) if e.args else str(e)))
+            if self.state == IGNORE:  # llhttp refusing what follows a "close" request
+                self.linger = True
+            else:
+                self.bad_request(self.limit_error or (str(e.args[0]) if e.args else str(e)))
         finally:
             BATCH.leave()
 
@@ -201,6 +242,13 @@ class H1ServerConnection(Coalescing):
             lc.cancel()
         self.queue.clear()
         self.transport = None
+        w = self.watch
+        if w is not None:
+            self.watch = None
+            w.cancel()
+        if self.refused:
+            self.refused = False
+            self.sessions.lingered()
         self.server.connection_lost(self)
 
     def pause_writing(self) -> None:
@@ -228,7 +276,8 @@ class H1ServerConnection(Coalescing):
         n = len(data)
         pos = 0
         while pos < n and not self.closed:
-            if self.state == LENGTH:
+            state = self.state
+            if state == LENGTH:
                 left = self.left
                 piece = data if pos == 0 and n <= left else data[pos:pos + left]
                 self.parser.feed_data(piece)
@@ -240,6 +289,9 @@ class H1ServerConnection(Coalescing):
                 if not self.left:
                     self._request_done()
                 continue
+            if state == IGNORE:
+                self.linger = True
+                return
             if self.buf:
                 data = self.buf + data[pos:]
                 self.buf = b""
@@ -248,11 +300,14 @@ class H1ServerConnection(Coalescing):
             start = skip_empty_lines(data, pos) if data[pos] == 13 else pos
             end = data.find(b"\r\n\r\n", start)
             if end < 0:
-                err = head_limit_error(data, start, n, self.max_line, self.max_headers)
+                err = (head_limit_error(data, start, n, self.max_line, self.max_headers)
+                       or request_line_error(data, start, n))
                 if err is not None:
                     raise FramingError(err)
                 if start < n:
                     self.buf = data[start:]
+                    if not self.head_since:
+                        self._head_started()
                 return
             end += 4
             raw = data if start == 0 and end == n else data[start:end]
@@ -267,10 +322,13 @@ class H1ServerConnection(Coalescing):
                 if self.client_cert is not None:
                     head.client_cert = self.client_cert
                 if head.chunked:
-                    self._switch_to_parsed(data[start:])
+                    self._switch_to_parsed(data[start:], head.method)
                     return
                 try:
-                    self.parser.feed_data(raw)  # validates the head (no callbacks)
+                    try:
+                        self.parser.feed_data(raw)  # validates the head (no callbacks)
+                    except httptools.HttpParserInvalidMethodError:
+                        self._validate_other_method(head, raw)
                 except httptools.HttpParserUpgrade:
                     self._upgrade(head, data[end:])
                     return
@@ -278,17 +336,44 @@ class H1ServerConnection(Coalescing):
                 # httptools is back at a message boundary whether it sees a repeat or not.
                 self.memo = head if head.content_length is None else None
             n_body = head.content_length
+            if not n_body and not head.keep_alive:
+                self._input_over(end < n)
+                self._head(head, True)
+                return
             self._head(head, not n_body)
             pos = end
             if n_body:
                 self.state = LENGTH
                 self.left = n_body
 
-    def _switch_to_parsed(self, data: bytes) -> None:
-        self.reader = _Parsed(self)
+    def _validate_other_method(self, head: H1RequestHead, raw: bytes) -> None:
+        """llhttp knows a fixed list of methods; HTTP allows any token (RFC 9110 §9.1).
+        A token it does not know is checked here, and llhttp validates the rest of the
+        head (and tracks the body's framing, which does not depend on the method) as if
+        it were a POST."""
+        check_method(head.method)
+        self.parser = httptools.HttpRequestParser(_SILENT)
+        self.parser.feed_data(b"POST" + raw[len(head.method):])
+
+    def _switch_to_parsed(self, data: bytes, method: bytes) -> None:
+        override: Optional[bytes] = None
+        if method not in _LLHTTP_COMMON:
+            # possibly a method llhttp does not know: show it a POST, keep the real one
+            check_method(method)
+            override = method
+            data = b"POST" + data[len(method):]
+        self.reader = _Parsed(self, override)
         self.full = httptools.HttpRequestParser(self.reader)
         self.state = PARSED
         self._parsed(data)
+
+    def _input_over(self, more: bool) -> None:
+        """The request just read is the connection's last (``Connection: close``, or
+        HTTP/1.0 without keep-alive): it is answered, then the connection closes;
+        whatever the client sends after it is read and dropped (``more``: it did)."""
+        self.state = IGNORE
+        if more:
+            self.linger = True
 
     def _parsed(self, data: bytes) -> None:
         """The callback parser's stretch; back to the fast path at a message boundary."""
@@ -306,12 +391,16 @@ class H1ServerConnection(Coalescing):
             if lc is not None:
                 self._upgrade(lc.head, data[e.args[0]:], lc)
             return
-        if not reader.in_message and self.state == PARSED:
-            self.state = HEAD
+        if reader.in_head and not self.head_since:
+            self._head_started()
+        if not reader.in_message and self.state != HEAD:
+            if self.state == PARSED:
+                self.state = HEAD
             self.full = self.reader = None
 
     def _head(self, head: Any, complete: bool) -> Lifecycle:
         """A request head was read: queue its lifecycle (it starts when its turn comes)."""
+        self.head_since = 0.0
         lc = Lifecycle(self, self.server, head)
         self.parsing = lc
         if complete:
@@ -332,6 +421,9 @@ class H1ServerConnection(Coalescing):
         lc = self.reading
         self.reading = None
         if lc is not None:
+            head = lc.head
+            if not head.keep_alive and head.upgrade is None:
+                self._input_over(False)
             lc.request_end()
 
     def _upgrade(self, head: Any, rest: bytes, lc: Optional[Lifecycle] = None) -> None:
@@ -424,6 +516,8 @@ class H1ServerConnection(Coalescing):
         """``lc`` is answered: the next request's turn, or close."""
         q = self._dequeue(lc)
         self.resp_chunked = False
+        if not q:
+            self.activity += 1  # idle from now on (sessions.py)
         if self.close_after_answer or (self.closing and not q):
             self.close(abort=self.abort_after)
             return
@@ -462,7 +556,102 @@ class H1ServerConnection(Coalescing):
         if key in keys:
             keys.discard(key)
             if not keys and self.transport is not None and not self.closed:
+                self.activity += 1  # a body stalled by our pause is not the client's fault
                 self.transport.resume_reading()
+
+    # --- session limits (sessions.py) ---------------------------------------------------------
+    def _head_started(self) -> None:
+        """A request head began and is not complete: it is due within headerReadTimeoutMs."""
+        now = self.head_since = _now()
+        s = self.sessions
+        w = self.watch
+        if w is not None and s.header_s is not None:
+            w.arm(now + s.header_s)
+
+    def session_check(self, now: float) -> Optional[float]:
+        """Act on overdue time limits; when to look again (None: stop watching).
+
+        Silence is measured without a timestamp per read: ``activity`` counts reads and
+        answers, and a check that sees it unchanged since the previous one knows the
+        connection was quiet since then. Checked every half ``idleTimeMs``, an idle or
+        stalled connection is closed after ``idleTimeMs`` to 1.5 times it."""
+        if self.closed or self.tunnel is not None:
+            return None
+        s = self.sessions
+        life: Optional[float] = s.life_s
+        header: Optional[float] = s.header_s
+        idle: Optional[float] = s.idle_s
+        if self.activity != self.seen_activity:
+            self.seen_activity = self.activity
+            self.quiet_since = now
+        nxt = math.inf
+        if life is not None and not self.closing:
+            end = self.born + life
+            if now >= end:
+                s.expired_life.value += 1
+                self.shutdown()  # finish what is in flight, then close
+                if self.closed:
+                    return None
+            else:
+                nxt = end
+        if self.head_since and header is not None and self.state != IGNORE:
+            end = self.head_since + header
+            if now >= end:
+                self._header_timeout(s)
+                return None if self.closed else now + header
+            nxt = min(nxt, end)
+        elif not self.queue and idle is not None:
+            if now - self.quiet_since >= idle:
+                s.expired_idle.value += 1
+                self.close()
+                return None
+            nxt = min(nxt, now + idle / 2)
+        lc = self.reading
+        if lc is not None and not self.pause_keys and idle is not None:
+            if now - self.quiet_since >= idle:
+                self._body_timeout(s, lc)
+                return None if self.closed else now + idle
+            nxt = min(nxt, now + idle / 2)
+        if nxt == math.inf:  # busy answering: nothing is due from the client; look again later
+            nxt = now + min(x for x in (idle / 2 if idle is not None else None, header, life) if x is not None)
+        return nxt
+
+    def _header_timeout(self, s: Any) -> None:
+        s.header_timeouts.value += 1
+        message = f"request head not complete after headerReadTimeoutMs ({s.header_s * 1000:.0f} ms)"
+        if self.queue:
+            # a pipelined head trickles in behind an answer in progress: that answer
+            # finishes, then the connection closes
+            self.buf = b""
+            self.state = IGNORE
+            self.close_after_answer = True
+            return
+        got = bool(self.buf) or (self.reader is not None and self.reader.in_head)
+        if got:  # a client that never sent a byte gets no answer (nginx does the same)
+            self.server.record_refused(408)
+            self.write(error_response(408, message, keep_alive=False, max_body=self.server.core.max_err_bytes,
+                                      max_header=self.max_headers))
+            self.linger = True
+        self.close()
+
+    def _body_timeout(self, s: Any, lc: Lifecycle) -> None:
+        s.body_timeouts.value += 1
+        if lc.phase >= RESPONDING:
+            self.close(abort=lc.phase == RESPONDING)  # the answer has begun: cut it
+            return
+        self.closing = True  # the answer says "Connection: close"
+        lc.fail(RequestReadTimeout(
+            f"request body stalled: nothing received for idleTimeMs ({s.idle_s * 1000:.0f} ms)"))
+
+    def _refuse(self, message: str) -> None:
+        """Admission said no: 503 with the reason, then close (lingering while the 503
+        goes out, if not too many refused connections do already)."""
+        self.write(error_response(503, message, keep_alive=False, retryable=True,
+                                  max_body=self.server.core.max_err_bytes, max_header=self.max_headers))
+        if self.sessions.may_linger():
+            self.refused = True
+            self.linger = True
+        self.close()
 
     # --- closing ---------------------------------------------------------------------------
     def bad_request(self, message: str) -> None:

@@ -195,6 +195,16 @@ class HostConnectionPoolConfig:
 
 
 @dataclass
+class ClientSessionConfig:
+    """Linkerd's ``clientSession``: time limits on backend connections
+    (namerouter/proxy/sessions.py). ``idleTimeMs`` also bounds a response body that sends
+    nothing for that long (it is cut and counted as a failure)."""
+
+    idleTimeMs: Optional[int] = field(default=None, metadata={"min": 1})
+    lifeTimeMs: Optional[int] = field(default=None, metadata={"min": 1})
+
+
+@dataclass
 class ClientPolicyFields:
     """The policy keys of a ``client`` block (per bound id, e.g. ``/#/io.l5d.fs/web``)."""
 
@@ -203,6 +213,7 @@ class ClientPolicyFields:
     failureAccrual: Optional[FailureAccrualConfig] = None
     requeueBudget: Optional[RetryBudgetConfig] = None
     hostConnectionPool: Optional[HostConnectionPoolConfig] = None
+    clientSession: Optional[ClientSessionConfig] = None
     #: Linkerd's client TLS block (namerouter/tls/config.py); ``enabled: false`` under a
     #: more specific prefix turns it off again.
     tls: Optional[ClientTlsConfig] = None

@@ -105,7 +105,7 @@ class ClientPolicy:
     """The merged ``client`` settings of one bound id, compiled once."""
 
     __slots__ = ("load_balancer", "attempt_timeout_s", "accrual", "requeues", "pool", "attempt_timeouts",
-                 "captures", "tls", "forward_client_cert")
+                 "captures", "tls", "forward_client_cert", "session")
 
     def __init__(self, keys: dict[str, Any], captures: dict[str, str], registry: MetricsRegistry,
                  prefix: str) -> None:
@@ -120,6 +120,8 @@ class ClientPolicy:
             self.accrual = None
         self.requeues = Requeues(keys.get("requeueBudget"), registry, prefix)
         self.pool = keys.get("hostConnectionPool")
+        #: clientSession {idleTimeMs, lifeTimeMs} (sessions.ClientSessions)
+        self.session = keys.get("clientSession")
         self.attempt_timeouts: Counter = registry.counter(prefix + "failures/" + ATTEMPT_TIMEOUT_EXC)
         #: the client ``tls`` block (None: plaintext); the route table turns it into a Connector
         self.tls = keys.get("tls")
@@ -145,6 +147,10 @@ class PolicyTable:
         self.clients = StaticConfigs(client_block)
         self.service_configured = service_block is not None
         self.attempt_timeouts = self.clients.any_sets("requestAttemptTimeoutMs")
+        #: whether any response body of this router may be cut for stalling (sessions.py):
+        #: backend connections watch bodies only then
+        self.body_stalls = (self.attempt_timeouts or self.clients.any_sets("clientSession")
+                            or self.services.any_sets("totalTimeoutMs"))
         self._svc: dict[str, ServicePolicy] = {}
         #: () -> the router's TimerWheel
         self.wheel = wheel if wheel is not None else _own_wheel()
@@ -230,15 +236,16 @@ class RequestPolicy:
 
     @staticmethod
     def _deadline_header(lc: "Lifecycle", timeout_s: Optional[float]) -> None:
-        """``l5d-ctx-deadline``: the strictest of the incoming one and ours."""
-        incoming = lc.head.deadline
+        """``l5d-ctx-deadline``: the strictest of the incoming one (checked by the
+        lifecycle: ``lc.deadline``) and ours."""
+        incoming = lc.deadline
         if not incoming:
             if timeout_s is None:
                 return
             now = time.time_ns()  # the common case: only ours
             lc.deadline = b"%d %d" % (now, now + int(timeout_s * 1e9))
             return
-        line = deadline_header(timeout_s, incoming)
+        line = deadline_header(timeout_s, [incoming])
         lc.deadline = line[18:-2] if line is not None else b""
 
     # --- request body ---------------------------------------------------------------------

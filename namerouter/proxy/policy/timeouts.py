@@ -15,8 +15,13 @@ being relayed it is not cut short.
 
 ``l5d-ctx-deadline`` is ``"<timestamp ns> <deadline ns>"`` (wall clock, nanoseconds).
 Several values combine to the strictest (latest timestamp, earliest deadline). The
-router writes the combination of the incoming value and its own total timeout; the
-deadline is advisory for the next hop (Linkerd does not enforce an incoming one).
+router writes the combination of the incoming value and its own total timeout.
+
+Unlike Linkerd, the router checks and enforces an incoming deadline (issue 17): a value
+that is not two integers, whose deadline precedes its timestamp or whose timestamp is
+more than ``MAX_SKEW_NS`` away from this host's clock (``garbage``, ``0 1``) is dropped;
+a valid one bounds the request like ``totalTimeoutMs`` (``Lifecycle._incoming_deadline``:
+503 with ``l5d-err`` once it has passed).
 """
 from __future__ import annotations
 
@@ -53,6 +58,25 @@ def parse_deadline(value: bytes) -> Optional[tuple[int, int]]:
     if ts < 0 or dl < 0:
         return None
     return ts, dl
+
+
+#: An incoming deadline whose timestamp is further than this from our clock is dropped:
+#: it was not made by a peer with a working clock (Finagle writes "now").
+MAX_SKEW_NS = 3600 * 10**9
+
+
+def valid_deadline(value: bytes, now_ns: int) -> Optional[tuple[int, int]]:
+    """``parse_deadline``, and None unless the timestamp is near ``now_ns`` and the
+    deadline does not precede it."""
+    d = parse_deadline(value)
+    if d is None or d[0] == 0 or d[1] < d[0] or abs(d[0] - now_ns) > MAX_SKEW_NS:
+        return None
+    return d
+
+
+def incoming_deadline(values: Iterable[bytes], now_ns: int) -> Optional[tuple[int, int]]:
+    """The strictest of the valid incoming ``l5d-ctx-deadline`` values, or None."""
+    return combine(d for d in (valid_deadline(v, now_ns) for v in values) if d is not None)
 
 
 def combine(deadlines: Iterable[tuple[int, int]]) -> Optional[tuple[int, int]]:
