@@ -36,8 +36,8 @@ from .connect import connection_for
 from .errors import BackendFailed, BadRequest, NoHosts, Overloaded, RouterError
 from .message import EMPTY_BLOCK, HeaderBlock, RequestHead, ResponseHead, reqid_for
 from .phases import (  # noqa: F401  (the states, re-exported for the codecs and the policy)
-    ANSWERED, COMPLETE, CONNECTING, DISCARDING, DONE, RECEIVING, RESPONDING, RETRYING, ROUTING, SENT, WAITING,
-    Phase, Upload,
+    ANSWERED, COMPLETE, CONNECTING, DISCARDING, DONE, HOLDING, RECEIVING, RESPONDING, RETRYING, ROUTING, SENT,
+    WAITING, Phase, Upload,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,6 +51,14 @@ BUFFER_LIMIT = 256 * 1024
 #: A request body still to come after an early answer is read and dropped if at most this
 #: big; otherwise the connection is not reused.
 DRAIN_LIMIT = 64 * 1024
+
+
+class _Hold:
+    """What a policy's ``on_response`` returns to keep a response until it can classify it."""
+
+
+#: ``policy.on_response`` → keep the response (phase HOLDING; HTTP/2's ClassifiedRetries)
+HOLD: Any = _Hold()
 
 _now = time.monotonic
 log = logging.getLogger("namerouter.proxy")
@@ -267,6 +275,13 @@ class Lifecycle:
         if self.body_bytes > BUFFER_LIMIT:
             self.down.pause_request_body(self)
 
+    def request_trailers(self, fields: list[tuple[bytes, bytes]]) -> None:
+        """The request's trailers (HTTP/2); ``request_end`` follows. Kept on the head, so
+        a retry sends them again."""
+        self.head.trailers = fields
+        if self.phase is SENT and self.up is not None:
+            self.up.send_trailers(fields)
+
     def request_end(self) -> None:
         """The request is complete."""
         self.upload = COMPLETE
@@ -293,6 +308,12 @@ class Lifecycle:
             if extra is None:
                 self.phase = DISCARDING  # retryable: read and drop it, then retry
                 return
+            if extra is HOLD:
+                self.phase = HOLDING  # the policy keeps it until it can classify it
+                return
+        self._respond(resp, extra)
+
+    def _respond(self, resp: ResponseHead, extra: HeaderBlock) -> None:
         self.status = resp.status
         self.resp_len = resp.content_length
         self.phase = RESPONDING
@@ -301,8 +322,32 @@ class Lifecycle:
         self.down.send_response_head(self, resp, extra, unrewrite)
 
     def response_body(self, chunk: bytes) -> None:
-        if self.phase is RESPONDING:
+        phase = self.phase
+        if phase is RESPONDING:
             self.down.send_body(chunk)
+        elif phase is HOLDING:
+            self.policy.held_body(self, chunk)
+
+    def response_trailers(self, fields: list[tuple[bytes, bytes]]) -> None:
+        """The response's trailers (HTTP/2); ``response_end`` follows."""
+        phase = self.phase
+        if phase is RESPONDING:
+            self.down.send_trailers(fields)
+        elif phase is HOLDING:
+            self.policy.held_trailers(self, fields)
+
+    def release_held(self, resp: ResponseHead, extra: HeaderBlock, chunks: list[bytes],
+                     trailers: Optional[list[tuple[bytes, bytes]]]) -> None:
+        """The policy relays a held response (classified, or it cannot wait longer): what
+        arrived so far goes out now, the rest streams as usual."""
+        if self.phase is not HOLDING:
+            return
+        self._respond(resp, extra)
+        down = self.down
+        for c in chunks:
+            down.send_body(c)
+        if trailers is not None:
+            down.send_trailers(trailers)
 
     def response_end(self, reusable: bool) -> None:
         """The response is complete; ``reusable``: the upstream connection may carry another."""
@@ -311,6 +356,12 @@ class Lifecycle:
             self._detach(reusable)
             self.policy.discarded(self)
             return
+        if phase is HOLDING:
+            if self.policy.held_end(self):  # retryable: dropped, the request goes again
+                self._detach(reusable)
+                self.policy.discarded(self)
+                return
+            phase = self.phase  # released (RESPONDING)
         if phase is not RESPONDING:
             return
         self.down.end_response()

@@ -59,6 +59,8 @@ class RequestHead:
     expect_continue: bool = False
     #: the protocol asked for with ``Upgrade`` (+ ``Connection: upgrade``), else None
     upgrade: Optional[bytes] = None
+    #: the request's trailers once received (HTTP/2: ``Lifecycle.request_trailers``)
+    trailers: Optional[Fields] = None
 
     # --- the other header fields ------------------------------------------------------
     def fields(self) -> Fields:

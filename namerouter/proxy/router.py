@@ -78,7 +78,10 @@ class RouterCore:
             self.base_dtab = Dtab.read(config.dtab or "")
         except ValueError as e:
             raise ValueError(f"routers[{self.label}].dtab: {e}") from None
-        self.identifier = build_identifier(config.identifiers(), config.dstPrefix)
+        #: an HTTP/2 router (``protocol: h2``): its codec, identifiers, classifiers, clients
+        self.h2 = config.protocol == "h2"
+        h2 = _h2_parts(config) if self.h2 else None
+        self.identifier = (h2["identifier"] if h2 else build_identifier)(config.identifiers(), config.dstPrefix)
         self.max_header_bytes = config.maxHeadersKB * 1024
         self.max_initial_line_bytes = config.maxInitialLineKB * 1024
         self.max_err_bytes = config.maxErrResponseKB * 1024
@@ -94,14 +97,17 @@ class RouterCore:
             idle_ttl_s=float(cache.idleTtlSecs),
             service_policy=config.service,
             client_policy=config.client,
+            service_policy_class=h2["service_policy"] if h2 else None,
+            connector_factory=h2["connector_factory"] if h2 else None,
         )
         self.dtabs = RequestDtabs(config.maxLocalDtabKB * 1024)
         if not config.streamingEnabled:
             log.warning("router %s: streamingEnabled: false is not supported: bodies are still streamed "
                         "(with backpressure, in bounded memory) and chunked messages stay chunked "
                         "(see namerouter/proxy/config.py)", self.label)
-        self.access_log: Optional[AccessLog] = (
-            AccessLog(config.httpAccessLog, config.httpAccessLogAppend) if config.httpAccessLog else None)
+        log_path, append = ((getattr(config, "h2AccessLog", None), getattr(config, "h2AccessLogAppend", True))
+                            if self.h2 else (config.httpAccessLog, config.httpAccessLogAppend))
+        self.access_log: Optional[AccessLog] = AccessLog(log_path, append) if log_path else None
 
     def resolve(self, head: RequestHead) -> tuple[ServiceStage, Optional[bytes]]:
         name, new_uri = self.identifier.identify(head)
@@ -109,6 +115,16 @@ class RouterCore:
         if head.dtab is not None or head.dtab_ctx is not None:
             local = self.dtabs.local(head.dtab_ctx, head.dtab)
         return self.table.route(name, local), new_uri
+
+
+def _h2_parts(config: RouterConfig) -> dict[str, Any]:
+    """What an h2 router plugs into the shared core (``h2/``)."""
+    from .h2.client import connector_factory
+    from .h2.identifiers import build_h2_identifier
+    from .h2.policy import H2ServicePolicy
+
+    return {"identifier": build_h2_identifier, "service_policy": H2ServicePolicy,
+            "connector_factory": connector_factory()}
 
 
 class HttpServer:

@@ -138,7 +138,7 @@ class ClientStage:
         #: hostConnectionPool (maxSize, maxWaiters, idleTimeMs, minSize) for every endpoint
         self.pool = PoolSettings(getattr(self.policy, "pool", None))
         #: how new connections are opened (the codec; TLS settings when configured)
-        self.connector: Connector = PLAIN
+        self.connector: Connector = PLAIN if table.connector_factory is None else table.connector_factory(self)
         self._pool_timer: Optional[Timer] = None
         self._closed = False
         self._obs = bound.addr.observe(self._on_addr)
@@ -391,6 +391,8 @@ class RouteTable:
         idle_ttl_s: float = 600.0,
         service_policy: Any = None,
         client_policy: Any = None,
+        service_policy_class: Any = None,
+        connector_factory: Any = None,
     ) -> None:
         self.label = label
         self.base_dtab = base_dtab
@@ -403,7 +405,11 @@ class RouteTable:
         self.service_policy = service_policy
         self.client_policy = client_policy
         self._wheel: Optional[TimerWheel] = None
-        self.policies = PolicyTable(label, registry, service_policy, client_policy, self.wheel)
+        self.policies = PolicyTable(label, registry, service_policy, client_policy, self.wheel,
+                                    service_policy_class or ServicePolicy)
+        #: (ClientStage) -> the Connector of its new connections, None = HTTP/1.1 (HTTP/2
+        #: routers: h2/client.py's, which multiplexes streams over connections)
+        self.connector_factory = connector_factory
         #: where requests are recorded (stats.py)
         self.cells = Cells(registry)
         self.routes: dict[Any, ServiceStage] = {}

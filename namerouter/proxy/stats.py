@@ -15,7 +15,7 @@ into the surviving scopes' ``retired`` cell, so a server's counters never go bac
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Optional
 
 from ..metrics import Counter, Metric, MetricsRegistry, Stat, bucket_of
 
@@ -28,9 +28,13 @@ def scope_label(path_text: str) -> str:
 class Cell:
     """What the requests of one (server, service, client) combination recorded."""
 
-    __slots__ = ("statuses", "hist", "n", "sum", "min", "max", "scopes")
+    __slots__ = ("statuses", "hist", "n", "sum", "min", "max", "scopes", "extra")
 
     def __init__(self, scopes: tuple["Scope", ...] = ()) -> None:
+        #: a codec's own per-request figures (HTTP/2 streams: ``h2/stats.py``), or None;
+        #: it has ``empty()``, ``add_to(other)``, ``failed`` (requests classified failed
+        #: whose status says success) and ``view(prefix, kind)``
+        self.extra: Any = None
         self.statuses: dict[int, int] = {}
         self.hist: dict[int, int] = {}
         self.n = 0
@@ -62,17 +66,25 @@ class Cell:
         other.sum += self.sum
         other.min = min(other.min, self.min)
         other.max = max(other.max, self.max)
+        ext = self.extra
+        if ext is not None:
+            if other.extra is None:
+                other.extra = ext.empty()
+            ext.add_to(other.extra)
 
 
 class Scope:
     """One scope's request metrics (``<prefix>requests`` …), a view over its cells."""
 
-    __slots__ = ("registry", "prefix", "cells", "retired", "table")
+    __slots__ = ("registry", "prefix", "cells", "retired", "table", "kind")
 
     def __init__(self, table: "Cells", prefix: str) -> None:
         self.table = table
         self.registry = table.registry
         self.prefix = prefix
+        #: "server", "service" or "client" (``rt/<label>/<kind>/…``)
+        parts = prefix.split("/")
+        self.kind = parts[2] if len(parts) > 2 else ""
         self.cells: list[Cell] = []
         #: what evicted cells of this scope counted
         self.retired = Cell()
@@ -99,6 +111,10 @@ class Scope:
             if status > 0:
                 c = out[f"{p}status/{status}"] = Counter(f"{p}status/{status}")
                 c.value = n
+        ext = t.extra
+        if ext is not None:
+            failures = min(t.n, failures + ext.failed)
+            out.update(ext.view(p, self.kind))
         for name, value in (("requests", t.n), ("success", t.n - failures), ("failures", failures)):
             c = out[p + name] = Counter(p + name)
             c.value = value

@@ -60,8 +60,13 @@ async def listen(settings: ListenSettings, protocol: Callable[[], asyncio.Protoc
 
 
 def server_protocol(server: Any) -> Callable[[], asyncio.Protocol]:
-    """The protocol factory of a router server: HTTP/1.1. (With TLS, a protocol that looks
-    at ``ssl_object.selected_alpn_protocol()`` in ``connection_made`` picks h2 or h1.)"""
+    """The protocol factory of a router server: HTTP/1.1, or for an h2 router
+    ``h2/accept.py``'s (prior knowledge, ``Upgrade: h2c``, or ALPN ``h2`` with TLS: it
+    looks at ``ssl_object.selected_alpn_protocol()`` in ``connection_made``)."""
+    if getattr(server.core, "h2", False):
+        from .h2.accept import h2_server_protocol
+
+        return h2_server_protocol(server)
     from .h1.server import H1ServerConnection
 
     return lambda: H1ServerConnection(server)

@@ -48,6 +48,11 @@ class Classifier:
     def method_retryable(self, method: bytes) -> bool:
         return self.retry_any or method in self.retryable_methods
 
+    def classify_failure(self, method: bytes, err: object) -> int:
+        """A failure without response (``err``: the RouterError; HTTP/2 classifiers look
+        at its reset code)."""
+        return self.classify(method, None)
+
     def classify(self, method: bytes, status: Optional[int]) -> int:
         """``status`` is the response status, or ``None`` for a failure without response."""
         if self.all_successful:

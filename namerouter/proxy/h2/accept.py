@@ -1,0 +1,168 @@
+"""How an h2 router's server takes a connection: which codec speaks on it.
+
+:func:`h2_server_protocol` is the one place that decides (``transport.server_protocol``
+calls it for h2 routers):
+
+- TLS: ALPN chose ``h2`` → HTTP/2 at once (:class:`H2ServerConnection`);
+- plaintext: the first bytes tell. The HTTP/2 connection preface → HTTP/2 with prior
+  knowledge (gRPC, ``curl --http2-prior-knowledge``). An HTTP/1.1 request with
+  ``Upgrade: h2c`` and ``HTTP2-Settings`` → ``101 Switching Protocols`` and HTTP/2, the
+  request becoming stream 1 (RFC 7540 §3.2; its body, at most ``UPGRADE_BODY_LIMIT``,
+  is read over HTTP/1.1 first). Any other HTTP/1.1 request is answered ``505`` with
+  an explanation (an h2 router speaks HTTP/2 only, as Linkerd's).
+
+What a connection may send before it is classified is bounded (``SNIFF_LIMIT``).
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+import httptools
+
+from ..errors import error_response
+from ..h1.heads import FramingError, parse_request
+from ..transport import set_nodelay
+from .conn import H2Settings
+from .server import H2ServerConnection
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..router import HttpServer
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#: the largest HTTP/1.1 head (plus upgrade body) read before deciding
+SNIFF_LIMIT = 64 * 1024
+#: the largest request body an ``Upgrade: h2c`` request may carry
+UPGRADE_BODY_LIMIT = 64 * 1024
+_SETTINGS = re.compile(rb"\r\nhttp2-settings[ \t]*:[ \t]*([^\r]*)", re.IGNORECASE)
+_SWITCH = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+
+
+def h2_server_protocol(server: "HttpServer") -> Callable[[], asyncio.Protocol]:
+    settings = H2Settings(server.config, getattr(server.config, "maxConcurrentStreamsPerConnection", None))
+    return lambda: H2Accept(server, settings)
+
+
+class H2Accept(asyncio.Protocol):
+    """A connection of an h2 router's server until its protocol is known."""
+
+    def __init__(self, server: "HttpServer", settings: H2Settings) -> None:
+        self.server = server
+        self.settings = settings
+        self.transport: Any = None
+        self.buf = b""
+        self.closed = False
+        self.head: Any = None
+        self.need = 0
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        ssl = transport.get_extra_info("ssl_object")
+        if ssl is not None and ssl.selected_alpn_protocol() == "h2":
+            self._switch(H2ServerConnection(self.server, self.settings), b"", register=False)
+            return
+        set_nodelay(transport)
+        self.server.connection_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        buf = self.buf + data
+        self.buf = buf
+        if self.head is not None:  # reading the body of an upgrade request
+            if len(buf) >= self.need:
+                self._upgrade(self.head, buf[:self.need], buf[self.need:])
+            return
+        n = min(len(buf), len(PREFACE))
+        if buf[:n] == PREFACE[:n]:
+            if len(buf) >= len(PREFACE):
+                self._switch(H2ServerConnection(self.server, self.settings, registered=True), buf)
+            return
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > SNIFF_LIMIT:
+                self._refuse(431, "request head too large")
+            return
+        self._h1(buf[:end + 4], buf[end + 4:])
+
+    def _h1(self, raw: bytes, rest: bytes) -> None:
+        try:
+            httptools.HttpRequestParser(_Silent()).feed_data(raw)
+        except httptools.HttpParserUpgrade:
+            pass
+        except httptools.HttpParserError as e:
+            self._refuse(400, f"malformed request: {e}")
+            return
+        try:
+            head = parse_request(raw, self.server.clear_context)
+        except FramingError as e:
+            self._refuse(400, f"malformed request: {e}")
+            return
+        settings = _SETTINGS.search(raw)
+        if head.upgrade is None or b"h2c" not in head.upgrade.lower() or settings is None:
+            self._refuse(505, "this router speaks HTTP/2 (protocol: h2): use HTTP/2 with prior knowledge "
+                              "(curl --http2-prior-knowledge, gRPC), Upgrade: h2c, or TLS with ALPN h2")
+            return
+        if head.chunked:
+            self._refuse(400, "an Upgrade: h2c request with a chunked body is not supported; send it with "
+                              "prior knowledge")
+            return
+        n = head.content_length or 0
+        if n > UPGRADE_BODY_LIMIT:
+            self._refuse(413, f"an Upgrade: h2c request may carry at most {UPGRADE_BODY_LIMIT} body bytes")
+            return
+        head.upgrade_settings = settings.group(1).strip()
+        if len(rest) >= n:
+            self._upgrade(head, rest[:n], rest[n:])
+        else:
+            self.head = head
+            self.need = n
+            self.buf = rest
+
+    def _upgrade(self, head: Any, body: bytes, rest: bytes) -> None:
+        self.transport.write(_SWITCH)
+        conn = H2ServerConnection(self.server, self.settings, upgrade=(head, head.upgrade_settings,
+                                                                       [body] if body else []), registered=True)
+        self._switch(conn, rest)
+
+    def _switch(self, conn: H2ServerConnection, data: bytes, register: bool = True) -> None:
+        """Hand the transport to ``conn`` (and what was read so far)."""
+        self.closed = True
+        t = self.transport
+        self.transport = None
+        if register:
+            self.server.conns.discard(self)
+        t.set_protocol(conn)
+        conn.connection_made(t)
+        if data:
+            conn.data_received(data)
+
+    def _refuse(self, status: int, message: str) -> None:
+        self.server.record_refused(status)
+        t = self.transport
+        if t is not None:
+            t.write(error_response(status, message, keep_alive=False))
+        self.close()
+
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
+        self.closed = True
+        self.transport = None
+        self.server.connection_lost(self)
+
+    def shutdown(self) -> None:
+        self.close()
+
+    def close(self, abort: bool = False) -> None:
+        self.closed = True
+        t = self.transport
+        if t is not None:
+            t.abort() if abort else t.close()
+
+    @property
+    def idle(self) -> bool:
+        return True
+
+
+class _Silent:
+    pass
