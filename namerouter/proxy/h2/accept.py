@@ -4,8 +4,8 @@
 calls it for h2 routers):
 
 - TLS: ALPN chose ``h2`` → HTTP/2 at once (:class:`H2ServerConnection`);
-- plaintext: the first bytes tell. The HTTP/2 connection preface → HTTP/2 with prior
-  knowledge (gRPC, ``curl --http2-prior-knowledge``). An HTTP/1.1 request with
+- plaintext: the first bytes tell. The HTTP/2 connection preface (anything starting
+  ``PRI ``) → HTTP/2 with prior knowledge (gRPC, ``curl --http2-prior-knowledge``). An HTTP/1.1 request with
   ``Upgrade: h2c`` and ``HTTP2-Settings`` → ``101 Switching Protocols`` and HTTP/2, the
   request becoming stream 1 (RFC 7540 §3.2; its body, at most ``UPGRADE_BODY_LIMIT``,
   is read over HTTP/1.1 first). Any other HTTP/1.1 request is answered ``505`` with
@@ -75,7 +75,8 @@ class H2Accept(asyncio.Protocol):
                 self._upgrade(self.head, buf[:self.need], buf[self.need:])
             return
         n = min(len(buf), len(PREFACE))
-        if buf[:n] == PREFACE[:n]:
+        if buf[:n] == PREFACE[:n] or buf[:4] == b"PRI ":
+            # HTTP/2 with prior knowledge (a damaged preface: h2 ends it with PROTOCOL_ERROR)
             if len(buf) >= len(PREFACE):
                 self._switch(H2ServerConnection(self.server, self.settings, registered=True), buf)
             return

@@ -31,6 +31,7 @@ from h2.events import (
     ConnectionTerminated, DataReceived, RemoteSettingsChanged, RequestReceived, StreamEnded, StreamReset,
     TrailersReceived, WindowUpdated,
 )
+from h2.connection import ConnectionState
 from h2.exceptions import ProtocolError
 
 from ..batch import BATCH
@@ -453,9 +454,15 @@ class H2ServerConnection(H2Conn):
             self.close()
 
     def _protocol_error(self, e: ProtocolError) -> None:
-        """The peer broke the protocol: ``h2`` queued the GOAWAY with the error code; send
-        it and close this connection (only this one)."""
+        """The peer broke the protocol: GOAWAY with the error code (``h2`` queued it, except
+        for a damaged preface) and close this connection — only this one."""
         log.debug("h2 connection from %s: protocol error: %s", self.peer, e)
+        if self.h2.state_machine.state is not ConnectionState.CLOSED:
+            try:
+                self.h2.close_connection(error_code=getattr(e, "error_code", None) or ErrorCodes.PROTOCOL_ERROR)
+            except ProtocolError:
+                pass
+        self.draining = True  # no second GOAWAY from close()
         self.close()
 
     def shutdown(self) -> None:
