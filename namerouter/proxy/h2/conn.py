@@ -92,8 +92,12 @@ class H2Settings:
 
     def connection(self, client_side: bool) -> H2Connection:
         """A new ``h2`` connection with these settings as its initial local settings."""
+        # Received header lists are validated (names lower case, pseudo-headers, no
+        # connection-specific fields); they are not normalized (cookie crumbs stay apart,
+        # as they may in HTTP/2). Ours are built valid and lower case, so h2 does not
+        # check them again.
         config = H2Configuration(client_side=client_side, header_encoding=None, validate_inbound_headers=True,
-                                 normalize_inbound_headers=True, validate_outbound_headers=False,
+                                 normalize_inbound_headers=False, validate_outbound_headers=False,
                                  normalize_outbound_headers=False)
         h2 = H2Connection(config)
         values = {

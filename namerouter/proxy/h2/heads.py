@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+from hpack import NeverIndexedHeaderTuple
+
 from ..errors import BadRequest, RequestTimeout, RouterError, Unidentified
 from ..message import Fields, HeaderBlock, RequestHead, ResponseHead, first_value
 
@@ -147,10 +149,12 @@ def request_headers(head: RequestHead, uri: bytes, authority: Optional[bytes], d
     else:
         out += [f for f in head.fields() if f[0] != b"l5d-ctx-deadline"]
         if deadline:
-            out.append((b"l5d-ctx-deadline", deadline))
+            out.append(NeverIndexedHeaderTuple(b"l5d-ctx-deadline", deadline))
     out.append((b"via", VIA if head.via is None else head.via + b", " + VIA))
     out += dst.fields
-    out.append((b"l5d-reqid", reqid))
+    # a value new on every request is never put in the HPACK table: it would only push
+    # out the entries that repeat (and make every later lookup in the table longer)
+    out.append(NeverIndexedHeaderTuple(b"l5d-reqid", reqid))
     return out
 
 
