@@ -135,3 +135,28 @@ async def test_streamed_responses_beyond_the_response_buffer_are_relayed_not_hel
         got = await call(h.target, lambda s: [m.n for m in s.Count(pb.Msg(text="y" * 50, n=40), timeout=20)])
         assert got == list(range(40))
         assert h.metric("rt/h2/service/svc/demo.Echo/retries/response_stream_too_long") == 1
+
+
+async def test_bidi_ping_pong_needs_full_duplex():
+    """Each message is sent only after the reply to the previous one arrived: the request
+    keeps streaming while the response streams (the router relays both ways at once)."""
+    import queue
+
+    async with GrpcServer("a") as srv, H2Harness(f"/svc/demo.Echo => /$/inet/127.1/{srv.port}",
+                                                 identifier=PATH_ID, service=grpc_default()) as h:
+        def ping_pong(stub: Any) -> list[str]:
+            replies: "queue.Queue[str]" = queue.Queue()
+
+            def requests() -> Any:
+                for i in range(5):
+                    yield pb.Msg(text=f"ping {i}")
+                    assert replies.get(timeout=5) == f"a heard ping {i}"
+
+            out = []
+            for m in stub.Chat(requests(), timeout=15):
+                out.append(m.text)
+                replies.put(m.text)
+            return out
+
+        for _ in range(3):
+            assert await call(h.target, ping_pong) == [f"a heard ping {i}" for i in range(5)]

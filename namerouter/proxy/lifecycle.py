@@ -260,11 +260,13 @@ class Lifecycle:
         """A piece of the request body (the codec has removed its framing)."""
         phase = self.phase
         if phase >= RESPONDING:
+            if phase is RESPONDING and self.up is not None:
+                self.up.send_body(chunk)  # full duplex (gRPC streams): the backend still reads
             return  # answered: dropped
         if self.policy is not None:
             self.policy.keep(chunk)  # kept for a replay while the request is retryable
         up = self.up
-        if up is not None and phase is SENT:
+        if up is not None and (phase is SENT or phase is HOLDING):
             up.send_body(chunk)
             return
         if self.body is None:
@@ -279,14 +281,15 @@ class Lifecycle:
         """The request's trailers (HTTP/2); ``request_end`` follows. Kept on the head, so
         a retry sends them again."""
         self.head.trailers = fields
-        if self.phase is SENT and self.up is not None:
+        phase = self.phase
+        if self.up is not None and (phase is SENT or phase is HOLDING or phase is RESPONDING):
             self.up.send_trailers(fields)
 
     def request_end(self) -> None:
         """The request is complete."""
         self.upload = COMPLETE
         phase = self.phase
-        if phase is SENT and self.up is not None:
+        if self.up is not None and (phase is SENT or phase is HOLDING or phase is RESPONDING):
             self.up.end_body()
         elif phase is ANSWERED:
             self._complete()
@@ -302,7 +305,6 @@ class Lifecycle:
         node = self.node
         if node is not None and node.accrual is not None:
             node.accrual.record(resp.status)
-        extra: Optional[HeaderBlock] = EMPTY_BLOCK
         if self.policy is not None:
             extra = self.policy.on_response(self, resp)
             if extra is None:
@@ -311,7 +313,9 @@ class Lifecycle:
             if extra is HOLD:
                 self.phase = HOLDING  # the policy keeps it until it can classify it
                 return
-        self._respond(resp, extra)
+            self._respond(resp, extra)
+            return
+        self._respond(resp, EMPTY_BLOCK)
 
     def _respond(self, resp: ResponseHead, extra: HeaderBlock) -> None:
         self.status = resp.status

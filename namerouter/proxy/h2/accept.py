@@ -55,6 +55,8 @@ class H2Accept(asyncio.Protocol):
         self.closed = False
         self.head: Any = None
         self.need = 0
+        #: the HTTP2-Settings value of an ``Upgrade: h2c`` request
+        self.upgrade_settings = b""
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -113,7 +115,7 @@ class H2Accept(asyncio.Protocol):
         if n > UPGRADE_BODY_LIMIT:
             self._refuse(413, f"an Upgrade: h2c request may carry at most {UPGRADE_BODY_LIMIT} body bytes")
             return
-        head.upgrade_settings = settings.group(1).strip()
+        self.upgrade_settings = settings.group(1).strip()
         if len(rest) >= n:
             self._upgrade(head, rest[:n], rest[n:])
         else:
@@ -123,7 +125,7 @@ class H2Accept(asyncio.Protocol):
 
     def _upgrade(self, head: Any, body: bytes, rest: bytes) -> None:
         self.transport.write(_SWITCH)
-        conn = H2ServerConnection(self.server, self.settings, upgrade=(head, head.upgrade_settings,
+        conn = H2ServerConnection(self.server, self.settings, upgrade=(head, self.upgrade_settings,
                                                                        [body] if body else []), registered=True)
         self._switch(conn, rest)
 

@@ -473,7 +473,7 @@ class H2Connector(Connector):
             _, proto = await loop.create_connection(
                 lambda: H2ClientSession(endpoint, self), endpoint.host, endpoint.port,
                 ssl=self.ssl, server_hostname=self.server_hostname if self.ssl else None)
-            session: H2ClientSession = proto  # type: ignore[assignment]
+            session: H2ClientSession = proto
             try:
                 await session.ready
             except BaseException:
@@ -503,7 +503,7 @@ class H2Connector(Connector):
                 del self.sessions[session.endpoint]
 
 
-def _give_up(arg: tuple[asyncio.Task, list[bool]]) -> None:
+def _give_up(arg: tuple["asyncio.Task[Any]", list[bool]]) -> None:
     attempt, expired = arg
     if not attempt.done():
         expired.append(True)

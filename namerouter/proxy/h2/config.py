@@ -162,12 +162,12 @@ class H2ServiceFields:
 
 
 @dataclass
-class H2GlobalServiceConfig(H2ServiceFields, GlobalServiceConfig):
+class H2GlobalServiceConfig(H2ServiceFields, GlobalServiceConfig):  # type: ignore[misc]  # h2's classifier kinds
     kind: str = "io.l5d.global"
 
 
 @dataclass(kw_only=True)
-class H2ServicePrefixConfig(H2ServiceFields, ServicePrefixConfig):
+class H2ServicePrefixConfig(H2ServiceFields, ServicePrefixConfig):  # type: ignore[misc]  # h2's classifier kinds
     pass
 
 
@@ -212,9 +212,9 @@ class H2RouterConfig(RouterConfig):
     protocol: str = field(default="h2", metadata={"choices": ("h2",)})
     identifier: Union[H2IdentifierConfig, list[H2IdentifierConfig], None] = None  # type: ignore[assignment]
     servers: list[H2ServerConfig] = field(default_factory=lambda: [H2ServerConfig()])  # type: ignore[assignment]
-    service: Optional[H2ServiceBlock] = field(  # type: ignore[assignment]
+    service: Optional[H2ServiceBlock] = field(
         default=None, metadata={"default_kind": "io.l5d.global"})
-    client: Optional[H2ClientBlock] = field(  # type: ignore[assignment]
+    client: Optional[H2ClientBlock] = field(
         default=None, metadata={"default_kind": "io.l5d.global"})
     #: the access log's path (none when absent); ``h2AccessLogAppend: false`` truncates it
     h2AccessLog: Optional[str] = None

@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from ...metrics import Counter, MetricsRegistry
 from ..errors import RouterError
-from ..lifecycle import HOLD, HOLDING
+from ..lifecycle import HOLD
+from ..message import EMPTY_BLOCK as EMPTY
 from ..message import HeaderBlock, ResponseHead
+from ..phases import HOLDING
 from ..policy.classifiers import RETRYABLE, SUCCESS
-from ..policy.runtime import RequestPolicy, ServicePolicy, _FAILURE_HDR, _RETRYABLE_HDR, _SUCCESS_HDR
-from ..policy.runtime import EMPTY
+from ..policy.runtime import _FAILURE_HDR, _RETRYABLE_HDR, _SUCCESS_HDR, RequestPolicy, ServicePolicy
 from ..policy.static_config import get
 from ..timers import Timer
 from .classifiers import make_h2_classifier
@@ -39,6 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 class H2ServicePolicy(ServicePolicy):
     """The service policy of one name in an h2 router."""
+
+    classifier: Any  # classifiers.py: H2StatusClassifier or GrpcClassifier
 
     def __init__(self, keys: dict[str, Any], registry: MetricsRegistry, prefix: str,
                  attempt_timeouts_possible: bool, wheel: Any = None, headers: bool = True) -> None:

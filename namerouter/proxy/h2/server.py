@@ -55,6 +55,8 @@ _INITIAL_WINDOW = 0x4  # SettingCodes.INITIAL_WINDOW_SIZE
 class H2ServerStream(Sender):
     """One request stream: the downstream of its lifecycle."""
 
+    conn: "H2ServerConnection"
+
     __slots__ = ("conn", "sid", "lc", "head", "pause_keys", "deferred", "reset_after", "abort_code", "t0", "t_resp",
                  "req_bytes", "req_frames", "resp_bytes", "resp_frames", "resp", "trailers", "req_done_t",
                  "resp_done_t", "failed")
@@ -265,6 +267,8 @@ _Handler = Callable[["H2ServerConnection", Any], None]
 class H2ServerConnection(H2Conn):
     """One client connection speaking HTTP/2 (prior knowledge, after ``Upgrade: h2c``, or
     negotiated by ALPN)."""
+
+    streams: dict[int, H2ServerStream]
 
     def __init__(self, server: "HttpServer", settings: H2Settings,
                  upgrade: Optional[tuple[Any, bytes, list[bytes]]] = None, registered: bool = False) -> None:

@@ -154,6 +154,6 @@ def stream_done(st: Any, lc: "Lifecycle") -> None:
     ext.total.record(ok, (now - t0) * 1000.0, st.req_bytes + st.resp_bytes, 0)
     resp = st.resp
     if resp is not None and route is not None and route.policy is not None and lc.status < 500:
-        classifier = route.policy.classifier
+        classifier: Any = route.policy.classifier
         if getattr(classifier, "grpc", False) and classifier.stream(lc.head.method, resp, st.trailers) != SUCCESS:
             ext.failed += 1
