@@ -31,7 +31,7 @@ NATIVE := namerouter/proxy/native.json
 NATIVE_SRC := namerouter/proxy/native.py namerouter/proxy/message.py namerouter/proxy/batch.py \
 	namerouter/proxy/timers.py namerouter/proxy/stats.py namerouter/proxy/phases.py namerouter/proxy/lifecycle.py \
 	namerouter/proxy/h1/heads.py namerouter/proxy/h1/encode.py namerouter/proxy/h1/server.py \
-	namerouter/proxy/h1/client.py
+	namerouter/proxy/h1/client.py namerouter/proxy/h2/heads.py
 
 $(NATIVE): $(STAMP) $(NATIVE_SRC)
 	$(PY) namerouter/proxy/native.py build

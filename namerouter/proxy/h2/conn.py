@@ -154,7 +154,7 @@ class H2Conn(asyncio.Protocol):
             return
         if BATCH.depth:
             self.queued = True
-            BATCH.dirty.append(self)  # type: ignore[arg-type]
+            BATCH.others.append(self)
         else:
             self.flush()
 
