@@ -372,6 +372,7 @@ class H2ClientSession(H2Conn):
             if sid > last:
                 del self.streams[sid]
                 slot.local_ended = slot.remote_ended = True
+                slot.reset_code = ErrorCodes.REFUSED_STREAM  # not processed: as safe to resend as a refusal
                 slot.drop_pending()
                 lc = slot.lc
                 if lc is not None:
