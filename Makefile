@@ -12,6 +12,9 @@ DEB_PACKAGES := zookeeper etcd-server nginx wrk curl openssl chromium chromium-d
 # Linkerd-parity namers: a real DNS server (io.l5d.dnssrv), Apache Curator (io.l5d.curator),
 # and a local Debian base + podman for the container image test.
 DEB_PACKAGES += dnsmasq libcurator-discovery-java debootstrap podman runc
+# HTTP/2: nghttp (h2c upgrade client), h2load, nghttpd (an h2 backend) and nghttpx (the
+# benchmark's reference proxy).
+DEB_PACKAGES += nghttp2-client nghttp2-server nghttp2-proxy
 
 .PHONY: demo test test-fast venv debs bench clean screenshots protos native clean-native
 
