@@ -152,7 +152,7 @@ class _BackendConn(asyncio.Protocol):
             self.conn.reset_stream(sid, code)
             return
         if path.startswith("/goaway"):
-            self.conn.close_connection(last_stream_id=sid - 2)
+            self.conn.close_connection(last_stream_id=max(0, sid - 2))
             return
         if path.startswith("/status/"):
             self.conn.send_headers(sid, [(":status", path.split("/")[2])], end_stream=True)
