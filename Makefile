@@ -71,7 +71,7 @@ test-fast: $(STAMP)
 # stops by itself). The first one that fails stops the run; for options, run a script
 # by hand (see its docstring).
 BENCHES := bench/dtab_bench.py bench/proxy_bench.py bench/namerd_bench.py bench/policy_bench.py \
-           bench/tls_handshake_bench.py bench/dashboard_bench.py bench/h2_bench.py
+           bench/tls_handshake_bench.py bench/tls_bench.py bench/dashboard_bench.py bench/h2_bench.py
 
 bench: $(STAMP) $(NATIVE) debs
 	@set -e; for b in $(BENCHES); do \
@@ -87,7 +87,7 @@ screenshots: $(STAMP) debs
 # (tests/test_mesh_protos.py fails when they are out of date).
 PROTOS := $(wildcard namerouter/mesh/*.proto namerouter/mesh/linkerd2/*.proto)
 protos: $(STAMP)
-	$(PY) -m grpc_tools.protoc -I. --python_out=. $(PROTOS)
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. $(PROTOS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -35,12 +35,15 @@ CHILD = r"""
 import asyncio, json, sys
 sys.path.insert(0, {root!r})
 import uvloop
+from namerouter.config.validate import validate
 from namerouter.proxy import HttpRouter, RouterConfig, ServerConfig
 from namerouter.naming.interpreter import DefaultInterpreter
 from namerouter.metrics import MetricsRegistry
 
 async def main():
     extra = json.loads({extra!r})
+    checked = validate(RouterConfig, extra).config  # the router takes validated blocks only
+    extra = {{k: getattr(checked, k) for k in extra}}
     cfg = RouterConfig(label="outgoing", dtab={dtab!r}, servers=[ServerConfig(port={port})], **extra)
     router = HttpRouter(cfg, DefaultInterpreter(), MetricsRegistry())
     await router.start()

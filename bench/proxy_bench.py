@@ -4,7 +4,7 @@ Prints figures; not a timed test. Run it alone on the machine:
 
     flock /work/.bench.lock .venv/bin/python bench/proxy_bench.py
     (options: --duration 5 --rounds 5 --connections 64 --rate 1000 --paced-seconds 5
-     --names 1000 --backends 100 --skip-latency --skip-memory)
+     --names 1000 --backends 100 --no-workers --no-tracing --skip-latency --skip-memory)
 
 Set-up, all on 127.0.0.1:
 
@@ -17,7 +17,10 @@ Set-up, all on 127.0.0.1:
   - ``namerouter``: ``namerouter config.yaml`` (the real command: linker, admin server,
     ``DefaultInterpreter``, dtab ``/svc/pong => /$/inet/127.1/<backend>``, Host
     identification, p2c, metrics, l5d headers: the whole pipeline);
-  - ``namerouter x2``: the same with ``--workers 2``.
+  - ``namerouter x2``: the same with ``--workers 2``;
+  - ``zipkin 100%`` / ``zipkin 1%``: ``namerouter`` with an ``io.l5d.zipkin`` telemeter
+    sampling every request / one in a hundred, exporting to a collector (nginx answering
+    ``POST /api/v2/spans`` with 202).
 
 Figures:
 
@@ -25,8 +28,9 @@ Figures:
    interleaved rounds (1 s warm-up before each run). Per run: requests/s and the proxy's
    CPU (user + system, all its processes, from ``/proc/<pid>/stat`` before and after)
    per request. Per round the ratios namerouter/relay (CPU per request; target <= 2),
-   namerouter/relay (requests/s; target >= 0.5) and x2/x1 (requests/s; target >= 1.4);
-   printed as median with the spread (min-max) of the rounds.
+   namerouter/relay (requests/s; target >= 0.5), x2/x1 (requests/s; target >= 1.4) and
+   zipkin/plain (requests/s; target >= 0.9 at 1 %); printed as median with the spread
+   (min-max) of the rounds.
 2. latency at a fixed 1,000 req/s: wrk cannot pace and wrk2 is not packaged, so a small
    paced generator in this file (uvloop, 8 keep-alive connections, requests released on
    a fixed schedule) measures p99 direct to the backend, through nginx and through
@@ -178,15 +182,18 @@ def start_relay(port: int, backend: int) -> subprocess.Popen:
     return p
 
 
-def router_config(d: str, port: int, admin: int, dtab: str, workers: int = 1) -> str:
+def router_config(d: str, port: int, admin: int, dtab: str, workers: int = 1,
+                  telemetry: Optional[list[dict]] = None) -> str:
     """A namerouter config.yaml for the benchmark (the whole pipeline on)."""
-    cfg = {
+    cfg: dict = {
         "admin": {"ip": "127.0.0.1", "port": admin},
         "routers": [{"protocol": "http", "label": "outgoing", "dtab": dtab,
                      "servers": [{"ip": "127.0.0.1", "port": port}]}],
     }
     if workers != 1:
         cfg["workers"] = workers
+    if telemetry:
+        cfg["telemetry"] = telemetry
     path = os.path.join(d, f"config-{port}.json")
     with open(path, "w") as f:
         json.dump(cfg, f)
@@ -194,12 +201,13 @@ def router_config(d: str, port: int, admin: int, dtab: str, workers: int = 1) ->
 
 
 def start_router(port: int, dtab: str, workers: int = 1, python_args: tuple[str, ...] = (),
-                 tree: str = ROOT, env: Optional[dict[str, str]] = None) -> subprocess.Popen:
+                 tree: str = ROOT, env: Optional[dict[str, str]] = None,
+                 telemetry: Optional[list[dict]] = None) -> subprocess.Popen:
     """``namerouter config`` (``python -m namerouter``, from the checkout ``tree``) listening
-    on ``port``; returns once every worker answers."""
+    on ``port``; returns once every worker answers (its admin port is ``.admin_port``)."""
     d = tempfile.mkdtemp(prefix="nrbench-router-")
     admin = free_ports(1)[0]
-    conf = router_config(d, port, admin, dtab, workers)
+    conf = router_config(d, port, admin, dtab, workers, telemetry)
     p = subprocess.Popen([sys.executable, *python_args, "-m", "namerouter", conf, "--log-level", "warning"],
                          cwd=tree, stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     deadline = time.monotonic() + 20
@@ -217,7 +225,22 @@ def start_router(port: int, dtab: str, workers: int = 1, python_args: tuple[str,
         if time.monotonic() > deadline or p.poll() is not None:
             raise RuntimeError(f"namerouter --workers {workers} did not start")
         time.sleep(0.05)
+    p.admin_port = admin  # type: ignore[attr-defined]
     return p
+
+
+def zipkin(collector: int, rate: float) -> list[dict]:
+    """An io.l5d.zipkin telemeter at ``rate`` exporting to the bench's collector."""
+    return [{"kind": "io.l5d.zipkin", "url": f"http://127.0.0.1:{collector}/api/v2/spans", "sampleRate": rate}]
+
+
+def admin_metrics(p: subprocess.Popen, prefix: str) -> dict[str, float]:
+    """The router's metrics under ``prefix`` (its admin server's /admin/metrics.json)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{p.admin_port}/admin/metrics.json", timeout=5) as r:  # type: ignore[attr-defined]
+        flat = json.load(r)
+    return {k: v for k, v in flat.items() if k.startswith(prefix)}
 
 
 def stop(p: subprocess.Popen) -> None:
@@ -393,16 +416,20 @@ def main() -> int:
                     help="also measure namerouter x1 and x2 as pure Python (NAMEROUTER_PURE=1): the router-bound case")
     ap.add_argument("--baseline", metavar="CHECKOUT",
                     help="also measure namerouter from another checkout (e.g. /work/main) in the same rounds")
+    ap.add_argument("--no-tracing", action="store_true", help="skip the zipkin 100 %% and 1 %% targets")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
     args = ap.parse_args()
 
     import uvloop
 
-    *backend_ports, nginx_port, relay_port, router_port, router2_port, base_port, pure1_port, pure2_port = \
-        free_ports(args.backends + 7)
+    (*backend_ports, nginx_port, relay_port, router_port, router2_port, base_port, pure1_port, pure2_port,
+     collector_port, zipkin100_port, zipkin1_port) = free_ports(args.backends + 10)
     listens = "\n".join(f"    listen 127.0.0.1:{p};" for p in backend_ports)
-    backend_body = f"server {{\n{listens}\n    location / {{ return 200 \"pong\"; }}\n}}\n"
+    backend_body = (f"server {{\n{listens}\n    location / {{ return 200 \"pong\"; }}\n}}\n"
+                    # the span collector: takes every POST, as a Zipkin server would (202)
+                    f"server {{\n    listen 127.0.0.1:{collector_port};\n    client_max_body_size 64m;\n"
+                    f"    location /api/v2/spans {{ return 202; }}\n}}\n")
     procs: list[subprocess.Popen] = []
     dirs: list[str] = []
     try:
@@ -443,6 +470,13 @@ def main() -> int:
             p2 = start_router(pure2_port, dtab_text, workers=2, env=pure)
             procs += [p1, p2]
             targets += [Target("pure x1", pure1_port, p1), Target("pure x2", pure2_port, p2)]
+        traced: list[tuple[str, subprocess.Popen]] = []
+        if not args.no_tracing:
+            for label, rate, tport in (("zipkin 100%", 1.0, zipkin100_port), ("zipkin 1%", 0.01, zipkin1_port)):
+                tp = start_router(tport, dtab_text, telemetry=zipkin(collector_port, rate))
+                procs.append(tp)
+                traced.append((label, tp))
+                targets.append(Target(label, tport, tp))
         router2: Optional[subprocess.Popen] = None
         if not args.no_workers:
             try:
@@ -483,6 +517,14 @@ def main() -> int:
             x2 = by["namerouter x2"]
             print(f"   namerouter x2/x1 requests/s:      {spread([a / b for a, b in zip(x2.rps, nr.rps)])}  "
                   f"(target >= 1.4)")
+        for label, tp in traced:
+            t = by[label]
+            m = admin_metrics(tp, "telemetry/io.l5d.zipkin/")
+            print(f"   {label}/plain requests/s:       {spread([a / b for a, b in zip(t.rps, nr.rps)])}; "
+                  f"CPU per request {spread([a / b for a, b in zip(t.cpu_us, nr.cpu_us)])}"
+                  + ("  (target >= 0.9)" if label == "zipkin 1%" else "")
+                  + f"; spans sent {m.get('telemetry/io.l5d.zipkin/spans_sent', 0):.0f}, "
+                    f"dropped {m.get('telemetry/io.l5d.zipkin/spans_dropped', 0):.0f}")
         if "pure x2" in by:
             p1, p2 = by["pure x1"], by["pure x2"]
             print(f"   pure Python x2/x1 requests/s:     {spread([a / b for a, b in zip(p2.rps, p1.rps)])}; "

@@ -38,7 +38,7 @@ import inspect
 import json
 import logging
 import weakref
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from aiohttp import web
 
@@ -78,6 +78,9 @@ BIND_TIMEOUT = 10.0
 DEFAULT_WATCH_STALL_S = 30.0
 #: The dtab size limit's config key (``io.l5d.httpController``), named in 413 answers.
 MAX_DTAB_KEY = "maxDtabKB"
+
+#: what a response is made from: an Activity's states (rendered when Ok)
+States = Var[ActivityState[Any]]
 
 
 def version_string(version: bytes) -> str:
@@ -154,8 +157,11 @@ class HttpController:
         self._requests = self.metrics.counter(f"{scope}/requests")
         self.metrics.gauge(f"{scope}/streams", lambda: sum(self.open_streams.values()))
         for kind in ("dtabs", "dtab", "bind", "addr", "resolve", "bound-names"):
-            self.metrics.gauge(f"{scope}/streams/{kind}", lambda k=kind: self.open_streams.get(k, 0))
+            self.metrics.gauge(f"{scope}/streams/{kind}", self._open_streams_of(kind))
         self.metrics.gauge(f"{scope}/storage/observed_namespaces", self.store.watch_count)
+
+    def _open_streams_of(self, kind: str) -> Callable[[], int]:
+        return lambda: self.open_streams.get(kind, 0)
 
     def app(self) -> web.Application:
         # Bodies are dtabs (text or JSON) or small JSON requests: past the dtab limit
@@ -386,7 +392,7 @@ class HttpController:
         extra = self._dtab_param(request)
         return await self._addr_response(request, "resolve", _addr_states(binder.resolve(ns, path, extra)))
 
-    async def _addr_response(self, request: web.Request, kind: str, states: Var) -> web.StreamResponse:
+    async def _addr_response(self, request: web.Request, kind: str, states: States) -> web.StreamResponse:
         render = lambda a: _compact(a.to_json()) + b"\n"  # noqa: E731
         if _is_watch(request):
             return await self.stream(request, kind, states, JSON, render)
@@ -445,13 +451,15 @@ class HttpController:
 
     async def bound_names(self, request: web.Request) -> web.StreamResponse:
         binder = self.binder
-        names = binder.bound_names if binder is not None else (lambda: [])
-        render = lambda ns: _compact(list(ns)) + b"\n"  # noqa: E731
+        names: Callable[[], Iterable[str]] = binder.bound_names if binder is not None else (lambda: ())
+        def render(ns: Iterable[str]) -> bytes:
+            return _compact(list(ns)) + b"\n"
+
         if not _is_watch(request):
             return web.Response(body=render(names()), content_type=JSON)
         # Namers enumerate on demand (no change events), so the stream polls once a second
         # and sends a document only when the set changed.
-        var: Var = Var(Ok(tuple(names())))
+        var: States = Var(Ok(tuple(names())))
 
         async def poll() -> None:
             while True:
@@ -465,7 +473,7 @@ class HttpController:
             task.cancel()
 
     # Responses from observables -------------------------------------------------------
-    async def one_shot(self, states: Var, render: Callable[[Any], Optional[bytes]],
+    async def one_shot(self, states: States, render: Callable[[Any], Optional[bytes]],
                        timeout: float) -> web.StreamResponse:
         """The first non-pending state of ``states`` as one response."""
         try:
@@ -474,10 +482,11 @@ class HttpController:
             return _text(503, "Request timed out.")
         if isinstance(st, Failed):
             return _text(500, str(st.error) or type(st.error).__name__)
+        assert isinstance(st, Ok)  # not pending: waited for that
         body = render(st.value)
         return web.Response(body=body or b"", content_type=JSON)
 
-    async def stream(self, request: web.Request, kind: str, states: Var,
+    async def stream(self, request: web.Request, kind: str, states: States,
                      content_type: str, render: Callable[[Any], Any]) -> web.StreamResponse:
         """Chunked watch response: one rendered document per distinct Ok state.
 
@@ -558,7 +567,7 @@ def _ignore(_: Any) -> None:
     pass
 
 
-def _addr_states(addr: Var[Addr]) -> Var:
+def _addr_states(addr: Var[Addr]) -> States:
     """Addr Var -> activity-like states: pending addrs are not sent (Linkerd)."""
     from namerouter.naming.reactive import map_var
 

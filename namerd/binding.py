@@ -9,6 +9,7 @@ binding and a scanner's random names are forgotten.
 """
 from __future__ import annotations
 
+import functools
 import random
 from typing import Any, Callable, Optional, Sequence
 
@@ -75,7 +76,7 @@ class _LeafAddrs:
             if id_ in self._subs:
                 new_subs[id_] = self._subs.pop(id_)
             else:
-                new_subs[id_] = b.addr.observe(lambda a, i=id_: self._update(i, a))
+                new_subs[id_] = b.addr.observe(functools.partial(self._update, id_))
         for id_, sub in self._subs.items():  # closed after the new ones opened: shared watches survive
             sub.close()
             self.addrs.pop(id_, None)
@@ -246,9 +247,12 @@ class NamerdBinder:
         if ns is not None:
             vd = await self.store.get(ns)
             base = vd.dtab if vd is not None else Dtab()
+        tree: dict[str, Any]
         if extra.dentries:
-            return await self.interpreter.delegate(base + extra, path, from_request=True)
-        return await self.interpreter.delegate(base, path)
+            tree = await self.interpreter.delegate(base + extra, path, from_request=True)
+        else:
+            tree = await self.interpreter.delegate(base, path)
+        return tree
 
     def bound_names(self) -> list[str]:
         names: set[str] = set()

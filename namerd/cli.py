@@ -14,7 +14,12 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Optional, Sequence
+
+if TYPE_CHECKING:
+    from namerouter.config.validate import Validated
+
+    from .config import NamerdConfig
 
 USAGE = """usage: namerd CONFIG.yaml            run namerd with this config (- reads stdin)
        namerd run CONFIG.yaml
@@ -43,7 +48,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return run(args[0], check=check)
 
 
-def _load(source: str):
+def _load(source: str) -> Optional[Validated[NamerdConfig]]:
     """The validated config, or None after printing every problem (exit status 2)."""
     from namerouter.config.loader import ConfigError
 
@@ -70,6 +75,7 @@ def run(source: str, check: bool = False) -> int:
     if check:
         sys.stdout.write(f"{source if source != '-' else '<stdin>'}: config is valid\n")
         return 0
+    runner: Callable[[Coroutine[Any, Any, int]], int]
     try:
         import uvloop  # the control plane is aiohttp; uvloop just makes it cheaper
 
@@ -82,7 +88,7 @@ def run(source: str, check: bool = False) -> int:
         return 0
 
 
-async def _serve(validated) -> int:
+async def _serve(validated: Validated[NamerdConfig]) -> int:
     from namerouter.tls import TlsConfigError
 
     from .server import Namerd

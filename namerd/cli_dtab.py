@@ -296,7 +296,8 @@ def main(argv: Sequence[str]) -> int:
         return 2
     client = Client(args.namerd, ssl_context=ctx)
     try:
-        return args.fn(client, args)
+        status: int = args.fn(client, args)
+        return status
     except CliError as e:
         sys.stderr.write(f"namerd dtab: {e}\n" if e.code != 2 else f"{e}\n")
         return e.code

@@ -32,7 +32,7 @@ def summarize(node: Any) -> str:
     if t == "delegate":
         return summarize(node.get("delegate"))
     if t == "leaf":
-        return (node.get("bound") or {}).get("id") or node.get("path", "?")
+        return str((node.get("bound") or {}).get("id") or node.get("path", "?"))
     if t == "alt":
         parts = [summarize(c) for c in node.get("alt", [])]
         parts = [p for p in parts if p != "~"] or ["~"]

@@ -19,13 +19,14 @@ from typing import Any, Optional, Sequence
 from aiohttp import web
 
 from namerouter import plugins
-from namerouter.config.validate import kind_of
+from namerouter.config.validate import Validated, kind_of
 from namerouter.metrics import MetricsRegistry
 from namerouter.tls import ServerTlsConfig, TlsRegistry
 from namerouter.tls.aiohttp_site import serve
 
 from .api import HttpController
 from .binding import NamerdBinder
+from .config import NamerdConfig
 from .storage.base import DtabStore
 
 log = logging.getLogger("namerd")
@@ -94,23 +95,18 @@ class Namerd:
 
     # Construction from config ---------------------------------------------------------
     @classmethod
-    def from_config(cls, validated: Any, metrics: Optional[MetricsRegistry] = None) -> "Namerd":
+    def from_config(cls, validated: Validated[NamerdConfig], metrics: Optional[MetricsRegistry] = None) -> "Namerd":
         cfg = validated.config
         metrics = metrics if metrics is not None else MetricsRegistry()  # an empty one is falsy
         runtime = types.SimpleNamespace(metrics=metrics, component="namerd")
-        kind = kind_of(cfg.storage)
-        store_cls = plugins.load(plugins.NAMERD_STORAGE, kind)
-        store = store_cls.from_config(cfg.storage, runtime)
-        namers = []
-        for n in cfg.namers:
-            ncls = plugins.load(plugins.NAMERS, kind_of(n))
-            namers.append(ncls.from_config(n, runtime))
+        store = plugins.load_for(plugins.NAMERD_STORAGE, cfg.storage).from_config(cfg.storage, runtime)
+        namers = [plugins.load_for(plugins.NAMERS, n).from_config(n, runtime) for n in cfg.namers]
         prom = next((t for t in cfg.telemetry if getattr(t, "kind", "") == "io.l5d.prometheus"), None)
-        telemeters = [plugins.load(plugins.TELEMETERS, kind_of(t)).from_config(t, runtime)
+        telemeters = [plugins.load_for(plugins.TELEMETERS, t).from_config(t, runtime)
                       for t in cfg.telemetry if kind_of(t) in plugins.TELEMETERS]
         http = cfg.http_controllers[0] if cfg.http_controllers else None
-        limits = {} if http is None else {"max_dtab_bytes": http.maxDtabKB * 1024,
-                                          "watch_stall_timeout": http.watchStallTimeoutMs / 1000.0}
+        limits: dict[str, Any] = {} if http is None else {"max_dtab_bytes": http.maxDtabKB * 1024,
+                                                          "watch_stall_timeout": http.watchStallTimeoutMs / 1000.0}
         return cls(
             store,
             namers,

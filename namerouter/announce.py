@@ -69,7 +69,7 @@ class Announcer:
         self._owner: Optional[int] = None  # session id that owns self._current
         self._current: Optional[str] = None  # our member znode, as soon as it is created
         self._uncertain = False  # a create may have succeeded although we saw an error
-        self._task: Optional[asyncio.Task] = None
+        self._task: Optional[asyncio.Task[None]] = None
         self._again = False
         self._retry: Optional[asyncio.TimerHandle] = None
         self._backoff = JitteredBackoff(0.05, 2.0)
@@ -223,7 +223,7 @@ class Announcer:
                 log.info("deregistered %s (%s)", node, self.endpoint)
             except NoNodeError:
                 pass
-            except (asyncio.TimeoutError, *CONNECTION_ERRORS) as e:
+            except (asyncio.TimeoutError,) + CONNECTION_ERRORS as e:
                 # Ephemeral: it goes away with the session we are about to close.
                 log.warning("could not delete %s (%s); it expires with the session", node, type(e).__name__)
         self._current = None

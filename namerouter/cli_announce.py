@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 import sys
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from .announce import Announcer, member_json
 from .zk.session import DEFAULT_SESSION_TIMEOUT_MS, normalize_hosts
@@ -138,7 +138,7 @@ async def _run(args: argparse.Namespace, cmd: list[str]) -> int:
             ready = await _wait_listening(args.host, args.port, args.ready_timeout, proc, stop)
         if ready:
             await ann.start()
-        waiters = [asyncio.ensure_future(stop.wait())]
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
         if proc is not None:
             waiters.append(asyncio.ensure_future(proc.wait()))
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -158,9 +158,9 @@ async def _run(args: argparse.Namespace, cmd: list[str]) -> int:
             except asyncio.TimeoutError:
                 pass
     if proc.returncode is None:
-        for sig in received or [signal.SIGTERM]:
+        for signum in received or [int(signal.SIGTERM)]:
             try:
-                proc.send_signal(sig)
+                proc.send_signal(signum)
             except ProcessLookupError:
                 pass
         await proc.wait()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Optional, Sequence, TextIO
+from typing import Any, NoReturn, Optional, Sequence, TextIO
 
 from .dtab import Dentry, Dtab, DtabSyntaxError, Path
 from .dtab.delegation import (
@@ -33,7 +33,7 @@ class _Usage(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse would sys.exit(2) itself
+    def error(self, message: str) -> NoReturn:  # argparse would sys.exit(2) itself
         raise _Usage(f"{self.prog}: {message}")
 
 
@@ -114,7 +114,7 @@ def _parse_path(text: str, err_out: TextIO) -> Optional[Path]:
 # delegate: the explanation tree ------------------------------------------------------------
 
 def _via(d: Dentry) -> str:
-    if d.equiv(Dentry.nop):  # type: ignore[attr-defined]
+    if d.equiv(Dentry.nop):
         return ""
     return f"  (by {d.show()})"
 

@@ -32,7 +32,8 @@ def _port(preferred: int) -> int:
                 s.bind(("127.0.0.1", p))
             except OSError:
                 continue
-            return s.getsockname()[1]
+            port: int = s.getsockname()[1]
+            return port
     raise RuntimeError("no free port")
 
 

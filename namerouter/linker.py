@@ -29,9 +29,10 @@ from .admin.dashboard import DashboardSampler, dashboard_routes
 from .admin.linker_routes import RouterView, linker_routes
 from .admin.ui import ui_routes
 from .config.schema import LinkerConfig
-from .config.validate import Validated, kind_of
+from .config.validate import Validated, config_class_of, kind_of
 from .dtab import Dtab
 from .metrics import MetricsRegistry
+from .proxy.config import BindingCacheConfig
 from .tls import TlsConfigError, TlsRegistry
 from .tracing import Tracer
 from .tracing.config import build_tracer
@@ -55,43 +56,6 @@ class RefusedConfig(StartupError):
     exit_status = 2
 
 
-def data_plane_tls_keys(config: LinkerConfig) -> list[str]:
-    """Key paths of router ``servers[].tls`` / ``client…tls`` blocks that turn TLS on.
-
-    Issue 11 phase 1: the data plane (namerouter/proxy/) does not terminate or originate
-    TLS yet, so a router with these keys must not start and silently serve plaintext;
-    ``--check`` accepts them. Phase 2 removes this refusal."""
-    out: list[str] = []
-    for i, r in enumerate(config.routers):
-        for j, s in enumerate(r.servers):
-            if s.tls is not None and s.tls.enabled:
-                out.append(f"routers[{i}].servers[{j}].tls")
-        client = r.client
-        if client is None:
-            continue
-        tls = getattr(client, "tls", None)
-        if tls is not None and tls.enabled:
-            out.append(f"routers[{i}].client.tls")
-        for k, entry in enumerate(getattr(client, "configs", None) or []):
-            if entry.tls is not None and entry.tls.enabled:
-                out.append(f"routers[{i}].client.configs[{k}].tls")
-    return out
-
-
-def tracing_without_hooks(config: LinkerConfig, router_class: Any) -> list[str]:
-    """The trace telemeters of the config, when the router class does not call the tracing
-    hooks (``traces_requests`` is not True on it).
-
-    Issue 14 phase 1: namerouter/tracing/ is complete but the data plane is being
-    rewritten; until it calls ``RequestTrace``'s hooks, a config with tracing must not
-    start and silently record nothing. The data plane sets ``HttpRouter.traces_requests
-    = True`` when it does, which lifts this refusal."""
-    if getattr(router_class, "traces_requests", False) is True:
-        return []
-    from .tracing.config import TRACE_TELEMETERS
-
-    kinds = tuple(TRACE_TELEMETERS.values())
-    return [f"telemetry kind {t.kind}" for t in config.telemetry if isinstance(t, kinds)]
 
 
 @dataclass
@@ -104,7 +68,7 @@ class Runtime:
     #: for interpreters: the router they serve, its ``bindingCache`` block and the
     #: metrics scope ``rt/<label>`` (bind cache gauges go under ``<scope>/bindcache/…``)
     router_label: Optional[str] = None
-    binding_cache: Any = None
+    binding_cache: Optional[BindingCacheConfig] = None
     metrics_scope: Optional[str] = None
     #: a plugin may append ``(method, path, handler)`` admin routes here
     admin_routes: list[Route] = field(default_factory=list)
@@ -188,38 +152,15 @@ class Linker:
         return interp
 
     async def _default_interpreter(self, rt: Runtime) -> Any:
-        try:
-            plugin = plugins.load(plugins.INTERPRETERS, "default")
-        except ImportError:
-            plugin = None
-        if plugin is not None:
-            from .config.validate import config_class_of
-
-            schema = config_class_of(plugin)
-            if schema is not None:
-                return await _build(plugin, schema(), rt)
-        from .naming.interpreter import DefaultInterpreter
-
-        interp = DefaultInterpreter(rt.namers)
-        interp.register_metrics(self.metrics, f"{rt.metrics_scope}")
-        return interp
+        """A router without an ``interpreter`` block: the ``default`` kind with its
+        default config (the validator's defaults: no keys given)."""
+        plugin = plugins.load(plugins.INTERPRETERS, "default")
+        return await _build(plugin, config_class_of(plugin)(), rt)
 
     async def start(self) -> None:
         """Build and start everything; StartupError says what failed."""
         from .proxy.router import HttpRouter
 
-        refused = data_plane_tls_keys(self.config)
-        if refused:
-            raise RefusedConfig(
-                f"{', '.join(refused)}: TLS on router servers and clients is not available yet in this "
-                f"build (the admin server, namerd and io.l5d.namerd.http do TLS); refusing to start rather "
-                f"than serve plaintext. `namerouter --check` accepts the config.")
-        untraced = tracing_without_hooks(self.config, HttpRouter)
-        if untraced:
-            raise RefusedConfig(
-                f"{', '.join(untraced)}: this build's routers do not call the tracing hooks yet, so these "
-                f"telemeters would record nothing; refusing to start rather than accept tracing that does "
-                f"nothing. `namerouter --check` accepts the config.")
         self.tls.start()
         await self._build_namers()
         for i, rcfg in enumerate(self.config.routers):
@@ -233,9 +174,13 @@ class Linker:
             except Exception as e:
                 raise StartupError(f"routers[{i}] ({label}): interpreter could not start: {e}") from e
             self.interpreters.append(interp)
-            router = HttpRouter(rcfg, interp, self.metrics, reuse_port=self.worker is not None)
+            router = HttpRouter(rcfg, interp, self.metrics, reuse_port=self.worker is not None, tls=self.tls,
+                                tracer=self.tracer)
             try:
                 await router.start()
+            except TlsConfigError as e:
+                await router.close(0)
+                raise RefusedConfig(f"routers[{i}] ({label}): {e}") from e
             except OSError as e:
                 await router.close(0)  # release the servers that did bind
                 addrs = ", ".join(f"{s.ip}:{s.port}" for s in rcfg.servers)
@@ -255,8 +200,8 @@ class Linker:
         rt = Runtime(self.metrics, self.runtime.namers, admin_routes=self.runtime.admin_routes,
                      known_ids=self._known_ids)
         for i, cfg in enumerate(self.config.telemetry):
-            kind = kind_of(cfg) or getattr(cfg, "kind", None)
-            if kind not in plugins.TELEMETERS:
+            kind = kind_of(cfg)
+            if kind is None or kind not in plugins.TELEMETERS:
                 continue
             try:
                 tel = await _build(plugins.load(plugins.TELEMETERS, kind), cfg, rt)

@@ -19,9 +19,11 @@ import bisect
 import math
 from bisect import bisect_left
 import threading
-from typing import Callable, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 Number = Union[int, float]
+#: one metric in ``MetricsRegistry.dump()``: ``[kind, ...]`` (JSON, so untyped items)
+Dumped = list[Any]
 
 
 class Counter:
@@ -145,19 +147,42 @@ class Stat:
 Metric = Union[Counter, Gauge, Stat]
 
 
+def _constant(value: Number) -> Callable[[], Number]:
+    return lambda: value
+
+
+def _range(names: list[str], prefix: str) -> tuple[int, int]:
+    """The slice of the sorted ``names`` that start with ``prefix``."""
+    return bisect_left(names, prefix), bisect_left(names, prefix + "\U0010ffff")
+
+
 class MetricsRegistry:
     """All metrics of a process, by flat name. Creating is idempotent."""
 
     def __init__(self) -> None:
         self._metrics: dict[str, Metric] = {}
         self._views: dict[str, Callable[[], dict[str, Metric]]] = {}
+        #: the names of ``_metrics`` and ``_views``, sorted: a scope's names are one range,
+        #: so evicting a scope costs its own size, not the registry's (random Host headers
+        #: evict scopes all the time)
+        self._names: list[str] = []
+        self._view_names: list[str] = []
         self._lock = threading.Lock()
+
+    def _add(self, name: str, m: Metric) -> Metric:
+        """Register ``m`` unless ``name`` exists (caller holds the lock); the metric under ``name``."""
+        old = self._metrics.get(name)
+        if old is not None:
+            return old
+        self._metrics[name] = m
+        bisect.insort(self._names, name)
+        return m
 
     def counter(self, name: str) -> Counter:
         m = self._metrics.get(name)
         if m is None:
             with self._lock:
-                m = self._metrics.setdefault(name, Counter(name))
+                m = self._add(name, Counter(name))
         assert isinstance(m, Counter), f"{name} is not a counter"
         return m
 
@@ -165,33 +190,51 @@ class MetricsRegistry:
         m = self._metrics.get(name)
         if m is None:
             with self._lock:
-                m = self._metrics.setdefault(name, Stat(name))
+                m = self._add(name, Stat(name))
         assert isinstance(m, Stat), f"{name} is not a stat"
         return m
 
     def gauge(self, name: str, fn: Callable[[], Number]) -> Gauge:
         g = Gauge(name, fn)
         with self._lock:
+            if name not in self._metrics:
+                bisect.insort(self._names, name)
             self._metrics[name] = g
         return g
 
     def remove(self, name: str) -> None:
         with self._lock:
-            self._metrics.pop(name, None)
+            if self._metrics.pop(name, None) is not None:
+                i = bisect_left(self._names, name)
+                del self._names[i]
 
     def add_view(self, prefix: str, fn: Callable[[], dict[str, Metric]]) -> None:
         """Metrics under ``prefix`` (ending in "/") computed by ``fn`` when read: ``fn()``
         returns {full name: metric}."""
         with self._lock:
+            if prefix not in self._views:
+                bisect.insort(self._view_names, prefix)
             self._views[prefix] = fn
 
     def remove_prefix(self, prefix: str) -> None:
-        """Drop a whole scope (an evicted client or service) so memory stays bounded."""
+        """Drop a whole scope (an evicted client or service) so memory stays bounded.
+        Metrics under a longer prefix that has a view of its own belong to another live
+        scope (``svc/a/b`` under ``svc/a``, a client's per-service scope) and stay."""
         with self._lock:
-            for k in [k for k in self._metrics if k.startswith(prefix)]:
+            vlo, vhi = _range(self._view_names, prefix)
+            nested = tuple(k for k in self._view_names[vlo:vhi] if k != prefix)
+            lo, hi = _range(self._names, prefix)
+            names = self._names[lo:hi]
+            if nested:
+                keep = [k for k in names if k.startswith(nested)]
+                names = [k for k in names if not k.startswith(nested)]
+                self._names[lo:hi] = keep
+            else:
+                del self._names[lo:hi]
+            for k in names:
                 del self._metrics[k]
-            for k in [k for k in self._views if k.startswith(prefix)]:
-                del self._views[k]
+            if self._views.pop(prefix, None) is not None:
+                del self._view_names[bisect_left(self._view_names, prefix)]
 
     def snapshot(self) -> dict[str, Metric]:
         """Every metric by name, views computed once (unsorted; see :meth:`items`). A
@@ -211,15 +254,17 @@ class MetricsRegistry:
             while i >= 0:
                 fn = self._views.get(name[:i + 1])
                 if fn is not None:
-                    return fn().get(name)
+                    v = fn().get(name)
+                    if v is not None:
+                        return v  # else a view under a longer prefix may have it
                 i = name.find("/", i + 1)
         return m
 
     # -- across processes -------------------------------------------------------------
-    def dump(self) -> dict[str, list]:
+    def dump(self) -> dict[str, Dumped]:
         """Every metric's current value, JSON-able: ``[kind, ...]`` with kind ``c``
         (counter), ``g`` (gauge) or ``s`` (stat: count, sum, min, max, {bucket: count})."""
-        out: dict[str, list] = {}
+        out: dict[str, Dumped] = {}
         for name, m in self.items():
             if isinstance(m, Stat):
                 if m.count:
@@ -235,10 +280,10 @@ class MetricsRegistry:
         return out
 
     @classmethod
-    def merge_dumps(cls, dumps: list[dict[str, list]]) -> "MetricsRegistry":
+    def merge_dumps(cls, dumps: list[dict[str, Dumped]]) -> "MetricsRegistry":
         """One registry holding the sum of several processes' ``dump()``s."""
         reg = cls()
-        acc: dict[str, list] = {}
+        acc: dict[str, Dumped] = {}
         for d in dumps:
             for name, v in d.items():
                 a = acc.get(name)
@@ -264,8 +309,8 @@ class MetricsRegistry:
                 c = reg._metrics[name] = Counter(name)
                 c.value = a[1]
             else:
-                value = a[1]
-                reg._metrics[name] = Gauge(name, lambda v=value: v)
+                reg._metrics[name] = Gauge(name, _constant(a[1]))
+        reg._names = sorted(reg._metrics)
         return reg
 
     def __len__(self) -> int:

@@ -6,7 +6,7 @@ libraries (kazoo, py-consul) out of processes that do not use them.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, Optional
 
 NAMERS: dict[str, str] = {
     "io.l5d.fs": "namerouter.namers.fs:FsNamer",
@@ -69,3 +69,21 @@ def load(registry: dict[str, str], kind: str) -> Any:
     target = registry[kind]
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def kind_of(config: Any) -> Optional[str]:
+    """The ``kind`` a validated plugin config was chosen by: its ``kind`` field, or the
+    ``_kind`` the validator sets on a config dataclass without one."""
+    kind = getattr(config, "kind", None)
+    if isinstance(kind, str):
+        return kind
+    kind = getattr(config, "_kind", None)
+    return kind if isinstance(kind, str) else None
+
+
+def load_for(registry: dict[str, str], config: Any) -> Any:
+    """The class registered under the kind a validated config was chosen by."""
+    kind = kind_of(config)
+    if kind is None:
+        raise TypeError(f"expected a validated plugin config, got {type(config).__name__}")
+    return load(registry, kind)

@@ -32,6 +32,7 @@ import time
 from typing import Any, Optional
 
 from aiohttp import ClientSession, ClientTimeout, UnixConnector, web
+from aiohttp.typedefs import Handler
 
 from .admin.app import AdminServer, build_admin_app
 from .backoff import decorrelated_jittered
@@ -209,7 +210,7 @@ class Master:
         metrics_paths = {"/admin/metrics.json", prom_path}
 
         @web.middleware
-        async def summed(request: web.Request, handler: Any) -> web.StreamResponse:
+        async def summed(request: web.Request, handler: Handler) -> web.StreamResponse:
             if request.path in metrics_paths:
                 await self.refresh()
             return await handler(request)
@@ -296,7 +297,7 @@ async def supervise(validated: Validated[LinkerConfig], count: int) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig.name)
-    keepers: list[asyncio.Task] = []
+    keepers: list[asyncio.Task[Any]] = []
     try:
         try:
             await asyncio.gather(*(master.spawn(w) for w in master.workers))

@@ -109,11 +109,14 @@ INTEGRATION_MODULES = frozenset((
     "test_namerd_storage", "test_namerd_thrift_iface", "test_namerd_zk", "test_run_announce", "test_run_cli", "test_run_seed",
     "test_serversets", "test_serversets_failures", "test_serversets_router", "test_support_servers",
     "test_telemetry_influxdb", "test_tls_config", "test_tls_control_plane", "test_ui_namerd_browser", "test_ui_router_browser",
+    "test_proxy_tls", "test_proxy_tls_mesh", "test_linkerd_examples_tls_run",
     "test_zk_discovery_namers",
+    "test_tracing_routers",
 ))
 SLOW_MODULES = frozenset((
     "test_admin_dashboard", "test_dtab_properties", "test_k8s_namer", "test_namerd_api", "test_proxy_streaming", "test_namerd_http_interpreter", "test_resilience_failures",
-    "test_resilience_retries", "test_traffic_split",
+    "test_resilience_retries", "test_traffic_split", "test_types",
+    "test_metrics_bounded",
 ))
 
 

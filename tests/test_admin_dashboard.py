@@ -94,6 +94,45 @@ async def test_live_rates_success_rates_worst_first_and_client_state():
         assert doc["times"] and doc["windowS"] == 10.0
 
 
+async def test_endpoint_failure_accrual_state_and_pool_limits():
+    """Each endpoint's failure-accrual state (from the data plane's ``client_state()``) and
+    each client's ``hostConnectionPool`` limits reach /client_state.json and the dashboard."""
+    async with Backend("web") as good, Backend("bad") as bad, running_router(f"""
+        /svc/web => /$/inet/127.0.0.1/{good.port};
+        /svc/bad => /$/inet/127.0.0.1/{bad.port};
+    """, router_extra="""  client:
+    kind: io.l5d.static
+    configs:
+    - prefix: /$/inet/127.0.0.1/{bad}
+      failureAccrual: {{kind: io.l5d.consecutiveFailures, failures: 3}}
+      hostConnectionPool: {{maxSize: 4, maxWaiters: 100}}
+""".format(bad=bad.port)) as (_, base, port):
+        url = f"{base}/admin/dashboard.json"
+        await fetch(url)
+        async with aiohttp.ClientSession() as s:
+            for host, path in [("web", "/pong")] * 2 + [("bad", "/status/500")] * 3:
+                async with s.get(f"http://127.0.0.1:{port}{path}", headers={"Host": host}) as r:
+                    await r.read()
+        bad_id, good_id = f"/$/inet/127.0.0.1/{bad.port}", f"/$/inet/127.0.0.1/{good.port}"
+        status, states, _ = await fetch(base + "/client_state.json")
+        assert status == 200
+        # three consecutive 500s: the endpoint is removed from the balancer until its probe
+        [ep] = states["outgoing"][bad_id]["endpoints"]
+        fa = ep["failureAccrual"]
+        assert (fa["kind"], fa["state"], fa["consecutiveFailures"]) == ("io.l5d.consecutiveFailures", "dead", 3)
+        assert fa["retryInMs"] > 0 and fa["removedForMs"] >= 0
+        assert states["outgoing"][bad_id]["pool"]["maxSize"] == 4
+        assert states["outgoing"][bad_id]["pool"]["maxWaiters"] == 100
+        [ep] = states["outgoing"][good_id]["endpoints"]
+        assert ep["failureAccrual"]["state"] == "alive" and states["outgoing"][good_id]["pool"]["maxSize"] is None
+        # the dashboard carries the same for the clients it lists
+        doc = await poll_until(url, lambda d: item(d["clients"], bad_id) and item(d["clients"], good_id))
+        st = item(doc["clients"], bad_id)["state"]
+        assert st["pool"]["maxSize"] == 4 and st["failureAccrual"] == "io.l5d.consecutiveFailures"
+        assert st["endpoints"][0]["failureAccrual"]["state"] == "dead"
+        assert item(doc["clients"], bad_id)["figures"]["failure_accrual/removed"] == 1
+
+
 async def test_one_thousand_names_page_filter_and_sort():
     async with Backend("web") as web, running_router(
             f"/svc/* => /$/inet/127.0.0.1/{web.port};",

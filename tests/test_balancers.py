@@ -13,6 +13,7 @@ import pytest
 from namerouter.naming.addr import ADDR_PENDING, AddrBound, Address
 from namerouter.naming.var import Var
 from namerouter.namers.fs import FsNamer
+from namerouter.proxy.balancer_config import LoadBalancerConfig
 from namerouter.proxy.balancers import Node, P2CLeastLoaded, PeakEwma, RoundRobin, make_balancer
 from tests.support.backends import Backend, RouterHarness, get, request
 from tests.test_proxy_errors import ControlledNamer
@@ -144,11 +145,11 @@ def test_ewma_steers_away_from_the_slow_node():
 
 def test_make_balancer_config():
     assert make_balancer(None).kind == "p2c"
-    assert make_balancer({"kind": "ewma", "decayTimeMs": 500}).tau == 0.5
-    assert make_balancer({"kind": "roundRobin"}).kind == "roundRobin"
-    assert make_balancer({"kind": "p2c", "maxEffort": 9}).max_effort == 9
+    assert make_balancer(LoadBalancerConfig(kind="ewma", decayTimeMs=500)).tau == 0.5
+    assert make_balancer(LoadBalancerConfig(kind="roundRobin")).kind == "roundRobin"
+    assert make_balancer(LoadBalancerConfig(kind="p2c", maxEffort=9)).max_effort == 9
     with pytest.raises(ValueError, match="known: p2c, ewma, roundRobin"):
-        make_balancer({"kind": "heap"})
+        make_balancer(LoadBalancerConfig(kind="heap"))
 
 
 async def test_fs_namer_weights_reach_the_balancer():

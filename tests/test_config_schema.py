@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -176,3 +177,38 @@ routers:
         "(line 4)",
         "admin.port: expected an integer 0-65535, got 99999 (line 2)",
     ]
+
+
+@pytest.mark.parametrize("registry", ["NAMERS", "INTERPRETERS", "TRANSFORMERS", "ANNOUNCERS", "TELEMETERS",
+                                      "NAMERD_STORAGE"])
+def test_every_plugin_names_its_config_class_config_class(registry):
+    """One name for a plugin's config dataclass: ``config_class`` (what the validator reads);
+    run-time code then gets the validated object, never the plain mapping."""
+    import dataclasses
+
+    from namerouter import plugins
+    from namerouter.config.validate import config_class_of
+
+    for kind in getattr(plugins, registry):
+        cls = plugins.load(getattr(plugins, registry), kind)
+        assert dataclasses.is_dataclass(cls.config_class), (registry, kind)
+        assert config_class_of(cls) is cls.config_class
+        assert not hasattr(cls, "Config"), f"{registry} {kind}: use config_class, not Config"
+
+
+def test_a_plugin_without_config_class_is_an_error_not_a_plain_mapping(monkeypatch):
+    from namerouter import plugins
+    from namerouter.config.validate import Validator
+
+    class NoSchema:
+        @classmethod
+        def from_config(cls, config, runtime=None):
+            return cls()
+
+    monkeypatch.setattr(plugins, "load", lambda registry, kind: NoSchema)
+    v = Validator()
+    v.convert(list[Any], [{"kind": "x"}], "namers", 3, {"plugins": {"x": "m:NoSchema"}}, None)
+    assert [str(e) for e in v.errors] == [
+        "namers[0].kind: kind x could not be loaded: TypeError: plugin "
+        "'test_a_plugin_without_config_class_is_an_error_not_a_plain_mapping.<locals>.NoSchema' "
+        "declares no config_class dataclass (line 3)"]

@@ -23,7 +23,9 @@ class PluginCfg:
 
 
 class Plugin:
-    """A plugin class found through the registry; its schema via from_config's hint."""
+    """A plugin class found through the registry; it names its schema ``config_class``."""
+
+    config_class = PluginCfg
 
     @classmethod
     def from_config(cls, config: PluginCfg, runtime: Any) -> "Plugin":

@@ -17,7 +17,7 @@ def forward(raw: bytes, *, clear: bool = False, host: bytes | None = None, deadl
             uri: bytes | None = None) -> bytes:
     h = parse_request(raw, clear)
     return b"".join(encode.request_head(h, uri if uri is not None else h.uri, host, b"10.0.0.1:80", DST,
-                                        b"00000000000000aa", deadline))
+                                        b"l5d-reqid: 00000000000000aa\r\n", deadline))
 
 
 # --- finding heads and limits ---------------------------------------------------------------
@@ -53,14 +53,39 @@ def test_hop_by_hop_via_and_l5d_lines_are_cut_out():
            b"TE: trailers\r\nProxy-Authorization: Basic x\r\nVia: 1.1 a\r\nl5d-dtab: /a=>/b\r\nl5d-dst-service: /forged\r\n"
            b"l5d-reqid: forged\r\nl5d-ctx-trace: dHJhY2U=\r\nl5d-name: /n\r\nContent-Length: 2\r\nX-Keep: yes\r\n\r\n")
     h = parse_request(raw)
-    assert h.dtab == b"/a=>/b" and h.via == b"1.1 a" and h.trace == b"dHJhY2U=" and h.content_length == 2
+    assert h.dtab == b"/a=>/b" and h.via == b"1.1 a" and h.content_length == 2
+    assert h.trace_headers == [(b"l5d-ctx-trace", b"dHJhY2U=")]
     assert not h.plain
     out = forward(raw)
-    assert out == (b"POST /u HTTP/1.1\r\nHost: pong\r\nl5d-ctx-trace: dHJhY2U=\r\nl5d-name: /n\r\n"
+    assert out == (b"POST /u HTTP/1.1\r\nHost: pong\r\nl5d-name: /n\r\n"
                    b"Content-Length: 2\r\nX-Keep: yes\r\nVia: 1.1 a, 1.1 linkerd\r\n" + DST +
                    b"l5d-reqid: 00000000000000aa\r\n\r\n")
     assert h.header(b"x-keep") == b"yes" and h.header(b"x-hop") is None and h.header(b"l5d-name") == b"/n"
-    assert [n for n, _ in h.fields()] == [b"Host", b"l5d-ctx-trace", b"l5d-name", b"Content-Length", b"X-Keep"]
+    assert [n for n, _ in h.fields()] == [b"Host", b"l5d-name", b"Content-Length", b"X-Keep"]
+
+
+def test_trace_context_fields_are_collected_in_the_same_scan_and_not_forwarded():
+    raw = (b"GET / HTTP/1.1\r\nHost: a\r\nX-B3-TraceId: 463AC35C9F6413AD\r\nx-b3-spanid: a2fb4a1d1a96d312\r\n"
+           b"X-B3-Other: keep\r\nB3: 1\r\nTraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"
+           b"TraceState: Congo=t61rcWkgMzE\r\nl5d-sample: 0.5\r\nAccept: x\r\n\r\n")
+    h = parse_request(raw)
+    assert h.trace_headers == [
+        (b"x-b3-traceid", b"463AC35C9F6413AD"), (b"x-b3-spanid", b"a2fb4a1d1a96d312"), (b"b3", b"1"),
+        (b"traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        (b"tracestate", b"Congo=t61rcWkgMzE"), (b"l5d-sample", b"0.5")]
+    assert not h.plain
+    out = forward(raw)
+    assert out == (b"GET / HTTP/1.1\r\nHost: a\r\nX-B3-Other: keep\r\nAccept: x\r\nVia: 1.1 linkerd\r\n" + DST
+                   + b"l5d-reqid: 00000000000000aa\r\n\r\n")
+    # without any, nothing is collected and the head stays on the fast path
+    plain = parse_request(b"GET / HTTP/1.1\r\nHost: a\r\nTrace: x\r\nBx: y\r\n\r\n")
+    assert plain.trace_headers is None and plain.plain
+    # clearContext drops the l5d-* ones only
+    h = parse_request(b"GET / HTTP/1.1\r\nHost: a\r\nl5d-ctx-trace: AAAA\r\nb3: 0\r\n\r\n", clear_context=True)
+    assert h.trace_headers == [(b"b3", b"0")]
+    # another codec's head: the same split
+    other = SimpleRequestHead(b"GET", b"/", b"a", "2", [(b"B3", b"1"), (b"accept", b"x")])
+    assert other.trace_headers == [(b"b3", b"1")] and other.fields() == [(b"accept", b"x")]
 
 
 def test_clear_context_drops_every_l5d_header():
@@ -126,7 +151,7 @@ def test_deadline_replaced_or_dropped():
 
 def test_a_head_from_another_codec_is_written_from_its_fields():
     head = SimpleRequestHead(b"GET", b"/p", b"pong", "2", [(b"accept", b"x"), (b"host", b"ignored")])
-    out = b"".join(encode.request_head(head, b"/p", None, b"e:1", DST, b"r", None))
+    out = b"".join(encode.request_head(head, b"/p", None, b"e:1", DST, b"l5d-reqid: r\r\n", None))
     assert out == (b"GET /p HTTP/1.1\r\nHost: pong\r\naccept: x\r\nVia: 1.1 linkerd\r\n" + DST +
                    b"l5d-reqid: r\r\n\r\n")
 

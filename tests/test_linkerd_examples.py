@@ -26,8 +26,6 @@ ROUTER_XFAIL = {
     "h2.yaml": f"h2AccessLogRollPolicy/RotateCount and addForwardedHeader ({KEYS})",
     "http.yaml": f"httpAccessLogRollPolicy/RotateCount, compressionLevel, addForwardedHeader ({KEYS})",
     "k8s-servicemesh.yaml": f"originator ({KEYS})",
-    "serversets.yaml": "a capture inside a segment ({service}:https) in a static client "
-                       "prefix (data plane)",
     "socket-options.yaml": f"server socketOptions ({KEYS})",
 }
 

@@ -2,9 +2,8 @@
 README) pass ``namerouter --check`` / ``namerd --check`` once their certificate paths
 point at real files: a CA and certificates made here, keys matching their certificates.
 
-Two of them also name things other issues add (the ``io.l5d.namerd``/``io.l5d.mesh``
-interpreters, issue 13; partial-segment captures such as ``{service}:https`` in client
-prefixes, issue 15): until those land, exactly those errors — and no TLS error — are
+One of them also names things another issue adds (the ``io.l5d.namerd``/``io.l5d.mesh``
+interpreters, issue 13): until those land, exactly those errors — and no TLS error — are
 expected, so this test fails if TLS breaks and tells when the others arrive.
 """
 from __future__ import annotations
@@ -69,8 +68,6 @@ def pending_errors(name: str) -> list[str]:
         for i, kind in ((0, "io.l5d.namerd"), (3, "io.l5d.mesh")):
             if kind not in plugins.INTERPRETERS:
                 out.append(f"routers[{i}].interpreter.kind: unknown kind '{kind}'")
-    if name == "serversets.yaml":
-        out.append("routers[0].client.configs[0].prefix: malformed capture '{service}:https'")
     return out
 
 

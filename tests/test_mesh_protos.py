@@ -1,6 +1,7 @@
-"""The committed *_pb2.py modules of namerouter/mesh are what grpcio-tools makes of our
-.proto files today (run ``make protos`` after editing a .proto), and they carry the wire
-facts of Linkerd 1.7's API: packages, services, methods, field numbers and types."""
+"""The committed *_pb2.py modules of namerouter/mesh (and their *_pb2.pyi type stubs) are
+what grpcio-tools makes of our .proto files today (run ``make protos`` after editing a
+.proto), and they carry the wire facts of Linkerd 1.7's API: packages, services, methods,
+field numbers and types."""
 from __future__ import annotations
 
 import importlib
@@ -36,6 +37,17 @@ def test_generated_modules_match_the_proto_files(tmp_path):
         mod = importlib.import_module(f"namerouter.mesh.{n}_pb2")
         committed = descriptor_pb2.FileDescriptorProto.FromString(mod.DESCRIPTOR.serialized_pb)
         assert committed == fresh[committed.name], f"{n}_pb2.py is stale: run `make protos`"
+
+
+def test_committed_type_stubs_match_the_proto_files(tmp_path):
+    """The *_pb2.pyi stubs mypy reads (make test type-checks the code using them)."""
+    protos = [f"namerouter/mesh/{n.replace('.', '/')}.proto" for n in MODULES]
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{ROOT}", f"--pyi_out={tmp_path}", *protos],
+                   check=True, cwd=ROOT)
+    for n in MODULES:
+        rel = f"namerouter/mesh/{n.replace('.', '/')}_pb2.pyi"
+        with open(os.path.join(ROOT, rel)) as committed:
+            assert committed.read() == (tmp_path / rel).read_text(), f"{rel} is stale: run `make protos`"
 
 
 def test_wire_facts():

@@ -11,12 +11,30 @@ from namerouter.config.loader import ConfigError
 from namerouter.config.schema import loads_linker
 from namerouter.dtab.path import Path
 from namerouter.metrics import MetricsRegistry
+from namerouter.proxy.balancer_config import LoadBalancerConfig
 from namerouter.proxy.balancers import Node
 from namerouter.proxy.policy.classifiers import FAILURE, RETRYABLE, SUCCESS, make_classifier
 from namerouter.proxy.policy.failure_accrual import AccrualPolicy, AccrualStats
 from namerouter.proxy.policy.retries import BackoffPolicy, RetryBudget, decorrelated_jitter
 from namerouter.proxy.policy.static_config import StaticConfigs
 from namerouter.proxy.policy.timeouts import combine, deadline_header, parse_deadline
+
+
+def validated(field: str, block: object) -> object:
+    """A router's ``service``/``client`` block (or a sub-block of ``client``) as the config
+    loader hands it to the data plane: validated into its dataclasses."""
+    from namerouter.config.validate import validate
+    from namerouter.proxy import RouterConfig
+
+    if field in ("service", "client"):
+        return getattr(validate(RouterConfig, {field: block}).config, field)
+    client = validate(RouterConfig, {"client": {"kind": "io.l5d.global", field: block}}).config.client
+    return getattr(client, field)
+
+
+def validated_backoff(block: dict) -> object:
+    return validated("failureAccrual", {"kind": "io.l5d.consecutiveFailures", "failures": 1,
+                                        "backoff": block}).backoff
 
 
 class Clock:
@@ -101,7 +119,7 @@ def test_budget_rejects_bad_values():
 # --- backoffs -----------------------------------------------------------------------------
 
 def test_constant_backoff():
-    s = BackoffPolicy.from_config({"kind": "constant", "ms": 25}).stream()
+    s = BackoffPolicy.from_config(validated_backoff({"kind": "constant", "ms": 25})).stream()
     assert [next(s) for _ in range(3)] == [0.025, 0.025, 0.025]
     assert BackoffPolicy.from_config(None).zero
 
@@ -118,10 +136,10 @@ def test_decorrelated_jitter_stays_within_bounds_and_grows():
 
 
 def test_backoff_config_errors():
-    with pytest.raises(ValueError, match="minMs and maxMs"):
-        BackoffPolicy.from_config({"kind": "jittered", "minMs": 1})
-    with pytest.raises(ValueError, match="constant or jittered"):
-        BackoffPolicy.from_config({"kind": "exponential"})
+    with pytest.raises(ConfigError, match=r"backoff.maxMs: required key is missing"):
+        validated_backoff({"kind": "jittered", "minMs": 1})
+    with pytest.raises(ConfigError, match="unknown kind 'exponential'"):
+        validated_backoff({"kind": "exponential"})
 
 
 # --- classifiers --------------------------------------------------------------------------
@@ -162,13 +180,13 @@ def test_service_static_every_matching_prefix_applies_later_overrides():
         {"prefix": "/svc/billing", "totalTimeoutMs": 800},
         {"prefix": "/svc/web", "responseClassifier": {"kind": "io.l5d.http.nonRetryable5XX"}},
     ]}
-    sc = StaticConfigs(block)
+    sc = StaticConfigs(validated("service", block))
     keys, _ = sc.for_path(Path.of("svc", "billing"))
     assert keys["totalTimeoutMs"] == 800
-    assert keys["responseClassifier"]["kind"] == "io.l5d.http.retryableRead5XX"
+    assert keys["responseClassifier"].kind == "io.l5d.http.retryableRead5XX"
     keys, _ = sc.for_path(Path.of("svc", "web", "x"))
     assert keys["totalTimeoutMs"] == 3000
-    assert keys["responseClassifier"]["kind"] == "io.l5d.http.nonRetryable5XX"
+    assert keys["responseClassifier"].kind == "io.l5d.http.nonRetryable5XX"
     keys, _ = sc.for_path(Path.of("other"))
     assert keys == {}
     # a prefix matches whole segments only
@@ -182,9 +200,9 @@ def test_client_static_wildcards_and_captures():
         {"prefix": "/#/io.l5d.k8s/*/*/{service}", "loadBalancer": {"kind": "ewma"}},
         {"prefix": "/$/inet/{host}/{port}", "requestAttemptTimeoutMs": 50},
     ]}
-    sc = StaticConfigs(block)
+    sc = StaticConfigs(validated("client", block))
     keys, caps = sc.for_path(Path.of("#", "io.l5d.k8s", "prod", "http", "web"))
-    assert keys == {"requestAttemptTimeoutMs": 1000, "loadBalancer": {"kind": "ewma"}}
+    assert keys == {"requestAttemptTimeoutMs": 1000, "loadBalancer": LoadBalancerConfig(kind="ewma")}
     assert caps == {"service": "web"}
     keys, caps = sc.for_path(Path.of("$", "inet", "127.1", "8080"))
     assert keys["requestAttemptTimeoutMs"] == 50 and caps == {"host": "127.1", "port": "8080"}
@@ -194,7 +212,7 @@ def test_client_static_wildcards_and_captures():
 
 
 def test_global_block_applies_everywhere():
-    sc = StaticConfigs({"kind": "io.l5d.global", "totalTimeoutMs": 10})
+    sc = StaticConfigs(validated("service", {"kind": "io.l5d.global", "totalTimeoutMs": 10}))
     assert sc.for_path(Path.of("a"))[0] == {"totalTimeoutMs": 10}
 
 
@@ -203,7 +221,7 @@ def test_global_block_applies_everywhere():
 def _accrual(cfg, clock):
     reg = MetricsRegistry()
     stats = AccrualStats(reg, "rt/r/client/x/")
-    return AccrualPolicy(cfg, stats, clock), reg
+    return AccrualPolicy(None if cfg is None else validated("failureAccrual", cfg), stats, clock), reg
 
 
 def test_consecutive_failures_marks_dead_probes_and_revives():

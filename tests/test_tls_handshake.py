@@ -287,3 +287,31 @@ async def test_watch_sees_kubernetes_style_symlink_swaps(pki, tmp_path):
     os.replace(base / "..data_tmp", base / "..data")
     await wait_until(lambda: src.cert.sha256 == fingerprint(b.cert).hex(), what="the swapped certificate")
     await reg.close()
+
+
+async def test_silent_clients_hold_at_most_max_pending_handshakes(pki):
+    """The attack: connect and never send a ClientHello. At most ``max_pending`` such
+    connections are taken at a time (the rest wait in the kernel's backlog), and when
+    they give up the listener serves a real client again."""
+    c = pki.issue("pending", "localhost")
+    reg = TlsRegistry(MetricsRegistry())
+    echo = TlsEcho(reg, ServerTlsConfig(certPath=c.cert, keyPath=c.key))
+    echo.server.max_pending = 3
+    async with echo:
+        silent = [socket.create_connection(("127.0.0.1", echo.port)) for _ in range(10)]
+        try:
+            deadline = time.monotonic() + 5
+            while len(echo.server._pending) < 3:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)  # room to take more, if it would
+            assert len(echo.server._pending) == 3
+        finally:
+            for s in silent:
+                s.close()
+        conn = await asyncio.to_thread(Conn, echo.port, pki.client_context(), "localhost")
+        try:
+            assert await asyncio.to_thread(conn.echo, b"still serving\n") == b"still serving\n"
+        finally:
+            conn.close()
+        await reg.close()

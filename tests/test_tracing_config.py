@@ -1,12 +1,10 @@
 """Trace telemeters in the router's config: Linkerd's examples load without warnings, bad
 values are refused with their key path, the linker builds them and exposes them as
-``runtime.tracer``, and — until the data plane calls the hooks — refuses to start with
-tracing rather than record nothing."""
+``runtime.tracer`` (the routers call its hooks: tests/test_tracing_routers.py)."""
 from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 
 import aiohttp
@@ -15,8 +13,7 @@ import pytest
 from namerouter.cli_run import main as namerouter_main
 from namerouter.config.loader import ConfigError
 from namerouter.config.schema import loads_linker
-from namerouter.linker import Linker, RefusedConfig
-from namerouter.proxy.router import HttpRouter
+from namerouter.linker import Linker
 from namerouter.tracing.config import build_tracer
 from namerouter.tracing.otlp import OtlpTelemeter
 from namerouter.tracing.recent import RecentRequestsTelemeter
@@ -117,31 +114,18 @@ def test_bad_telemeter_configs_are_refused(telemetry, where, what):
     assert where in text and what in text, text
 
 
-async def test_the_linker_refuses_tracing_the_data_plane_does_not_do_yet(monkeypatch):
-    monkeypatch.delattr(HttpRouter, "traces_requests", raising=False)
-    linker = Linker(loads_linker(config("- {kind: io.l5d.zipkin, sampleRate: 1}\n", free_port(),
-                                        f"admin: {{port: {free_port()}}}\n")))
-    assert linker.runtime.tracer is linker.tracer and linker.tracer.enabled
-    with pytest.raises(RefusedConfig, match="telemetry kind io.l5d.zipkin.*refusing to start"):
-        await linker.start()
-    await linker.close()
+def test_trace_propagator_key():
+    cfg = ROUTER.format(port=4140).replace("  label: out\n", "  label: out\n  tracePropagator: {kind: io.l5d.zipkin}\n")
+    assert loads_linker(cfg).config.routers[0].tracePropagator.kind == "io.l5d.zipkin"
+    with pytest.raises(ConfigError) as e:
+        loads_linker(cfg.replace("io.l5d.zipkin", "io.l5d.b3"))
+    assert "routers[0].tracePropagator.kind" in str(e.value) and "io.l5d.default" in str(e.value)
 
 
-def test_namerouter_run_exits_2_with_tracing_until_the_hooks_are_called(tmp_path):
-    if getattr(HttpRouter, "traces_requests", False):
-        pytest.skip("the data plane calls the tracing hooks: nothing is refused")
-    path = tmp_path / "config.yaml"
-    path.write_text(config("- {kind: io.l5d.tracelog}\n", free_port(), f"admin: {{port: {free_port()}}}\n"))
-    p = subprocess.run([sys.executable, "-m", "namerouter", str(path)], capture_output=True, text=True,
-                       timeout=60)
-    assert p.returncode == 2 and "io.l5d.tracelog" in p.stderr and "refusing to start" in p.stderr
-
-
-async def test_linker_serves_requests_page_and_exports_through_runtime_tracer(monkeypatch, zipkin_collector):
-    """With a data plane that calls the hooks (simulated here by calling them as it will),
-    the linker's tracer exports to Zipkin, fills /requests on the admin server and shows
-    its counters in the admin metrics."""
-    monkeypatch.setattr(HttpRouter, "traces_requests", True, raising=False)
+async def test_linker_serves_requests_page_and_exports_through_runtime_tracer(zipkin_collector):
+    """The linker's tracer, driven here by calling the hooks directly, exports to Zipkin,
+    fills /requests on the admin server and shows its counters in the admin metrics
+    (tests/test_tracing_routers.py does the same through real routers)."""
     admin = free_port()
     linker = Linker(loads_linker(config(f"""
 - kind: io.l5d.zipkin

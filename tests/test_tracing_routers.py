@@ -1,25 +1,19 @@
-"""End to end: requests through two real routers (two linkers, curl as the client, a
-real backend) produce one trace at the Zipkin collector and the OTLP receiver.
-
-These tests run once the data plane calls the tracing hooks (it then sets
-``HttpRouter.traces_requests = True``, see docs/architecture.md "Tracing"); until then
-they are skipped, and the linker refuses tracing configs (tests/test_tracing_config.py).
+"""End to end, through real routers (linkers, curl as the client, real backends): a
+request through two routers is one trace at the Zipkin collector and the OTLP receiver;
+B3 and ``l5d-ctx-trace`` interoperate; an unsampled request emits nothing; retries are
+client spans of their own; diagnostic ``TRACE`` appends each router's resolution;
+``/requests`` and ``tracePropagator`` work from real requests.
 """
 from __future__ import annotations
 
 import json
 
-import pytest
-
 from namerouter.config.schema import loads_linker
 from namerouter.linker import Linker
-from namerouter.proxy.router import HttpRouter
 from tests.support.backends import Backend, curl
+from tests.support.load import FlakyBackend
 from tests.support.ports import free_port
 from tests.support.tracing import b3_headers, l5d_trace_header, one_trace, telemetry_yaml
-
-pytestmark = pytest.mark.skipif(not getattr(HttpRouter, "traces_requests", False),
-                                reason="the data plane does not call the tracing hooks yet (issue 14 phase 2)")
 
 
 def router_config(label: str, port: int, admin: int, dst_port: int, telemetry: str) -> str:
@@ -57,8 +51,8 @@ class TwoRouters:
         await self.inner.close(1.0)
         await self.backend.stop()
 
-    async def get(self, *headers: str) -> str:
-        args = [f"http://127.0.0.1:{self.edge_port}/echo", "-H", "Host: web"]
+    async def get(self, *headers: str, method: str = "GET") -> str:
+        args = [f"http://127.0.0.1:{self.edge_port}/echo", "-H", "Host: web", "-X", method]
         for h in headers:
             args += ["-H", h]
         rc, out, err = await curl(*args)
@@ -105,3 +99,125 @@ async def test_an_unsampled_request_emits_nothing(zipkin_collector, otlp_receive
         await zipkin_collector.await_for(4)
         await otlp_receiver.await_for(4)
     assert len(zipkin_collector.spans) == 4 and len(otlp_receiver.spans) == 4
+
+
+# --- diagnostic TRACE (Linkerd 1.3+): curl through two real routers to a real backend ---------
+
+def contexts(body: str) -> list[dict[str, str]]:
+    """The router blocks appended to a diagnostic answer, in order (innermost first)."""
+    out = []
+    for block in body.split("--- Router: ")[1:]:
+        lines = block.splitlines()
+        d = {"router": lines[0].rstrip(" -")}
+        for ln in lines[1:]:
+            if ": " in ln and not ln.startswith(" "):
+                k, v = ln.split(": ", 1)
+                d[k] = v
+        d["steps"] = "\n".join(ln.strip() for ln in lines if ln.startswith("  "))
+        out.append(d)
+    return out
+
+
+async def test_diagnostic_trace_appends_each_routers_resolution():
+    async with TwoRouters("") as t:
+        body = await t.get("l5d-add-context: true", method="TRACE")
+        answer, _, _ = body.partition("\n\n--- Router:")
+        assert json.loads(answer)["method"] == "TRACE"  # the backend's answer comes first
+        inner, edge = contexts(body)
+        assert inner["router"] == "inner" and edge["router"] == "edge"
+        assert inner["service name"] == "/svc/web" and inner["client name"] == f"/$/inet/127.0.0.1/{t.backend.port}"
+        assert inner["selected address"] == f"127.0.0.1:{t.backend.port}"
+        assert inner["addresses"] == f"[127.0.0.1:{t.backend.port}]"
+        assert edge["selected address"] == f"127.0.0.1:{t.inner_port}"
+        assert edge["steps"] == (f"/svc/web\n/$/inet/127.0.0.1/{t.inner_port} (/svc/web=>/$/inet/127.0.0.1/"
+                                 f"{t.inner_port})")
+        assert int(edge["request duration"].split()[0]) >= 0
+
+        # Max-Forwards: 0 — the first router answers with its own block; 1 — the second does
+        body = await t.get("l5d-add-context: true", "Max-Forwards: 0", method="TRACE")
+        assert [c["router"] for c in contexts(body)] == ["edge"] and body.startswith("\n\n--- Router: edge")
+        body = await t.get("l5d-add-context: true", "Max-Forwards: 1", method="TRACE")
+        assert [c["router"] for c in contexts(body)] == ["inner", "edge"]
+        # neither reached the backend: the last it saw is the first TRACE (no Max-Forwards)
+        assert t.backend.last.method == "TRACE" and t.backend.last.header("max-forwards") is None
+        # forwarded with Max-Forwards decremented, the context asked for the whole way
+        await t.get("l5d-add-context: true", "Max-Forwards: 5", method="TRACE")
+        assert t.backend.last.header("max-forwards") == "3" and t.backend.last.header("l5d-add-context") == "true"
+
+        # without l5d-add-context a TRACE is a request like any other; a bad Max-Forwards is a 400
+        body = await t.get(method="TRACE")
+        assert "--- Router:" not in body and json.loads(body)["method"] == "TRACE"
+        rc, out, _ = await curl(f"http://127.0.0.1:{t.edge_port}/echo", "-H", "Host: web", "-X", "TRACE",
+                                "-H", "Max-Forwards: many", "-w", "\n%{http_code}")
+        assert out.endswith("\n400") and "Invalid value for Max-Forwards header" in out
+
+
+async def test_diagnostic_trace_of_a_chunked_answer_gets_the_placeholder():
+    async with TwoRouters("") as t:
+        args = [f"http://127.0.0.1:{t.inner_port}/stream?bytes=100000&chunked=1", "-H", "Host: web", "-X", "TRACE",
+                "-H", "l5d-add-context: true", "-D", "-"]
+        rc, out, err = await curl(*args)
+        assert rc == 0, err
+        head, _, body = out.partition("\r\n\r\n")
+        assert "Diagnostic trace encountered chunked response. Response content discarded." in body
+        assert "HTTP 200 - OK" in body and [c["router"] for c in contexts(body)] == ["inner"]
+        length = [ln for ln in head.lower().splitlines() if ln.startswith("content-length:")]
+        assert length == [f"content-length: {len(body.encode())}"]
+
+
+# --- the telemeters fed by real requests ---------------------------------------------------------
+
+async def test_recent_requests_page_shows_real_requests():
+    async with TwoRouters("telemetry:\n- kind: io.l5d.recentRequests\n  sampleRate: 1.0\n  capacity: 5\n") as t:
+        for _ in range(7):
+            await t.get()
+        rc, out, _ = await curl(f"http://127.0.0.1:{t.edge_admin}/requests.json")
+        rows = json.loads(out)
+        assert len(rows) == 5  # capacity
+        row = rows[0]
+        assert (row["router"], row["logicalName"], row["concreteName"], row["status"]) == (
+            "edge", "/svc/web", f"/$/inet/127.0.0.1/{t.inner_port}", 200)
+        assert row["destination"] == f"127.0.0.1:{t.inner_port}" and row["source"].startswith("127.0.0.1:")
+        assert row["method"] == "GET" and row["uri"] == "/echo" and row["attempts"] == 1
+        rc, page, _ = await curl(f"http://127.0.0.1:{t.edge_admin}/requests")
+        assert "/svc/web" in page and "Recent Requests" in page
+
+
+async def test_zipkin_propagator_writes_b3_on_every_request():
+    async with Backend("web") as b:
+        port, admin = free_port(), free_port()
+        cfg = router_config("edge", port, admin, b.port, "").replace(
+            "  label: edge\n", "  label: edge\n  tracePropagator:\n    kind: io.l5d.zipkin\n")
+        linker = Linker(loads_linker(cfg))
+        await linker.start()
+        try:
+            rc, out, err = await curl(f"http://127.0.0.1:{port}/echo", "-H", "Host: web")
+            assert rc == 0, err
+        finally:
+            await linker.close(1.0)
+    got = b.last
+    trace_id = got.header("x-b3-traceid")
+    assert trace_id and got.header("x-b3-spanid") and got.header("l5d-reqid") == trace_id[-16:]
+    assert got.header("l5d-ctx-trace")
+
+
+async def test_a_retried_request_is_one_server_span_and_a_client_span_per_attempt(zipkin_collector):
+    async with FlakyBackend("web", fail_first=1) as b:
+        port, admin = free_port(), free_port()
+        cfg = router_config("edge", port, admin, b.port, telemetry_yaml(zipkin_collector.url, rate=1.0)).replace(
+            "  label: edge\n", "  label: edge\n  service:\n    responseClassifier:\n"
+                               "      kind: io.l5d.http.retryableRead5XX\n")
+        linker = Linker(loads_linker(cfg))
+        await linker.start()
+        try:
+            rc, out, err = await curl(f"http://127.0.0.1:{port}/", "-H", "Host: web", "-w", "%{http_code}")
+            assert rc == 0 and out.endswith("200"), (out, err)
+            spans = await zipkin_collector.await_for(3)
+        finally:
+            await linker.close(1.0)
+    server, first, retry = one_trace(sorted(spans, key=lambda s: s["timestamp"]))
+    assert server["kind"] == "SERVER" and server["tags"]["http.status_code"] == "200"
+    assert first["tags"]["http.status_code"] == "500" and "error" in first["tags"]
+    assert [a["value"] for a in first.get("annotations", [])] == ["l5d.retryable"]
+    assert retry["tags"]["clnt/retry_attempt"] == "1" and retry["tags"]["http.status_code"] == "200"
+    assert first["parentId"] == retry["parentId"] == server["id"]

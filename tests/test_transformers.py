@@ -14,6 +14,7 @@ from namerouter.naming.addr import ADDR_NEG, ADDR_PENDING, WEIGHT_KEY, AddrBound
 from namerouter.naming.delegate import DelegationUnsupported
 from namerouter.naming.interpreter import DefaultInterpreter
 from namerouter.naming.transform import build_transformers
+from namerouter.proxy.config import BindingCacheConfig
 from namerouter.transformers.basic import (
     ConstTransformer,
     LocalhostTransformer,
@@ -121,7 +122,7 @@ async def test_default_interpreter_plugin_validates_and_builds(disco):
 
     class Runtime:
         namers = [fs]
-        binding_cache = {"trees": 7, "idleTtlSecs": 30}
+        binding_cache = BindingCacheConfig(trees=7, idleTtlSecs=30)
 
     it = DefaultInterpreterPlugin.from_config(v.config, Runtime())
     assert it.cache.max_size == 7 and it.cache.idle_ttl == 30.0
@@ -175,7 +176,10 @@ def plugins_config(kind, **kw):
     return validate(cls.config_class, kw).config
 
 
-def test_build_transformers_from_dicts():
-    ts = build_transformers([{"kind": "io.l5d.port", "port": 1}], None)
-    # dicts are accepted too (plain values from callers that skip validation)
+def test_build_transformers_takes_validated_configs_only():
+    configs = validate(DefaultInterpreterConfig, {"transformers": [{"kind": "io.l5d.port", "port": 1}]}).config
+    ts = build_transformers(configs.transformers, None)
     assert isinstance(ts[0], PortTransformer) and ts[0].port == 1
+    # run-time code gets the validator's objects, never plain mappings
+    with pytest.raises(TypeError, match="validated plugin config"):
+        build_transformers([{"kind": "io.l5d.port", "port": 1}], None)

@@ -30,7 +30,12 @@ async def test_dashboard_shows_live_figures_and_a_failing_backend_turns_red(brow
             /svc/web => /$/inet/127.0.0.1/{web.port};
             /svc/api => /$/inet/127.0.0.1/{api.port};
             /svc/flaky => /$/inet/127.0.0.1/{flaky.port};
-            """) as (_, base, port):
+            """, router_extra=f"""  client:
+    kind: io.l5d.static
+    configs:
+    - prefix: /$/inet/127.0.0.1/{flaky.port}
+      hostConnectionPool: {{maxSize: 8}}
+""") as (_, base, port):
         traffic = [Traffic(port, "web", concurrency=2, pause=0.02).start(),
                    Traffic(port, "api", concurrency=1, pause=0.05).start()]
         try:
@@ -61,6 +66,19 @@ async def test_dashboard_shows_live_figures_and_a_failing_backend_turns_red(brow
                 const r = document.querySelector('#client-table tr[data-name="/$/inet/127.0.0.1/{flaky.port}"]');
                 return r && r.classList.contains('row-bad') && r.textContent""", what="the failing client red")
             assert f"127.0.0.1:{flaky.port}" in client_bad  # its endpoint, with pool figures
+            # failure accrual removed the failing endpoint (a red "dead" badge); its pool limit
+            dead = await page.wait(f"""
+                const e = document.querySelector('#client-table tr[data-name="/$/inet/127.0.0.1/{flaky.port}"]'
+                    + ' [data-endpoint="127.0.0.1:{flaky.port}"] .accrual');
+                return e && e.dataset.accrual === 'dead' && e.classList.contains('bad') && e.title""",
+                                   what="the failing endpoint marked dead by failure accrual")
+            assert "io.l5d.consecutiveFailures" in dead and "next probe in" in dead
+            assert await page.js(f"""return document.querySelector(
+                '#client-table tr[data-name="/$/inet/127.0.0.1/{flaky.port}"] .pool-max').textContent""") == "8"
+            assert await page.js(f"""return document.querySelector(
+                '#client-table tr[data-name="/$/inet/127.0.0.1/{web.port}"] [data-accrual]').dataset.accrual""") == "alive"
+            assert await page.js(f"""return document.querySelector(
+                '#client-table tr[data-name="/$/inet/127.0.0.1/{web.port}"] .pool-max').textContent""") == "∞"
             sr_class = await page.js(
                 "return document.querySelector('.router [data-figure=\"successRate\"] .v').className")
             assert "good" not in sr_class

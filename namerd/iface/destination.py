@@ -171,6 +171,6 @@ class DestinationInterface:
     async def close(self) -> None:
         await self.server.close()
 
-    def admin_state(self) -> dict:
+    def admin_state(self) -> dict[str, Any]:
         return {"kind": KIND, "port": self.server.port, "prefix": self.service.prefix.show(),
                 "namespace": self.service.namespace, "streams": self.service.streams}

@@ -31,6 +31,7 @@ import asyncio
 import logging
 from typing import Any, AsyncIterator, Optional
 
+from google.protobuf.message import Message
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
@@ -55,7 +56,7 @@ ANSWER_TIMEOUT = 10.0
 DELEGATE_TIMEOUT = 2.0
 
 
-def _key(msg: Any) -> bytes:
+def _key(msg: Message) -> bytes:
     return msg.SerializeToString(deterministic=True)
 
 
@@ -230,7 +231,7 @@ class DelegatorService:
             raise BadRequest(Status.INVALID_ARGUMENT, f"Invalid tree: {e}") from None
         extra = _dtab_of(req)
         if isinstance(tree, (Neg, Fail, Empty)):
-            doc: dict = {"type": type(tree).__name__.lower(), "path": tree.show()}
+            doc: dict[str, Any] = {"type": type(tree).__name__.lower(), "path": tree.show()}
         elif isinstance(tree, Leaf):
             try:
                 doc = await asyncio.wait_for(self.binder.delegate(ns, tree.value, extra), DELEGATE_TIMEOUT)
@@ -311,5 +312,5 @@ class MeshInterface:
     async def close(self) -> None:
         await self.server.close()
 
-    def admin_state(self) -> dict:
+    def admin_state(self) -> dict[str, Any]:
         return {"kind": KIND, "port": self.server.port, "streams": self.counted.streams}

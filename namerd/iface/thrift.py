@@ -121,6 +121,11 @@ class ObserverCache:
     def inactive(self) -> int:
         return self._idle.inactive
 
+    def register_gauges(self, metrics: MetricsRegistry, prefix: str) -> None:
+        """``<prefix>/active`` and ``<prefix>/inactive`` (Linkerd's observer cache gauges)."""
+        metrics.gauge(f"{prefix}/active", lambda: self.active)
+        metrics.gauge(f"{prefix}/inactive", lambda: self.inactive)
+
     async def poll(self, key: Hashable, stamp: bytes) -> tuple[bytes, tuple[str, Any]]:
         obs = self._idle.get(key)
         if obs is None or obs.waiters == 0:
@@ -185,8 +190,7 @@ class NamerService:
         self.dtabs = ObserverCache(
             "dtab", lambda ns: Observer(store.observe(ns).states, _dtab_state, stamper), 100, 10, 600)
         for name, c in (("bindingcache", self.bindings), ("addrcache", self.addrs), ("dtabcache", self.dtabs)):
-            metrics.gauge(f"{scope}/{name}/active", lambda c=c: c.active)
-            metrics.gauge(f"{scope}/{name}/inactive", lambda c=c: c.inactive)
+            c.register_gauges(metrics, f"{scope}/{name}")
 
     def _count(self, name: str) -> None:
         self.metrics.counter(f"{self.scope}/{name}").incr()
@@ -198,7 +202,8 @@ class NamerService:
 
         def failure(reason: str) -> Exception:
             self._count("bind/failures")
-            return namer.BindFailure(reason=reason, retryInSeconds=0, name=ref, ns=ns)
+            exc: Exception = namer.BindFailure(reason=reason, retryInSeconds=0, name=ref, ns=ns)
+            return exc
 
         try:
             check_namespace(ns)
@@ -222,7 +227,8 @@ class NamerService:
 
         def failure(reason: str) -> Exception:
             self._count("addr/failures")
-            return namer.AddrFailure(reason=reason, retryInSeconds=0, name=ref)
+            exc: Exception = namer.AddrFailure(reason=reason, retryInSeconds=0, name=ref)
+            return exc
 
         try:
             path = convert.path_from_thrift(ref.name)
@@ -302,7 +308,7 @@ class ThriftInterface:
         await self.server.close()
         self.service.close()
 
-    def admin_state(self) -> dict:
+    def admin_state(self) -> dict[str, Any]:
         s = self.service
         return {"kind": KIND, "port": self.server.port, "connections": len(self.server.connections),
                 "bindingCache": {"active": s.bindings.active, "inactive": s.bindings.inactive},

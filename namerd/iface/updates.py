@@ -9,7 +9,7 @@ of a growing backlog; two consecutive equal messages are sent once (Linkerd's de
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Callable, Hashable, Optional, TypeVar
+from typing import Any, AsyncGenerator, Callable, Hashable, Optional, TypeVar
 
 from namerouter.naming.var import Var
 
@@ -17,7 +17,7 @@ M = TypeVar("M")
 
 
 async def updates(var: Var[Any], render: Callable[[Any], Optional[M]],
-                  key: Callable[[M], Hashable] = lambda m: m, dedupe: bool = True) -> AsyncIterator[M]:
+                  key: Callable[[M], Hashable] = lambda m: m, dedupe: bool = True) -> AsyncGenerator[M, None]:
     wake = asyncio.Event()
     latest: list[Any] = []
 

@@ -104,6 +104,13 @@ def check_namespace(ns: str) -> str:
     return ns
 
 
+#: a namespace's state, as ``DtabStore.observe(ns)`` gives it (``Ok(None)``: no such namespace)
+NsState = ActivityState[Optional[VersionedDtab]]
+NsVar = Var[NsState]
+#: what ``DtabStore.observe_list()`` is made of: the sorted namespace names
+ListVar = Var[ActivityState[tuple[str, ...]]]
+
+
 class Observed:
     """Lazily created observable values per key, with backend watch hooks.
 
@@ -115,16 +122,16 @@ class Observed:
 
     def __init__(
         self,
-        initial: Callable[[str], ActivityState[Any]],
-        start: Optional[Callable[[str, Var], None]] = None,
-        stop: Optional[Callable[[str, Var], None]] = None,
+        initial: Callable[[str], NsState],
+        start: Optional[Callable[[str, NsVar], None]] = None,
+        stop: Optional[Callable[[str, NsVar], None]] = None,
     ) -> None:
         self._initial = initial
         self._start = start
         self._stop = stop
-        self._vars: "weakref.WeakValueDictionary[str, Var]" = weakref.WeakValueDictionary()
+        self._vars: "weakref.WeakValueDictionary[str, NsVar]" = weakref.WeakValueDictionary()
 
-    def get(self, key: str) -> Var:
+    def get(self, key: str) -> NsVar:
         var = self._vars.get(key)
         if var is None:
             # The start function gets the Var as its argument (no reference to it is
@@ -133,17 +140,17 @@ class Observed:
             self._vars[key] = var
         return var
 
-    def _run(self, key: str, var: Var) -> Closable:
+    def _run(self, key: str, var: NsVar) -> Closable:
         if self._start is not None:
             self._start(key, var)
         stop = self._stop
         return Closable(None if stop is None else (lambda: stop(key, var)))
 
-    def peek(self, key: str) -> Optional[Var]:
+    def peek(self, key: str) -> Optional[NsVar]:
         """The key's Var if one is alive (to push a new value), else None."""
         return self._vars.get(key)
 
-    def items(self) -> list[tuple[str, Var]]:
+    def items(self) -> list[tuple[str, NsVar]]:
         return list(self._vars.items())
 
     def __len__(self) -> int:
@@ -216,7 +223,7 @@ class ObservedDtabStore(DtabStore):
     """
 
     _observed: Observed
-    _list_var: Var
+    _list_var: ListVar
 
     def observe(self, ns: str) -> Activity[Optional[VersionedDtab]]:
         return Activity(self._observed.get(ns))
@@ -241,9 +248,9 @@ class LocalDtabStore(ObservedDtabStore):
         self._data: dict[str, VersionedDtab] = {}
         self._lock = asyncio.Lock()
         self._observed = Observed(self._initial_state)
-        self._list_var: Var = Var(Ok(()))
+        self._list_var: ListVar = Var(Ok(()))
 
-    def _initial_state(self, ns: str) -> ActivityState[Any]:
+    def _initial_state(self, ns: str) -> NsState:
         return Ok(self._data.get(ns))
 
     # Subclasses decide versions and persistence ----------------------------------

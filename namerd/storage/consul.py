@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 import aiohttp
 
@@ -29,8 +29,11 @@ from .base import (
     DtabStore,
     DtabStoreError,
     Forbidden,
+    ListVar,
     NamespaceAlreadyExists,
     NamespaceNotFound,
+    NsState,
+    NsVar,
     Observed,
     StorageUnavailable,
     VersionedDtab,
@@ -38,6 +41,8 @@ from .base import (
     check_namespace,
 )
 
+R = TypeVar("R")
+S = TypeVar("S")
 
 
 @dataclass
@@ -58,7 +63,7 @@ class ConsulStorageConfig:
 
 class ConsulDtabStore(DtabStore):
     kind = "io.l5d.consul"
-    Config = ConsulStorageConfig
+    config_class = ConsulStorageConfig
 
     def __init__(
         self,
@@ -79,9 +84,9 @@ class ConsulDtabStore(DtabStore):
         #: blocking ``wait`` sent with watches; None = Consul's default (5 min)
         self.wait = wait
         self._observed = Observed(self._initial_state, self._start_watch, self._stop_watch)
-        self._tasks: dict[str, asyncio.Task] = {}
-        self._list_var: Var = Var.lazy(PENDING, start_stop(self._start_list, self._stop_list))
-        self._list_task: Optional[asyncio.Task] = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._list_var: ListVar = Var.lazy(PENDING, start_stop(self._start_list, self._stop_list))
+        self._list_task: Optional[asyncio.Task[None]] = None
         self.errors = 0
         self.last_error: Optional[str] = None
 
@@ -118,7 +123,7 @@ class ConsulDtabStore(DtabStore):
     def key(self, ns: str) -> str:
         return f"{self.prefix}/{ns}" if self.prefix else ns
 
-    def _decode(self, ns: str, entry: dict) -> VersionedDtab:
+    def _decode(self, ns: str, entry: dict[str, Any]) -> VersionedDtab:
         raw = entry.get("Value")
         text = base64.b64decode(raw).decode("utf-8") if raw else ""
         try:
@@ -144,7 +149,7 @@ class ConsulDtabStore(DtabStore):
                 names.add(rest)
         return tuple(sorted(names))
 
-    async def _call(self, coro):
+    async def _call(self, coro: Awaitable[R]) -> R:
         """Map transport and auth errors to the storage contract's exceptions."""
         try:
             return await coro
@@ -234,16 +239,16 @@ class ConsulDtabStore(DtabStore):
         }
 
     # watches --------------------------------------------------------------------------------
-    def _initial_state(self, ns: str) -> ActivityState[Any]:
+    def _initial_state(self, ns: str) -> NsState:
         return PENDING
 
-    def _start_watch(self, ns: str, var: Var) -> None:
+    def _start_watch(self, ns: str, var: NsVar) -> None:
         if ns not in self._tasks:
             self._tasks[ns] = asyncio.get_running_loop().create_task(
                 self._blocking_loop(self.key(ns), False, lambda rsp: Ok(self._value_of(ns, rsp)), var.update)
             )
 
-    def _stop_watch(self, ns: str, var: Var) -> None:
+    def _stop_watch(self, ns: str, var: NsVar) -> None:
         t = self._tasks.pop(ns, None)
         if t is not None:
             t.cancel()
@@ -262,7 +267,8 @@ class ConsulDtabStore(DtabStore):
             t.cancel()
         self._list_var.update(PENDING)
 
-    async def _blocking_loop(self, key: str, recurse: bool, to_state, publish) -> None:
+    async def _blocking_loop(self, key: str, recurse: bool, to_state: Callable[[ConsulResponse], ActivityState[S]],
+                             publish: Callable[[ActivityState[S]], None]) -> None:
         """Follow ``key`` (or the prefix) with blocking queries forever; keep the last value."""
 
         def answer(rsp: ConsulResponse) -> None:

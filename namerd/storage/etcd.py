@@ -31,8 +31,10 @@ from namerouter.naming.var import PENDING, ActivityState, Failed, Ok, Var
 from .base import (
     DtabStoreError,
     Forbidden,
+    ListVar,
     NamespaceAlreadyExists,
     NamespaceNotFound,
+    NsState,
     Observed,
     ObservedDtabStore,
     StorageUnavailable,
@@ -71,18 +73,18 @@ def _prefix_end(key: str) -> str:
 
 class EtcdDtabStore(ObservedDtabStore):
     kind = "io.l5d.etcd"
-    Config = EtcdStoreConfig
+    config_class = EtcdStoreConfig
 
     def __init__(self, url: str, path_prefix: str = "/namerd/dtabs") -> None:
         self.url = url.rstrip("/")
         self.prefix = "/" + path_prefix.strip("/") if path_prefix.strip("/") else ""
         self._dir = self.prefix + "/"
         self._session: Any = None
-        self._cache: dict[str, ActivityState[Any]] = {}
+        self._cache: dict[str, NsState] = {}
         self._synced = False
         self._observed = Observed(self._initial_state)
-        self._list_var: Var = Var(PENDING)
-        self._watch_task: Optional[asyncio.Task] = None
+        self._list_var: ListVar = Var(PENDING)
+        self._watch_task: Optional[asyncio.Task[None]] = None
         self._state = "NEW"
         self._synced_event: Optional[asyncio.Event] = None
 
@@ -143,7 +145,7 @@ class EtcdDtabStore(ObservedDtabStore):
     def _key(self, ns: str) -> str:
         return self._dir + ns
 
-    def _decode(self, ns: str, kv: dict[str, Any]) -> ActivityState[Any]:
+    def _decode(self, ns: str, kv: dict[str, Any]) -> NsState:
         from namerd.dtabtext import DtabParseError, parse_dtab_at
 
         try:
@@ -248,7 +250,7 @@ class EtcdDtabStore(ObservedDtabStore):
         if var is not None:
             var.update(state)
 
-    def _initial_state(self, ns: str) -> ActivityState[Any]:
+    def _initial_state(self, ns: str) -> NsState:
         if ns in self._cache:
             return self._cache[ns]
         return Ok(None) if self._synced else PENDING
@@ -271,7 +273,8 @@ class EtcdDtabStore(ObservedDtabStore):
         except StorageUnavailable:
             st = self._cache.get(ns)
             if isinstance(st, Ok):
-                return st.value
+                cached: Optional[VersionedDtab] = st.value
+                return cached
             if self._synced:
                 return None
             raise
@@ -281,7 +284,9 @@ class EtcdDtabStore(ObservedDtabStore):
         st = self._decode(ns, kvs[0])
         if isinstance(st, Failed):
             raise st.error
-        return st.value  # type: ignore[union-attr]
+        assert isinstance(st, Ok)  # _decode gives Ok or Failed
+        value: Optional[VersionedDtab] = st.value
+        return value
 
     # Writes ----------------------------------------------------------------------------
     async def _txn(self, ns: str, compare: dict[str, Any], dtab: Dtab) -> dict[str, Any]:

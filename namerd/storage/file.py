@@ -47,7 +47,7 @@ class CorruptStoreFile(DtabStoreError):
 
 class FileDtabStore(LocalDtabStore):
     kind = "io.namerouter.file"
-    Config = FileStoreConfig
+    config_class = FileStoreConfig
 
     def __init__(self, path: str) -> None:
         super().__init__()

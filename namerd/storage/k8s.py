@@ -34,7 +34,7 @@ from typing import Any, Optional
 import aiohttp
 
 from namerouter.dtab import Dtab, DtabSyntaxError
-from namerouter.k8s.client import K8sApiError
+from namerouter.k8s.client import K8sApi, K8sApiError
 from namerouter.k8s.watch import CollectionWatch
 from namerouter.namers.k8s import make_api
 from namerouter.naming.var import PENDING, ActivityState, Closable, Failed, Ok, Var, start_stop
@@ -43,8 +43,11 @@ from .base import (
     DtabStoreError,
     Forbidden,
     InvalidNamespace,
+    ListVar,
     NamespaceAlreadyExists,
     NamespaceNotFound,
+    NsState,
+    NsVar,
     Observed,
     ObservedDtabStore,
     StorageUnavailable,
@@ -96,16 +99,16 @@ def from_object(obj: dict[str, Any]) -> VersionedDtab:
 
 class K8sDtabStore(ObservedDtabStore):
     kind = "io.l5d.k8s"
-    Config = K8sStorageConfig
+    config_class = K8sStorageConfig
 
-    def __init__(self, api: Any, namespace: str = "default", max_backoff_s: float = 5.0) -> None:
+    def __init__(self, api: K8sApi, namespace: str = "default", max_backoff_s: float = 5.0) -> None:
         self.api = api
         self.namespace = namespace
         self.collection = f"/apis/{GROUP_VERSION}/namespaces/{namespace}/dtabs"
         self.watch = CollectionWatch(api, RESOURCE, namespace, max_backoff_s=max_backoff_s)
         self._observed = Observed(lambda ns: PENDING, self._start_ns, self._stop_ns)
         self._subs: dict[str, Closable] = {}
-        self._list_var: Var = Var.lazy(PENDING, start_stop(self._start_list, self._stop_list))
+        self._list_var: ListVar = Var.lazy(PENDING, start_stop(self._start_list, self._stop_list))
         self._list_sub: Optional[Closable] = None
 
     @classmethod
@@ -127,7 +130,7 @@ class K8sDtabStore(ObservedDtabStore):
     def _named(self, ns: str) -> str:
         return f"{self.collection}/{ns}"
 
-    async def _call(self, method: str, path: str, body: Optional[dict] = None, ns: str = "") -> dict:
+    async def _call(self, method: str, path: str, body: Optional[dict[str, Any]] = None, ns: str = "") -> dict[str, Any]:
         """One API call; K8sApiError for statuses the caller handles, the storage
         contract's exceptions for the rest."""
         try:
@@ -150,7 +153,7 @@ class K8sDtabStore(ObservedDtabStore):
             raise StorageUnavailable(f"Kubernetes API {self.api.base_url} unavailable: {e or type(e).__name__}") \
                 from None
 
-    async def _get(self, ns: str) -> Optional[dict]:
+    async def _get(self, ns: str) -> Optional[dict[str, Any]]:
         try:
             return await self._call("GET", self._named(ns), ns=ns)
         except K8sApiError as e:
@@ -219,8 +222,8 @@ class K8sDtabStore(ObservedDtabStore):
             raise StorageUnavailable(str(e)) from None
 
     # observations ---------------------------------------------------------------------------
-    def _ns_state(self, ns: str, objects: Any) -> ActivityState[Any]:
-        if objects is PENDING:
+    def _ns_state(self, ns: str, objects: Any) -> NsState:
+        if not isinstance(objects, dict):  # PENDING until the first list
             return PENDING
         obj = objects.get(ns)
         if obj is None:
@@ -230,7 +233,7 @@ class K8sDtabStore(ObservedDtabStore):
         except DtabStoreError as e:
             return Failed(e)
 
-    def _start_ns(self, ns: str, var: Var) -> None:
+    def _start_ns(self, ns: str, var: NsVar) -> None:
         def on_objects(objects: Any) -> None:
             st = self._ns_state(ns, objects)
             if st is not PENDING:
@@ -238,7 +241,7 @@ class K8sDtabStore(ObservedDtabStore):
 
         self._subs[ns] = self.watch.state.observe(on_objects)
 
-    def _stop_ns(self, ns: str, var: Var) -> None:
+    def _stop_ns(self, ns: str, var: NsVar) -> None:
         sub = self._subs.pop(ns, None)
         if sub is not None:
             sub.close()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from namerouter.dtab import Dtab
+from namerouter.naming.var import Ok
 
 from .base import LocalDtabStore, VersionedDtab, check_namespace, decode_counter, encode_counter
 
@@ -22,7 +23,7 @@ class InMemoryConfig:
 
 class InMemoryDtabStore(LocalDtabStore):
     kind = "io.l5d.inMemory"
-    Config = InMemoryConfig
+    config_class = InMemoryConfig
 
     def __init__(self, namespaces: Optional[dict[str, Dtab]] = None) -> None:
         super().__init__()
@@ -31,9 +32,7 @@ class InMemoryDtabStore(LocalDtabStore):
             self._data[ns] = VersionedDtab(dtab, encode_counter(1))
         self._list_var.update(self._list_state())
 
-    def _list_state(self):
-        from namerouter.naming.var import Ok
-
+    def _list_state(self) -> Ok[tuple[str, ...]]:
         return Ok(tuple(sorted(self._data)))
 
     @classmethod

@@ -20,18 +20,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from namerouter.dtab import Dtab
 from namerouter.naming.var import PENDING, ActivityState, Failed, Ok, Var
 
 from .base import (
-    ObservedDtabStore,
     DtabStoreError,
     Forbidden,
+    ListVar,
     NamespaceAlreadyExists,
     NamespaceNotFound,
+    NsState,
     Observed,
+    ObservedDtabStore,
     StorageUnavailable,
     VersionedDtab,
     VersionMismatch,
@@ -98,7 +100,7 @@ def _perms(text: str) -> int:
 
 class ZkDtabStore(ObservedDtabStore):
     kind = "io.l5d.zk"
-    Config = ZkStoreConfig
+    config_class = ZkStoreConfig
 
     def __init__(
         self,
@@ -117,11 +119,11 @@ class ZkDtabStore(ObservedDtabStore):
         self.acl_specs = acls or []
         self._client: Any = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._cache: dict[str, ActivityState[Any]] = {}
+        self._cache: dict[str, NsState] = {}
         self._children: Optional[frozenset[str]] = None
         self._data_watches: dict[str, Any] = {}
         self._observed = Observed(self._initial_state)
-        self._list_var: Var = Var(PENDING)
+        self._list_var: ListVar = Var(PENDING)
         self._state = "NEW"
         self._closed = False
         self._started_children = False
@@ -225,7 +227,7 @@ class ZkDtabStore(ObservedDtabStore):
             pass
 
     # Thread bridging -------------------------------------------------------------------
-    def _post(self, fn, *args) -> None:
+    def _post(self, fn: Callable[..., None], *args: Any) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             try:
@@ -238,7 +240,7 @@ class ZkDtabStore(ObservedDtabStore):
         from kazoo import exceptions as kx
 
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future = loop.create_future()
+        fut: asyncio.Future[Any] = loop.create_future()
 
         def settle(result: Any, exc: Optional[BaseException]) -> None:
             if fut.done():
@@ -341,7 +343,7 @@ class ZkDtabStore(ObservedDtabStore):
         if var is not None:
             var.update(state)
 
-    def _decode(self, ns: str, data: bytes, version: int) -> ActivityState[Any]:
+    def _decode(self, ns: str, data: bytes, version: int) -> NsState:
         from namerd.dtabtext import DtabParseError, parse_dtab_at
 
         try:
@@ -350,7 +352,7 @@ class ZkDtabStore(ObservedDtabStore):
             return Failed(DtabStoreError(str(e)))
         return Ok(VersionedDtab(dtab, encode_counter(version, 4)))
 
-    def _initial_state(self, ns: str) -> ActivityState[Any]:
+    def _initial_state(self, ns: str) -> NsState:
         if ns in self._cache:
             return self._cache[ns]
         if self._children is not None and ns not in self._children:
@@ -378,7 +380,8 @@ class ZkDtabStore(ObservedDtabStore):
         if not self._can_read_live():
             st = self._cache.get(ns)
             if isinstance(st, Ok):
-                return st.value
+                cached: Optional[VersionedDtab] = st.value
+                return cached
             if self._children is not None and ns not in self._children:
                 return None
             raise StorageUnavailable(f"ZooKeeper {self.hosts} unavailable and {ns!r} not cached")
@@ -391,7 +394,9 @@ class ZkDtabStore(ObservedDtabStore):
         st = self._decode(ns, data or b"", stat.version)
         if isinstance(st, Failed):
             raise st.error
-        return st.value  # type: ignore[union-attr]
+        assert isinstance(st, Ok)  # _decode gives Ok or Failed
+        value: Optional[VersionedDtab] = st.value
+        return value
 
     # Writes -----------------------------------------------------------------------
     async def create(self, ns: str, dtab: Dtab) -> None:

@@ -27,6 +27,7 @@ import re
 from typing import Any, Awaitable, Callable, Iterable, Optional
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from ..metrics import MetricsRegistry
 from ..tls.aiohttp_site import serve
@@ -76,7 +77,7 @@ def _security_middleware(security: Any, prometheus_path: str, ui_paths: Iterable
         return bool(getattr(security, "diagnosticsEnabled", True))
 
     @web.middleware
-    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not allowed(request.method, request.path):
             raise web.HTTPNotFound(text="not found\n")
         return await handler(request)
@@ -108,7 +109,7 @@ def build_admin_app(
                    if security is not None else [])
     app = web.Application(middlewares=middlewares)
     shutdown_started = asyncio.Event()
-    tasks: set[asyncio.Task] = set()
+    tasks: set[asyncio.Task[None]] = set()
 
     async def ping(_: web.Request) -> web.Response:
         return web.Response(text="pong", content_type="text/plain")

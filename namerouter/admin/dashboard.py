@@ -22,8 +22,9 @@ Scopes are found by their Linkerd names, the contract with the data plane:
 ``rt/<label>/server/<ip>/<port>/``, ``rt/<label>/service/<name>/``,
 ``rt/<label>/client/<id>/``, each with ``requests``, ``success``, ``failures`` and
 ``request_latency_ms``; services add ``retries/total``, clients ``retries/requeues``,
-``connections`` and ``failure_accrual/{removed,removals,revivals}``. Endpoint lists and
-pool figures of a client come from ``router.client_state()``.
+``connections`` and ``failure_accrual/{removed,removals,revivals}``. Endpoint lists, pool
+figures and limits (``pool.maxSize``) and each endpoint's failure-accrual state
+(``alive`` / ``dead`` / ``probing``) of a client come from ``router.client_state()``.
 
 Query parameters: ``router`` (a label), ``q`` (substring of the name, case-insensitive),
 ``sort`` (``successRate`` — worst first, the default —, ``rps``, ``p99``, ``name``),
@@ -141,7 +142,7 @@ class Scope:
     prev_hist: Optional[list[int]] = None
     #: [lo, hi): the buckets this scope's samples have used (see _hist_delta)
     span: tuple[int, int] = (0, 0)
-    window: deque = field(default_factory=lambda: deque(maxlen=WINDOW_TICKS))
+    window: deque[SparseDelta] = field(default_factory=lambda: deque(maxlen=WINDOW_TICKS))
     #: the tick's sparse latency delta (routers merge those of their servers)
     tick_delta: SparseDelta = field(default_factory=list)
     tick_requests: int = 0
@@ -184,11 +185,11 @@ class DashboardSampler:
         self.scopes: dict[tuple[str, str, str], Scope] = {}
         self.routers: dict[str, Scope] = {}
         #: wall-clock ms of each tick (the x axis of every series, aligned at the end)
-        self.times: deque = deque(maxlen=HISTORY_TOP)
+        self.times: deque[int] = deque(maxlen=HISTORY_TOP)
         self.ticks = 0
         self._last_poll = 0.0
         self._registry_size = -1
-        self._task: Optional[asyncio.Task] = None
+        self._task: Optional[asyncio.Task[None]] = None
 
     # lifecycle -----------------------------------------------------------------------
     def touch(self) -> None:
@@ -366,9 +367,9 @@ class DashboardSampler:
                 f[name] = v
         return f
 
-    def series(self, s: Scope, fields: tuple[str, ...] = ("requests", "success", "p99")) -> dict[str, list]:
+    def series(self, s: Scope, fields: tuple[str, ...] = ("requests", "success", "p99")) -> dict[str, list[Any]]:
         secs = self.tick_s
-        out: dict[str, list] = {}
+        out: dict[str, list[Any]] = {}
         for f in fields:
             vals = s.ring.last(f, s.ring.n)
             if f in ("requests", "success"):
@@ -431,7 +432,7 @@ def dashboard_routes(registry: MetricsRegistry,
                 st = (states.get(s.router) or {}).get("/" + s.name)
                 if st is not None:
                     item["state"] = {k: st[k] for k in ("state", "endpoints", "loadBalancer", "failure",
-                                                        "authority") if k in st}
+                                                        "authority", "pool", "failureAccrual") if k in st}
             items.append(item)
         return {"total": len(every), "matched": len(chosen), "offset": offset, "limit": limit, "items": items}
 

@@ -68,12 +68,7 @@ def build_announcers(configs: Iterable[Any], runtime: Any = None) -> list[Any]:
 
     out = []
     for cfg in configs:
-        kind = getattr(cfg, "kind", None) or getattr(cfg, "_kind", None)
-        if kind is None:
-            from ..config.validate import kind_of
-
-            kind = kind_of(cfg)
-        cls = plugins.load(plugins.ANNOUNCERS, str(kind))
+        cls = plugins.load_for(plugins.ANNOUNCERS, cfg)
         out.append(cls.from_config(cfg, runtime))
     return out
 

@@ -52,11 +52,11 @@ async def announce_host(ip: str) -> str:
     try:
         infos = await loop.getaddrinfo(socket.gethostname(), None, family=socket.AF_INET, type=socket.SOCK_STREAM)
         for info in infos:
-            addr = info[4][0]
+            addr = str(info[4][0])
             if not addr.startswith("127."):
                 return addr
         if infos:
-            return infos[0][4][0]
+            return str(infos[0][4][0])
     except OSError:
         pass
     return "127.0.0.1"
@@ -136,7 +136,7 @@ class ServersetsAnnouncer:
         self.announcements.append(ann)
         return Announcement(self, ann)
 
-    def admin_state(self) -> list[dict]:
+    def admin_state(self) -> list[dict[str, Any]]:
         return [
             {"path": a.path, "endpoint": a.endpoint, "member": a.node.sample(), "registrations": a.registrations}
             for a in self.announcements

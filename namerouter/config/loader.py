@@ -16,9 +16,9 @@ from typing import Any, Optional, TextIO, Union
 import yaml
 
 try:  # the C loader is ~10x faster; both give the same nodes and marks
-    _BaseLoader: type = yaml.CSafeLoader  # type: ignore[attr-defined]
-except AttributeError:  # pragma: no cover - libyaml missing
-    _BaseLoader = yaml.SafeLoader
+    from yaml import CSafeLoader as _BaseLoader
+except ImportError:  # pragma: no cover - libyaml missing
+    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
 
 
 class ConfigIssue:
@@ -56,7 +56,7 @@ class ConfigError(Exception):
         return "\n".join(lines)
 
 
-class MarkedDict(dict):
+class MarkedDict(dict[Any, Any]):
     """A mapping that knows the line of itself, of each key and of each value."""
 
     line: Optional[int] = None
@@ -68,7 +68,7 @@ class MarkedDict(dict):
         self.raw: dict[Any, str] = {}  # plain-scalar source text, by key
 
 
-class MarkedList(list):
+class MarkedList(list[Any]):
     """A sequence that knows the line of itself and of each item."""
 
     line: Optional[int] = None
@@ -85,7 +85,7 @@ def _plain_text(node: yaml.Node) -> Optional[str]:
     return None
 
 
-class _MarkedLoader(_BaseLoader):  # type: ignore[misc,valid-type]
+class _MarkedLoader(_BaseLoader):
     """Safe loader whose mappings/sequences record lines; duplicate keys are errors."""
 
     def __init__(self, stream: Any) -> None:

@@ -18,12 +18,13 @@ import os
 from typing import Any, Optional, Union
 
 from ..dtab import Dtab
+from ..plugins import kind_of
 from ..proxy.config import RouterConfig
 from ..proxy.h2.config import H2RouterConfig, router_kinds
 from ..tls.config import ServerTlsConfig
 from ..tracing.config import TRACE_TELEMETERS, telemetry_problems
 from .loader import ConfigError, ConfigIssue, MarkedDict, parse_text, read_source
-from .validate import _INVALID, Validated, Validator, kind_of, validate
+from .validate import _INVALID, Validated, Validator, validate
 
 #: Telemeter kinds Linkerd has that we don't: accepted with a warning, not an error,
 #: so a Linkerd config.yaml still loads.
@@ -147,8 +148,9 @@ def _router_checks(v: Validator, cfg: LinkerConfig, data: MarkedDict) -> None:
             interp = None if interp is _INVALID else interp
         cfg.interpreters.append(interp)
     raw_telemetry = data.get("telemetry")
-    for i, message in telemetry_problems(raw_telemetry if isinstance(raw_telemetry, list) else []):
-        v.error(f"telemetry[{i}]", message, getattr(raw_telemetry[i], "line", None))
+    telemetry = raw_telemetry if isinstance(raw_telemetry, list) else []
+    for i, message in telemetry_problems(telemetry):
+        v.error(f"telemetry[{i}]", message, getattr(telemetry[i], "line", None))
 
 
 #: Router protocols Linkerd has that namerouter will not route (refused in one line each,

@@ -18,8 +18,7 @@ Field metadata keys (all optional):
                        the error is then reported at that key below the dataclass)
 ``plugins``            kind-dispatch: a registry (``kind -> "module:Class"``) or the name
                        of one in :mod:`namerouter.plugins` (``"NAMERS"``). The class's
-                       config dataclass is its ``config_class`` / ``Config`` attribute or
-                       the type hint of the first parameter of ``from_config``.
+                       config dataclass is its ``config_class`` attribute.
 ``kinds``              kind-dispatch over ``{kind: dataclass}`` given directly
 ``default_kind``       kind used when an item has no ``kind`` key
 ``kind_key``           the key that names the kind instead of ``kind`` (a router's ``protocol``)
@@ -43,9 +42,12 @@ import typing
 from typing import Any, Callable, Generic, Optional, TypeVar, Union
 
 from .. import plugins as plugin_registry
+from ..plugins import kind_of as kind_of
 from .loader import ConfigError, ConfigIssue, MarkedDict, MarkedList, parse_text, read_source, to_plain
 
 T = TypeVar("T")
+#: a field's ``metadata`` (see the module docstring for the keys)
+Meta = dict[str, Any]
 
 _INVALID = object()  # a value that failed validation (an error was recorded)
 _DROP = object()  # an item to leave out (an unsupported plugin kind, with a warning)
@@ -63,34 +65,13 @@ class Validated(Generic[T]):
     raw: Any
 
 
-def kind_of(config: Any) -> Optional[str]:
-    """The ``kind`` a kind-dispatched config item was chosen by."""
-    kind = getattr(config, "kind", None)
-    if isinstance(kind, str):
-        return kind
-    return getattr(config, "_kind", None)
-
-
-def config_class_of(cls: Any) -> Optional[type]:
-    """The config dataclass a plugin class declares (see module docstring)."""
-    if dataclasses.is_dataclass(cls) and isinstance(cls, type) and not hasattr(cls, "from_config"):
-        return cls  # the registry points straight at a config dataclass
-    for attr in ("config_class", "Config"):
-        c = getattr(cls, attr, None)
-        if isinstance(c, type) and dataclasses.is_dataclass(c):
-            return c
-    from_config = getattr(cls, "from_config", None)
-    if from_config is not None:
-        try:
-            hints = typing.get_type_hints(from_config)
-        except Exception:
-            hints = {}
-        params = [p for p in inspect.signature(from_config).parameters if p not in ("self", "cls")]
-        if params:
-            c = hints.get(params[0])
-            if isinstance(c, type) and dataclasses.is_dataclass(c):
-                return c
-    return None
+def config_class_of(cls: Any) -> type:
+    """The config dataclass a plugin class declares as its ``config_class`` (every plugin
+    kind has one: run-time code gets a validated object, never the plain mapping)."""
+    c = getattr(cls, "config_class", None)
+    if not (isinstance(c, type) and dataclasses.is_dataclass(c)):
+        raise TypeError(f"plugin {getattr(cls, '__qualname__', cls)!r} declares no config_class dataclass")
+    return c
 
 
 def _show(value: Any) -> str:
@@ -108,7 +89,7 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def _range_text(meta: dict) -> str:
+def _range_text(meta: Meta) -> str:
     lo, hi = meta.get("min"), meta.get("max")
     if lo is not None and hi is not None:
         return f" {lo}-{hi}"
@@ -157,7 +138,7 @@ class Validator:
     # -- dispatch on the type hint ---------------------------------------------------
 
     def convert(self, tp: Any, value: Any, path: str, line: Optional[int],
-                meta: Optional[dict] = None, raw: Optional[str] = None) -> Any:
+                meta: Optional[Meta] = None, raw: Optional[str] = None) -> Any:
         meta = meta or {}
         origin = typing.get_origin(tp)
         args = typing.get_args(tp)
@@ -199,7 +180,7 @@ class Validator:
                     return self.error(path, f"expected a mapping, got {_show(value)}", line)
                 return to_plain(value)
             return self._dict(args[1], value, path, line, meta)
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             return self.dataclass(tp, value, path, line)
         if tp is bool:
             return self._bool(value, path, line)
@@ -213,7 +194,7 @@ class Validator:
 
     # -- scalars ---------------------------------------------------------------------
 
-    def _choice(self, value: Any, choices: list, path: str, line: Optional[int]) -> Any:
+    def _choice(self, value: Any, choices: list[Any], path: str, line: Optional[int]) -> Any:
         if value in choices and not (isinstance(value, bool) and not any(c is value for c in choices)):
             return value
         shown = ", ".join(str(c) for c in choices)
@@ -227,7 +208,7 @@ class Validator:
             return value.strip().lower() == "true"
         return self.error(path, f"expected true or false, got {_show(value)}", line)
 
-    def _number(self, kind: type, value: Any, path: str, line: Optional[int], meta: dict) -> Any:
+    def _number(self, kind: type, value: Any, path: str, line: Optional[int], meta: Meta) -> Any:
         what = "an integer" if kind is int else "a number"
         expected = f"expected {what}{_range_text(meta)}, got {_show(value)}"
         v: Any = value
@@ -252,7 +233,7 @@ class Validator:
             return self._choice(v, list(meta["choices"]), path, line)
         return self._check(v, path, line, meta)
 
-    def _str(self, value: Any, path: str, line: Optional[int], meta: dict, raw: Optional[str]) -> Any:
+    def _str(self, value: Any, path: str, line: Optional[int], meta: Meta, raw: Optional[str]) -> Any:
         if isinstance(value, str):
             v = value
         elif raw is not None and isinstance(value, (int, float, bool)):
@@ -265,7 +246,7 @@ class Validator:
             return self._choice(v, list(meta["choices"]), path, line)
         return self._check(v, path, line, meta)
 
-    def _check(self, v: Any, path: str, line: Optional[int], meta: dict) -> Any:
+    def _check(self, v: Any, path: str, line: Optional[int], meta: Meta) -> Any:
         check: Optional[Callable[[Any], Any]] = meta.get("check")
         if check is None:
             return v
@@ -279,7 +260,7 @@ class Validator:
 
     # -- containers ------------------------------------------------------------------
 
-    def _list(self, item_tp: Any, value: Any, path: str, line: Optional[int], meta: dict) -> Any:
+    def _list(self, item_tp: Any, value: Any, path: str, line: Optional[int], meta: Meta) -> Any:
         if not isinstance(value, list):
             if meta.get("single_or_list") and value is not None:
                 value = [value]
@@ -305,7 +286,7 @@ class Validator:
             ok = False
         return out if ok else _INVALID
 
-    def _dict(self, value_tp: Any, value: Any, path: str, line: Optional[int], meta: dict) -> Any:
+    def _dict(self, value_tp: Any, value: Any, path: str, line: Optional[int], meta: Meta) -> Any:
         if not isinstance(value, dict):
             return self.error(path, f"expected a mapping, got {_show(value)}", line)
         lines = value.lines if isinstance(value, MarkedDict) else {}
@@ -372,7 +353,7 @@ class Validator:
 
     # -- kind-dispatched plugins -----------------------------------------------------
 
-    def _plugin(self, value: Any, path: str, line: Optional[int], meta: dict) -> Any:
+    def _plugin(self, value: Any, path: str, line: Optional[int], meta: Meta) -> Any:
         registry = meta.get("plugins")
         if isinstance(registry, str):
             registry = getattr(plugin_registry, registry)
@@ -396,14 +377,14 @@ class Validator:
             return _DROP
         if kind in kinds:
             cls: Any = kinds[kind]
-            schema: Optional[type] = cls
+            schema: type = cls
         elif registry and kind in registry:
             try:
                 cls = plugin_registry.load(registry, kind)
+                schema = config_class_of(cls)
             except Exception as e:
                 return self.error(_join(path, "kind"), f"kind {kind} could not be loaded: "
                                   f"{type(e).__name__}: {e}", kline)
-            schema = config_class_of(cls)
         elif key != "kind":
             return self.error(_join(path, key), f"expected one of {', '.join(known)}, got {_show(kind)}", kline)
         else:
@@ -413,8 +394,6 @@ class Validator:
             self.error(path, f"kind {kind} is experimental and must be explicitly enabled "
                              f"by setting 'experimental: true'", here)
             return _INVALID
-        if schema is None:  # a plugin that declares no schema gets its mapping as is
-            return to_plain(value)
         out = self.dataclass(schema, value, path, line, extra_keys=_PLUGIN_COMMON_KEYS if key == "kind" else ())
         if out is _INVALID:
             return out
@@ -429,7 +408,7 @@ class Validator:
         return out
 
 
-def _kinds_of(classes: list) -> dict[str, type]:
+def _kinds_of(classes: list[type]) -> dict[str, type]:
     out = {}
     for c in classes:
         for f in dataclasses.fields(c):
@@ -456,7 +435,7 @@ def _type_name(tp: Any) -> str:
         tp, getattr(tp, "__name__", str(tp)))
 
 
-def _has_default(f: dataclasses.Field) -> bool:
+def _has_default(f: dataclasses.Field[Any]) -> bool:
     return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
 
 

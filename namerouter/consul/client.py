@@ -157,7 +157,7 @@ class ConsulClient:
         return params
 
     # Agent ------------------------------------------------------------------------
-    async def agent_self(self) -> dict:
+    async def agent_self(self) -> dict[str, Any]:
         rsp = self._check(await self.request("GET", "/v1/agent/self"), "GET /v1/agent/self")
         doc = rsp.json()
         if not isinstance(doc, dict):

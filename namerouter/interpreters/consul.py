@@ -71,7 +71,7 @@ class ConsulInterpreter(DtabSourceInterpreter):
         self.wait = wait
         self.errors = 0
         self.last_error: Optional[str] = None
-        self._task: Optional[asyncio.Task] = None
+        self._task: Optional[asyncio.Task[None]] = None
         self.source = DtabText(f"consul key {self.key}", self._start_watch, self._stop_watch)
         super().__init__(Activity(self.source), **kwargs)
 

@@ -34,14 +34,12 @@ class DefaultInterpreterConfig:
 def interpreter_options(runtime: Any) -> dict[str, Any]:
     """Keyword arguments for DefaultInterpreter taken from ``runtime`` (see module doc)."""
     opts: dict[str, Any] = {"namers": list(getattr(runtime, "namers", None) or ())}
-    bc = getattr(runtime, "binding_cache", None)
+    bc = getattr(runtime, "binding_cache", None)  # the router's validated BindingCacheConfig
     if bc is not None:
-        trees = bc.get("trees") if isinstance(bc, dict) else getattr(bc, "trees", None)
-        ttl = bc.get("idleTtlSecs") if isinstance(bc, dict) else getattr(bc, "idleTtlSecs", None)
-        if trees:
-            opts["cache_size"] = int(trees)
-        if ttl:
-            opts["idle_ttl"] = float(ttl)
+        if bc.trees:
+            opts["cache_size"] = int(bc.trees)
+        if bc.idleTtlSecs:
+            opts["idle_ttl"] = float(bc.idleTtlSecs)
     return opts
 
 
@@ -58,7 +56,7 @@ class DefaultInterpreterPlugin:
 
     @classmethod
     def from_config(cls, config: DefaultInterpreterConfig, runtime: Any = None) -> DefaultInterpreter:
-        transformers = build_transformers(getattr(config, "transformers", None) or (), runtime)
+        transformers = build_transformers(config.transformers, runtime)
         interp = DefaultInterpreter(transformers=transformers, **interpreter_options(runtime))
         register_metrics(interp, runtime)
         return interp

@@ -48,8 +48,13 @@ class DtabSourceInterpreter(DefaultInterpreter):
         base = await self.dtab_activity.wait_ok(timeout)
         return await super().delegate(base + dtab, path, timeout=timeout, from_request=from_request)
 
+    def admin_state(self) -> dict[str, Any]:
+        """What the kind's ``/interpreter_state/<kind>.json`` shows (kinds that serve one
+        say what they watch)."""
+        raise NotImplementedError(f"{type(self).__name__} has no admin state")
+
     async def _admin_handler(self, request: Any) -> Any:
-        """The JSON of :meth:`admin_state` (subclasses define it), for the admin server."""
+        """The JSON of :meth:`admin_state`, for the admin server."""
         import aiohttp.web
 
         return aiohttp.web.json_response(self.admin_state())

@@ -46,7 +46,7 @@ class DtabFileVar(LazyVar[ActivityState[Dtab]]):
         self.path = os.path.abspath(path)
         self.interval = interval
         self._sig: Any = None
-        self._task: Optional[asyncio.Task] = None
+        self._task: Optional[asyncio.Task[None]] = None
 
     def check(self) -> None:
         try:

@@ -32,9 +32,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Optional, Union
+from typing import Any, AsyncIterable, AsyncIterator, Optional, Union
 
-from grpclib.client import Channel
+from grpclib.client import Channel, Stream as ClientStream
 from grpclib.config import Configuration
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
@@ -48,6 +48,8 @@ from ..naming.bound import BoundName
 from ..tls.config import ClientTlsConfig, check_common_name_vars
 from .namerd_client import CLOSE_TIMEOUT_S, Endpoint, NamerdEndpoints, NamerdUnreachable, parse_endpoints
 from .remote import (
+    AddrWatch,
+    BindWatch,
     FailureThresholdConfig,
     NamerdCacheConfig,
     NamerdError,
@@ -135,8 +137,8 @@ class MeshClient(NamerdEndpoints):
     async def open_stream(self, ep: Endpoint, service: Any, method: str, request: Any) -> "GrpcStream":
         """A server stream whose response headers arrived (namerd accepted the call)."""
         req_type, rsp_type = message_types(service, method)
-        stream = self.channel(ep).request(service_path(service, method), Cardinality.UNARY_STREAM,
-                                          req_type, rsp_type)
+        stream: ClientStream[Any, Any] = self.channel(ep).request(service_path(service, method),
+                                                                  Cardinality.UNARY_STREAM, req_type, rsp_type)
         gs = GrpcStream(stream, ep, self)
         await gs.start(request)
         return gs
@@ -145,8 +147,9 @@ class MeshClient(NamerdEndpoints):
         req_type, rsp_type = message_types(service, method)
         try:
             async with asyncio.timeout(timeout):
-                async with self.channel(ep).request(service_path(service, method), Cardinality.UNARY_UNARY,
-                                                    req_type, rsp_type) as stream:
+                call: ClientStream[Any, Any] = self.channel(ep).request(service_path(service, method),
+                                                                        Cardinality.UNARY_UNARY, req_type, rsp_type)
+                async with call as stream:
                     await stream.send_message(request, end=True)
                     reply = await stream.recv_message()
         except GRPCError:
@@ -240,7 +243,7 @@ class GrpcStream:
             pass
 
 
-class MeshInterpreter(RemoteInterpreter):
+class MeshInterpreter(RemoteInterpreter["MeshClient"]):
     """Name interpreter backed by namerd's gRPC mesh interface (see module docstring)."""
 
     kind = KIND
@@ -261,16 +264,16 @@ class MeshInterpreter(RemoteInterpreter):
                           stream_window=config.initialStreamWindowSizeKB * 1024)
 
     # -- transport -----------------------------------------------------------------------
-    async def _open(self, watch: Watch, ep: Endpoint) -> AsyncIterator[Any]:
+    async def _open(self, watch: Watch, ep: Endpoint) -> AsyncIterable[Any]:
         root = convert.path_to_proto(self.root)
-        client: MeshClient = self.client  # type: ignore[assignment]
-        if watch.api == "bind":
-            req = interpreter_pb2.BindReq(root=root, name=convert.path_to_proto(watch.path),  # type: ignore[attr-defined]
-                                          dtab=convert.dtab_to_proto(watch.dtab))  # type: ignore[attr-defined]
-            return await client.open_stream(ep, _INTERPRETER, "StreamBoundTree", req)
-        if watch.api == "addr":
-            req = resolver_pb2.ReplicasReq(id=convert.path_to_proto(watch.id))  # type: ignore[attr-defined]
-            return await client.open_stream(ep, _RESOLVER, "StreamReplicas", req)
+        client = self.client
+        if isinstance(watch, BindWatch):
+            bind = interpreter_pb2.BindReq(root=root, name=convert.path_to_proto(watch.path),
+                                           dtab=convert.dtab_to_proto(watch.dtab))
+            return await client.open_stream(ep, _INTERPRETER, "StreamBoundTree", bind)
+        if isinstance(watch, AddrWatch):
+            replicas = resolver_pb2.ReplicasReq(id=convert.path_to_proto(watch.id))
+            return await client.open_stream(ep, _RESOLVER, "StreamReplicas", replicas)
         return await client.open_stream(ep, _DELEGATOR, "StreamDtab", delegator_pb2.DtabReq(root=root))
 
     def decode_tree(self, doc: Any) -> NameTree[BoundName]:
@@ -284,13 +287,13 @@ class MeshInterpreter(RemoteInterpreter):
     def decode_dtab(self, doc: Any) -> Dtab:
         return convert.dtab_from_proto(doc.dtab.dtab)
 
-    async def delegate(self, dtab: Dtab, path: Path, *, from_request: bool = False) -> dict:
+    async def delegate(self, dtab: Dtab, path: Path, *, from_request: bool = False) -> dict[str, Any]:
         """namerd's delegation of ``path`` (``Delegator.GetDelegateTree``), as the
         delegate-tree JSON the admin shows."""
         req = delegator_pb2.DelegateTreeReq(root=convert.path_to_proto(self.root),
                                             tree=convert.tree_to_proto(Leaf(path)),
                                             dtab=convert.dtab_to_proto(dtab))
-        client: MeshClient = self.client  # type: ignore[assignment]
+        client = self.client
         try:
             rsp = await client.on_any(lambda ep: client.unary(ep, _DELEGATOR, "GetDelegateTree", req,
                                                               DELEGATE_TIMEOUT))

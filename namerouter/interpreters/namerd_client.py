@@ -148,7 +148,7 @@ class NamerdResponseError(Exception):
         self.body = body
 
 
-def _keepalive_socket(addr_info: tuple) -> socket.socket:
+def _keepalive_socket(addr_info: tuple[Any, ...]) -> socket.socket:
     """Sockets with TCP keepalive, so a namerd host that vanishes without closing the
     connection (power loss, partition) ends our watch streams within ~30 s instead of
     leaving them silently stale (there is no heartbeat frame in namerd's protocol)."""
@@ -188,7 +188,7 @@ class NamerdEndpoints:
         self._current = 0
         # Addresses that refused us since the last success; all of them => unreachable.
         self._failed: set[int] = set()
-        self._probe_task: Optional[asyncio.Task] = None
+        self._probe_task: Optional[asyncio.Task[None]] = None
         self._resync: Optional[asyncio.Event] = None  # created lazily on the loop
         self.reachable = True
         self.generation = 0  # bumped on every re-sync (namerd came back / fail-over)
@@ -363,7 +363,7 @@ class NamerdEndpoints:
     def closed(self) -> bool:
         return self._closed
 
-    def admin_state(self) -> dict:
+    def admin_state(self) -> dict[str, Any]:
         return {
             "addresses": [str(e) for e in self.endpoints],
             "current": str(self.current),

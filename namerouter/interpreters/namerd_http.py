@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Optional
+from typing import Any, AsyncIterable, AsyncIterator, Callable, Optional
 
 import aiohttp
 
@@ -65,6 +65,8 @@ from ..naming.bound import BoundName
 from .json_stream import JsonStreamParser, StreamErrorLine, StreamTruncated
 from .namerd_client import Endpoint, NamerdClient, NamerdResponseError, NamerdUnreachable, parse_endpoints
 from .remote import (  # noqa: F401  (re-exported: the config blocks and errors of this kind)
+    AddrWatch,
+    BindWatch,
     NamerdBindError,
     NamerdCacheConfig,
     NamerdError,
@@ -144,7 +146,7 @@ def dtab_from_json(doc: Any) -> Dtab:
     return Dtab(Dentry(Prefix.read(d["prefix"]), NameTree.read(d["dst"])) for d in doc)
 
 
-class NamerdHttpInterpreter(RemoteInterpreter):
+class NamerdHttpInterpreter(RemoteInterpreter[NamerdClient]):
     """Name interpreter backed by namerd's HTTP streaming API (see module docstring)."""
 
     kind = KIND
@@ -166,16 +168,16 @@ class NamerdHttpInterpreter(RemoteInterpreter):
     # -- transport -----------------------------------------------------------------------
     def _request(self, watch: Watch) -> tuple[str, dict[str, str]]:
         ns = self.namespace
-        if watch.api == "bind":
-            params = {"path": watch.path.show(), "watch": "1"}  # type: ignore[attr-defined]
-            if watch.dtab.dentries:  # type: ignore[attr-defined]
-                params["dtab"] = watch.dtab.show()  # type: ignore[attr-defined]
+        if isinstance(watch, BindWatch):
+            params = {"path": watch.path.show(), "watch": "1"}
+            if watch.dtab.dentries:
+                params["dtab"] = watch.dtab.show()
             return f"/api/1/bind/{ns}", params
-        if watch.api == "addr":
-            return f"/api/1/addr/{ns}", {"path": watch.id.show(), "watch": "1"}  # type: ignore[attr-defined]
+        if isinstance(watch, AddrWatch):
+            return f"/api/1/addr/{ns}", {"path": watch.id.show(), "watch": "1"}
         return f"/api/1/dtabs/{ns}", {"watch": "1"}
 
-    async def _open(self, watch: Watch, ep: Endpoint) -> AsyncIterator[Any]:
+    async def _open(self, watch: Watch, ep: Endpoint) -> AsyncIterable[Any]:
         path, params = self._request(watch)
         try:
             resp = await self.client.open(ep, path, params)
@@ -198,13 +200,14 @@ class NamerdHttpInterpreter(RemoteInterpreter):
         except (KeyError, TypeError) as e:
             raise ValueError(f"malformed dtab ({type(e).__name__}: {e})") from None
 
-    async def delegate(self, dtab: Dtab, path: Path, *, from_request: bool = False) -> dict:
+    async def delegate(self, dtab: Dtab, path: Path, *, from_request: bool = False) -> dict[str, Any]:
         """namerd's delegate tree JSON for ``path`` (``GET /api/1/delegate/<ns>``)."""
         params = {"path": path.show()}
         if dtab.dentries:
             params["dtab"] = dtab.show()
         try:
-            return await self.client.get_json(f"/api/1/delegate/{self.namespace}", params)
+            tree: dict[str, Any] = await self.client.get_json(f"/api/1/delegate/{self.namespace}", params)
+            return tree
         except NamerdResponseError as e:
             raise NamerdError(str(e)) from None
         except NamerdUnreachable as e:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterable, AsyncIterator, Optional
 
 from thriftpy2.thrift import TException
 
@@ -45,6 +45,8 @@ from ..naming.bound import BoundName
 from ..thriftapi import convert, namer
 from .namerd_client import Endpoint, NamerdEndpoints, NamerdUnreachable, parse_endpoints
 from .remote import (
+    AddrWatch,
+    BindWatch,
     FailureThresholdConfig,
     NamerdError,
     NamerdTlsConfig,
@@ -81,7 +83,7 @@ class ThriftMuxClient(NamerdEndpoints):
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self._sessions: dict[Endpoint, MuxSession] = {}
-        self._connecting: dict[Endpoint, asyncio.Future] = {}
+        self._connecting: dict[Endpoint, asyncio.Future[MuxSession]] = {}
         self._seq = 0
 
     async def session(self, ep: Endpoint) -> MuxSession:
@@ -158,7 +160,7 @@ def _reason(e: Any) -> str:
     return r if isinstance(r, str) and r else type(e).__name__
 
 
-class NamerdThriftInterpreter(RemoteInterpreter):
+class NamerdThriftInterpreter(RemoteInterpreter[ThriftMuxClient]):
     """Name interpreter backed by namerd's thrift interface (see module docstring)."""
 
     kind = KIND
@@ -181,16 +183,16 @@ class NamerdThriftInterpreter(RemoteInterpreter):
     # -- transport -----------------------------------------------------------------------
     def _request(self, watch: Watch, stamp: bytes) -> tuple[str, Any]:
         ns = self.namespace
-        if watch.api == "bind":
-            ref = namer.NameRef(stamp=stamp, name=convert.path_to_thrift(watch.path), ns=ns)  # type: ignore[attr-defined]
-            return "bind", namer.BindReq(dtab=watch.dtab.show(), name=ref, clientId=[])  # type: ignore[attr-defined]
-        if watch.api == "addr":
-            ref = namer.NameRef(stamp=stamp, name=convert.path_to_thrift(watch.id), ns=ns)  # type: ignore[attr-defined]
+        if isinstance(watch, BindWatch):
+            ref = namer.NameRef(stamp=stamp, name=convert.path_to_thrift(watch.path), ns=ns)
+            return "bind", namer.BindReq(dtab=watch.dtab.show(), name=ref, clientId=[])
+        if isinstance(watch, AddrWatch):
+            ref = namer.NameRef(stamp=stamp, name=convert.path_to_thrift(watch.id), ns=ns)
             return "addr", namer.AddrReq(name=ref, clientId=[])
         return "dtab", namer.DtabReq(stamp=stamp, ns=ns, clientId=[])
 
-    async def _open(self, watch: Watch, ep: Endpoint) -> AsyncIterator[Any]:
-        client: ThriftMuxClient = self.client  # type: ignore[assignment]
+    async def _open(self, watch: Watch, ep: Endpoint) -> AsyncIterable[Any]:
+        client = self.client
         method, req = self._request(watch, b"")
         try:
             first = await client.call(ep, method, req)
@@ -200,7 +202,7 @@ class NamerdThriftInterpreter(RemoteInterpreter):
 
     async def _polls(self, watch: Watch, ep: Endpoint, first: Any) -> AsyncIterator[Any]:
         """The long-poll loop as a stream: each answer's stamp asks for the next change."""
-        client: ThriftMuxClient = self.client  # type: ignore[assignment]
+        client = self.client
         value = first
         while True:
             yield value
@@ -221,9 +223,9 @@ class NamerdThriftInterpreter(RemoteInterpreter):
         except DtabSyntaxError as e:
             raise ValueError(f"namerd sent an unreadable dtab: {e}") from None
 
-    async def delegate(self, dtab: Dtab, path: Path, *, from_request: bool = False) -> dict:
+    async def delegate(self, dtab: Dtab, path: Path, *, from_request: bool = False) -> dict[str, Any]:
         """namerd's delegation of ``path`` (one ``delegate`` call), as delegate-tree JSON."""
-        client: ThriftMuxClient = self.client  # type: ignore[assignment]
+        client = self.client
         req = namer.DelegateReq(dtab=dtab.show(), clientId=[], delegation=namer.Delegation(
             stamp=b"", tree=convert.path_delegate_tree(path), ns=self.namespace))
 

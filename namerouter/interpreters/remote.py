@@ -39,7 +39,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Optional, Union
+from typing import Any, AsyncIterable, Generic, Optional, TypeVar, Union
 
 import aiohttp.web
 
@@ -168,11 +168,11 @@ class Watch:
 
     api = ""  # "bind", "addr", "dtab"
 
-    def __init__(self, interp: "RemoteInterpreter", label: str) -> None:
+    def __init__(self, interp: "RemoteInterpreter[Any]", label: str) -> None:
         self._interp = interp
         self.label = label  # for logs and the admin: the name or id watched
-        self._task: Optional[asyncio.Task] = None
-        self._stopping: Optional[asyncio.Task] = None  # cancelled, maybe not finished yet
+        self._task: Optional[asyncio.Task[None]] = None
+        self._stopping: Optional[asyncio.Task[None]] = None  # cancelled, maybe not finished yet
         self.closed = False
         self.connected = False
         self.opened = 0  # streams opened (1 + reconnects)
@@ -305,7 +305,7 @@ class Watch:
         self._interp._count("updates")
         self._on_value(doc)
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         return {
             "connected": self.connected,
             "streams": self.opened,
@@ -338,7 +338,7 @@ class AddrWatch(Watch):
 
     api = "addr"
 
-    def __init__(self, interp: "RemoteInterpreter", id: Path) -> None:
+    def __init__(self, interp: "RemoteInterpreter[Any]", id: Path) -> None:
         super().__init__(interp, id.show())
         self.id = id
         self.var: Var[Addr] = Var.lazy(ADDR_PENDING, start_stop(self._observed, self._unobserved))
@@ -355,7 +355,7 @@ class AddrWatch(Watch):
             return  # a pending answer never replaces a known address set
         _publish(self.var, addr)
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         return {**super().state(), "observers": self.var.observer_count, "value": self.var.sample().to_json()}
 
     def _on_failure(self, message: str, permanent: bool) -> None:
@@ -370,7 +370,7 @@ class BindWatch(Watch):
 
     api = "bind"
 
-    def __init__(self, interp: "RemoteInterpreter", dtab: Dtab, path: Path) -> None:
+    def __init__(self, interp: "RemoteInterpreter[Any]", dtab: Dtab, path: Path) -> None:
         super().__init__(interp, path.show())
         self.dtab = dtab
         self.path = path
@@ -387,7 +387,7 @@ class BindWatch(Watch):
     def _observed(self) -> None:
         self._interp._binds.activate(self.key, self)
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         return {**super().state(), "observers": self.states.observer_count, "value": show_state(self.states.sample())}
 
     def _unobserved(self) -> None:
@@ -424,7 +424,7 @@ class DtabWatch(Watch):
 
     api = "dtab"
 
-    def __init__(self, interp: "RemoteInterpreter") -> None:
+    def __init__(self, interp: "RemoteInterpreter[Any]") -> None:
         super().__init__(interp, interp.namespace)
         self.states: Var[ActivityState[Dtab]] = Var(PENDING)
         self.activity: Activity[Dtab] = Activity(self.states)
@@ -460,7 +460,11 @@ def _dumps_pretty(doc: Any) -> str:
 
 # -- the interpreter base ------------------------------------------------------------------
 
-class RemoteInterpreter:
+#: the transport's client (HTTP, gRPC or ThriftMux)
+C = TypeVar("C", bound=NamerdEndpoints)
+
+
+class RemoteInterpreter(Generic[C]):
     """Name interpreter backed by a namerd (see module docstring). Subclasses set
     ``kind`` and implement ``_make_client``, ``_open``,
     ``decode_tree``/``decode_addr``/``decode_dtab`` and ``delegate``."""
@@ -484,7 +488,7 @@ class RemoteInterpreter:
         self._own_tls = tls_registry is None and tls_cfg is not None and tls_cfg.enabled
         self._tls_registry = tls_registry or TlsRegistry(self.metrics)
         tls = self._tls_registry.client_params(tls_cfg, {}, self.scope, f"{self.scope}: tls", alpn=self.alpn)
-        self.client: NamerdEndpoints = self._make_client(config, {
+        self.client: C = self._make_client(config, {
             "base_seconds": config.retry.baseSeconds, "max_seconds": config.retry.maxSeconds,
             "probe_seconds": config.retry.probeSeconds, "on_event": lambda name: self._count(name),
             "tls": tls, "tls_failures": self._tls_registry.handshake_failures(self.scope) if tls is not None else None,
@@ -526,13 +530,13 @@ class RemoteInterpreter:
         """The client TLS block of ``config`` (kinds with another shape convert here)."""
         return getattr(config, "tls", None)
 
-    def _make_client(self, config: Any, options: dict[str, Any]) -> NamerdEndpoints:
+    def _make_client(self, config: Any, options: dict[str, Any]) -> C:
         """The protocol's :class:`NamerdEndpoints` for ``config.dst`` with ``options``
         (retry, events, TLS)."""
         raise NotImplementedError
 
     # -- transport hooks ----------------------------------------------------------------
-    async def _open(self, watch: Watch, ep: Any) -> AsyncIterator[Any]:
+    async def _open(self, watch: Watch, ep: Any) -> AsyncIterable[Any]:
         """Open ``watch``'s stream on ``ep``: returns an async iterator of answers once
         namerd accepted it. Raises NamerdUnreachable / RemoteFailure (see module doc)."""
         raise NotImplementedError
@@ -546,7 +550,7 @@ class RemoteInterpreter:
     def decode_dtab(self, doc: Any) -> Dtab:
         raise NotImplementedError
 
-    async def delegate(self, dtab: Dtab, path: Path, *, from_request: bool = False) -> dict:
+    async def delegate(self, dtab: Dtab, path: Path, *, from_request: bool = False) -> dict[str, Any]:
         raise NotImplementedError
 
     # -- admin ----------------------------------------------------------------------------
@@ -564,7 +568,7 @@ class RemoteInterpreter:
         return aiohttp.web.json_response(self.admin_state(),
                                          dumps=_dumps_pretty if "pretty" in request.query else _dumps)
 
-    def admin_state(self) -> dict:
+    def admin_state(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "namespace": self.namespace,

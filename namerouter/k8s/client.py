@@ -121,7 +121,7 @@ class K8sApi:
             await self._session.close()
             self._session = None
 
-    async def get(self, path: str, params: Optional[Mapping[str, str]] = None, timeout: float = 30.0) -> dict:
+    async def get(self, path: str, params: Optional[Mapping[str, str]] = None, timeout: float = 30.0) -> dict[str, Any]:
         """GET a resource or collection; K8sApiError (Gone for 410) on an error status."""
         t = aiohttp.ClientTimeout(total=timeout, connect=self._connect_timeout)
         async with self._get_session().get(
@@ -135,7 +135,7 @@ class K8sApi:
                 raise K8sApiError(rsp.status, f"GET {path}: expected a JSON object")
             return doc
 
-    async def send(self, method: str, path: str, body: Optional[dict] = None, timeout: float = 30.0) -> dict:
+    async def send(self, method: str, path: str, body: Optional[dict[str, Any]] = None, timeout: float = 30.0) -> dict[str, Any]:
         """POST/PUT/DELETE a JSON object; K8sApiError (with the API's Status reason,
         e.g. ``Conflict``, ``AlreadyExists``, ``NotFound``) on an error status."""
         t = aiohttp.ClientTimeout(total=timeout, connect=self._connect_timeout)
@@ -150,7 +150,7 @@ class K8sApi:
 
     async def watch(
         self, path: str, params: Optional[Mapping[str, str]] = None, idle_timeout: float = 330.0
-    ) -> AsyncIterator[dict]:
+    ) -> AsyncIterator[dict[str, Any]]:
         """Yield watch events until the server ends the stream.
 
         ERROR events are yielded as they come (the caller decides: 410 → re-list). A
@@ -188,7 +188,7 @@ def _loads(body: bytes) -> Any:
         return None
 
 
-def _event(line: bytes) -> dict:
+def _event(line: bytes) -> dict[str, Any]:
     try:
         ev = json.loads(line)
     except ValueError as e:

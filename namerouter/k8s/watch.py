@@ -75,7 +75,7 @@ class ObjectWatch:
         self.watch_timeout_s = watch_timeout_s or random.randint(300, 599)
         self.state: Var[Any] = Var.lazy(PENDING, start_stop(self._start, self._stop))
         self.resource_version: Optional[str] = None
-        self._task: Optional[asyncio.Task] = None
+        self._task: Optional[asyncio.Task[None]] = None
         self.lists = 0
         self.watches = 0
         self.events = 0
@@ -123,10 +123,10 @@ class ObjectWatch:
         md = (obj or {}).get("metadata") or {}
         return md.get("name") == self.name
 
-    def _apply_list(self, items: list) -> None:
+    def _apply_list(self, items: list[Any]) -> None:
         self._set(items[0] if items else MISSING)
 
-    def _apply_event(self, kind: str, obj: dict) -> None:
+    def _apply_event(self, kind: str, obj: dict[str, Any]) -> None:
         if kind in ("ADDED", "MODIFIED"):
             self._set(obj)
         elif kind == "DELETED":
@@ -150,7 +150,7 @@ class ObjectWatch:
         n = 0
         async for ev in self.api.watch(self.collection_path, params, idle_timeout=self.watch_timeout_s + 30):
             n += 1
-            kind = ev.get("type")
+            kind = str(ev.get("type"))
             obj = ev.get("object") or {}
             if kind == "ERROR":
                 code = obj.get("code") if isinstance(obj, dict) else None
@@ -238,16 +238,16 @@ class CollectionWatch(ObjectWatch):
                  max_backoff_s: float = 10.0, watch_timeout_s: Optional[int] = None) -> None:
         super().__init__(api, resource, namespace, None, label_selector,  # type: ignore[arg-type]
                          max_backoff_s, watch_timeout_s)
-        self._objects: dict[str, dict] = {}
+        self._objects: dict[str, dict[str, Any]] = {}
 
     def _mine(self, obj: Any) -> bool:
         return bool(((obj or {}).get("metadata") or {}).get("name"))
 
-    def _apply_list(self, items: list) -> None:
+    def _apply_list(self, items: list[Any]) -> None:
         self._objects = {o["metadata"]["name"]: o for o in items}
         self._set(dict(self._objects))
 
-    def _apply_event(self, kind: str, obj: dict) -> None:
+    def _apply_event(self, kind: str, obj: dict[str, Any]) -> None:
         name = obj["metadata"]["name"]
         if kind in ("ADDED", "MODIFIED"):
             self._objects[name] = obj

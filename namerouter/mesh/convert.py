@@ -96,7 +96,8 @@ def _decode_tree(msg: Any, leaf: Callable[[Any], Any], what: str) -> NameTree[An
 
 
 def tree_to_proto(tree: NameTree[Path]) -> pb.PathNameTree:
-    return _encode_tree(tree, pb.PathNameTree, lambda out, p: out.leaf.id.CopyFrom(path_to_proto(p)))
+    out: pb.PathNameTree = _encode_tree(tree, pb.PathNameTree, lambda out, p: out.leaf.id.CopyFrom(path_to_proto(p)))
+    return out
 
 
 def tree_from_proto(msg: pb.PathNameTree) -> NameTree[Path]:
@@ -112,10 +113,10 @@ def prefix_to_proto(prefix: Prefix) -> pb.Dtab.Dentry.Prefix:
     out = pb.Dtab.Dentry.Prefix()
     for e in prefix.elems:
         elem = out.elems.add()
-        if e is WILDCARD:
-            elem.wildcard.SetInParent()
-        else:
+        if isinstance(e, bytes):
             elem.label = e
+        else:  # WILDCARD
+            elem.wildcard.SetInParent()
     return out
 
 
@@ -163,7 +164,8 @@ def _set_bound_leaf(out: Any, b: Any) -> None:
 def bound_tree_to_proto(tree: NameTree[Any]) -> ipb.BoundNameTree:
     """A bound tree (leaves are BoundNames) without addresses: a client resolves each
     leaf's id with the Resolver. A leaf that is not a BoundName is sent as ``neg``."""
-    return _encode_tree(tree, ipb.BoundNameTree, _set_bound_leaf)
+    out: ipb.BoundNameTree = _encode_tree(tree, ipb.BoundNameTree, _set_bound_leaf)
+    return out
 
 
 def bound_tree_from_proto(msg: ipb.BoundNameTree,

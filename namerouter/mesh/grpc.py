@@ -77,7 +77,7 @@ class _ReadBudget:
         self.used -= n
 
 
-async def read_request(stream: Stream, request_type: type, max_bytes: int, budget: _ReadBudget,
+async def read_request(stream: Stream[Any, Any], request_type: type, max_bytes: int, budget: _ReadBudget,
                        method: str) -> Any:
     """The one request message of a unary-request call, bounded (see module doc)."""
     h2_stream = stream._stream  # grpclib's HTTP/2 stream: its recv_message reads unbounded
@@ -124,7 +124,7 @@ def _method_handlers(service: Any, descriptor: Any, max_bytes: int, budget: _Rea
         path = f"/{descriptor.full_name}/{m.name}"
         streaming = m.server_streaming
 
-        async def call(stream: Stream, impl: Any = impl, req_cls: type = req_cls, path: str = path,
+        async def call(stream: Stream[Any, Any], impl: Any = impl, req_cls: type = req_cls, path: str = path,
                        streaming: bool = streaming) -> None:
             try:
                 req = await read_request(stream, req_cls, max_bytes, budget, path)
@@ -231,9 +231,12 @@ class GrpcServer:
             # grpclib's close()/wait_closed() drive whatever listener it holds.
             self._server._server = listener  # type: ignore[assignment]
             self._server._server_closed_fut = asyncio.get_running_loop().create_future()
-        sockets = self._server._server.sockets if self._server._server else []  # type: ignore[union-attr]
-        self.port = sockets[0].getsockname()[1] if sockets else port
-        return self.port
+        # asyncio's or uvloop's Server, or our TlsServer: each has ``sockets``
+        listening: Any = self._server._server
+        sockets = list(listening.sockets) if listening is not None else []
+        bound = int(sockets[0].getsockname()[1]) if sockets else port
+        self.port = bound
+        return bound
 
     async def close(self) -> None:
         self._server.close()

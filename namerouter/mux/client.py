@@ -65,11 +65,11 @@ class MuxSession:
         self._transport: Optional[asyncio.Transport] = None
         self._reader = m.FrameReader(MAX_REPLY_FRAME)
         self._reassembler = m.Reassembler(MAX_REPLY_FRAME)
-        self._pending: dict[int, asyncio.Future] = {}
+        self._pending: dict[int, asyncio.Future[bytes]] = {}
         self._discarded: set[int] = set()
-        self._handshake: Optional[asyncio.Future] = None
-        self._ping_task: Optional[asyncio.Task] = None
-        self._pong: Optional[asyncio.Future] = None
+        self._handshake: Optional[asyncio.Future[m.Message]] = None
+        self._ping_task: Optional[asyncio.Task[None]] = None
+        self._pong: Optional[asyncio.Future[None]] = None
         self.closed = False
         self.close_reason = ""
         self.draining = False
@@ -143,7 +143,7 @@ class MuxSession:
         if self.draining:
             raise MuxClosed("session is draining")
         tag = self._free_tag()
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._pending[tag] = fut
         self._write(m.frame(m.TDISPATCH, tag, m.tdispatch_body(payload)))
         try:

@@ -30,11 +30,14 @@ import asyncio
 import logging
 import re
 import struct
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from . import message as m
 from ..ratelog import RateLimitedLog
 from .thrift import Handler, ThriftDecodeError
+
+if TYPE_CHECKING:
+    from ..tls.server import TlsServer
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +65,10 @@ class _Connection(asyncio.Protocol):
         self.transport: Optional[asyncio.Transport] = None
         self.peer: Any = None
         self.mode: Optional[str] = None  # "mux" | "thrift" once the first frame arrived
-        self.tasks: dict[int, asyncio.Task] = {}
+        self.tasks: dict[int, asyncio.Task[None]] = {}
         self.peer_max_frame: Optional[int] = None
-        self.thrift_queue: Optional[asyncio.Queue] = None
-        self.thrift_worker: Optional[asyncio.Task] = None
+        self.thrift_queue: Optional[asyncio.Queue[bytes]] = None
+        self.thrift_worker: Optional[asyncio.Task[None]] = None
         self.closed = False
 
     # -- asyncio.Protocol -------------------------------------------------------------
@@ -250,7 +253,7 @@ class MuxServer:
         self.scope = scope
         self.connections: set[_Connection] = set()
         self.bad_input = _BadInputLog()
-        self._server: Optional[asyncio.AbstractServer] = None
+        self._server: Union[asyncio.Server, TlsServer, None] = None
         self.port: Optional[int] = None
 
     def count(self, name: str) -> None:
@@ -260,17 +263,19 @@ class MuxServer:
     async def start(self, host: str, port: int, tls: Any = None, failures: Any = None) -> int:
         """Listen; over TLS (``tls``: a ``namerouter.tls.TlsSource``) Mux and thrift start
         after the TLS handshake, as with Linkerd's namerd."""
+        server: Union[asyncio.Server, TlsServer]
         if tls is None:
             loop = asyncio.get_running_loop()
-            self._server = await loop.create_server(lambda: _Connection(self), host, port,
-                                                    reuse_address=True, backlog=1024)
+            server = await loop.create_server(lambda: _Connection(self), host, port,
+                                              reuse_address=True, backlog=1024)
         else:
             from ..tls.server import serve_tls
 
-            self._server = await serve_tls(lambda: _Connection(self), tls, host, port, failures,  # type: ignore[assignment]
-                                           backlog=1024)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self.port
+            server = await serve_tls(lambda: _Connection(self), tls, host, port, failures, backlog=1024)
+        self._server = server
+        port = int(server.sockets[0].getsockname()[1])
+        self.port = port
+        return port
 
     async def close(self) -> None:
         if self._server is not None:

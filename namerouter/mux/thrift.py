@@ -41,7 +41,8 @@ def encode_message(name: str, mtype: int, seqid: int, obj: Any) -> bytes:
     p.write_message_begin(name, mtype, seqid)
     p.write_struct(obj)
     p.write_message_end()
-    return buf.getvalue()
+    out: bytes = buf.getvalue()
+    return out
 
 
 def decode_message(payload: bytes, make: Callable[[str, int], Any]) -> tuple[str, int, int, Any]:
@@ -74,7 +75,7 @@ def _exception_field(result_cls: Any, exc: BaseException) -> Optional[str]:
     for fid, spec in result_cls.thrift_spec.items():
         if fid == 0:
             continue
-        fname = spec[1]
+        fname: str = spec[1]
         cls = spec[2] if len(spec) > 2 else None
         if isinstance(cls, type) and isinstance(exc, cls):
             return fname

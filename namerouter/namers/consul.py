@@ -123,7 +123,7 @@ def worst_status(checks: Any) -> str:
     return HEALTH_ORDER[worst]
 
 
-def _instance_fields(entry: dict, health: bool) -> tuple[str, str, Any, list, dict, dict]:
+def _instance_fields(entry: dict[str, Any], health: bool) -> tuple[str, str, Any, list[Any], dict[str, Any], dict[str, Any]]:
     """(node address, service address, port, tags, service meta, node meta) of one entry."""
     if health:
         node = entry.get("Node") or {}
@@ -187,6 +187,10 @@ class AddressMapper:
 
 # One watched service ---------------------------------------------------------------------
 
+#: (dc, tag, service): one watch each
+ServiceKey = tuple[str, Optional[str], str]
+
+
 class ServiceWatch:
     """The blocking-query loop of one (dc, tag, service) and its address Var."""
 
@@ -196,7 +200,7 @@ class ServiceWatch:
         self.service = service
         self.tag = tag
         self.addr: Var[Addr] = Var.lazy(ADDR_PENDING, start_stop(self._start, self._stop))
-        self._task: Optional[asyncio.Task] = None
+        self._task: Optional[asyncio.Task[None]] = None
         self.index: Optional[int] = None
         self.resolved_dc: Optional[str] = None
         self.last_request: Optional[str] = None
@@ -207,7 +211,7 @@ class ServiceWatch:
         self.updates = 0
 
     @property
-    def key(self) -> tuple[str, Optional[str], str]:
+    def key(self) -> ServiceKey:
         return (self.dc, self.tag, self.service)
 
     def _start(self) -> None:
@@ -311,7 +315,7 @@ class ServiceWatch:
 
 class ConsulNamer(Namer):
     kind = "io.l5d.consul"
-    Config = ConsulNamerConfig
+    config_class = ConsulNamerConfig
 
     def __init__(
         self,
@@ -342,10 +346,10 @@ class ConsulNamer(Namer):
         self.wait = wait
         self._metrics = metrics
         self._stats_prefix = "namer/" + "/".join(self.prefix.text_labels()) + "/"
-        self._watches: "weakref.WeakValueDictionary[tuple, ServiceWatch]" = weakref.WeakValueDictionary()
-        self._running: dict[tuple, ServiceWatch] = {}
-        self._lookups: "weakref.WeakValueDictionary[Path, HeldActivity]" = weakref.WeakValueDictionary()
-        self._agent: Optional[dict] = None
+        self._watches: "weakref.WeakValueDictionary[ServiceKey, ServiceWatch]" = weakref.WeakValueDictionary()
+        self._running: dict[ServiceKey, ServiceWatch] = {}
+        self._lookups: "weakref.WeakValueDictionary[Path, HeldActivity[NameTree[Any]]]" = weakref.WeakValueDictionary()
+        self._agent: Optional[dict[str, Any]] = None
         self._agent_lock = asyncio.Lock()
 
     @classmethod
@@ -397,7 +401,7 @@ class ConsulNamer(Namer):
         return out
 
     # Shared pieces used by the watches ------------------------------------------------
-    async def _agent_self(self) -> dict:
+    async def _agent_self(self) -> dict[str, Any]:
         """``/v1/agent/self``, fetched once (Linkerd does the same) and cached."""
         if self._agent is not None:
             return self._agent

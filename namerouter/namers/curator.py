@@ -103,7 +103,7 @@ class CuratorNamer(ServersetsNamer):
         bound = BoundName(self.bound_id(path.take(1)), sel.addr, path.drop(1))
         return HeldActivity(sel, bound, sel.addr, lambda a: addr_tree_state(a, bound))
 
-    def admin_state(self) -> dict:
+    def admin_state(self) -> dict[str, Any]:
         st = super().admin_state()
         st["kind"] = KIND
         st["basePath"] = self.base_path

@@ -185,7 +185,7 @@ class SrvWatch:
         self._namer = weakref.ref(namer)
         self.name = name
         self.addr: Var[Addr] = Var.lazy(ADDR_PENDING, start_stop(self._start, self._stop))
-        self._task: Optional[asyncio.Task] = None
+        self._task: Optional[asyncio.Task[None]] = None
         self.lookups = 0
         self.errors = 0
         self.last_error: Optional[str] = None
@@ -248,7 +248,7 @@ class SrvWatch:
 
 class DnsSrvNamer(Namer):
     kind = KIND
-    Config = DnsSrvConfig
+    config_class = DnsSrvConfig
 
     def __init__(self, prefix: Optional[Path] = None, dns_hosts: Optional[list[str]] = None,
                  refresh_s: float = 5.0, metrics: Any = None) -> None:
@@ -259,7 +259,7 @@ class DnsSrvNamer(Namer):
         self._metrics = metrics
         self._stats_prefix = "namer/" + "/".join(self.prefix.text_labels()) + "/"
         self._watches: "weakref.WeakValueDictionary[str, SrvWatch]" = weakref.WeakValueDictionary()
-        self._lookups: "weakref.WeakValueDictionary[Path, HeldActivity]" = weakref.WeakValueDictionary()
+        self._lookups: "weakref.WeakValueDictionary[Path, HeldActivity[NameTree[Any]]]" = weakref.WeakValueDictionary()
 
     @classmethod
     def from_config(cls, config: DnsSrvConfig, runtime: Any = None) -> "DnsSrvNamer":

@@ -108,7 +108,7 @@ class FsNamer(Namer):
 
     def __init__(
         self,
-        root_dir: TUnion[str, os.PathLike],
+        root_dir: TUnion[str, os.PathLike[str]],
         prefix: Optional[Path] = None,
         poll_interval: float = 0.05,
         max_file_bytes: int = MAX_FILE_BYTES,
@@ -128,7 +128,7 @@ class FsNamer(Namer):
         self._files: "weakref.WeakValueDictionary[bytes, _FileVar]" = weakref.WeakValueDictionary()
         # Observed items, polled every tick (strong refs while observed).
         self._active: dict[int, TUnion["_LookupVar", "_FileVar"]] = {}
-        self._task: Optional[asyncio.Task] = None
+        self._task: Optional[asyncio.Task[None]] = None
         self._closed = False
         self.ticks = 0
 
@@ -290,9 +290,9 @@ class _FileVar(LazyVar[Addr]):
         self._read_sig: Any = None
         self._prev_sig: Any = None
         self._content: Optional[bytes] = None
-        self._resolving: Optional[asyncio.Task] = None
+        self._resolving: Optional[asyncio.Task[None]] = None
         # Host names in the file are re-resolved every dns_refresh_s while observed.
-        self._entries: list = []
+        self._entries: list[Any] = []
         self._names: set[str] = set()
         self._resolved_at = 0.0
         self.reads = 0
@@ -405,7 +405,7 @@ class _FileVar(LazyVar[Addr]):
             return
         self._resolving = loop.create_task(self._resolve(entries, names, refresh))
 
-    async def _resolve(self, entries: list, names: set[str], refresh: bool) -> None:
+    async def _resolve(self, entries: list[Any], names: set[str], refresh: bool) -> None:
         resolved: dict[str, list[str]] = {}
         try:
             for h in sorted(names):
@@ -425,7 +425,7 @@ class _FileVar(LazyVar[Addr]):
             if self._resolving is asyncio.current_task():
                 self._resolving = None
 
-    def _resolve_blocking(self, entries: list, names: set[str]) -> Addr:
+    def _resolve_blocking(self, entries: list[Any], names: set[str]) -> Addr:
         resolved = {}
         for h in sorted(names):
             try:
@@ -455,7 +455,7 @@ class _FileVar(LazyVar[Addr]):
         return f"_FileVar({self.fs_path})"
 
 
-def _to_addr(entries: list, resolved: dict[str, list[str]]) -> AddrBound:
+def _to_addr(entries: list[Any], resolved: dict[str, list[str]]) -> AddrBound:
     addrs = []
     for host, port, weight, _ in entries:
         meta = {WEIGHT_KEY: weight} if weight is not None else None

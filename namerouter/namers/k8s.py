@@ -25,7 +25,7 @@ import logging
 import os
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from ..dtab.path import Path
 from ..dtab.tree import NEG, Leaf, NameTree
@@ -61,7 +61,7 @@ class K8sNamerConfig:
 
 
 def make_api(host: Optional[str], port: Optional[int], sa_dir: Optional[str] = None,
-             environ: Optional[dict] = None) -> K8sApi:
+             environ: Optional[dict[str, Any]] = None) -> K8sApi:
     """kubectl proxy when configured (or when not in a pod), else in-cluster HTTPS."""
     from ..k8s.client import SERVICE_ACCOUNT_DIR
 
@@ -74,18 +74,18 @@ def make_api(host: Optional[str], port: Optional[int], sa_dir: Optional[str] = N
 
 # Endpoints / Service → addresses -------------------------------------------------------------
 
-def _tcp(port: dict) -> bool:
+def _tcp(port: dict[str, Any]) -> bool:
     return str(port.get("protocol") or "TCP").upper() == "TCP"
 
 
-def endpoint_port_names(endpoints: dict) -> set[str]:
+def endpoint_port_names(endpoints: dict[str, Any]) -> set[str]:
     return {
         p["name"] for s in endpoints.get("subsets") or [] for p in s.get("ports") or []
         if p.get("name") and _tcp(p)
     }
 
 
-def _ready(subset: dict) -> list[tuple[str, Optional[str]]]:
+def _ready(subset: dict[str, Any]) -> list[tuple[str, Optional[str]]]:
     return [(a["ip"], a.get("nodeName")) for a in subset.get("addresses") or [] if a.get("ip")]
 
 
@@ -93,7 +93,7 @@ def _address(ip: str, port: int, node: Optional[str]) -> Address:
     return Address(ip, port, {NODE_NAME_KEY: node} if node else None)
 
 
-def addresses_for_port_name(endpoints: dict, name: str) -> Optional[set[Address]]:
+def addresses_for_port_name(endpoints: dict[str, Any], name: str) -> Optional[set[Address]]:
     """Ready addresses × the subset's TCP port called ``name``; None if no subset has it."""
     found = False
     out: set[Address] = set()
@@ -106,7 +106,7 @@ def addresses_for_port_name(endpoints: dict, name: str) -> Optional[set[Address]
     return out if found else None
 
 
-def addresses_for_number(endpoints: dict, number: int, port_name: Optional[str]) -> set[Address]:
+def addresses_for_number(endpoints: dict[str, Any], number: int, port_name: Optional[str]) -> set[Address]:
     """Ready addresses × ``number`` for a numeric targetPort.
 
     Endpoints ports carry the Service port's name, so the subsets that serve this Service
@@ -122,7 +122,7 @@ def addresses_for_number(endpoints: dict, number: int, port_name: Optional[str])
     return {_address(ip, number, node) for s in serving for ip, node in _ready(s)}
 
 
-def target_port(service: dict, number: int) -> Optional[tuple[int | str, Optional[str]]]:
+def target_port(service: dict[str, Any], number: int) -> Optional[tuple[int | str, Optional[str]]]:
     """(targetPort, port name) of the Service's TCP port ``number``; None if it has none."""
     for p in (service.get("spec") or {}).get("ports") or []:
         if p.get("port") == number and _tcp(p):
@@ -170,7 +170,7 @@ class _Binding:
         #: PENDING, _NEG or "bound"
         self.result: Var[Any] = Var.lazy(PENDING, start_stop(self._acquire, self._release))
         self._refs = 0
-        self._closables: list = []
+        self._closables: list[Any] = []
 
     def _acquire(self) -> None:
         self._refs += 1
@@ -199,7 +199,7 @@ class _Binding:
             self.result.update("bound")
 
 
-def _tree_state(result: Any, bound: BoundName) -> ActivityState[NameTree[Any]]:
+def _tree_state(result: object, bound: BoundName) -> ActivityState[NameTree[Any]]:
     if result is PENDING:
         return PENDING
     if result is _NEG:
@@ -209,7 +209,7 @@ def _tree_state(result: Any, bound: BoundName) -> ActivityState[NameTree[Any]]:
 
 class K8sNamer(Namer):
     kind = KIND
-    Config = K8sNamerConfig
+    config_class: ClassVar[type] = K8sNamerConfig
 
     def __init__(
         self,
@@ -226,9 +226,9 @@ class K8sNamer(Namer):
         self.max_backoff_s = max_backoff_s
         self.watch_timeout_s = watch_timeout_s
         self._metrics = metrics
-        self._objects: "weakref.WeakValueDictionary[tuple, ObjectWatch]" = weakref.WeakValueDictionary()
-        self._bindings: "weakref.WeakValueDictionary[tuple, _Binding]" = weakref.WeakValueDictionary()
-        self._lookups: "weakref.WeakValueDictionary[Path, HeldActivity]" = weakref.WeakValueDictionary()
+        self._objects: "weakref.WeakValueDictionary[tuple[Any, ...], ObjectWatch]" = weakref.WeakValueDictionary()
+        self._bindings: "weakref.WeakValueDictionary[tuple[Any, ...], _Binding]" = weakref.WeakValueDictionary()
+        self._lookups: "weakref.WeakValueDictionary[Path, HeldActivity[NameTree[Any]]]" = weakref.WeakValueDictionary()
 
     @classmethod
     def from_config(cls, config: K8sNamerConfig, runtime: Any = None) -> "K8sNamer":
@@ -336,7 +336,7 @@ class K8sNsNamer(K8sNamer):
     (Linkerd's SingleNsNamer); the bound id leaves the namespace out, as Linkerd's."""
 
     kind = NS_KIND
-    Config = K8sNsNamerConfig
+    config_class = K8sNsNamerConfig
 
     def __init__(self, api: K8sApi, namespace: str, prefix: Optional[Path] = None, **kw: Any) -> None:
         super().__init__(api, prefix if prefix is not None else Path.of(NS_KIND), **kw)

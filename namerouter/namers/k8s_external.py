@@ -57,7 +57,7 @@ class K8sExternalConfig:
     transformers: list[Any] = field(default_factory=list, metadata={"plugins": "TRANSFORMERS"})
 
 
-def service_port(service: dict, port: str) -> Optional[int]:
+def service_port(service: dict[str, Any], port: str) -> Optional[int]:
     """The Service port that ``port`` (a name or a number) names; None if none."""
     for p in (service.get("spec") or {}).get("ports") or []:
         if str(p.get("protocol") or "TCP").upper() != "TCP":
@@ -68,7 +68,7 @@ def service_port(service: dict, port: str) -> Optional[int]:
     return None
 
 
-def ingress_hosts(service: dict) -> list[str]:
+def ingress_hosts(service: dict[str, Any]) -> list[str]:
     ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
     return [str(i.get("ip") or i.get("hostname")) for i in ingress if isinstance(i, dict)
             and (i.get("ip") or i.get("hostname"))]
@@ -83,7 +83,7 @@ class _Binding:
         self.addr: Var[Addr] = Var.lazy(ADDR_PENDING, start_stop(self._start, self._stop))
         self._obs: Any = None
         self._gen = 0
-        self._task: Optional[asyncio.Task] = None
+        self._task: Optional[asyncio.Task[None]] = None
 
     def _start(self) -> None:
         self._obs = self.watch.state.observe(self._on_service)
@@ -107,7 +107,7 @@ class _Binding:
             return
         number = service_port(svc, self.port) if svc is not MISSING else None
         hosts = ingress_hosts(svc) if number is not None else []
-        if not hosts:
+        if number is None or not hosts:
             self.addr.update(ADDR_NEG)
             return
         if all(dns.ip_literal(h) for h in hosts):
@@ -131,7 +131,7 @@ class _Binding:
 
 class K8sExternalNamer(Namer):
     kind = KIND
-    Config = K8sExternalConfig
+    config_class = K8sExternalConfig
 
     def __init__(self, api: K8sApi, prefix: Optional[Path] = None, label_selector: Optional[str] = None,
                  max_backoff_s: float = 10.0, watch_timeout_s: Optional[int] = None) -> None:
@@ -140,9 +140,9 @@ class K8sExternalNamer(Namer):
         self.label_selector = label_selector
         self.max_backoff_s = max_backoff_s
         self.watch_timeout_s = watch_timeout_s
-        self._services: "weakref.WeakValueDictionary[tuple, ObjectWatch]" = weakref.WeakValueDictionary()
-        self._bindings: "weakref.WeakValueDictionary[tuple, _Binding]" = weakref.WeakValueDictionary()
-        self._lookups: "weakref.WeakValueDictionary[Path, HeldActivity]" = weakref.WeakValueDictionary()
+        self._services: "weakref.WeakValueDictionary[tuple[Any, ...], ObjectWatch]" = weakref.WeakValueDictionary()
+        self._bindings: "weakref.WeakValueDictionary[tuple[Any, ...], _Binding]" = weakref.WeakValueDictionary()
+        self._lookups: "weakref.WeakValueDictionary[Path, HeldActivity[NameTree[Any]]]" = weakref.WeakValueDictionary()
 
     @classmethod
     def from_config(cls, config: K8sExternalConfig, runtime: Any = None) -> "K8sExternalNamer":

@@ -96,14 +96,14 @@ def endpoint_of_dst(dst: str) -> tuple[str, int]:
 
 # Marathon's JSON → addresses -----------------------------------------------------------
 
-def _healthy(task: dict, checks: int) -> bool:
+def _healthy(task: dict[str, Any], checks: int) -> bool:
     if task.get("state") != "TASK_RUNNING":
         return False
     alive = sum(1 for r in task.get("healthCheckResults") or [] if isinstance(r, dict) and r.get("alive") is True)
     return alive >= checks
 
 
-def task_endpoints(app: dict, use_health_check: bool) -> list[tuple[str, int]]:
+def task_endpoints(app: dict[str, Any], use_health_check: bool) -> list[tuple[str, int]]:
     """(host, port) of every usable task of an ``embed=app.tasks`` app (see module doc)."""
     checks = len(app.get("healthChecks") or [])
     disc = (((app.get("ipAddress") or {}).get("discovery") or {}).get("ports") or [{}])[0] or {}
@@ -171,7 +171,7 @@ class _Poll:
         self._namer = weakref.ref(namer)
         self.name = name
         self.var: Var[Any] = Var.lazy(initial, start_stop(self._start, self._stop))
-        self._task: Optional[asyncio.Task] = None
+        self._task: Optional[asyncio.Task[None]] = None
         self.polls = 0
         self.errors = 0
         self.last_error: Optional[str] = None
@@ -256,7 +256,7 @@ class AppPoll(_Poll):
 
 class MarathonNamer(Namer):
     kind = KIND
-    Config = MarathonConfig
+    config_class = MarathonConfig
 
     def __init__(self, api: MarathonApi, prefix: Optional[Path] = None, uri_prefix: str = "",
                  ttl_ms: int = 5000, jitter_ms: int = 50, use_health_check: bool = False) -> None:

@@ -45,7 +45,7 @@ class RewriteConfig:
 
 class RewriteNamer(Namer):
     kind = KIND
-    Config = RewriteConfig
+    config_class = RewriteConfig
 
     def __init__(self, prefix: Path, pattern: str, name: str) -> None:
         super().__init__(prefix)

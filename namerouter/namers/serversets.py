@@ -31,7 +31,7 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from ..dtab.path import Path
 from ..dtab.tree import NEG, Leaf, NameTree
@@ -127,7 +127,7 @@ class Selection:
         self._watch: Optional[ServersetWatch] = None
         self._obs: Optional[Closable] = None
         self._gen = 0
-        self._dns_task: Optional[asyncio.Task] = None
+        self._dns_task: Optional[asyncio.Task[None]] = None
         self._dns_timer: Optional[asyncio.TimerHandle] = None
         self._meta: dict[str, Any] = {}
         self.dns_errors: dict[str, str] = {}
@@ -213,7 +213,8 @@ class Selection:
         self.dns_errors = errors
         addrs = []
         for ep in eps:
-            for ip in [dns.ip_literal(ep.host)] if _is_ip(ep.host) else resolved.get(ep.host, []):
+            literal = dns.ip_literal(ep.host)
+            for ip in [literal] if literal is not None else resolved.get(ep.host, []):
                 addrs.append(Address(ip, ep.port))
         if addrs:
             self.addr.update(AddrBound(addrs, self._meta))
@@ -301,10 +302,14 @@ class ServersetsNamer(Namer):
     """
 
     kind = KIND
-    config_class = ServersetsConfig
+    config_class: ClassVar[type] = ServersetsConfig
     child_prefix = MEMBER_PREFIX
-    parse = staticmethod(parse_member)
     selection_class = Selection
+
+    @staticmethod
+    def parse(data: bytes) -> object:
+        """A child znode's data -> what ``selection_class`` reads (each layout has its own)."""
+        return parse_member(data)
 
     def split(self, labels: list[str]) -> tuple[str, Optional[str], Optional[int]]:
         """(znode path, endpoint, shard) of a name's labels; ValueError if malformed."""
@@ -401,7 +406,7 @@ class ServersetsNamer(Namer):
             del self._watches[w.path]
 
     # Admin ---------------------------------------------------------------------------
-    def admin_state(self) -> dict:
+    def admin_state(self) -> dict[str, Any]:
         """``/namer_state/io.l5d.serversets.json``: the session and every watched serverset."""
         sets = {}
         for path, w in sorted(self._watches.items()):

@@ -80,7 +80,7 @@ class ZkLeaderNamer(ServersetsNamer):
     def split(self, labels: list[str]) -> tuple[str, Optional[str], Optional[int]]:
         return znode_path(labels), None, None
 
-    def admin_state(self) -> dict:
+    def admin_state(self) -> dict[str, Any]:
         st = super().admin_state()
         st["kind"] = KIND
         st["groups"] = st.pop("serversets")

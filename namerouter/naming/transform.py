@@ -13,7 +13,7 @@ to that namer's fully bound answers. The plugins are in ``namerouter/transformer
 """
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Iterable, Optional, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Optional, Sequence, overload
 
 from ..dtab.path import Path
 from ..dtab.tree import Alt, Leaf, NameTree, Union, Weighted
@@ -91,6 +91,18 @@ def transformer_prefix(default: str, configured: Optional[str]) -> Path:
     return Path([TRANSFORMER_LABEL]) + Path.read(text)
 
 
+@overload
+def apply_transformers(
+    result: "Activity[NameTree[BoundName]]", transformers: Sequence[NameTreeTransformer],
+) -> "Activity[NameTree[BoundName]]": ...
+
+
+@overload
+def apply_transformers(
+    result: "Activity[NameTree[BoundName]] | NameTree[BoundName]", transformers: Sequence[NameTreeTransformer],
+) -> "Activity[NameTree[BoundName]] | NameTree[BoundName]": ...
+
+
 def apply_transformers(
     result: "Activity[NameTree[BoundName]] | NameTree[BoundName]",
     transformers: Sequence[NameTreeTransformer],
@@ -122,8 +134,9 @@ def replace_leaves(tree: NameTree[Any], replacement: NameTree[Any]) -> NameTree[
 
 
 def build_transformers(configs: Iterable[Any], runtime: Any) -> list[NameTreeTransformer]:
-    """Instantiate transformer configs (dataclasses with a ``kind``) through the plugin
-    registry; already-built transformers pass through. Used by interpreters and namers."""
+    """Instantiate validated transformer configs (the dataclasses config/validate.py makes
+    of a ``transformers`` list) through the plugin registry; already-built transformers
+    pass through. Used by interpreters and namers."""
     from .. import plugins
 
     out: list[NameTreeTransformer] = []
@@ -131,14 +144,7 @@ def build_transformers(configs: Iterable[Any], runtime: Any) -> list[NameTreeTra
         if isinstance(c, NameTreeTransformer):
             out.append(c)
             continue
-        if isinstance(c, dict):
-            # Plain values (a caller that skipped the config layer): build the dataclass.
-            cls = plugins.load(plugins.TRANSFORMERS, str(c.get("kind")))
-            c = cls.config_class(**{k: v for k, v in c.items() if k not in ("kind", "experimental")})
-        else:
-            # validated configs without a `kind` field carry it as `_kind` (config.validate)
-            cls = plugins.load(plugins.TRANSFORMERS, getattr(c, "kind", None) or getattr(c, "_kind"))
-        out.append(cls.from_config(c, runtime))
+        out.append(plugins.load_for(plugins.TRANSFORMERS, c).from_config(c, runtime))
     return out
 
 

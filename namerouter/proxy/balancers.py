@@ -17,6 +17,8 @@ from bisect import bisect_right
 from itertools import accumulate
 from typing import Optional, Sequence
 
+from .balancer_config import LoadBalancerConfig
+
 _monotonic = time.monotonic
 
 
@@ -176,22 +178,15 @@ class RoundRobin(Balancer):
         return nodes[best_i]
 
 
-def make_balancer(config: object = None) -> Balancer:
-    """A balancer from a ``loadBalancer`` block (``{kind: p2c, maxEffort: 5}``)."""
-    def get(key: str, default):
-        if config is None:
-            return default
-        if isinstance(config, dict):
-            return config.get(key, default)
-        v = getattr(config, key, None)  # a LoadBalancerConfig dataclass
-        return default if v is None else v
-
-    kind = get("kind", "p2c")
-    effort = int(get("maxEffort", 5))
+def make_balancer(config: Optional[LoadBalancerConfig] = None) -> Balancer:
+    """A balancer from a validated ``loadBalancer`` block (None: Linkerd's default, p2c)."""
+    c = config if config is not None else LoadBalancerConfig()
+    kind = c.kind
+    effort = c.maxEffort
     if kind == "p2c":
         return P2CLeastLoaded(effort)
     if kind == "ewma":
-        return PeakEwma(effort, int(get("decayTimeMs", 10000)))
+        return PeakEwma(effort, c.decayTimeMs)
     if kind == "roundRobin":
         return RoundRobin(effort)
     raise ValueError(f"loadBalancer.kind: unknown balancer {kind!r}; known: p2c, ewma, roundRobin")

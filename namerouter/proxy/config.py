@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from ..tls.config import ServerTlsConfig
+from .balancer_config import BALANCER_KINDS as BALANCER_KINDS, LoadBalancerConfig as LoadBalancerConfig
+from .policy.config import ClientBlock, ServiceBlock
 
 #: Identifier kinds this package implements (see ``identifiers.py``).
 IDENTIFIER_KINDS = (
@@ -24,10 +26,6 @@ IDENTIFIER_KINDS = (
     "io.l5d.header",
     "io.l5d.static",
 )
-
-#: Load balancer kinds (see ``balancers.py``).
-BALANCER_KINDS = ("p2c", "ewma", "roundRobin")
-
 
 @dataclass
 class IdentifierConfig:
@@ -70,22 +68,24 @@ class ServerConfig:
     #: Linkerd's server ``announce``: names to register this server under with the
     #: router's ``announcers`` (the main job does that, not the data plane).
     announce: Optional[list[str]] = None
-    #: Linkerd's server TLS block (namerouter/tls/config.py). Phase 1 of issue 11: validated
-    #: and accepted by --check; the main job refuses to start a router that sets it
-    #: until the data plane terminates TLS (namerouter/linker.py).
+    #: Linkerd's server TLS block (namerouter/tls/config.py): this server terminates TLS
+    #: (rotated without restart when its files change; see docs/architecture.md "TLS").
     tls: Optional[ServerTlsConfig] = None
+    #: Requests received on this server over TLS with a verified client certificate carry
+    #: it as ``x-forwarded-client-cert`` (Envoy's format). Linkerd has this key on the
+    #: ``client`` block only, which is accepted too (README "TLS"). A client's own
+    #: ``x-forwarded-client-cert`` is never forwarded.
+    forwardClientCert: bool = False
 
 
 @dataclass
-class LoadBalancerConfig:
-    kind: str = field(default="p2c", metadata={"choices": BALANCER_KINDS})
-    maxEffort: int = field(default=5, metadata={"min": 1, "max": 100})
-    decayTimeMs: int = field(default=10000, metadata={"min": 1})
+class TracePropagatorConfig:
+    """Linkerd's ``tracePropagator``: which trace format the router reads first
+    (``io.l5d.default``: ``l5d-ctx-trace``; ``io.l5d.zipkin``: B3, which it then also
+    writes on every request). Every format is read and written either way (see
+    namerouter/tracing/propagation.py)."""
 
-
-# The policy blocks' schema (namerouter/proxy/policy/config.py) refers to LoadBalancerConfig,
-# so it is imported once that is defined.
-from .policy.config import ClientBlock, ServiceBlock  # noqa: E402
+    kind: str = field(default="io.l5d.default", metadata={"choices": ("io.l5d.default", "io.l5d.zipkin")})
 
 
 @dataclass
@@ -130,6 +130,8 @@ class RouterConfig:
     #: the main job (namerouter/linker.py) builds them and announces each server's
     #: ``announce`` paths once the router listens (see ServerConfig.announce).
     announcers: list[Any] = field(default_factory=list, metadata={"plugins": "ANNOUNCERS"})
+    #: Linkerd's ``tracePropagator`` (see TracePropagatorConfig)
+    tracePropagator: Optional[TracePropagatorConfig] = None
 
     @property
     def effective_label(self) -> str:

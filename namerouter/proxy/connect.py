@@ -1,6 +1,9 @@
 """An upstream connection for an attempt: pooled, or new — with connect failures requeued
 to another endpoint of the same client within its ``requeueBudget`` (Finagle's requeues:
-a failure that provably never reached a server is re-sent at once elsewhere)."""
+a failure that provably never reached a server is re-sent at once elsewhere). A failed
+TLS handshake is a connect failure too (another endpoint may have a good certificate);
+it is also counted as ``…/tls/handshake_failures`` of the client and, when no endpoint is
+left, answered with a 502 naming the address and the TLS reason."""
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +11,8 @@ import time
 from random import getrandbits
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConnectFailed, NoHosts
+from ..tls.errors import is_tls_error
+from .errors import ConnectFailed, NoHosts, TlsFailed
 
 if TYPE_CHECKING:  # pragma: no cover
     from .pool import Endpoint
@@ -36,11 +40,17 @@ def _next_endpoint(route: "ServiceStage", client: "ClientStage", node: "Endpoint
                    tries: int, limit: int) -> "Endpoint":
     """Count a connect failure and choose the endpoint to try next (or raise)."""
     client.connect_failures.value += 1
+    tls_reason = client.tls_failed(e, node) if is_tls_error(e) else None
     if node.accrual is not None:
         node.accrual.failure()  # failure accrual decides when the endpoint is marked dead
     else:
         node.down_until = _now() + 1.0
     if tries >= limit or not client.policy.requeues.try_requeue():
+        if tls_reason is not None:
+            raise TlsFailed(route.explain(
+                f"address {node.label} (bound name {client.id_text}): {tls_reason} (certificate name "
+                f"expected: {client.server_name or '(not checked)'}; {tries} endpoint attempt(s))",
+                headline="TLS handshake failed for"))
         why = e.strerror if isinstance(e, OSError) and e.strerror else (str(e) or type(e).__name__)
         raise ConnectFailed(route.explain(
             f"unable to connect to {node.label} (bound name {client.id_text}, {tries} endpoint "

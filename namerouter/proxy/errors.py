@@ -1,7 +1,8 @@
 """Router-generated failures and their HTTP responses (Linkerd's ErrorResponder).
 
 Every failure the router produces itself carries its status here: unidentified or
-malformed requests 400, no route / no hosts / connect failures / binding timeout 502,
+malformed requests 400, no route / no hosts / connect failures / TLS handshake failures /
+binding timeout 502,
 request timeouts and overload 503. The response has ``l5d-err`` (the message,
 URL-encoded) and a ``text/plain`` body that explains why, so that "why did my request
 not route?" is answerable from the response alone.
@@ -62,6 +63,11 @@ class BindingTimeout(RouterError):
 class ConnectFailed(RouterError):
     status = 502
     retryable = True
+
+
+class TlsFailed(ConnectFailed):
+    """The TLS handshake with a backend failed (unknown CA, name mismatch, expired, …):
+    the body names the bound name, the address and the reason."""
 
 
 class BackendFailed(RouterError):

@@ -29,12 +29,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from random import getrandbits
 from typing import TYPE_CHECKING, Any, Coroutine, Optional
 
+from ..tracing import diagnostic
+from ..tracing.tracer import RequestTrace
 from .connect import connection_for
-from .errors import BackendFailed, BadRequest, NoHosts, Overloaded, RouterError
-from .message import EMPTY_BLOCK, HeaderBlock, RequestHead, ResponseHead, reqid_for
+from .errors import BackendFailed, BadRequest, NoHosts, Overloaded, RouterError, reason
+from .message import EMPTY_BLOCK, HeaderBlock, RequestHead, ResponseHead, SimpleResponseHead, derive_request
+from .policy.classifiers import SUCCESS
 from .phases import (  # noqa: F401  (the states, re-exported for the codecs and the policy)
     ANSWERED, COMPLETE, CONNECTING, DISCARDING, DONE, HOLDING, RECEIVING, RESPONDING, RETRYING, ROUTING, SENT,
     WAITING, Phase, Upload,
@@ -44,6 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .pool import Endpoint
     from .router import HttpServer
     from .routing import ServiceStage
+    from .stats import Cell
     from .targets import LeafTarget
 
 #: Request body buffered while no upstream connection exists yet; above it reading pauses.
@@ -51,6 +54,9 @@ BUFFER_LIMIT = 256 * 1024
 #: A request body still to come after an early answer is read and dropped if at most this
 #: big; otherwise the connection is not reused.
 DRAIN_LIMIT = 64 * 1024
+#: A diagnostic TRACE answer held to append the router's context: a longer (or chunked)
+#: body is replaced by Linkerd's placeholder.
+DIAGNOSTIC_BODY_LIMIT = 64 * 1024
 
 
 class _Hold:
@@ -69,8 +75,9 @@ class Lifecycle:
 
     __slots__ = (
         "down", "server", "head", "uri", "t0", "phase", "upload", "route", "leaf", "node", "up",
-        "body", "body_bytes", "task", "policy", "status", "resp_len", "stale_retried", "reqid",
-        "deadline", "counted", "bind_deadline",
+        "body", "body_bytes", "task", "policy", "status", "resp_len", "stale_retried", "trace",
+        "trace_block", "retrying", "failed", "why", "diag", "held", "held_bytes", "held_resp", "deadline", "counted",
+        "bind_deadline",
     )
 
     def __init__(self, down: Any, server: "HttpServer", head: RequestHead) -> None:
@@ -98,7 +105,24 @@ class Lifecycle:
         #: the response's Content-Length, for the access log
         self.resp_len: Optional[int] = None
         self.stale_retried = False
-        self.reqid: Optional[bytes] = None
+        #: the request's trace context (``tracing.RequestTrace``), from ``start``
+        self.trace: Optional[RequestTrace] = None
+        #: the trace-context header lines of the current attempt (``l5d-ctx-trace``,
+        #: ``l5d-reqid``, B3/W3C as the request came with them; CRLF-terminated)
+        self.trace_block = b""
+        #: the next attempt is a retry by the classifier (not a first try or a requeue)
+        self.retrying = False
+        #: the answer is a failure (the service's response classifier, or a router-made 5xx)
+        self.failed = False
+        #: why it failed (router-made answers), for the trace
+        self.why: Optional[str] = None
+        #: a diagnostic TRACE (``tracing.diagnostic.Plan``), else None
+        self.diag: Optional[diagnostic.Plan] = None
+        #: a diagnostic answer held to append the context: its body pieces (None: not
+        #: holding), their size (-1: too long or chunked, dropped), its head and headers
+        self.held: Optional[list[bytes]] = None
+        self.held_bytes = 0
+        self.held_resp: Optional[tuple[ResponseHead, HeaderBlock]] = None
         #: ``l5d-ctx-deadline`` to send instead of the incoming ones (b"": none), or None
         #: to forward them as received; set by the policy
         self.deadline: Optional[bytes] = None
@@ -127,6 +151,11 @@ class Lifecycle:
         self.phase = ROUTING
         server = self.server
         head = self.head
+        core = server.core
+        # Every request gets a trace context (ids + the header lines for the next hop);
+        # spans only when a telemeter samples it (trace.recording).
+        self.trace = trace = core.tracer.begin(head.trace_headers, remote=getattr(self.down, "remote", None),
+                                               local=server.local, method=head.method, uri=head.uri, host=head.host)
         server.inflight += 1
         self.counted = True
         try:
@@ -136,18 +165,37 @@ class Lifecycle:
             if head.via is not None and head.via.count(b",") + 1 > server.max_call_depth:
                 raise BadRequest(f"Maximum number of calls ({server.max_call_depth}) has been exceeded "
                                  "(Via header); please check for proxy loops")
-            route, new_uri = server.core.resolve(head)
+            route, new_uri = core.resolve(head)
         except Exception as e:
             self._routing_failed(e)
             return
         self.route = route
         route.inflight += 1
         route.last_used = self.t0
+        if trace.recording:
+            trace.routed(route.name_text, route.local_text)
         if new_uri is not None:
             self.uri = new_uri
+        if head.method == b"TRACE" and self._diagnostic():
+            return
         if route.policy is not None:
             self.policy = route.policy.begin(self)
         self.dispatch()
+
+    def _diagnostic(self) -> bool:
+        """A ``TRACE`` request: Linkerd's diagnostic tracer (``tracing/diagnostic.py``).
+        True when it is answered already (a bad ``Max-Forwards``)."""
+        head = self.head
+        plan = diagnostic.plan(head.method, head.header(b"max-forwards"), head.header(b"l5d-add-context"))
+        if plan.action == diagnostic.PASS:
+            return False
+        if plan.action == diagnostic.BAD_REQUEST:
+            self.fail(BadRequest(diagnostic.BAD_MAX_FORWARDS))
+            return True
+        self.diag = plan
+        if plan.max_forwards is not None:  # FORWARD with Max-Forwards decremented
+            self.head = derive_request(head, b"max-forwards", b"%d" % plan.max_forwards)
+        return False
 
     def dispatch(self) -> None:
         """Pick a leaf of the bound tree and an endpoint, and send the request: the one
@@ -180,6 +228,10 @@ class Lifecycle:
             return
         self.leaf = leaf
         self.node = node  # type: ignore[assignment]
+        diag = self.diag
+        if diag is not None and diag.action == diagnostic.ANSWER:
+            self._wait(self._diagnostic_answer())  # Max-Forwards: 0: this router answers
+            return
         if self.policy is not None:
             self.policy.attempt(self, client)
         conn = node.get_idle()  # type: ignore[attr-defined]
@@ -243,11 +295,14 @@ class Lifecycle:
         self.task = None
         self.up = conn
         conn.lc = self
-        self.node.outstanding += 1  # type: ignore[union-attr]
+        node = self.node
+        node.outstanding += 1  # type: ignore[union-attr]
         self.phase = SENT
-        if self.reqid is None:
-            trace = self.head.trace
-            self.reqid = b"%016x" % getrandbits(64) if trace is None else reqid_for(trace)
+        # A new client span (when recording) and the context the next hop receives.
+        leaf = self.leaf
+        self.trace_block = self.trace.attempt(  # type: ignore[union-attr]
+            leaf.client.id_text, leaf.residual, node.host, node.port, retry=self.retrying)  # type: ignore[union-attr]
+        self.retrying = False
         if self.down.write_paused:
             conn.pause_reading()
         body, self.body = self.body, None
@@ -303,32 +358,62 @@ class Lifecycle:
         if self.phase is not SENT:
             return
         node = self.node
+        status = resp.status
         if node is not None and node.accrual is not None:
-            node.accrual.record(resp.status)
-        if self.policy is not None:
-            extra = self.policy.on_response(self, resp)
+            node.accrual.record(status)
+        policy = self.policy
+        if policy is not None:
+            extra = policy.on_response(self, resp)
             if extra is None:
                 self.phase = DISCARDING  # retryable: read and drop it, then retry
+                trace = self.trace
+                if trace.recording:  # type: ignore[union-attr]
+                    trace.attempt_done(status, f"status {status}: retried", True)  # type: ignore[union-attr]
                 return
             if extra is HOLD:
                 self.phase = HOLDING  # the policy keeps it until it can classify it
                 return
-            self._respond(resp, extra)
+            self._respond(resp, extra, policy.klass != SUCCESS)  # the service's response classifier
             return
-        self._respond(resp, EMPTY_BLOCK)
+        self._respond(resp, EMPTY_BLOCK, status >= 500)  # Linkerd's default classifier, nonRetryable5XX
 
-    def _respond(self, resp: ResponseHead, extra: HeaderBlock) -> None:
-        self.status = resp.status
+    def _respond(self, resp: ResponseHead, extra: HeaderBlock, failed: bool) -> None:
+        """Relay a response head (classified: ``failed``)."""
+        status = resp.status
+        self.failed = failed
+        trace = self.trace
+        if trace.recording:  # type: ignore[union-attr]
+            trace.attempt_done(status, f"status {status}" if failed else None, False)  # type: ignore[union-attr]
+        self.status = status
         self.resp_len = resp.content_length
         self.phase = RESPONDING
+        diag = self.diag
+        if diag is not None and diag.add_context:
+            # hold the answer: this router's context is appended once it is complete
+            self.held = []
+            self.held_resp = (resp, extra)
+            cl = resp.content_length
+            self.held_bytes = 0 if cl is not None and cl <= DIAGNOSTIC_BODY_LIMIT else -1
+            return
+        self.down.send_response_head(self, resp, extra, self._unrewrite())
+
+    def _unrewrite(self) -> Optional[tuple[bytes, bytes]]:
         authority = self.leaf.client.authority  # type: ignore[union-attr]
-        unrewrite = (authority, self.head.host) if authority is not None and self.head.host else None
-        self.down.send_response_head(self, resp, extra, unrewrite)
+        return (authority, self.head.host) if authority is not None and self.head.host else None
 
     def response_body(self, chunk: bytes) -> None:
         phase = self.phase
         if phase is RESPONDING:
-            self.down.send_body(chunk)
+            held = self.held  # a diagnostic answer kept to append the router's context
+            if held is None:
+                self.down.send_body(chunk)
+            elif self.held_bytes >= 0:
+                self.held_bytes += len(chunk)
+                if self.held_bytes > DIAGNOSTIC_BODY_LIMIT:
+                    self.held_bytes = -1
+                    held.clear()
+                else:
+                    held.append(chunk)
         elif phase is HOLDING:
             self.policy.held_body(self, chunk)
 
@@ -336,7 +421,11 @@ class Lifecycle:
         """The response's trailers (HTTP/2); ``response_end`` follows."""
         phase = self.phase
         if phase is RESPONDING:
-            self.down.send_trailers(fields)
+            policy = self.policy
+            if policy is not None:
+                policy.on_trailers(self, fields)  # gRPC: grpc-status classifies the response
+            if self.held is None:  # (a held diagnostic answer is sent whole, without them)
+                self.down.send_trailers(fields)
         elif phase is HOLDING:
             self.policy.held_trailers(self, fields)
 
@@ -346,12 +435,11 @@ class Lifecycle:
         arrived so far goes out now, the rest streams as usual."""
         if self.phase is not HOLDING:
             return
-        self._respond(resp, extra)
-        down = self.down
+        self._respond(resp, extra, self.policy.klass != SUCCESS)
         for c in chunks:
-            down.send_body(c)
+            self.response_body(c)
         if trailers is not None:
-            down.send_trailers(trailers)
+            self.response_trailers(trailers)
 
     def response_end(self, reusable: bool) -> None:
         """The response is complete; ``reusable``: the upstream connection may carry another."""
@@ -368,10 +456,82 @@ class Lifecycle:
             phase = self.phase  # released (RESPONDING)
         if phase is not RESPONDING:
             return
+        if self.held is not None:
+            self._detach(reusable and self.upload is COMPLETE)
+            self._wait(self._diagnostic_reply())
+            return
         self.down.end_response()
         complete = self.upload is COMPLETE
         self._detach(reusable and complete)
         if complete:
+            self._complete()
+        else:
+            self._early_answer()
+
+    # --- diagnostic TRACE (Linkerd's DiagnosticTracer) ---------------------------------------
+    async def _diagnostic_context(self) -> str:
+        """This router's block: names, addresses, the chosen endpoint, the dtab steps."""
+        route = self.route
+        leaf = self.leaf
+        node = self.node
+        assert route is not None and leaf is not None and node is not None
+        client = leaf.client
+        addrs = [e.label for e in client.endpoints.values()] if client.endpoints else None
+        return await diagnostic.router_context(
+            route.table.interpreter, route.dtab, route.name, client.id_text, addrs, node.label, route.table.label,
+            int((_now() - self.t0) * 1000))
+
+    async def _diagnostic_answer(self) -> None:
+        """``Max-Forwards: 0``: answer 200 here (with the context when asked for)."""
+        try:
+            body = b""
+            if self.diag is not None and self.diag.add_context:
+                body = diagnostic.append_context(b"", await self._diagnostic_context())
+        except asyncio.CancelledError:
+            return
+        self.task = None
+        if self.phase is not ROUTING:
+            return
+        if self.policy is not None:
+            self.policy.finish()
+        fields = [(b"Content-Type", b"text/plain; charset=utf-8")] if body else []
+        fields.append((b"Content-Length", b"%d" % len(body)))
+        self._answer_held(SimpleResponseHead(200, b"OK", fields, len(body)), EMPTY_BLOCK, body)
+
+    async def _diagnostic_reply(self) -> None:
+        """The held answer is complete: send it with this router's context appended."""
+        try:
+            ctx = await self._diagnostic_context()
+        except asyncio.CancelledError:
+            return
+        self.task = None
+        held, self.held = self.held, None
+        if self.phase is not RESPONDING or held is None or self.held_resp is None:
+            return
+        resp, extra = self.held_resp
+        self.held_resp = None
+        fields = resp.fields()
+        if self.held_bytes < 0:
+            lines = [f"{n.decode('latin-1')}: {v.decode('latin-1')}" for n, v in fields]
+            body = diagnostic.chunked_placeholder(lines, resp.status, resp.reason.decode("latin-1") or reason(resp.status))
+        else:
+            body = b"".join(held)
+        body = diagnostic.append_context(body, ctx)
+        out = [(n, v) for n, v in fields if n.lower() != b"content-length"]
+        out.append((b"Content-Length", b"%d" % len(body)))
+        self._answer_held(SimpleResponseHead(resp.status, resp.reason, out, len(body), resp.via), extra, body)
+
+    def _answer_held(self, resp: ResponseHead, extra: HeaderBlock, body: bytes) -> None:
+        """Write a whole answer made here (head, body, end) and finish the exchange."""
+        self.status = resp.status
+        self.resp_len = len(body)
+        self.phase = RESPONDING
+        down = self.down
+        down.send_response_head(self, resp, extra, self._unrewrite() if self.leaf is not None else None)
+        if body:
+            down.send_body(body)
+        down.end_response()
+        if self.upload is COMPLETE:
             self._complete()
         else:
             self._early_answer()
@@ -412,6 +572,8 @@ class Lifecycle:
                 and not self.head.has_body):
             # A pooled connection the backend had already closed: one fresh try.
             self.stale_retried = True
+            if self.trace.recording:  # type: ignore[union-attr]
+                self.trace.attempt_done(None, "pooled connection closed by the backend", True)  # type: ignore[union-attr]
             node = self.node
             self._detach(False)
             self.phase = CONNECTING
@@ -432,8 +594,12 @@ class Lifecycle:
     # --- router-made answers ---------------------------------------------------------------
     def _answer_status(self, status: int) -> None:
         """``/$/io.buoyant.http.status/<code>``: answer the status ourselves."""
-        if self.policy is not None:
-            self.policy.finish()
+        policy = self.policy
+        if policy is not None:
+            policy.finish()
+            self.failed = policy.svc.classifier.classify(self.head.method, status) != SUCCESS
+        else:
+            self.failed = status >= 500
         self.leaf = None
         self._answered(status, self.down.send_status(self, status, self._drainable()))
 
@@ -443,21 +609,32 @@ class Lifecycle:
         phase = self.phase
         if phase >= ANSWERED:
             return
+        msg = err.message
+        nl = msg.find("\n")
+        why = msg if nl < 0 else msg[:nl]
+        trace = self.trace
         if phase < RESPONDING:
             node = self.node
             if self.up is not None and node is not None and node.accrual is not None and (
                     phase is not DISCARDING):
                 node.accrual.failure()  # the attempt in flight failed without a response
+            if trace is not None and trace.recording:
+                trace.attempt_done(None, why, err.retryable)
             if self.policy is not None and self.policy.on_fail(self, err):
                 return  # retried
         self._cancel_task()
         self._detach(False)
+        self.failed = True
+        self.why = why
         if phase is RESPONDING:
-            # Part of the response is out: the only honest signal left is to cut the connection.
-            self.status = self.status or err.status
-            self.down.abort()
-            self._complete()
-            return
+            if self.held is None:
+                # Part of the response is out: the only honest signal left is to cut the connection.
+                self.status = self.status or err.status
+                self.down.abort()
+                self._complete()
+                return
+            self.held = self.held_resp = None  # a held diagnostic answer: nothing went out yet
+        self.failed = err.status >= 500 or err.status <= 0
         self._answered(err.status, self.down.send_error(self, err, self._drainable()))
 
     def _answered(self, status: int, carries_on: bool) -> None:
@@ -478,6 +655,7 @@ class Lifecycle:
         self.node = None
         self.status = 0
         self.stale_retried = False
+        self.retrying = True
         self.body = list(replay) if replay else None
         self.body_bytes = 0
         self.phase = RETRYING
@@ -485,8 +663,8 @@ class Lifecycle:
     def record_attempt(self, status: int, ms: float) -> None:
         """An attempt that is not the final answer (a retried one): client metrics only."""
         leaf = self.leaf
-        if leaf is not None:
-            self.server.cells.cell(None, None, leaf.client.scope).record(status, ms)
+        if leaf is not None:  # retried because the classifier said so: a failure
+            self.server.cells.cell(None, None, leaf.client.scope, leaf.pair).record(status, ms, True)
 
     # --- completion ------------------------------------------------------------------------
     def _cancel_task(self) -> None:
@@ -517,13 +695,21 @@ class Lifecycle:
         up.close()
 
     def _finish(self) -> None:
-        """Leave the exchange: timers stopped, metrics recorded (exactly once)."""
+        """Leave the exchange: timers stopped, metrics recorded and the trace finished
+        (exactly once)."""
         self.phase = DONE
         if self.policy is not None:
             self.policy.finish()
         if self.counted:
             self.counted = False
             self._record()
+            trace = self.trace
+            if trace is not None and trace.recording:
+                status = self.status
+                why = None
+                if self.failed or status <= 0:
+                    why = self.why or (f"status {status}" if status > 0 else "the client went away")
+                trace.finish(status if status > 0 else None, why, False)
 
     def _complete(self) -> None:
         if self.phase is DONE:
@@ -545,13 +731,22 @@ class Lifecycle:
             up.abort()
         self._finish()
 
+    def cell(self) -> "Cell":
+        """Where this request is recorded: its (server, service, client, client-per-service) cell."""
+        server = self.server
+        route = self.route
+        leaf = self.leaf
+        if leaf is not None:
+            return server.cells.cell(server.scope, route.scope if route is not None else None, leaf.client.scope,
+                                     leaf.pair)
+        return server.cells.cell(server.scope, route.scope if route is not None else None, None, None)
+
     def _record(self) -> None:
         ms = (_now() - self.t0) * 1000.0
         server = self.server
         route = self.route
-        leaf = self.leaf
-        server.cells.cell(server.scope, route.scope if route is not None else None,
-                          leaf.client.scope if leaf is not None else None).record(self.status, ms)
+        status = self.status
+        self.cell().record(status, ms, self.failed or status <= 0)
         if route is not None:
             route.inflight -= 1
         server.inflight -= 1

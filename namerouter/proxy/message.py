@@ -9,14 +9,15 @@ it only when asked (HTTP/1.1 keeps the raw bytes: ``h1/heads.py``).
 
 "Forwardable" fields are the end-to-end ones: hop-by-hop fields (``Connection`` and
 the fields it names, ``Keep-Alive``, ``TE``, ``Transfer-Encoding``, ``Upgrade``,
-``Proxy-*``), ``Via`` and the l5d routing headers the router consumes or rewrites are
-not among them; they surface as the attributes below instead.
+``Proxy-*``), ``Via``, the l5d routing headers the router consumes or rewrites and
+``x-forwarded-client-cert`` (only the router writes it) are not among them; they
+surface as the attributes below instead.
 """
 from __future__ import annotations
 
-import base64
-from random import getrandbits
 from typing import Iterable, Optional
+
+from ..tracing.propagation import TRACE_HEADERS
 
 Fields = list[tuple[bytes, bytes]]
 
@@ -45,11 +46,15 @@ class RequestHead:
     keep_alive: bool = True
     #: incoming ``Via`` values joined with ", " (the router appends its own hop)
     via: Optional[bytes] = None
-    #: ``l5d-dtab`` / ``l5d-ctx-dtab`` values (several joined with ";"), ``l5d-ctx-trace``;
-    #: None when absent or when the server's clearContext dropped them
+    #: ``l5d-dtab`` / ``l5d-ctx-dtab`` values (several joined with ";"); None when absent
+    #: or when the server's clearContext dropped them
     dtab: Optional[bytes] = None
     dtab_ctx: Optional[bytes] = None
-    trace: Optional[bytes] = None
+    #: ``(lower-case name, value)`` of every trace-context field (``tracing.TRACE_HEADERS``:
+    #: ``l5d-ctx-trace``, ``l5d-sample``, B3, W3C) in arrival order, None when there is
+    #: none; not among ``fields()`` (the tracer writes the context again for the next hop).
+    #: clearContext drops the ``l5d-*`` ones.
+    trace_headers: Optional[Fields] = None
     #: incoming ``l5d-ctx-deadline`` values (forwarded as received unless the policy
     #: writes its own combination, see ``Lifecycle.deadline``)
     deadline: Optional[list[bytes]] = None
@@ -61,6 +66,10 @@ class RequestHead:
     upgrade: Optional[bytes] = None
     #: the request's trailers once received (HTTP/2: ``Lifecycle.request_trailers``)
     trailers: Optional[Fields] = None
+    #: the ``x-forwarded-client-cert`` value of the connection's verified client
+    #: certificate, set by the codec when the server collects it (TLS + forwardClientCert);
+    #: an incoming ``x-forwarded-client-cert`` field is never forwardable
+    client_cert: Optional[bytes] = None
 
     # --- the other header fields ------------------------------------------------------
     def fields(self) -> Fields:
@@ -87,15 +96,46 @@ class RequestHead:
 
 
 class SimpleRequestHead(RequestHead):
-    """A request head built from parsed fields (tests, and codecs without a wire form to keep)."""
+    """A request head built from parsed fields (tests, and codecs without a wire form to
+    keep). Trace-context fields are taken out into ``trace_headers``."""
 
     def __init__(self, method: bytes = b"GET", uri: bytes = b"/", host: Optional[bytes] = None,
                  version: str = "1.1", fields: Iterable[tuple[bytes, bytes]] = ()) -> None:
         self.method, self.uri, self.host, self.version = method, uri, host, version
-        self._fields: Fields = list(fields)
+        kept: Fields = []
+        trace: Optional[Fields] = None
+        for name, value in fields:
+            lname = name.lower()
+            if lname in TRACE_HEADERS:
+                if trace is None:
+                    trace = []
+                trace.append((lname, value))
+            else:
+                kept.append((name, value))
+        self._fields = kept
+        self.trace_headers = trace
 
     def fields(self) -> Fields:
         return self._fields
+
+
+#: the attributes of :class:`RequestHead` a derived head copies (``derive_request``)
+_NEUTRAL = ("method", "uri", "version", "host", "keep_alive", "via", "dtab", "dtab_ctx", "trace_headers",
+            "deadline", "content_length", "chunked", "expect_continue", "upgrade", "trailers", "client_cert")
+
+
+def derive_request(head: RequestHead, replace: bytes, value: Optional[bytes]) -> SimpleRequestHead:
+    """A copy of ``head`` whose field ``replace`` (lower case) is dropped and, when ``value``
+    is not None, written again with ``value`` (the rare rewrite of an end-to-end field,
+    such as ``Max-Forwards`` of a diagnostic TRACE; the copy is written from its fields)."""
+    fields = [(n, v) for n, v in head.fields() if n.lower() != replace]
+    if value is not None:
+        fields.append((replace.title(), value))
+    new = SimpleRequestHead(head.method, head.uri, head.host, head.version)
+    for attr in _NEUTRAL:
+        setattr(new, attr, getattr(head, attr))
+    new._fields = fields
+    return new
 
 
 class ResponseHead:
@@ -124,6 +164,19 @@ class ResponseHead:
         return first_value(self.fields(), lname)
 
 
+class SimpleResponseHead(ResponseHead):
+    """A response head built from fields: router-made answers written like a backend's
+    (a diagnostic TRACE's answer with this router's context)."""
+
+    def __init__(self, status: int, reason: bytes, fields: Iterable[tuple[bytes, bytes]],
+                 content_length: Optional[int], via: Optional[bytes] = None) -> None:
+        self.status, self.reason, self.content_length, self.via = status, reason, content_length, via
+        self._fields: Fields = list(fields)
+
+    def fields(self) -> Fields:
+        return self._fields
+
+
 class HeaderBlock:
     """Header fields the router adds, built once (per name, per bound id, per constant) and
     kept both as fields and in HTTP/1.1 wire form, so no request re-encodes them."""
@@ -146,14 +199,3 @@ class HeaderBlock:
 
 EMPTY_BLOCK = HeaderBlock(())
 
-
-def reqid_for(trace: Optional[bytes]) -> bytes:
-    """Linkerd's l5d-reqid: the trace id of l5d-ctx-trace when given, else a new one."""
-    if trace:
-        try:
-            raw = base64.b64decode(trace, validate=True)
-            if len(raw) >= 24:
-                return raw[16:24].hex().encode()
-        except ValueError:
-            pass
-    return b"%016x" % getrandbits(64)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from ..naming.addr import Address
 from .balancers import Node
 from .errors import Overloaded
+from .policy.config import HostConnectionPoolConfig
 from .transport import PLAIN, Connector, UpstreamKey
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,19 +38,12 @@ class PoolSettings:
 
     __slots__ = ("min_size", "max_size", "idle_time_s", "max_waiters")
 
-    def __init__(self, block: Any = None) -> None:
-        def get(key: str) -> Any:
-            if block is None:
-                return None
-            return block.get(key) if isinstance(block, dict) else getattr(block, key, None)
-
-        self.min_size = int(get("minSize") or 0)
-        mx = get("maxSize")
-        self.max_size: Optional[int] = int(mx) if mx else None
-        it = get("idleTimeMs")
-        self.idle_time_s: Optional[float] = float(it) / 1000.0 if it else None
-        mw = get("maxWaiters")
-        self.max_waiters: Optional[int] = int(mw) if mw is not None else None
+    def __init__(self, block: Optional[HostConnectionPoolConfig] = None) -> None:
+        b = block if block is not None else HostConnectionPoolConfig()
+        self.min_size = b.minSize
+        self.max_size: Optional[int] = b.maxSize or None
+        self.idle_time_s: Optional[float] = b.idleTimeMs / 1000.0 if b.idleTimeMs else None
+        self.max_waiters: Optional[int] = b.maxWaiters
 
 
 #: No limits (the default, as in Linkerd).

@@ -55,6 +55,8 @@ from typing import Any, Optional
 
 from ..dtab.dtab import Dtab
 from ..metrics import MetricsRegistry
+from ..tls import HandshakeFailures, TlsConfigError, TlsRegistry, TlsSource
+from ..tracing import NO_TELEMETERS, RouterTracer, Tracer
 from .accesslog import AccessLog
 from .config import RouterConfig, ServerConfig
 from .identifiers import build_identifier
@@ -63,7 +65,7 @@ from .request_dtab import RequestDtabs
 from .routing import RouteTable, ServiceStage
 from .stats import Cells, Scope
 from .timers import TimerWheel
-from .transport import ListenSettings, listen, server_protocol
+from .transport import ListenSettings, alpn_for, listen, listen_tls, server_protocol
 
 log = logging.getLogger("namerouter.proxy")
 
@@ -71,9 +73,15 @@ log = logging.getLogger("namerouter.proxy")
 class RouterCore:
     """What every server of a router shares: identification, dtabs, the route table."""
 
-    def __init__(self, config: RouterConfig, interpreter: Any, metrics: MetricsRegistry) -> None:
+    def __init__(self, config: RouterConfig, interpreter: Any, metrics: MetricsRegistry,
+                 tls: Optional[TlsRegistry] = None, tracer: Optional[Tracer] = None) -> None:
         self.config = config
+        self.interpreter = interpreter
         self.label = config.effective_label
+        #: the process's TLS sources (server and client contexts, rotation, handshake counters)
+        self.tls = tls if tls is not None else TlsRegistry(metrics)
+        #: ALPN protocol ids of this router's protocol (transport.ALPN)
+        self.alpn = alpn_for(config.protocol)
         try:
             self.base_dtab = Dtab.read(config.dtab or "")
         except ValueError as e:
@@ -97,10 +105,18 @@ class RouterCore:
             idle_ttl_s=float(cache.idleTtlSecs),
             service_policy=config.service,
             client_policy=config.client,
+            tls=self.tls,
+            alpn=self.alpn.client,
             service_policy_class=h2["service_policy"] if h2 else None,
             connector_factory=h2["connector_factory"] if h2 else None,
         )
+        #: whether some client forwards client certificates (Linkerd's client forwardClientCert)
+        self.clients_forward_cert = any(v for _, v in self.table.policies.clients.sources("forwardClientCert"))
         self.dtabs = RequestDtabs(config.maxLocalDtabKB * 1024)
+        #: this router's tracer: every request gets a trace context, spans only when a
+        #: telemeter samples it (namerouter/tracing/, docs/architecture.md "Tracing")
+        propagator = config.tracePropagator.kind if config.tracePropagator is not None else "io.l5d.default"
+        self.tracer: RouterTracer = (tracer or NO_TELEMETERS).router(self.label, config.dtab or "", propagator)
         if not config.streamingEnabled:
             log.warning("router %s: streamingEnabled: false is not supported: bodies are still streamed "
                         "(with backpressure, in bounded memory) and chunked messages stay chunked "
@@ -119,21 +135,22 @@ class RouterCore:
 
 def _h2_parts(config: RouterConfig) -> dict[str, Any]:
     """What an h2 router plugs into the shared core (``h2/``)."""
-    from .h2.client import connector_factory
+    from .h2.client import h2_connector
     from .h2.identifiers import build_h2_identifier
     from .h2.policy import H2ServicePolicy
 
     return {"identifier": build_h2_identifier, "service_policy": H2ServicePolicy,
-            "connector_factory": connector_factory()}
+            "connector_factory": h2_connector}
 
 
 class HttpServer:
     """One ``servers[]`` entry: a listening socket and its connections."""
 
     def __init__(self, core: RouterCore, config: ServerConfig, metrics: MetricsRegistry,
-                 reuse_port: bool = False) -> None:
+                 reuse_port: bool = False, index: int = 0) -> None:
         self.core = core
         self.config = config
+        self.index = index
         self.ip = config.ip
         self.port = config.port
         self.reuse_port = reuse_port
@@ -146,9 +163,22 @@ class HttpServer:
         #: where this router's requests are recorded, and this server's scope of them
         self.cells: Cells = core.table.cells
         self.scope: Optional[Scope] = None
-        self._server: Optional[asyncio.AbstractServer] = None
+        #: an asyncio.Server (plaintext) or a TlsServer (same close/wait_closed/sockets)
+        self._server: Any = None
+        #: (ip, port) of the listening socket (the local endpoint of server spans)
+        self.local: tuple[str, int] = (self.ip, self.port)
         self._drained: Optional[asyncio.Event] = None
         self.connects: Any = None
+        tls = config.tls
+        #: the TLS block when this server terminates TLS (None: plaintext)
+        self.tls_config = tls if tls is not None and tls.enabled else None
+        self.tls_source: Optional[TlsSource] = None
+        self.tls_failures: Optional[HandshakeFailures] = None
+        #: this server's requests carry the client certificate (x-forwarded-client-cert)
+        self.forward_client_cert = bool(config.forwardClientCert)
+        #: connections look at their client certificate (this server or a client forwards it)
+        self.collect_client_cert = self.tls_config is not None and (
+            self.forward_client_cert or core.clients_forward_cert)
 
     def _scope(self) -> str:
         return f"rt/{self.core.label}/server/{self.ip}/{self.port}/"
@@ -158,10 +188,27 @@ class HttpServer:
 
     async def start(self) -> None:
         settings = ListenSettings(self.ip, self.port, reuse_port=self.reuse_port)
-        self._server = await listen(settings, server_protocol(self))
+        if self.tls_config is not None:
+            self._server = await listen_tls(settings, server_protocol(self, tls=True), self._tls_material)
+        else:
+            self._server = await listen(settings, server_protocol(self))
         if self.port == 0:
             self.port = self._server.sockets[0].getsockname()[1]
+        self.local = (self.ip, self.port)
         self.init_metrics()
+
+    def _tls_material(self, port: int) -> tuple[TlsSource, HandshakeFailures]:
+        """The TLS source and failure counter of this server once its port is known:
+        ``rt/<label>/server/<ip>/<port>/tls/…``. TlsConfigError when a file went bad
+        since the config was checked."""
+        assert self.tls_config is not None
+        reg = self.core.tls
+        scope = f"rt/{self.core.label}/server/{self.ip}/{port}"
+        source = reg.server(self.tls_config, scope, f"router {self.core.label}: servers[{self.index}].tls",
+                            self.core.alpn.server)
+        assert source is not None
+        self.tls_source, self.tls_failures = source, reg.handshake_failures(scope)
+        return source, self.tls_failures
 
     def init_metrics(self) -> None:
         """The server's metrics scope (once the port is known)."""
@@ -183,7 +230,7 @@ class HttpServer:
 
     def record_refused(self, status: int) -> None:
         """A request refused before it became a lifecycle (malformed): server metrics only."""
-        self.cells.cell(self.scope, None, None).record(status, 0.0)
+        self.cells.cell(self.scope, None, None, None).record(status, 0.0, status >= 500)
 
     async def close(self, grace_s: float) -> None:
         if self._server is not None:
@@ -208,19 +255,33 @@ class HttpServer:
 class HttpRouter:
     """A router: its servers, identification, binding cache and clients."""
 
+    #: requests are traced (``tracer``: the process's ``tracing.Tracer``; every request gets a
+    #: trace context and, when a telemeter samples it, spans). The main job refuses trace
+    #: telemeters for a router class without this (namerouter/linker.py).
+    traces_requests = True
+
     def __init__(self, config: RouterConfig, interpreter: Any, metrics: MetricsRegistry,
-                 reuse_port: bool = False) -> None:
+                 reuse_port: bool = False, tls: Optional[TlsRegistry] = None,
+                 tracer: Optional[Tracer] = None) -> None:
         self.config = config
         self.interpreter = interpreter
         self.metrics = metrics
-        self.core = RouterCore(config, interpreter, metrics)
+        #: ``tls``: the process's TlsRegistry (the linker's: one file watch, /admin/tls.json);
+        #: None = a registry of this router's own
+        self.core = RouterCore(config, interpreter, metrics, tls, tracer)
         self.label = self.core.label
         self.base_dtab = self.core.base_dtab
         #: ``reuse_port``: share the ports with other processes (``namerouter --workers N``)
-        self.servers = [HttpServer(self.core, s, metrics, reuse_port) for s in config.servers]
+        self.servers = [HttpServer(self.core, s, metrics, reuse_port, j) for j, s in enumerate(config.servers)]
+        self._own_tls = tls is None
 
     async def start(self) -> None:
+        """Listen on every server. OSError when a port is taken; TlsConfigError (key path
+        and reason) when a TLS file went bad since the config was checked."""
         started: list[HttpServer] = []
+        self.core.table.prepare_tls()
+        if self._own_tls:
+            self.core.tls.start()
         try:
             for s in self.servers:
                 await s.start()
@@ -229,6 +290,10 @@ class HttpRouter:
             # move it out of the cyclic GC's generations so a full collection never has to
             # walk it again while requests wait (tail latency).
             gc.freeze()
+        except TlsConfigError:
+            for s in started:
+                await s.close(0)
+            raise
         except OSError as e:
             for s in started:
                 await s.close(0)
@@ -249,5 +314,7 @@ class HttpRouter:
     async def close(self, grace_s: float = 10.0) -> None:
         await asyncio.gather(*(s.close(grace_s) for s in self.servers))
         self.core.table.close()
+        if self._own_tls:
+            await self.core.tls.close()
         if self.core.access_log is not None:
             self.core.access_log.close()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from ..dtab.dtab import Dtab
 from ..dtab.path import Path
@@ -31,6 +31,7 @@ from ..metrics import MetricsRegistry
 from ..naming.addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, AddrFailed
 from ..naming.bound import BoundName
 from ..naming.var import PENDING, Failed, Ok
+from ..tls import ClientAuthConfig, ClientTlsConfig, ClientTlsParams, HandshakeFailures, TlsRegistry
 from .balancers import Balancer, make_balancer
 from .errors import BindingTimeout, NoHosts, NoRoute, RouterError
 from .message import HeaderBlock
@@ -40,6 +41,9 @@ from .stats import Cells, Scope, scope_label
 from .targets import AltTarget, ErrorTarget, LeafTarget, Target, UnionTarget
 from .timers import Timer, TimerWheel
 from .transport import PLAIN, Connector
+
+#: ``RouteTable.connector_factory``: (table, client id, TLS params or None) -> Connector
+ConnectorFactory = Callable[["RouteTable", Path, Optional[ClientTlsParams]], Connector]
 
 #: Set-level Addr metadata that means "answer this status yourself"
 #: (``/$/io.buoyant.http.status/<code>``; see namerouter/naming/system_namer.py).
@@ -63,6 +67,20 @@ def _host_line(authority: Any) -> Optional[bytes]:
 
 
 _monotonic = time.monotonic
+
+
+def client_tls_config(block: Any) -> Optional[ClientTlsConfig]:
+    """A client ``tls`` block as the validated dataclass (routers built in code may give
+    plain mappings; they are checked the same way)."""
+    if block is None or isinstance(block, ClientTlsConfig):
+        return block
+    if isinstance(block, dict):
+        fields = dict(block)
+        auth = fields.get("clientAuth")
+        if isinstance(auth, dict):
+            fields["clientAuth"] = ClientAuthConfig(**auth)
+        return ClientTlsConfig(**fields)
+    raise TypeError(f"client tls: expected a mapping, got {type(block).__name__}")
 
 
 class Changes:
@@ -137,14 +155,30 @@ class ClientStage:
         reg.gauge(prefix + "connections", self.connection_count)
         #: hostConnectionPool (maxSize, maxWaiters, idleTimeMs, minSize) for every endpoint
         self.pool = PoolSettings(getattr(self.policy, "pool", None))
-        #: how new connections are opened (the codec; TLS settings when configured)
-        self.connector: Connector = PLAIN if table.connector_factory is None else table.connector_factory(self)
+        #: the metrics scope of this client (``rt/<label>/client/<id>``)
+        self.prefix = prefix[:-1]
+        #: how new connections are opened: the router's codec, plaintext or TLS with the
+        #: client's ``tls`` block (commonName filled from the prefix's captures); see transport.py
+        self.connector: Connector = table.connector(self.policy, self.id)
+        #: requests to this client carry x-forwarded-client-cert (Linkerd's client key)
+        self.forward_client_cert = self.policy.forward_client_cert
         self._pool_timer: Optional[Timer] = None
         self._closed = False
         self._obs = bound.addr.observe(self._on_addr)
 
     def connection_count(self) -> int:
         return sum(e.open_conns for e in self.endpoints.values())
+
+    def tls_failed(self, exc: BaseException, endpoint: Endpoint) -> str:
+        """A TLS handshake with ``endpoint`` failed: count it
+        (``rt/<label>/client/<id>/tls/handshake_failures``); returns the short reason."""
+        return self.table.handshake_failures(self.prefix).record(exc, endpoint.label)
+
+    @property
+    def server_name(self) -> Optional[str]:
+        """The name the backends' certificates must carry (and SNI), None without TLS."""
+        tls = self.connector.tls
+        return tls.server_hostname if tls is not None else None
 
     def schedule_idle_sweep(self) -> None:
         """``idleTimeMs``: a timer per client (only when configured) closes idle connections."""
@@ -234,17 +268,32 @@ class ClientStage:
         out: dict[str, Any] = {
             "state": state,
             "addresses": [f"{e.host}:{e.port}" for e in eps],
-            "endpoints": [
-                {"ip": e.host, "port": e.port, "weight": e.weight, "outstanding": e.outstanding,
-                 "connections": e.open_conns, "idle": len(e.idle), "waiters": len(e.waiters or ())}
-                for e in eps
-            ],
+            "endpoints": [self._endpoint_state(e) for e in eps],
             "loadBalancer": self.balancer.kind,
+            "failureAccrual": self.policy.accrual.kind if self.policy.accrual is not None else "none",
+            # hostConnectionPool: None = unbounded (Linkerd's default)
+            "pool": {"maxSize": self.pool.max_size, "minSize": self.pool.min_size,
+                     "maxWaiters": self.pool.max_waiters,
+                     "idleTimeMs": int(self.pool.idle_time_s * 1000) if self.pool.idle_time_s else None},
         }
         if self.authority is not None:
             out["authority"] = self.authority.decode("latin-1")
         if self.failure:
             out["failure"] = self.failure
+        return out
+
+    @staticmethod
+    def _endpoint_state(e: Endpoint) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "ip": e.host, "port": e.port, "weight": e.weight, "outstanding": e.outstanding,
+            "connections": e.open_conns, "idle": len(e.idle), "waiters": len(e.waiters or ())}
+        if e.accrual is not None:
+            out["failureAccrual"] = e.accrual.state()
+        elif not e.available:  # no accrual policy: a connect failure avoids it for a second
+            out["failureAccrual"] = {"kind": "none", "state": "dead",
+                                     "retryInMs": int(max(0.0, e.down_until - _monotonic()) * 1000)}
+        else:
+            out["failureAccrual"] = {"kind": "none", "state": "alive"}
         return out
 
     def close(self) -> None:
@@ -256,6 +305,8 @@ class ClientStage:
         for ep in self.endpoints.values():
             ep.retire()
         self.scope.drop()
+        if self.connector.tls is not None:
+            self.table.drop_handshake_failures(self.prefix)
 
 
 # Service stage: one per (logical name, request dtab) -------------------------------------
@@ -268,6 +319,8 @@ class ServiceStage:
         self.name = name
         self.name_text = name.show()
         self.local = local
+        #: the request dtab as shown (trace tag ``dtab.local``)
+        self.local_text = local.show() if local else ""
         self.dtab = table.base_dtab + local if local else table.base_dtab
         #: per-request policy for this name (retries, classifier, timeouts), or None when
         #: no per-request policy applies (namerouter/proxy/policy/runtime.py)
@@ -288,6 +341,8 @@ class ServiceStage:
         self.inflight = 0
         self._changed = Changes(table.wheel)
         self._clients: list[ClientStage] = []
+        #: the client-per-service metric scopes the current target's leaves hold
+        self._pairs: list[ClientStage] = []
         self._obs = None
         # A client's dtab binds under the interpreter's smaller request budget.
         self.activity = (table.interpreter.bind(self.dtab, name, from_request=True) if local
@@ -299,16 +354,23 @@ class ServiceStage:
         if st is PENDING:
             return  # keep the last good tree while re-binding
         old = self._clients
+        old_pairs, self._pairs = self._pairs, []
         if isinstance(st, Ok):
             try:
                 self.target = self._compile(st.value)
                 self.error = None
             except RouterError as e:
                 self.target, self.error = None, e
+                for c in self._pairs:  # what the partial compile acquired
+                    self.table.pair_scope_release(self.name_text, c)
+                    self.table.client_release(c)
+                self._pairs = []
         elif isinstance(st, Failed):
             self.target = None
             self.error = NoRoute(self.explain(f"binding failed: {st.error}"))
         self._clients = self.target.clients() if self.target is not None else []
+        for c in old_pairs:
+            self.table.pair_scope_release(self.name_text, c)
         for c in old:
             self.table.client_release(c)
         self._changed.wake()
@@ -318,7 +380,9 @@ class ServiceStage:
             bound = tree.value
             if not isinstance(bound, BoundName):
                 raise NoRoute(self.explain(f"the name bound to an unbound path {bound}"))
-            return LeafTarget(self.table.client_acquire(bound), bound, self.block)
+            client = self.table.client_acquire(bound)
+            self._pairs.append(client)
+            return LeafTarget(client, bound, self.block, self.table.pair_scope_acquire(self.name_text, client))
         if isinstance(tree, Union):
             return UnionTarget([(w.weight, self._compile(w.tree)) for w in tree.weighted])
         if isinstance(tree, Alt):
@@ -369,6 +433,9 @@ class ServiceStage:
     def close(self) -> None:
         if self._obs is not None:
             self._obs.close()
+        for c in self._pairs:
+            self.table.pair_scope_release(self.name_text, c)
+        self._pairs = []
         for c in self._clients:
             self.table.client_release(c)
         self._clients = []
@@ -391,8 +458,10 @@ class RouteTable:
         idle_ttl_s: float = 600.0,
         service_policy: Any = None,
         client_policy: Any = None,
-        service_policy_class: Any = None,
-        connector_factory: Any = None,
+        tls: Optional[TlsRegistry] = None,
+        alpn: Sequence[str] = (),
+        service_policy_class: Optional[type[ServicePolicy]] = None,
+        connector_factory: Optional[ConnectorFactory] = None,
     ) -> None:
         self.label = label
         self.base_dtab = base_dtab
@@ -407,15 +476,51 @@ class RouteTable:
         self._wheel: Optional[TimerWheel] = None
         self.policies = PolicyTable(label, registry, service_policy, client_policy, self.wheel,
                                     service_policy_class or ServicePolicy)
-        #: (ClientStage) -> the Connector of its new connections, None = HTTP/1.1 (HTTP/2
-        #: routers: h2/client.py's, which multiplexes streams over connections)
+        #: (table, client id, TLS params or None) -> the Connector of a client stage's new
+        #: connections; None = HTTP/1.1 (HTTP/2 routers: h2/client.py's, which multiplexes
+        #: streams over connections)
         self.connector_factory = connector_factory
         #: where requests are recorded (stats.py)
         self.cells = Cells(registry)
         self.routes: dict[Any, ServiceStage] = {}
         self.clients: dict[Path, ClientStage] = {}
         self._svc_scopes: dict[str, list] = {}
+        self._pair_scopes: dict[tuple[str, Path], list] = {}
         self._sweeper: Optional[Timer] = None
+        #: the process's TLS sources (client contexts, handshake-failure counters)
+        self.tls = tls if tls is not None else TlsRegistry(registry)
+        #: ALPN protocols TLS clients offer (transport.ALPN)
+        self.alpn = list(alpn)
+
+    # TLS clients ----------------------------------------------------------------------
+    def prepare_tls(self) -> None:
+        """Build the client TLS contexts of every ``tls`` block now (router start), so a
+        bad file is a start-up error (TlsConfigError, with its key path) and a client
+        stage made later only picks a ready context (no file read on the request path)."""
+        for index, cfg in self.policies.clients.sources("tls"):
+            cfg = client_tls_config(cfg)
+            if cfg is not None and cfg.enabled:
+                where = "client.tls" if index is None else f"client.configs[{index}].tls"
+                scope = f"rt/{self.label}/client_tls/{'global' if index is None else index}"
+                self.tls.client(cfg, scope, f"router {self.label}: {where}", self.alpn)
+
+    def connector(self, policy: ClientPolicy, client_id: Path) -> Connector:
+        """How a client connects: plaintext, or TLS with its ``tls`` block and captures;
+        with the router's codec (``connector_factory``) or HTTP/1.1."""
+        cfg = client_tls_config(policy.tls)
+        params: Optional[ClientTlsParams] = None
+        if cfg is not None and cfg.enabled:
+            params = self.tls.client_params(cfg, policy.captures, f"rt/{self.label}/client_tls/built",
+                                            f"router {self.label}: client tls", self.alpn)
+        if self.connector_factory is not None:
+            return self.connector_factory(self, client_id, params)
+        return PLAIN if params is None else Connector(params)
+
+    def handshake_failures(self, scope: str) -> HandshakeFailures:
+        return self.tls.handshake_failures(scope)
+
+    def drop_handshake_failures(self, scope: str) -> None:
+        self.tls.drop_handshake_failures(scope)
 
     def wheel(self) -> TimerWheel:
         """The router's timer wheel (timers.py), on the running loop."""
@@ -497,6 +602,26 @@ class RouteTable:
             e[1] -= 1
             if e[1] <= 0:
                 del self._svc_scopes[text]
+                e[0].drop()
+                self.policies.forget(text)
+
+    # per-client per-service request metrics (rt/<label>/client/<id>/service/<name>/) ------
+    def pair_scope_acquire(self, service: str, client: ClientStage) -> Scope:
+        key = (service, client.id)
+        e = self._pair_scopes.get(key)
+        if e is None:
+            prefix = f"{client.scope.prefix}service/{scope_label(service)}/"
+            e = self._pair_scopes[key] = [self.cells.scope(prefix, full=False), 0]
+        e[1] += 1
+        return e[0]
+
+    def pair_scope_release(self, service: str, client: ClientStage) -> None:
+        key = (service, client.id)
+        e = self._pair_scopes.get(key)
+        if e is not None:
+            e[1] -= 1
+            if e[1] <= 0:
+                del self._pair_scopes[key]
                 e[0].drop()
 
     def client_state(self) -> dict[str, Any]:

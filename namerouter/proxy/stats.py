@@ -2,10 +2,17 @@
 
 Linkerd reports every request under three scopes — the server that took it, the
 service (logical name) and the client (bound id) — with ``requests``, ``success``,
-``failures``, ``status/<code>`` and ``request_latency_ms``. Recording into three sets
-of counters costs three times the work per request; here a request is recorded once,
-into the :class:`Cell` of its (server, service, client) combination, and each scope
-(:class:`Scope`) is a registry *view* that sums its cells when the metrics are read.
+``failures``, ``status/<code>`` and ``request_latency_ms``, and each client once more
+per service (``rt/<r>/client/<id>/service/<svc>/{requests,success,failures}``).
+Recording into four sets of counters costs four times the work per request; here a
+request is recorded once, into the :class:`Cell` of its (server, service, client,
+client-per-service) combination, and each scope (:class:`Scope`) is a registry *view*
+that sums its cells when the metrics are read.
+
+Success and failure are decided when the request is recorded, by the service's response
+classifier (``responseClassifier``: with ``io.l5d.http.allSuccessful`` a 500 is a
+success in every scope), so a view only adds up. A retried attempt is recorded in the
+client scopes only (as a failure: it was retried because its classifier said so).
 
 A cell holds a status histogram and a sparse latency histogram (bucket -> count), so a
 scope costs memory by the latencies seen, not by the size of the bucket table. When a
@@ -19,6 +26,8 @@ from typing import Any, Optional
 
 from ..metrics import Counter, Metric, MetricsRegistry, Stat, bucket_of
 
+CellKey = tuple[Optional["Scope"], Optional["Scope"], Optional["Scope"], Optional["Scope"]]
+
 
 def scope_label(path_text: str) -> str:
     """Linkerd writes a path scope without its leading slash (``svc/web``, ``#/io.l5d.fs/web``)."""
@@ -26,31 +35,37 @@ def scope_label(path_text: str) -> str:
 
 
 class Cell:
-    """What the requests of one (server, service, client) combination recorded."""
+    """What the requests of one (server, service, client, client-per-service) combination
+    recorded."""
 
-    __slots__ = ("statuses", "hist", "n", "sum", "min", "max", "scopes", "extra")
+    __slots__ = ("statuses", "hist", "n", "fails", "sum", "min", "max", "scopes", "key", "extra")
 
-    def __init__(self, scopes: tuple["Scope", ...] = ()) -> None:
+    def __init__(self, scopes: tuple["Scope", ...] = (), key: Optional[CellKey] = None) -> None:
         #: a codec's own per-request figures (HTTP/2 streams: ``h2/stats.py``), or None;
-        #: it has ``empty()``, ``add_to(other)``, ``failed`` (requests classified failed
-        #: whose status says success) and ``view(prefix, kind)``
+        #: it has ``empty()``, ``add_to(other)`` and ``view(prefix)``
         self.extra: Any = None
         self.statuses: dict[int, int] = {}
         self.hist: dict[int, int] = {}
         self.n = 0
+        #: requests the classifier called failures
+        self.fails = 0
         self.sum = 0.0
         self.min = math.inf
         self.max = -math.inf
         self.scopes = scopes
+        self.key = key
 
-    def record(self, status: int, ms: float) -> None:
-        """One request (or one attempt) answered with ``status`` (0: none) after ``ms``."""
+    def record(self, status: int, ms: float, failed: bool) -> None:
+        """One request (or one attempt) answered with ``status`` (0: none) after ``ms``;
+        ``failed``: the classifier's verdict."""
         s = self.statuses
         s[status] = s.get(status, 0) + 1
         i = bucket_of(ms)
         h = self.hist
         h[i] = h.get(i, 0) + 1
         self.n += 1
+        if failed:
+            self.fails += 1
         self.sum += ms
         if ms > self.max:
             self.max = ms
@@ -63,6 +78,7 @@ class Cell:
         for k, v in self.hist.items():
             other.hist[k] = other.hist.get(k, 0) + v
         other.n += self.n
+        other.fails += self.fails
         other.sum += self.sum
         other.min = min(other.min, self.min)
         other.max = max(other.max, self.max)
@@ -74,20 +90,22 @@ class Cell:
 
 
 class Scope:
-    """One scope's request metrics (``<prefix>requests`` …), a view over its cells."""
+    """One scope's request metrics (``<prefix>requests`` …), a view over its cells.
+    ``full``: with ``status/<code>`` and ``request_latency_ms`` (a client-per-service
+    scope has the three counters only)."""
 
-    __slots__ = ("registry", "prefix", "cells", "retired", "table", "kind")
+    __slots__ = ("registry", "prefix", "cells", "retired", "table", "full", "dropped")
 
-    def __init__(self, table: "Cells", prefix: str) -> None:
+    def __init__(self, table: "Cells", prefix: str, full: bool = True) -> None:
         self.table = table
         self.registry = table.registry
         self.prefix = prefix
-        #: "server", "service" or "client" (``rt/<label>/<kind>/…``)
-        parts = prefix.split("/")
-        self.kind = parts[2] if len(parts) > 2 else ""
-        self.cells: list[Cell] = []
+        self.full = full
+        #: the cells this scope sums (a dict used as an ordered set: O(1) removal)
+        self.cells: dict[Cell, None] = {}
         #: what evicted cells of this scope counted
         self.retired = Cell()
+        self.dropped = False
         self.registry.add_view(prefix, self.view)
 
     def total(self) -> Cell:
@@ -104,56 +122,72 @@ class Scope:
         t = self.total()
         p = self.prefix
         out: dict[str, Metric] = {}
-        failures = 0
-        for status, n in t.statuses.items():
-            if status >= 500 or status <= 0:  # Linkerd's default classification: 5xx fails
-                failures += n
-            if status > 0:
-                c = out[f"{p}status/{status}"] = Counter(f"{p}status/{status}")
-                c.value = n
-        ext = t.extra
-        if ext is not None:
-            failures = min(t.n, failures + ext.failed)
-            out.update(ext.view(p, self.kind))
-        for name, value in (("requests", t.n), ("success", t.n - failures), ("failures", failures)):
+        if self.full:
+            for status, n in t.statuses.items():
+                if status > 0:
+                    c = out[f"{p}status/{status}"] = Counter(f"{p}status/{status}")
+                    c.value = n
+            ext = t.extra
+            if ext is not None:
+                out.update(ext.view(p))
+        for name, value in (("requests", t.n), ("success", t.n - t.fails), ("failures", t.fails)):
             c = out[p + name] = Counter(p + name)
             c.value = value
-        out[p + "request_latency_ms"] = Stat.of(p + "request_latency_ms", t.hist, t.n, t.sum, t.min, t.max)
+        if self.full:
+            out[p + "request_latency_ms"] = Stat.of(p + "request_latency_ms", t.hist, t.n, t.sum, t.min, t.max)
         return out
 
     def drop(self) -> None:
         """The scope is evicted: its metrics go, its cells' counts stay with the others."""
+        if self.dropped:
+            return
+        self.dropped = True
         self.registry.remove_prefix(self.prefix)
         self.table.drop(self)
 
 
 class Cells:
-    """A router's cells, one per (server, service, client) combination seen."""
+    """A router's cells, one per (server, service, client, client-per-service) seen."""
 
     __slots__ = ("registry", "cells")
 
     def __init__(self, registry: MetricsRegistry) -> None:
         self.registry = registry
-        self.cells: dict[tuple[Optional[Scope], Optional[Scope], Optional[Scope]], Cell] = {}
+        self.cells: dict[CellKey, Cell] = {}
 
-    def scope(self, prefix: str) -> Scope:
-        return Scope(self, prefix)
+    def scope(self, prefix: str, full: bool = True) -> Scope:
+        return Scope(self, prefix, full)
 
-    def cell(self, server: Optional[Scope], service: Optional[Scope], client: Optional[Scope]) -> Cell:
-        key = (server, service, client)
+    def cell(self, server: Optional[Scope], service: Optional[Scope], client: Optional[Scope],
+             pair: Optional[Scope] = None) -> Cell:
+        key = (server, service, client, pair)
+        c = self.cells.get(key)
+        if c is None:
+            c = self._new(key)
+        return c
+
+    def _new(self, key: CellKey) -> Cell:
+        # A request still in flight when its stage was evicted records into the scopes that
+        # remain (a dropped scope must not be given cells: nobody would ever remove them).
+        server, service, client, pair = key
+        key = (server if server is not None and not server.dropped else None,
+               service if service is not None and not service.dropped else None,
+               client if client is not None and not client.dropped else None,
+               pair if pair is not None and not pair.dropped else None)
         c = self.cells.get(key)
         if c is None:
             scopes = tuple(s for s in key if s is not None)
-            c = self.cells[key] = Cell(scopes)
+            c = self.cells[key] = Cell(scopes, key)
             for s in scopes:
-                s.cells.append(c)
+                s.cells[c] = None
         return c
 
     def drop(self, scope: Scope) -> None:
-        for key in [k for k in self.cells if scope in k]:
-            c = self.cells.pop(key)
+        for c in scope.cells:
+            if c.key is not None:
+                self.cells.pop(c.key, None)
             for s in c.scopes:
                 if s is not scope:
-                    s.cells.remove(c)
+                    s.cells.pop(c, None)
                     c.add_to(s.retired)
-        scope.cells = []
+        scope.cells = {}

@@ -18,6 +18,7 @@ from .message import HeaderBlock
 
 if TYPE_CHECKING:  # pragma: no cover
     from .routing import ClientStage
+    from .stats import Scope
 
 
 class Target:
@@ -43,14 +44,20 @@ class ErrorTarget(Target):
 class LeafTarget(Target):
     """One bound name: its client and the request headers naming it."""
 
-    __slots__ = ("client", "bound", "block", "dst")
+    __slots__ = ("client", "bound", "block", "dst", "residual", "pair")
 
-    def __init__(self, client: "ClientStage", bound: BoundName, route_block: HeaderBlock) -> None:
+    def __init__(self, client: "ClientStage", bound: BoundName, route_block: HeaderBlock,
+                 pair: Optional["Scope"] = None) -> None:
         self.client = client
         self.bound = bound
+        #: the residual path as text ("" when none): a trace tag of each attempt
+        self.residual = bound.residual.show() if bound.residual.labels else ""
+        #: this client's metrics for the service that routed here
+        #: (``rt/<label>/client/<id>/service/<name>/``), None outside a router
+        self.pair = pair
         fields = [(b"l5d-dst-client", client.id_text.encode("latin-1", "replace"))]
-        if bound.residual.labels:
-            fields.append((b"l5d-dst-residual", bound.residual.show().encode("latin-1", "replace")))
+        if self.residual:
+            fields.append((b"l5d-dst-residual", self.residual.encode("latin-1", "replace")))
         #: l5d-dst-client (+ l5d-dst-residual), built once
         self.block = HeaderBlock(fields)
         #: every l5d-dst-* header a request sent here carries: the service stage's

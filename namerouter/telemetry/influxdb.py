@@ -20,7 +20,7 @@ class InfluxDbConfig:
 
 
 class InfluxDbTelemeter:
-    Config = InfluxDbConfig
+    config_class = InfluxDbConfig
 
     def __init__(self, registry: MetricsRegistry, known_ids: Optional[Callable[[], Iterable[str]]] = None) -> None:
         self.registry = registry

@@ -32,7 +32,7 @@ import random
 import re
 import socket
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, cast
 
 from ..metrics import BUCKET_BOUNDS, Counter, Gauge, MetricsRegistry, Stat
 
@@ -69,7 +69,7 @@ def _fmt(v: float) -> str:
 
 
 class StatsDTelemeter:
-    Config = StatsDConfig
+    config_class = StatsDConfig
     #: Linkerd requires ``experimental: true`` for this kind (the validator checks it)
     experimental = True
 
@@ -82,7 +82,7 @@ class StatsDTelemeter:
         self._counters: dict[str, int] = {}
         self._stats: dict[str, tuple[int, list[int]]] = {}
         self._transport: Optional[asyncio.DatagramTransport] = None
-        self._task: Optional[asyncio.Task] = None
+        self._task: Optional[asyncio.Task[None]] = None
         self.sent_datagrams = 0
         self.send_errors = 0
 
@@ -98,7 +98,8 @@ class StatsDTelemeter:
         infos = await loop.getaddrinfo(c.hostname, c.port, type=socket.SOCK_DGRAM)
         family, _, _, _, addr = infos[0]
         self._transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Protocol(self), family=family, remote_addr=addr)
+            # typeshed's remote_addr leaves out the 4-tuple of an IPv6 sockaddr, which asyncio takes
+            lambda: _Protocol(self), family=family, remote_addr=cast(tuple[str, int], addr))
         self._snapshot()  # counts before start are not pushed as one huge first delta
         self._task = loop.create_task(self._run())
         log.info("io.l5d.statsd: sending to %s:%d as %s every %d ms", c.hostname, c.port, c.prefix,
@@ -143,13 +144,13 @@ class StatsDTelemeter:
                 if delta:
                     yield f"{statsd_name(prefix, name)}:{delta}|c"
             elif isinstance(m, Gauge):
-                v = m.value
-                if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+                g = m.value
+                if isinstance(g, float) and (math.isnan(g) or math.isinf(g)):
                     continue
                 sname = statsd_name(prefix, name)
-                if v < 0:  # "-5|g" would be a decrement: set to 0 first
+                if g < 0:  # "-5|g" would be a decrement: set to 0 first
                     yield f"{sname}:0|g"
-                yield f"{sname}:{_fmt(v)}|g"
+                yield f"{sname}:{_fmt(g)}|g"
             elif isinstance(m, Stat):
                 old = self._stats.get(name)
                 stats[name] = old if old is not None and old[0] == m.count else (m.count, list(m.counts))

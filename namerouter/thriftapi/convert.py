@@ -79,7 +79,7 @@ def bound_tree_to_thrift(tree: NameTree[Any]) -> Any:
 def bound_tree_from_thrift(tree: Any, bound: Callable[[Path, Path], BoundName]) -> NameTree[BoundName]:
     nodes: Mapping[int, Any] = tree.nodes or {}
 
-    def child(i: int, depth: int, seen: frozenset) -> NameTree[BoundName]:
+    def child(i: int, depth: int, seen: frozenset[int]) -> NameTree[BoundName]:
         if i in seen:
             raise ThriftTreeError(f"node {i} refers to itself")
         node = nodes.get(i)
@@ -87,7 +87,7 @@ def bound_tree_from_thrift(tree: Any, bound: Callable[[Path, Path], BoundName]) 
             raise ThriftTreeError(f"unknown node id: {i}")
         return mk(node, depth + 1, seen | {i})
 
-    def mk(node: Any, depth: int, seen: frozenset) -> NameTree[BoundName]:
+    def mk(node: Any, depth: int, seen: frozenset[int]) -> NameTree[BoundName]:
         if node is None:
             raise ThriftTreeError("a bound tree node is missing")
         if depth > MAX_DEPTH:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from .material import TlsConfigError, check_cert_file, check_key_file, load_key_pair
 from .protocols import PROTOCOLS, check_cipher
@@ -50,7 +50,7 @@ class ServerTlsConfig:
     def files(self) -> list[str]:
         return [p for p in (self.certPath, self.keyPath, self.intermediateCertsPath, self.caCertPath) if p]
 
-    def settings_key(self) -> tuple:
+    def settings_key(self) -> tuple[Any, ...]:
         return ("server", self.certPath, self.keyPath, self.intermediateCertsPath, self.caCertPath,
                 self.requireClientAuth, _tup(self.protocols), _tup(self.ciphers))
 
@@ -124,7 +124,7 @@ class ClientTlsConfig:
             out += self.clientAuth.files()
         return out
 
-    def settings_key(self) -> tuple:
+    def settings_key(self) -> tuple[Any, ...]:
         """Everything but ``commonName`` that decides the SSLContext: clients whose TLS
         blocks share this key share one context (the name is given per connection)."""
         ca = self.clientAuth

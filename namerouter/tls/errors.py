@@ -11,7 +11,7 @@ import asyncio
 import logging
 import ssl
 import time
-from typing import Optional
+from typing import Any, Optional
 
 from ..metrics import MetricsRegistry
 
@@ -114,7 +114,7 @@ class HandshakeFailures:
             self._unlogged += 1
         return reason
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         return {"handshakeFailures": self.count, "lastFailure": self.last_reason, "lastFailureAt": self.last_at}
 
 

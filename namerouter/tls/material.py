@@ -15,11 +15,12 @@ from __future__ import annotations
 import datetime
 import hashlib
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 #: Largest certificate/key file read (a CA bundle such as Debian's is ~200 KB).
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -65,7 +66,7 @@ def parse_certs(data: bytes, path: str, key: str) -> list[x509.Certificate]:
         raise TlsConfigError(key, f"{path}: not a valid PEM certificate: {e}") from None
 
 
-def parse_key(data: bytes, path: str, key: str) -> object:
+def parse_key(data: bytes, path: str, key: str) -> PrivateKeyTypes:
     """The private key in a PEM file (PKCS#8, PKCS#1 or SEC1)."""
     if b"PRIVATE KEY-----" not in data:
         what = " (it holds a certificate)" if b"BEGIN CERTIFICATE" in data else ""
@@ -81,9 +82,8 @@ def parse_key(data: bytes, path: str, key: str) -> object:
         raise TlsConfigError(key, f"{path}: not a valid PEM private key: {e}") from None
 
 
-def _spki(obj: object) -> bytes:
-    return obj.public_bytes(serialization.Encoding.DER,  # type: ignore[attr-defined]
-                            serialization.PublicFormat.SubjectPublicKeyInfo)
+def _spki(key: PublicKeyTypes) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _pem(certs: list[x509.Certificate]) -> bytes:
@@ -105,7 +105,7 @@ class CertInfo:
                    cert.not_valid_after_utc.timestamp(),
                    hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest())
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"subject": self.subject, "issuer": self.issuer, "sha256": self.sha256,
                 "notAfter": datetime.datetime.fromtimestamp(self.not_after, datetime.timezone.utc)
                 .strftime("%Y-%m-%dT%H:%M:%SZ")}
@@ -129,10 +129,10 @@ def load_key_pair(cert_path: str, key_path: str, chain_path: Optional[str] = Non
         k = prefix + "intermediateCertsPath"
         certs = certs + parse_certs(read_file(chain_path, k), chain_path, k)
     pkey = parse_key(read_file(key_path, prefix + "keyPath"), key_path, prefix + "keyPath")
-    if _spki(pkey.public_key()) != _spki(certs[0].public_key()):  # type: ignore[attr-defined]
+    if _spki(pkey.public_key()) != _spki(certs[0].public_key()):
         raise TlsConfigError(prefix + "keyPath",
                            f"{key_path}: the private key does not match the certificate in {cert_path}")
-    key_pem = pkey.private_bytes(serialization.Encoding.PEM,  # type: ignore[attr-defined]
+    key_pem = pkey.private_bytes(serialization.Encoding.PEM,
                                  serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return KeyPair(_pem(certs), key_pem, CertInfo.of(certs[0]))
 

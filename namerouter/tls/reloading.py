@@ -23,7 +23,7 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ..metrics import MetricsRegistry
 from .config import ClientTlsConfig, ServerTlsConfig
@@ -43,7 +43,7 @@ class TlsSource:
     """One TLS block's current context (see module docstring)."""
 
     def __init__(self, name: str, config_path: str, files: Sequence[str], build: Callable[[], Built],
-                 settings_key: tuple, metrics: Optional[MetricsRegistry] = None) -> None:
+                 settings_key: tuple[Any, ...], metrics: Optional[MetricsRegistry] = None) -> None:
         self.name = name
         self.config_path = config_path
         self.files = list(files)
@@ -111,7 +111,7 @@ class TlsSource:
             self._retry.cancel()
             self._retry = None
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         return {
             "config": self.config_path,
             "files": self.files,
@@ -138,7 +138,7 @@ class ClientTlsParams:
         return self.source.context
 
     @property
-    def key(self) -> tuple:
+    def key(self) -> tuple[Any, ...]:
         return (self.source.settings_key, self.server_hostname)
 
 
@@ -149,7 +149,7 @@ class TlsRegistry:
         self.metrics = metrics if metrics is not None else MetricsRegistry()
         self.watcher = DirectoryWatcher()
         self.sources: dict[str, TlsSource] = {}
-        self._by_settings: dict[tuple, TlsSource] = {}
+        self._by_settings: dict[tuple[Any, ...], TlsSource] = {}
         self._failures: dict[str, HandshakeFailures] = {}
         self._unsubscribe: list[Callable[[], None]] = []
 
@@ -198,6 +198,12 @@ class TlsRegistry:
             f = self._failures[scope] = HandshakeFailures(self.metrics, scope)
         return f
 
+    def drop_handshake_failures(self, scope: str) -> None:
+        """Forget a scope's counter (a client that is gone: client ids come and go)."""
+        f = self._failures.pop(scope, None)
+        if f is not None:
+            self.metrics.remove(f.counter.name)
+
     def start(self) -> None:
         """Start watching (call from a running loop; sources added in a loop start it too)."""
         self.watcher.start()
@@ -206,7 +212,7 @@ class TlsRegistry:
         for s in list(self.sources.values()):
             s.reload()
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         """``/admin/tls.json``: every source and every handshake-failure counter."""
         return {
             "sources": {name: s.state() for name, s in sorted(self.sources.items())},

@@ -13,7 +13,9 @@ neither rotation nor ``tls/handshake_failures`` could be done. (``start_tls`` on
 accepted transport is no way out either: uvloop may deliver the ClientHello to the
 transport's first protocol before ``start_tls`` takes over.) The cost is one task per
 connection while it shakes hands and a Python-level accept loop — small next to the
-handshake itself.
+handshake itself. At most ``max_pending`` connections shake hands at once (each for at
+most ``handshake_timeout``); beyond that the listener stops accepting until one is done,
+so clients that connect and stay silent hold a bounded number of sockets.
 
 ``TlsServer`` has the parts of ``asyncio.Server`` its owners use: ``sockets``,
 ``close()``, ``wait_closed()``, ``is_serving()``.
@@ -34,6 +36,10 @@ log = logging.getLogger("namerouter.tls")
 
 #: A client that has not finished its handshake by then is dropped (and counted).
 HANDSHAKE_TIMEOUT_S = 10.0
+#: At most this many connections shake hands at once; beyond it the listener stops
+#: accepting (the kernel's backlog holds the rest) until one finishes, so clients that
+#: connect and never speak cost a bounded number of sockets and tasks.
+MAX_PENDING_HANDSHAKES = 1024
 #: Out of file descriptors: pause accepting this long (asyncio waits 1 s).
 _ACCEPT_PAUSE_S = 0.1
 _RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -42,20 +48,29 @@ _RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 class TlsServer:
     """Listen on ``host:port`` and terminate TLS for ``protocol_factory``."""
 
-    def __init__(self, protocol_factory: Callable[[], asyncio.BaseProtocol], source: TlsSource,
+    def __init__(self, protocol_factory: Callable[[], asyncio.BaseProtocol], source: Optional[TlsSource],
                  failures: Optional[HandshakeFailures] = None,
-                 handshake_timeout: float = HANDSHAKE_TIMEOUT_S) -> None:
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT_S,
+                 max_pending: int = MAX_PENDING_HANDSHAKES) -> None:
         self.protocol_factory = protocol_factory
+        #: may be set after ``listen(start=False)``, before ``start_serving()`` (a source
+        #: whose metrics scope names the bound port)
         self.source = source
         self.failures = failures
         self.handshake_timeout = handshake_timeout
+        self.max_pending = max_pending
+        #: set whenever fewer than ``max_pending`` handshakes are under way
+        self._room = asyncio.Event()
+        self._room.set()
         self.sockets: list[socket.socket] = []
         self.accepted = 0
-        self._accept_task: Optional[asyncio.Task] = None
-        self._pending: set[asyncio.Task] = set()
+        self._accept_task: Optional[asyncio.Task[None]] = None
+        self._pending: set[asyncio.Task[None]] = set()
 
     async def listen(self, host: Optional[str], port: int, *, backlog: int = 128,
-                     reuse_address: Optional[bool] = True, reuse_port: Optional[bool] = None) -> None:
+                     reuse_address: Optional[bool] = True, reuse_port: Optional[bool] = None,
+                     start: bool = True) -> None:
+        """Bind and listen; accept at once, or (``start=False``) after ``start_serving()``."""
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         family, type_, proto, _, addr = infos[0]
@@ -74,15 +89,27 @@ class TlsServer:
             sock.close()
             raise
         self.sockets = [sock]
-        self._accept_task = loop.create_task(self._accept_loop(sock))
+        if start:
+            self.start_serving()
+
+    def start_serving(self) -> None:
+        if self.source is None:
+            raise RuntimeError("TlsServer.start_serving: no TLS source")
+        if self._accept_task is None and self.sockets:
+            self._accept_task = asyncio.get_running_loop().create_task(self._accept_loop(self.sockets[0]))
 
     @property
     def port(self) -> int:
-        return self.sockets[0].getsockname()[1]
+        port: int = self.sockets[0].getsockname()[1]
+        return port
 
     async def _accept_loop(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            if len(self._pending) >= self.max_pending:
+                self._room.clear()
+                await self._room.wait()
+                continue
             try:
                 conn, addr = await loop.sock_accept(sock)
             except asyncio.CancelledError:
@@ -91,7 +118,8 @@ class TlsServer:
                 if sock.fileno() < 0:
                     return  # closed
                 if e.errno in _RESOURCE_ERRORS:
-                    log.error("%s: cannot accept connections: %s; pausing", self.source.name, e)
+                    name = self.source.name if self.source is not None else "?"
+                    log.error("%s: cannot accept connections: %s; pausing", name, e)
                     await asyncio.sleep(_ACCEPT_PAUSE_S)
                 continue
             try:
@@ -100,10 +128,15 @@ class TlsServer:
                 pass
             task = loop.create_task(self._handshake(conn, addr))
             self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+            task.add_done_callback(self._handshake_done)
+
+    def _handshake_done(self, task: "asyncio.Task[None]") -> None:
+        self._pending.discard(task)
+        self._room.set()
 
     async def _handshake(self, conn: socket.socket, peer: Any) -> None:
         loop = asyncio.get_running_loop()
+        assert self.source is not None
         try:
             await loop.connect_accepted_socket(self.protocol_factory, conn, ssl=self.source.context,
                                                ssl_handshake_timeout=self.handshake_timeout)

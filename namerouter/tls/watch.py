@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import watchfiles
 
@@ -46,15 +46,15 @@ class DirectoryWatcher:
     """Calls ``callback()`` of every subscription whose directories saw a change."""
 
     def __init__(self) -> None:
-        self._subs: dict[int, tuple[set[str], Callable[[], None]]] = {}
+        self._subs: dict[int, tuple[set[str], Callable[[], object]]] = {}
         self._next = 0
-        self._task: Optional[asyncio.Task] = None
+        self._task: Optional[asyncio.Task[None]] = None
         self._stop: Optional[asyncio.Event] = None
         self._dirs: frozenset[str] = frozenset()
         self._polling = False
         self.events = 0  # batches seen (tests and the admin page)
 
-    def subscribe(self, paths: list[str], callback: Callable[[], None]) -> Callable[[], None]:
+    def subscribe(self, paths: list[str], callback: Callable[[], object]) -> Callable[[], None]:
         """Watch ``paths``' directories; returns a function that unsubscribes."""
         self._next += 1
         sid = self._next

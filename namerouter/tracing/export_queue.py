@@ -40,7 +40,7 @@ class SpanQueue:
         self.timeout_s = timeout_s
         self._buf: deque[Any] = deque()
         self._wake: Optional[asyncio.Event] = None
-        self._task: Optional[asyncio.Task] = None
+        self._task: Optional[asyncio.Task[None]] = None
         self._closing = False
         self._last_error_log = 0.0
         reg = metrics if metrics is not None else MetricsRegistry()

@@ -125,7 +125,7 @@ class OtlpTelemeter(TraceTelemeter):
         self.queue = SpanQueue(f"{self.kind} → {endpoint}", self._export, metrics, scope, max_queue=max_queue,
                                max_batch=max_batch, delay_s=delay_s, timeout_s=timeout_s)
         self._pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
-        self._inflight: Optional[concurrent.futures.Future] = None
+        self._inflight: Optional[concurrent.futures.Future[SpanExportResult]] = None
         self._messages = _KeepLastMessage()
 
     def resource(self, label: str) -> Resource:

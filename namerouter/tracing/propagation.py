@@ -65,6 +65,9 @@ ZIPKIN_ORDER = (B3_SINGLE, B3_MULTI, L5D, W3C)
 
 #: Linkerd's ``tracePropagator`` kinds → the order in which the formats are read
 PROPAGATOR_ORDERS = {"io.l5d.default": DEFAULT_ORDER, "io.l5d.zipkin": ZIPKIN_ORDER}
+#: … and the formats each writes on every outgoing request besides ``l5d-ctx-trace`` and
+#: those the incoming request carried
+PROPAGATOR_WRITES = {"io.l5d.default": 0, "io.l5d.zipkin": B3_MULTI}
 
 #: Request headers that carry trace context (lower case). The data plane collects these
 #: ``(name, value)`` pairs for :meth:`RouterTracer.begin` and does not forward them as

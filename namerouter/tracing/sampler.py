@@ -29,8 +29,10 @@ class Sampler:
             return True
         if self.rate <= 0.0:
             return False
-        return abs(_signed((trace_id ^ (_SALT if salt is None else salt)) & 0xFFFFFFFFFFFFFFFF)) % 10000 \
-            < self._threshold
+        v = (trace_id ^ (_SALT if salt is None else salt)) & 0xFFFFFFFFFFFFFFFF
+        if v >> 63:  # a negative Java long: abs(v - 2**64), inlined (once per request)
+            v = (1 << 64) - v
+        return v % 10000 < self._threshold
 
     def __repr__(self) -> str:
         return f"Sampler({self.rate})"

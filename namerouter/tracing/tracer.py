@@ -31,8 +31,8 @@ from random import getrandbits
 from typing import Any, Iterable, Optional, Sequence
 
 from .propagation import (
-    B3_MULTI, B3_SINGLE, DEBUG, DEFAULT_ORDER, L5D, PROPAGATOR_ORDERS, W3C, encode_b3_multi, encode_b3_single,
-    encode_l5d, encode_traceparent, extract, trace_id_hex,
+    B3_MULTI, B3_SINGLE, DEBUG, DEFAULT_ORDER, L5D, PROPAGATOR_ORDERS, PROPAGATOR_WRITES, W3C, encode_b3_multi,
+    encode_b3_single, encode_l5d, encode_traceparent, extract, trace_id_hex,
 )
 from .sampler import Sampler
 from .span import CLIENT, SERVER, Endpoint, Span, TraceRecord
@@ -85,13 +85,19 @@ class Tracer:
         deciders = [t.sampler.rate for t in self.telemeters if t.mode == DECIDES]
         #: the sampler of the telemeters that decide for deferred traces (None: nobody decides)
         self.decider: Optional[Sampler] = Sampler(max(deciders)) if deciders else None
+        #: every telemeter only records sampled traces: an unsampled request needs no
+        #: look at them (the common case at a low sample rate)
+        self.only_deciders = bool(self.telemeters) and len(deciders) == len(self.telemeters)
 
     @property
     def enabled(self) -> bool:
         return bool(self.telemeters)
 
     def router(self, label: str, dtab: str = "", propagator: str = "io.l5d.default") -> "RouterTracer":
-        return RouterTracer(self, label, dtab, PROPAGATOR_ORDERS.get(propagator, DEFAULT_ORDER))
+        """``propagator``: the router's ``tracePropagator`` kind; ``io.l5d.zipkin`` reads B3
+        first and writes the B3 headers on every outgoing request (as Linkerd's does)."""
+        return RouterTracer(self, label, dtab, PROPAGATOR_ORDERS.get(propagator, DEFAULT_ORDER),
+                            PROPAGATOR_WRITES.get(propagator, 0))
 
     def select(self, sampled: Optional[bool], trace_id: int) -> Optional[list[TraceTelemeter]]:
         """The telemeters that record this trace, or None."""
@@ -136,13 +142,15 @@ def _path_of(uri: str) -> str:
 
 
 class RouterTracer:
-    __slots__ = ("tracer", "label", "dtab", "order")
+    __slots__ = ("tracer", "label", "dtab", "order", "writes")
 
-    def __init__(self, tracer: Tracer, label: str, dtab: str, order: tuple[int, ...]) -> None:
+    def __init__(self, tracer: Tracer, label: str, dtab: str, order: tuple[int, ...], writes: int = 0) -> None:
         self.tracer = tracer
         self.label = label
         self.dtab = dtab
         self.order = order
+        #: formats written on every outgoing request besides those the request came with
+        self.writes = writes
 
     def begin(self, headers: Optional[Iterable[tuple[bytes, bytes]]] = None, *, remote: Addr = None,
               local: Addr = None, method: Any = b"", uri: Any = b"", host: Any = None) -> "RequestTrace":
@@ -179,7 +187,7 @@ class RequestTrace:
         if headers:
             ex = extract(headers, rt.order)
             inc = ex.incoming
-            self.formats = ex.formats
+            self.formats = ex.formats | rt.writes
             self.tracestate = ex.tracestate
             if inc is not None and inc.span_id:
                 self.trace_id = inc.trace_id
@@ -196,7 +204,7 @@ class RequestTrace:
                 sampled = True
         else:
             self.trace_id, self.trace_hi, self.parent_id, self.wide = sid, 0, None, False
-            self.formats = 0
+            self.formats = rt.writes
             self.flags = 0
             sampled = None
         tracer = rt.tracer
@@ -205,7 +213,8 @@ class RequestTrace:
         self.sampled = sampled
         self._attempt: Optional[Span] = None
         self._n = 0
-        sinks = tracer.select(sampled, self.trace_id) if tracer.telemeters else None
+        sinks = (tracer.select(sampled, self.trace_id)
+                 if tracer.telemeters and (sampled is True or not tracer.only_deciders) else None)
         self._sinks = sinks
         if sinks is None:
             self.recording = False

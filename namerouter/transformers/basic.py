@@ -20,7 +20,7 @@ import ipaddress
 import socket
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Self
 
 from ..dtab.dtab import Dtab
 from ..dtab.path import Path
@@ -185,7 +185,7 @@ class _PathBinding(NameTreeTransformer):
         self._hold = self.bound.observe(lambda _: None)
 
     @classmethod
-    def _build(cls, config: Any, runtime: Any, default_prefix: str) -> Any:
+    def _build(cls, config: Any, runtime: Any, default_prefix: str) -> Self:
         try:
             path = Path.read(config.path)
         except Exception as e:

@@ -22,6 +22,7 @@ from typing import Any, Mapping, Optional
 from ..dtab.path import Path
 from ..naming.addr import ADDR_PENDING, Addr, AddrBound, Address
 from ..naming.bound import BoundName
+from ..naming.reactive import HeldActivity
 from ..naming.transform import FilteringTransformer, NameTreeTransformer, transformer_prefix
 from ..naming.var import Closable, LazyVar, Var
 from ..namers.k8s import NODE_NAME_KEY, K8sNamer, make_api
@@ -100,7 +101,8 @@ class DaemonSetTransformer(NameTreeTransformer):
     def for_namer(cls, namer: K8sNamer, namespace: str, port: str, service: str, host_network: bool = False,
                   prefix: Optional[str] = None) -> "DaemonSetTransformer":
         act = namer.lookup(Path.of(namespace, port, service))
-        binding = act.holder  # the k8s namer's HeldActivity holds its binding
+        assert isinstance(act, HeldActivity)  # the k8s namer's lookups hold their binding
+        binding = act.holder
         default = f"/io.l5d.k8s.daemonset/{namespace}/{port}/{service}"
         return cls(binding.addr, host_network, transformer_prefix(default, prefix), namer, act)
 

@@ -81,16 +81,18 @@ def parse_member(data: bytes) -> Member:
 
 
 def _host_port(value: HostPort, what: str) -> tuple[str, int]:
+    host: object
+    raw_port: object
     if isinstance(value, str):
-        host, sep, port = value.rpartition(":")
+        host, sep, raw_port = value.rpartition(":")
         if not sep or not host:
             raise ValueError(f"{what}: expected HOST:PORT, got {value!r}")
-        value = (host, port)  # type: ignore[assignment]
-    host, port = value  # type: ignore[misc]
+    else:
+        host, raw_port = value
     try:
-        port = int(port)
+        port = int(raw_port)
     except (TypeError, ValueError):
-        raise ValueError(f"{what}: port {port!r} is not a number") from None
+        raise ValueError(f"{what}: port {raw_port!r} is not a number") from None
     if not 0 < port < 65536:
         raise ValueError(f"{what}: port must be 1-65535, got {port}")
     if not host:

@@ -79,7 +79,7 @@ class ServersetWatch:
         self.running = False
         self._dirty_children = False
         self._dirty_members: set[str] = set()
-        self._task: Optional[asyncio.Task] = None
+        self._task: Optional[asyncio.Task[None]] = None
         self._retry: Optional[asyncio.TimerHandle] = None
         self._linger: Optional[asyncio.TimerHandle] = None
         self._stop_connected: Optional[Callable[[], None]] = None
@@ -263,7 +263,7 @@ class ServersetWatch:
             self.last_update = time.time()
             self.snapshot.update(snap)
 
-    def admin_state(self) -> dict:
+    def admin_state(self) -> dict[str, Any]:
         session = self.session
         alive = sum(1 for m in self.members.values() if getattr(m, "status", "ALIVE") == "ALIVE")
         if self.snapshot.sample() is None:

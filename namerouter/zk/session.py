@@ -65,8 +65,11 @@ CLOSED = "closed"
 
 DEFAULT_SESSION_TIMEOUT_MS = 10_000
 
+#: a watch callback as kazoo calls it (from its thread: see ``ZkSession.watcher``)
+KazooWatcher = Callable[[WatchedEvent], None]
 
-def normalize_hosts(hosts: str | list[tuple[str, int]] | list[dict]) -> str:
+
+def normalize_hosts(hosts: str | list[tuple[str, int]] | list[dict[str, Any]]) -> str:
     """``"h1:2181,h2:2181"`` from a connect string, ``[(h, p)]`` or Linkerd's
     ``[{host, port}]``. Order is kept (kazoo shuffles it itself)."""
     if isinstance(hosts, str):
@@ -237,14 +240,15 @@ class ZkSession:
 
     @property
     def session_id(self) -> Optional[int]:
-        cid = self.kazoo.client_id
+        cid: Optional[tuple[int, bytes]] = self.kazoo.client_id
         return cid[0] if cid else None
 
     @property
     def client_id(self) -> Optional[tuple[int, bytes]]:
         """(session id, password) while connected — what a second client needs to
         take the session over (the standard way to force an expiry in tests)."""
-        return self.kazoo.client_id
+        cid: Optional[tuple[int, bytes]] = self.kazoo.client_id
+        return cid
 
     async def wait_connected(self, timeout: Optional[float] = None) -> None:
         await self.state.wait_for(lambda s: s == CONNECTED, timeout)
@@ -252,14 +256,13 @@ class ZkSession:
     def on_connected(self, fn: Callable[[], None]) -> Callable[[], None]:
         """Call ``fn`` on the loop at every transition into ``connected`` (and now, if
         connected). Returns a function that stops it."""
-        last = [self.state.sample()]
+        last: list[Optional[str]] = [None]  # so the initial call fires when connected
 
         def observe(s: str) -> None:
             prev, last[0] = last[0], s
             if s == CONNECTED and prev != CONNECTED:
                 fn()
 
-        last[0] = None  # type: ignore[list-item]  # so the initial call fires when connected
         closable = self.state.observe(observe)
         return closable.close
 
@@ -308,17 +311,20 @@ class ZkSession:
         if self._closed:
             raise ConnectionClosedError(f"ZooKeeper session for {self.hosts} is closed")
 
-    async def exists(self, path: str, watch: Optional[Callable] = None):
+    async def exists(self, path: str, watch: Optional[KazooWatcher] = None) -> Any:
+        """kazoo's ZnodeStat, or None."""
         self._check()
         return await self._bridge(self.kazoo.exists_async(path, watch=watch))
 
-    async def get(self, path: str, watch: Optional[Callable] = None) -> tuple[bytes, Any]:
+    async def get(self, path: str, watch: Optional[KazooWatcher] = None) -> tuple[bytes, Any]:
         self._check()
-        return await self._bridge(self.kazoo.get_async(path, watch=watch))
+        data: tuple[bytes, Any] = await self._bridge(self.kazoo.get_async(path, watch=watch))
+        return data
 
-    async def get_children(self, path: str, watch: Optional[Callable] = None) -> list[str]:
+    async def get_children(self, path: str, watch: Optional[KazooWatcher] = None) -> list[str]:
         self._check()
-        return await self._bridge(self.kazoo.get_children_async(path, watch=watch))
+        children: list[str] = await self._bridge(self.kazoo.get_children_async(path, watch=watch))
+        return children
 
     async def create(
         self,
@@ -329,11 +335,13 @@ class ZkSession:
         makepath: bool = False,
     ) -> str:
         self._check()
-        return await self._bridge(
+        created: str = await self._bridge(
             self.kazoo.create_async(path, value, ephemeral=ephemeral, sequence=sequence, makepath=makepath)
         )
+        return created
 
-    async def set(self, path: str, value: bytes, version: int = -1):
+    async def set(self, path: str, value: bytes, version: int = -1) -> Any:
+        """kazoo's ZnodeStat of the new version."""
         self._check()
         return await self._bridge(self.kazoo.set_async(path, value, version=version))
 
@@ -345,7 +353,7 @@ class ZkSession:
         self._check()
         await self._bridge(self.kazoo.ensure_path_async(path))
 
-    def admin_state(self) -> dict:
+    def admin_state(self) -> dict[str, Any]:
         return {
             "hosts": self.hosts,
             "state": self.state.sample(),

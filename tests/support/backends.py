@@ -1,7 +1,7 @@
 """Real HTTP/1.1 backends for data-plane tests (asyncio streams, written from RFC 7230).
 
-``Backend`` listens on a free 127.0.0.1 port in the test's event loop and answers by
-path; every request it receives is recorded (``backend.requests``) so a test can assert
+``Backend`` listens on a free 127.0.0.1 port in the test's event loop (HTTPS with
+``ssl=context``) and answers by path; every request it receives is recorded (``backend.requests``) so a test can assert
 what the router actually forwarded:
 
     /pong                     200 "pong"
@@ -130,8 +130,11 @@ def _pattern(n: int) -> bytes:
 class Backend:
     """A real HTTP/1.1 server for tests. ``async with Backend(name="a") as b: b.port``."""
 
-    def __init__(self, name: str = "backend", port: Optional[int] = None, hash_bodies: bool = True) -> None:
+    def __init__(self, name: str = "backend", port: Optional[int] = None, hash_bodies: bool = True,
+                 ssl: Any = None) -> None:
         self.name = name
+        #: an ``ssl.SSLContext``: serve HTTPS (the TLS tests' backends)
+        self.ssl = ssl
         self.hash_bodies = hash_bodies
         self.port = port or free_port()
         self.requests: list[ReceivedRequest] = []
@@ -141,7 +144,8 @@ class Backend:
         self.request_seen = asyncio.Event()
 
     async def start(self) -> "Backend":
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, limit=256 * 1024)
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, limit=256 * 1024,
+                                                  ssl=self.ssl)
         return self
 
     async def stop(self) -> None:
@@ -305,15 +309,20 @@ class Response:
 
 
 class RawClient:
-    """A plain HTTP/1.1 client over one TCP connection: send exact bytes, read responses."""
+    """A plain HTTP/1.1 client over one TCP (or TLS) connection: send exact bytes, read responses."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, ssl: Any = None, server_hostname: Optional[str] = None) -> None:
         self.port = port
+        #: an ``ssl.SSLContext``: the connection is TLS (``server_hostname``: SNI and checked name)
+        self.ssl = ssl
+        self.server_hostname = server_hostname
         self.reader: Optional[asyncio.StreamReader] = None
         self.writer: Optional[asyncio.StreamWriter] = None
 
     async def __aenter__(self) -> "RawClient":
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port, limit=1 << 20)
+        self.reader, self.writer = await asyncio.open_connection(
+            "127.0.0.1", self.port, limit=1 << 20, ssl=self.ssl,
+            server_hostname=self.server_hostname if self.ssl is not None else None)
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -413,6 +422,21 @@ async def curl(*args: str, timeout: float = 20.0, env: Optional[dict[str, str]] 
     return p.returncode or 0, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
+def validated_router_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """Router config fields written as plain mappings (``client={"kind": ...}``) validated
+    into the dataclasses the router takes, as the config loader would: run-time code takes
+    validated config objects only."""
+    from namerouter.config.validate import validate
+    from namerouter.proxy import RouterConfig
+
+    plain = {k: v for k, v in fields.items() if isinstance(v, (dict, list))
+             and any(isinstance(x, dict) for x in (v if isinstance(v, list) else [v]))}
+    if not plain:
+        return fields
+    cfg = validate(RouterConfig, plain).config
+    return {**fields, **{k: getattr(cfg, k) for k in plain}}
+
+
 class RouterHarness:
     """A real HttpRouter with the real DefaultInterpreter on a free port.
 
@@ -429,7 +453,7 @@ class RouterHarness:
         if servers is None:
             servers = [ServerConfig(port=free_port())]
         fields.setdefault("label", "outgoing")
-        self.config = RouterConfig(dtab=dtab, servers=servers, **fields)
+        self.config = RouterConfig(dtab=dtab, servers=servers, **validated_router_fields(fields))
         self.router = HttpRouter(self.config, self.interpreter, self.metrics)
 
     @property

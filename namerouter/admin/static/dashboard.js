@@ -138,22 +138,45 @@ function serviceTable(t) {
     })));
 }
 
+const ACCRUAL_CLASS = {alive: "good", probing: "warn", dead: "bad"};
+
+// An endpoint's failure-accrual state: alive, dead (removed from the balancer until the
+// next probe) or probing, with the policy's figure in the tooltip.
+function accrualBadge(fa) {
+  if (!fa) return null;
+  const bits = [`failure accrual ${fa.kind}: ${fa.state}`];
+  if (fa.consecutiveFailures !== undefined) bits.push(`${fa.consecutiveFailures} consecutive failures`);
+  if (fa.successRate !== undefined) bits.push(`success rate ${fmtPct(fa.successRate)}`);
+  if (fa.removedForMs !== undefined) bits.push(`removed for ${(fa.removedForMs / 1000).toFixed(1)} s`);
+  if (fa.retryInMs !== undefined) bits.push(`next probe in ${(fa.retryInMs / 1000).toFixed(1)} s`);
+  const text = fa.state === "dead" && fa.retryInMs !== undefined ? `dead ${Math.ceil(fa.retryInMs / 1000)}s` : fa.state;
+  return el("span", {class: "badge accrual " + (ACCRUAL_CLASS[fa.state] || ""), "data-accrual": fa.state,
+    title: bits.join(" · "), text});
+}
+
 function endpointList(st) {
   if (!st) return el("span", {class: "muted", text: "–"});
   const eps = st.endpoints || [];
+  const max = st.pool && st.pool.maxSize;
   return el("div", {class: "endpoints"},
     eps.length ? eps.map(e => el("div", {"data-endpoint": `${e.ip}:${e.port}`},
-      `${e.ip}:${e.port}`, el("span", {class: "muted",
-        text: `  out ${e.outstanding} · conn ${e.connections} · idle ${e.idle} · wait ${e.waiters}` +
+      `${e.ip}:${e.port} `, accrualBadge(e.failureAccrual), el("span", {class: "muted",
+        text: `  out ${e.outstanding} · conn ${e.connections}${max ? "/" + max : ""} · idle ${e.idle} · wait ${e.waiters}` +
           (e.weight !== undefined && e.weight !== 1 ? ` · w ${e.weight}` : "")})))
       : el("span", {class: "muted", text: "no endpoints"}),
     st.failure ? el("div", {class: "bad", text: st.failure}) : null);
 }
 
+// hostConnectionPool.maxSize per endpoint ("∞": unbounded, Linkerd's default)
+function poolMax(st) {
+  if (!st || !st.pool) return "–";
+  return st.pool.maxSize ? fmtInt(st.pool.maxSize) : "∞";
+}
+
 function clientTable(t) {
   const head = ["client", "router", "state"].map(x => el("th", {text: x}))
-    .concat(["req/s", "success", "p99", "conns", "removed", "requeues"].map(x => el("th", {class: "num", text: x})))
-    .concat([el("th", {text: "endpoints (outstanding · connections · idle · waiters)"}), el("th", {text: "last 2 min"})]);
+    .concat(["req/s", "success", "p99", "conns", "pool max", "removed", "requeues"].map(x => el("th", {class: "num", text: x})))
+    .concat([el("th", {text: "endpoints (accrual · outstanding · connections · idle · waiters)"}), el("th", {text: "last 2 min"})]);
   return el("table", {id: "client-table"},
     el("thead", {}, el("tr", {}, head)),
     el("tbody", {}, t.items.map(it => {
@@ -169,6 +192,7 @@ function clientTable(t) {
         el("td", {class: "num sr " + sc, text: fmtPct(f.successRate)}),
         el("td", {class: "num", text: fmtMs(f.p99)}),
         el("td", {class: "num", text: fmtInt(f.connections)}),
+        el("td", {class: "num pool-max", title: "hostConnectionPool maxSize (per endpoint)", text: poolMax(st)}),
         el("td", {class: "num " + (removed > 0 ? "bad" : ""), title: `failure accrual: ${fmtInt(f["failure_accrual/removals"])} removals, ${fmtInt(f["failure_accrual/revivals"])} revivals`,
           text: fmtInt(removed)}),
         el("td", {class: "num", text: fmtInt(f["retries/requeues"])}),

@@ -90,8 +90,12 @@ class H1ClientConnection(Coalescing):
         self.skip_body = head.method == b"HEAD"
         self.chunked_up = head.chunked
         leaf = lc.leaf
+        dst = leaf.dst.h1  # type: ignore[union-attr]
+        cert = head.client_cert
+        if cert is not None and (lc.server.forward_client_cert or leaf.client.forward_client_cert):  # type: ignore[union-attr]
+            dst = dst + b"x-forwarded-client-cert: " + cert + b"\r\n"
         parts = request_head(head, lc.uri, leaf.client.authority, self.default_host,  # type: ignore[union-attr]
-                             leaf.dst.h1, lc.reqid, lc.deadline)  # type: ignore[union-attr,arg-type]
+                             dst, lc.trace_block, lc.deadline)
         if body:
             if head.chunked:
                 parts += [chunk(c) for c in body]

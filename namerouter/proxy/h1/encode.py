@@ -53,18 +53,19 @@ def _merge(*lists: Optional[list[Span]]) -> list[Span]:
 
 
 def request_head(head: RequestHead, uri: bytes, host: Optional[bytes], default_host: bytes,
-                 dst: bytes, reqid: bytes, deadline: Optional[bytes]) -> list[bytes]:
+                 dst: bytes, trace: bytes, deadline: Optional[bytes]) -> list[bytes]:
     """The head to send upstream, as pieces to join (the caller appends buffered body).
 
     ``host``: the Host to send instead of the client's (RewriteHostHeader), else None;
     ``default_host``: the Host for an HTTP/1.0 request without one (the endpoint);
-    ``dst``: the router's l5d-dst-* lines; ``deadline``: an ``l5d-ctx-deadline`` value
+    ``dst``: the router's l5d-dst-* lines; ``trace``: the trace-context lines of this
+    attempt (``l5d-ctx-trace``, ``l5d-reqid``, …, each CRLF-terminated); ``deadline``: an ``l5d-ctx-deadline`` value
     replacing the incoming ones (b"": none), else None (they are forwarded as received).
     """
     if isinstance(head, H1RequestHead):
         raw = head.raw
         if head.plain and uri is head.target and host is None and deadline is None:
-            return [raw[:-2], VIA, dst, b"l5d-reqid: ", reqid, b"\r\n\r\n"]
+            return [raw[:-2], VIA, dst, trace, CRLF]
         le = head.line_end
         if uri is head.target and head.version == "1.1":
             parts = [raw[:le + 2]]
@@ -96,7 +97,7 @@ def request_head(head: RequestHead, uri: bytes, host: Optional[bytes], default_h
         parts.append(VIA if head.version != "1.0" else VIA_10)
     else:
         parts += (b"Via: ", head.via, b", ", head.version.encode(), b" linkerd\r\n")
-    parts += (dst, b"l5d-reqid: ", reqid, CRLF)
+    parts += (dst, trace)
     if deadline:
         parts += (b"l5d-ctx-deadline: ", deadline, CRLF)
     if head.upgrade is not None:

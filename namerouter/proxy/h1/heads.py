@@ -3,11 +3,12 @@
 The server and client protocols find a head's end (``head_end``), let httptools
 validate it, and build an :class:`H1RequestHead` / :class:`H1ResponseHead` from the
 bytes. One regular-expression scan finds the few lines the router acts on — ``Host``,
-the hop-by-hop fields, ``Via``, ``Content-Length``, ``Expect``, the ``l5d-*`` headers —
-and records the spans of those that are not forwarded. Everything else stays bytes:
-forwarding copies the head with those spans cut out (``encode.py``), and the full list
-of fields is parsed only when someone asks for it (``fields()``: an identifier on an
-arbitrary header, the access log).
+the hop-by-hop fields, ``Via``, ``Content-Length``, ``Expect``, the ``l5d-*`` headers,
+``x-forwarded-client-cert`` (only the router writes it), the trace-context fields
+(collected into ``trace_headers``) — and records the spans of those that are not
+forwarded. Everything else stays bytes: forwarding copies the head with those spans cut
+out (``encode.py``), and the full list of fields is parsed only when someone asks for it
+(``fields()``: an identifier on an arbitrary header, the access log).
 
 llhttp (httptools) has already accepted the head when these run: lines end in CRLF,
 there is no obs-fold, names are tokens, so a line starts exactly after a CRLF. What the
@@ -19,6 +20,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
+from ...tracing.propagation import TRACE_HEADERS
 from ..message import Fields, RequestHead, ResponseHead
 
 Span = tuple[int, int]
@@ -33,9 +35,12 @@ _TCHARS = rb"[-!#$%&'*+.^_`|~0-9a-z]"
 # The scans run over the lower-cased head (same offsets as the raw one): names match
 # case-sensitively; values that keep their case are taken from the raw bytes.
 #: the request lines the router acts on: "\r\n" name OWS ":" OWS value (to the CR)
+#: (the trace-context fields other than ``l5d-*`` ones: ``b3``, ``x-b3-*``, ``traceparent``,
+#: ``tracestate``, are found in the same scan, so a request without them pays nothing more)
 _REQ_MARK = re.compile(
     rb"\r\n(host|connection|keep-alive|proxy-connection|proxy-authenticate|proxy-authorization|te|trailer"
-    rb"|transfer-encoding|upgrade|via|content-length|expect|l5d-" + _TCHARS + rb"*)[ \t]*:[ \t]*([^\r]*)")
+    rb"|transfer-encoding|upgrade|via|content-length|expect|x-forwarded-client-cert|l5d-" + _TCHARS + rb"*"
+    rb"|b3|x-b3-" + _TCHARS + rb"*|traceparent|tracestate)[ \t]*:[ \t]*([^\r]*)")
 #: the response lines the router acts on
 _RESP_MARK = re.compile(
     rb"\r\n(connection|keep-alive|proxy-connection|proxy-authenticate|proxy-authorization|te|trailer"
@@ -204,16 +209,16 @@ def parse_request(raw: bytes, clear_context: bool = False) -> H1RequestHead:
             continue
         if lname[:4] == b"l5d-":
             if not clear_context:
-                if lname == b"l5d-ctx-trace":
-                    h.trace = _raw_value(raw, m, value)
-                    continue
-                if lname == b"l5d-ctx-deadline":
+                if lname == b"l5d-ctx-trace" or lname == b"l5d-sample":
+                    trace = (lname, _raw_value(raw, m, value))
+                    h.trace_headers = [trace] if h.trace_headers is None else h.trace_headers + [trace]
+                elif lname == b"l5d-ctx-deadline":
                     h.deadline = (h.deadline or []) + [value]
                     h.deadline_spans = (h.deadline_spans or []) + [span]
                     continue
-                if lname not in L5D_REWRITTEN:
+                elif lname not in L5D_REWRITTEN:
                     continue  # other l5d-* headers are forwarded
-                if lname == b"l5d-dtab":
+                elif lname == b"l5d-dtab":
                     value = _raw_value(raw, m, value)
                     h.dtab = value if h.dtab is None else h.dtab + b";" + value
                 elif lname == b"l5d-ctx-dtab":
@@ -224,6 +229,13 @@ def parse_request(raw: bytes, clear_context: bool = False) -> H1RequestHead:
             h.via = value if h.via is None else h.via + b", " + value
         elif lname == b"connection":
             tokens = (tokens or []) + _tokens(value)
+        elif lname == b"x-forwarded-client-cert":
+            pass  # never forwarded as received: only the router writes it (TLS forwardClientCert)
+        elif lname[:1] == b"b" or lname[:1] == b"x" or lname[:5] == b"trace":
+            if lname not in TRACE_HEADERS:
+                continue  # an x-b3-<something else>: forwarded
+            trace = (lname, _raw_value(raw, m, value))
+            h.trace_headers = [trace] if h.trace_headers is None else h.trace_headers + [trace]
         elif lname == b"transfer-encoding":
             if any(c != b"chunked" for c in _tokens(value)):
                 # Only chunked is relayed; anything else would reach the backend mislabelled.

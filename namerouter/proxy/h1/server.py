@@ -31,7 +31,7 @@ from ..batch import BATCH, Coalescing
 from ..errors import BadRequest, RouterError, error_response
 from ..lifecycle import Lifecycle
 from ..message import HeaderBlock, ResponseHead
-from ..transport import set_nodelay
+from ..transport import client_cert_of, set_nodelay
 from . import encode
 from .heads import FramingError, H1RequestHead, head_limit_error, parse_request, skip_empty_lines
 
@@ -92,7 +92,9 @@ class _Parsed:
         p = self.conn.full
         raw = b"%b %b HTTP/%b\r\n%b\r\n" % (p.get_method(), self.url, p.get_http_version().encode(),
                                             b"".join(self.lines))
-        self.conn._head(parse_request(raw, self.conn.clear_context), False)
+        head = parse_request(raw, self.conn.clear_context)
+        head.client_cert = self.conn.client_cert
+        self.conn._head(head, False)
 
     def on_body(self, body: bytes) -> None:
         lc = self.conn.reading
@@ -143,6 +145,10 @@ class H1ServerConnection(Coalescing):
         self.upgrade_buf: Optional[list[bytes]] = None
         self.resp_chunked = False
         self.peer = "-"
+        #: x-forwarded-client-cert of the verified client certificate (TLS servers that
+        #: forward it), given to every request head of this connection
+        self.client_cert: Optional[bytes] = None
+        self.remote: Optional[tuple[str, int]] = None
 
     # --- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -150,6 +156,10 @@ class H1ServerConnection(Coalescing):
         set_nodelay(transport)
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else "-"
+        if self.server.collect_client_cert:
+            self.client_cert = client_cert_of(transport)
+        # (ip, port) of the client, kept per connection: the remote endpoint of server spans
+        self.remote = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and len(peer) >= 2 else None
         self.server.connection_made(self)
 
     def data_received(self, data: bytes) -> None:
@@ -254,6 +264,8 @@ class H1ServerConnection(Coalescing):
                 if err is not None:
                     raise FramingError(err)
                 head = parse_request(raw, self.clear_context)
+                if self.client_cert is not None:
+                    head.client_cert = self.client_cert
                 if head.chunked:
                     self._switch_to_parsed(data[start:])
                     return

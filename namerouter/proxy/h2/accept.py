@@ -1,10 +1,12 @@
 """How an h2 router's server takes a connection: which codec speaks on it.
 
-:func:`h2_server_protocol` is the one place that decides (``transport.server_protocol``
-calls it for h2 routers):
+:func:`h2_accept` and :func:`h2_connection` are the h2 router's codec factories of
+``transport.py`` (``PLAIN_CODECS["h2"]`` and ``SERVER_CODECS["h2"]``):
 
-- TLS: ALPN chose ``h2`` → HTTP/2 at once (:class:`H2ServerConnection`);
-- plaintext: the first bytes tell. The HTTP/2 connection preface (anything starting
+- TLS: ALPN chose ``h2`` → HTTP/2 at once (:func:`h2_connection`:
+  :class:`H2ServerConnection`); the router's TLS servers advertise ``h2`` only;
+- plaintext, or TLS where the client negotiated nothing (:func:`h2_accept`): the first
+  bytes tell. The HTTP/2 connection preface (anything starting
   ``PRI ``) → HTTP/2 with prior knowledge (gRPC, ``curl --http2-prior-knowledge``). An HTTP/1.1 request with
   ``Upgrade: h2c`` and ``HTTP2-Settings`` → ``101 Switching Protocols`` and HTTP/2, the
   request becoming stream 1 (RFC 7540 §3.2; its body, at most ``UPGRADE_BODY_LIMIT``,
@@ -17,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import TYPE_CHECKING, Any, Callable, Optional
+import weakref
+from typing import TYPE_CHECKING, Any, Optional
 
 import httptools
 
@@ -39,9 +42,25 @@ _SETTINGS = re.compile(rb"\r\nhttp2-settings[ \t]*:[ \t]*([^\r]*)", re.IGNORECAS
 _SWITCH = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
 
 
-def h2_server_protocol(server: "HttpServer") -> Callable[[], asyncio.Protocol]:
-    settings = H2Settings(server.config, getattr(server.config, "maxConcurrentStreamsPerConnection", None))
-    return lambda: H2Accept(server, settings)
+#: each server's HTTP/2 settings, read once from its config block
+_SETTINGS_OF: "weakref.WeakKeyDictionary[HttpServer, H2Settings]" = weakref.WeakKeyDictionary()
+
+
+def server_settings(server: "HttpServer") -> H2Settings:
+    s = _SETTINGS_OF.get(server)
+    if s is None:
+        s = _SETTINGS_OF[server] = H2Settings.of_server(server.config)
+    return s
+
+
+def h2_accept(server: "HttpServer") -> "H2Accept":
+    """The codec of a plaintext connection (or TLS without ALPN): decides by the first bytes."""
+    return H2Accept(server, server_settings(server))
+
+
+def h2_connection(server: "HttpServer") -> H2ServerConnection:
+    """The codec of a TLS connection that negotiated ``h2``."""
+    return H2ServerConnection(server, server_settings(server))
 
 
 class H2Accept(asyncio.Protocol):
@@ -60,10 +79,6 @@ class H2Accept(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        ssl = transport.get_extra_info("ssl_object")
-        if ssl is not None and ssl.selected_alpn_protocol() == "h2":
-            self._switch(H2ServerConnection(self.server, self.settings), b"", register=False)
-            return
         set_nodelay(transport)
         self.server.connection_made(self)
 
@@ -129,13 +144,12 @@ class H2Accept(asyncio.Protocol):
                                                                        [body] if body else []), registered=True)
         self._switch(conn, rest)
 
-    def _switch(self, conn: H2ServerConnection, data: bytes, register: bool = True) -> None:
+    def _switch(self, conn: H2ServerConnection, data: bytes) -> None:
         """Hand the transport to ``conn`` (and what was read so far)."""
         self.closed = True
         t = self.transport
         self.transport = None
-        if register:
-            self.server.conns.discard(self)
+        self.server.conns.discard(self)
         t.set_protocol(conn)
         conn.connection_made(t)
         if data:

@@ -31,6 +31,8 @@ from h2.events import (
 )
 from h2.exceptions import ProtocolError
 
+from ...dtab.path import Path
+from ...tls import ClientTlsParams
 from ..batch import BATCH
 from ..transport import CONNECT_TIMEOUT_S, Connector
 from .conn import CLIENT_STREAMS_CAP, H2Conn, H2Settings, Sender, reset
@@ -39,10 +41,15 @@ from .heads import parse_response, request_headers
 if TYPE_CHECKING:  # pragma: no cover
     from ..lifecycle import Lifecycle
     from ..pool import Endpoint
+    from ..routing import RouteTable
 
 log = logging.getLogger("namerouter.proxy.h2")
 _INITIAL_WINDOW = 0x4
 _MAX_STREAMS = 0x3
+
+
+class NotHttp2(ConnectionError):
+    """A TLS backend did not negotiate ``h2`` by ALPN."""
 
 
 class StreamRefused(ConnectionError):
@@ -84,8 +91,12 @@ class H2Slot(Sender):
         self.got_bytes = False
         head = lc.head
         leaf = lc.leaf
-        headers = request_headers(head, lc.uri, leaf.client.authority, session.default_authority,  # type: ignore[union-attr]
-                                  leaf.dst, lc.reqid, lc.deadline)  # type: ignore[union-attr,arg-type]
+        client = leaf.client  # type: ignore[union-attr]
+        cert = head.client_cert
+        if cert is not None and not (lc.server.forward_client_cert or client.forward_client_cert):
+            cert = None
+        headers = request_headers(head, lc.uri, client.authority, session.default_authority,
+                                  leaf.dst, lc.trace_block, lc.deadline, cert)  # type: ignore[union-attr]
         trailers = head.trailers
         end = lc.upload_complete and not body and not trailers
         try:
@@ -271,6 +282,16 @@ class H2ClientSession(H2Conn):
     def connection_made(self, transport: Any) -> None:
         self.start(transport, client_side=True)
         self.endpoint.conn_opened()
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            alpn = ssl_object.selected_alpn_protocol()
+            if alpn != "h2":  # TLS without HTTP/2: the backend cannot take our streams
+                self.ready.set_exception(NotHttp2(
+                    f"{self.endpoint.label} did not choose HTTP/2 over TLS (ALPN: {alpn or 'none'})"))
+                self.ready.exception()
+                self.closed = True
+                transport.close()
+                return
         self.h2.initiate_connection()
         self.open_connection_window()
         self.flush()
@@ -424,13 +445,16 @@ _HANDLERS: dict[type, _Handler] = {
 
 
 class H2Connector(Connector):
-    """Opens HTTP/2 sessions for one client (bound id) and hands out their slots."""
+    """Opens HTTP/2 sessions for one client (bound id) and hands out their slots:
+    prior knowledge (h2c) in plaintext; with ``tls`` (the client's ``ClientTlsParams``:
+    the context of the moment, which offers ALPN ``h2``, and the checked server name) a
+    TLS session on which the backend must have chosen ``h2``."""
 
     __slots__ = ("settings", "sessions", "opening")
 
-    def __init__(self, settings: H2Settings, ssl: Any = None, server_hostname: Optional[str] = None,
+    def __init__(self, settings: H2Settings, tls: Optional[ClientTlsParams] = None,
                  timeout_s: float = CONNECT_TIMEOUT_S) -> None:
-        super().__init__(ssl, server_hostname, timeout_s)
+        super().__init__(tls, timeout_s)
         self.settings = settings
         #: open sessions per endpoint
         self.sessions: dict[Any, list[H2ClientSession]] = {}
@@ -469,11 +493,17 @@ class H2Connector(Connector):
     async def _open(self, endpoint: "Endpoint") -> H2ClientSession:
         """A new session whose SETTINGS arrived (so its stream limit is known)."""
         loop = asyncio.get_running_loop()
+        tls = self.tls
 
         async def attempt() -> H2ClientSession:
-            _, proto = await loop.create_connection(
-                lambda: H2ClientSession(endpoint, self), endpoint.host, endpoint.port,
-                ssl=self.ssl, server_hostname=self.server_hostname if self.ssl else None)
+            if tls is None:
+                _, proto = await loop.create_connection(
+                    lambda: H2ClientSession(endpoint, self), endpoint.host, endpoint.port)
+            else:
+                _, proto = await loop.create_connection(
+                    lambda: H2ClientSession(endpoint, self), endpoint.host, endpoint.port,
+                    ssl=tls.context, server_hostname=tls.server_hostname or endpoint.host,
+                    ssl_handshake_timeout=self.timeout_s)
             session: H2ClientSession = proto
             try:
                 await session.ready
@@ -511,12 +541,9 @@ def _give_up(arg: tuple["asyncio.Task[Any]", list[bool]]) -> None:
         attempt.cancel()
 
 
-def connector_factory() -> Callable[[Any], H2Connector]:
+def h2_connector(table: "RouteTable", client_id: Path, tls: Optional[ClientTlsParams]) -> H2Connector:
     """``RouteTable.connector_factory`` of an h2 router: one connector per client stage,
-    with the client block's HTTP/2 settings for its bound id."""
-
-    def make(stage: Any) -> H2Connector:
-        keys, _ = stage.table.policies.clients.for_path(stage.id)
-        return H2Connector(H2Settings(keys))
-
-    return make
+    with the HTTP/2 settings of the client configs matching its bound id and its TLS
+    parameters (None: plaintext, prior knowledge)."""
+    keys, _ = table.policies.clients.for_path(client_id)
+    return H2Connector(H2Settings.of_client(keys), tls)

@@ -72,23 +72,32 @@ class H2Settings:
     __slots__ = ("window", "ratio", "max_frame", "header_table", "max_header_list", "max_streams", "conn_window",
                  "stream_threshold", "conn_threshold")
 
-    def __init__(self, block: Any = None, max_streams: Optional[int] = None) -> None:
-        def get(key: str) -> Any:
-            if block is None:
-                return None
-            return block.get(key) if isinstance(block, dict) else getattr(block, key, None)
-
-        self.window: int = get("initialStreamWindowBytes") or DEFAULT_WINDOW
-        self.ratio: float = get("windowUpdateRatio") or DEFAULT_RATIO
-        self.max_frame: int = get("maxFrameBytes") or DEFAULT_MAX_FRAME
-        ht = get("headerTableBytes")
-        self.header_table: int = DEFAULT_HEADER_TABLE if ht is None else ht
-        self.max_header_list: int = get("maxHeaderListBytes") or get("maxHeaderListByts") or DEFAULT_MAX_HEADER_LIST
+    def __init__(self, window: Optional[int] = None, ratio: Optional[float] = None,
+                 max_frame: Optional[int] = None, header_table: Optional[int] = None,
+                 max_header_list: Optional[int] = None, max_streams: Optional[int] = None) -> None:
+        self.window: int = window or DEFAULT_WINDOW
+        self.ratio: float = ratio or DEFAULT_RATIO
+        self.max_frame: int = max_frame or DEFAULT_MAX_FRAME
+        self.header_table: int = DEFAULT_HEADER_TABLE if header_table is None else header_table
+        self.max_header_list: int = max_header_list or DEFAULT_MAX_HEADER_LIST
         self.max_streams: int = max_streams or DEFAULT_MAX_STREAMS
         self.conn_window = max(DEFAULT_WINDOW, min(self.window * CONN_WINDOW_STREAMS, CONN_WINDOW_MAX))
         # a window is opened again once its open part is at most ratio × its size
         self.stream_threshold = max(1, int(self.window * (1.0 - self.ratio)))
         self.conn_threshold = max(1, int(self.conn_window * (1.0 - self.ratio)))
+
+    @classmethod
+    def of_server(cls, cfg: Any) -> "H2Settings":
+        """A server's settings (a validated ``H2ServerConfig``)."""
+        return cls(cfg.initialStreamWindowBytes, cfg.windowUpdateRatio, cfg.maxFrameBytes, cfg.headerTableBytes,
+                   cfg.maxHeaderListBytes or cfg.maxHeaderListByts, cfg.maxConcurrentStreamsPerConnection)
+
+    @classmethod
+    def of_client(cls, keys: dict[str, Any]) -> "H2Settings":
+        """A client's settings (the merged keys of its ``client`` configs)."""
+        get = keys.get
+        return cls(get("initialStreamWindowBytes"), get("windowUpdateRatio"), get("maxFrameBytes"),
+                   get("headerTableBytes"), get("maxHeaderListBytes") or get("maxHeaderListByts"))
 
     def connection(self, client_side: bool) -> H2Connection:
         """A new ``h2`` connection with these settings as its initial local settings."""

@@ -18,6 +18,7 @@ from typing import Optional
 
 from hpack import NeverIndexedHeaderTuple
 
+from ...tracing.propagation import TRACE_HEADERS
 from ..errors import BadRequest, RequestTimeout, RouterError, Unidentified
 from ..message import Fields, HeaderBlock, RequestHead, ResponseHead, first_value
 
@@ -108,14 +109,20 @@ def parse_request(headers: Fields, clear_context: bool, end_stream: bool) -> H2R
                 head.dtab = value if head.dtab is None else head.dtab + b";" + value
             elif name == b"l5d-ctx-dtab":
                 head.dtab_ctx = value if head.dtab_ctx is None else head.dtab_ctx + b";" + value
+            elif name == b"l5d-ctx-trace" or name == b"l5d-sample":
+                trace = (name, value)  # the tracer writes the context again for the next hop
+                head.trace_headers = [trace] if head.trace_headers is None else head.trace_headers + [trace]
             elif name in _L5D_REWRITTEN:
                 continue
             else:
-                if name == b"l5d-ctx-trace":
-                    head.trace = value
-                elif name == b"l5d-ctx-deadline":
+                if name == b"l5d-ctx-deadline":
                     head.deadline = [value] if head.deadline is None else head.deadline + [value]
                 fwd.append((name, value))
+        elif name in TRACE_HEADERS:  # b3, x-b3-*, traceparent, tracestate
+            trace = (name, value)
+            head.trace_headers = [trace] if head.trace_headers is None else head.trace_headers + [trace]
+        elif name == b"x-forwarded-client-cert":
+            continue  # never forwarded as received: only the router writes it (TLS forwardClientCert)
         else:
             if name == b"content-type" and value[:16] == b"application/grpc":
                 head.grpc = True
@@ -136,8 +143,12 @@ def parse_request(headers: Fields, clear_context: bool, end_stream: bool) -> H2R
 
 
 def request_headers(head: RequestHead, uri: bytes, authority: Optional[bytes], default_authority: bytes,
-                    dst: HeaderBlock, reqid: bytes, deadline: Optional[bytes]) -> Fields:
-    """The header list to send upstream for ``head`` (an HTTP/2 request)."""
+                    dst: HeaderBlock, trace_block: bytes, deadline: Optional[bytes],
+                    client_cert: Optional[bytes]) -> Fields:
+    """The header list to send upstream for ``head`` (an HTTP/2 request).
+
+    ``trace_block`` is the lifecycle's CRLF-terminated trace-context lines (``l5d-ctx-trace``,
+    ``l5d-reqid``, B3/W3C); ``client_cert`` the ``x-forwarded-client-cert`` value to add."""
     out: Fields = [
         (b":method", head.method),
         (b":scheme", getattr(head, "scheme", b"http")),
@@ -152,9 +163,14 @@ def request_headers(head: RequestHead, uri: bytes, authority: Optional[bytes], d
             out.append(NeverIndexedHeaderTuple(b"l5d-ctx-deadline", deadline))
     out.append((b"via", VIA if head.via is None else head.via + b", " + VIA))
     out += dst.fields
-    # a value new on every request is never put in the HPACK table: it would only push
-    # out the entries that repeat (and make every later lookup in the table longer)
-    out.append(NeverIndexedHeaderTuple(b"l5d-reqid", reqid))
+    if client_cert is not None:
+        out.append((b"x-forwarded-client-cert", client_cert))
+    # Values new on every request (span ids) are never put in the HPACK table: they
+    # would only push out the entries that repeat.
+    for line in trace_block.split(b"\r\n"):
+        if line:
+            name, _, value = line.partition(b": ")
+            out.append(NeverIndexedHeaderTuple(name, value))
     return out
 
 

@@ -16,6 +16,11 @@ What differs from HTTP/1.1 (``policy/runtime.py``, which this extends):
   otherwise relayed as held, and the rest streams on.
 - **Failures** are classified with the stream's reset code (``compliant`` retries a
   REFUSED_STREAM).
+- **Streams classified at their end.** A response relayed before its class was known
+  (no retry possible, or released from a hold unclassified) is classified by its
+  trailers when they arrive (``on_trailers``), or as a stream that ended without them
+  when the exchange finishes; the lifecycle records that verdict (``lc.failed``), so
+  metrics and the trace see a failed ``grpc-status`` as a failure.
 """
 from __future__ import annotations
 
@@ -26,13 +31,14 @@ from ..errors import RouterError
 from ..lifecycle import HOLD
 from ..message import EMPTY_BLOCK as EMPTY
 from ..message import HeaderBlock, ResponseHead
-from ..phases import HOLDING
+from ..phases import DONE, HOLDING
 from ..policy.classifiers import RETRYABLE, SUCCESS
 from ..policy.runtime import _FAILURE_HDR, _RETRYABLE_HDR, _SUCCESS_HDR, RequestPolicy, ServicePolicy
 from ..policy.static_config import get
 from ..timers import Timer
 from .classifiers import make_h2_classifier
 from .config import DEFAULT_CLASSIFICATION_TIMEOUT_MS, DEFAULT_RETRY_BUFFER
+from .heads import trailer_grpc_status
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..lifecycle import Lifecycle
@@ -67,7 +73,7 @@ class H2ServicePolicy(ServicePolicy):
 class H2RequestPolicy(RequestPolicy):
     """One h2 request's retry state (see the module docstring)."""
 
-    __slots__ = ("held", "held_chunks", "held_bytes", "trailers_held", "hold_t", "final")
+    __slots__ = ("held", "held_chunks", "held_bytes", "trailers_held", "hold_t", "open_lc", "open_resp")
 
     svc: H2ServicePolicy
 
@@ -80,8 +86,9 @@ class H2RequestPolicy(RequestPolicy):
         self.held_bytes = 0
         self.trailers_held: Optional[list[tuple[bytes, bytes]]] = None
         self.hold_t: Optional[Timer] = None
-        #: the class of the final response (for metrics), when known
-        self.final: Optional[int] = None
+        #: a response relayed before it could be classified (see the module docstring)
+        self.open_lc: Optional["Lifecycle"] = None
+        self.open_resp: Optional[ResponseHead] = None
 
     # --- request buffer -------------------------------------------------------------------
     def keep(self, chunk: bytes) -> None:
@@ -105,8 +112,10 @@ class H2RequestPolicy(RequestPolicy):
             if svc.classifier.can_retry and self.replayable and not getattr(resp, "end_stream", False):
                 self._hold(lc, resp)
                 return HOLD
-            self._done()  # relayed now; classified for metrics when the stream ends
+            self._done()
+            self._classify_later(lc, resp)  # relayed now; classified when the stream ends
             return EMPTY
+        self.klass = cls
         if cls == RETRYABLE:
             if not self.replayable:
                 svc.stream_too_long.value += 1
@@ -114,7 +123,6 @@ class H2RequestPolicy(RequestPolicy):
                 self._cancel_attempt()
                 self._record_attempt(lc, resp.status)
                 return None
-        self.final = cls
         self._done()
         return self._headers(cls)
 
@@ -153,7 +161,7 @@ class H2RequestPolicy(RequestPolicy):
             self._clear_held()
             self._record_attempt(lc, resp.status)
             return True
-        self.final = cls
+        self.klass = cls
         self._release(lc, cls)
         return False
 
@@ -171,8 +179,31 @@ class H2RequestPolicy(RequestPolicy):
         resp, chunks, trailers = self.held, self.held_chunks, self.trailers_held
         self._clear_held()
         self._done()
-        if resp is not None:
-            lc.release_held(resp, self._headers(cls) if cls is not None else EMPTY, chunks, trailers)
+        if resp is None:
+            return
+        if cls is None:
+            self._classify_later(lc, resp)
+        lc.release_held(resp, self._headers(cls) if cls is not None else EMPTY, chunks, trailers)
+
+    # --- streams classified at their end -----------------------------------------------------------
+    def _classify_later(self, lc: "Lifecycle", resp: ResponseHead) -> None:
+        self.open_lc = lc
+        self.open_resp = resp
+
+    def on_trailers(self, lc: "Lifecycle", fields: list[tuple[bytes, bytes]]) -> None:
+        """The trailers of a relayed response: classify it by them."""
+        self._classify_open(fields)
+
+    def _classify_open(self, trailers: Optional[list[tuple[bytes, bytes]]]) -> None:
+        lc, resp = self.open_lc, self.open_resp
+        if lc is None or resp is None:
+            return
+        self.open_lc = self.open_resp = None
+        cls = self.svc.classifier.stream(lc.head.method, resp, trailers)
+        if cls != SUCCESS and not lc.failed:
+            lc.failed = True
+            code = trailer_grpc_status(trailers)
+            lc.why = f"grpc-status {code}" if code is not None else "stream ended without grpc-status"
 
     def _stop_hold(self) -> None:
         t = self.hold_t
@@ -198,3 +229,5 @@ class H2RequestPolicy(RequestPolicy):
     def finish(self) -> None:
         self._stop_hold()
         super().finish()
+        if self.open_lc is not None and self.open_lc.phase is DONE:
+            self._classify_open(None)  # the exchange is over and no trailers came

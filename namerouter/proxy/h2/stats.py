@@ -15,7 +15,8 @@ the rest and evicted scopes fold it like the rest.
 
 With a gRPC classifier, a response whose ``grpc-status`` is not a success counts under
 ``failures`` even though its HTTP status is 200 (Linkerd classifies h2 responses with
-the router's classifier the same way).
+the router's classifier the same way): the h2 policy (``policy.py``) classifies the
+stream by its trailers and the lifecycle records that verdict, as for every router.
 """
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ import time
 from typing import TYPE_CHECKING, Any, Optional
 
 from ...metrics import Counter, Metric, Stat, bucket_of
-from ..policy.classifiers import SUCCESS
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..lifecycle import Lifecycle
@@ -106,11 +106,9 @@ class _Part:
 class StreamCell:
     """The streams of one (server, service, client) combination (see the module docstring)."""
 
-    __slots__ = ("failed", "req", "resp", "total")
+    __slots__ = ("req", "resp", "total")
 
     def __init__(self) -> None:
-        #: responses classified failed although their status is below 500 (gRPC)
-        self.failed = 0
         self.req = _Part()
         self.resp = _Part()
         self.total = _Part()
@@ -119,12 +117,11 @@ class StreamCell:
         return StreamCell()
 
     def add_to(self, o: "StreamCell") -> None:
-        o.failed += self.failed
         self.req.add_to(o.req)
         self.resp.add_to(o.resp)
         self.total.add_to(o.total)
 
-    def view(self, p: str, kind: str) -> dict[str, Metric]:
+    def view(self, p: str) -> dict[str, Metric]:
         out: dict[str, Metric] = {}
         self.req.view(p + "request/stream/", "stream_duration_ms", out, True)
         self.resp.view(p + "response/stream/", "stream_duration_ms", out, True)
@@ -137,10 +134,7 @@ def stream_done(st: Any, lc: "Lifecycle") -> None:
     server = lc.server
     if server.scope is None:
         return
-    route = lc.route
-    leaf = lc.leaf
-    cell = server.cells.cell(server.scope, route.scope if route is not None else None,
-                             leaf.client.scope if leaf is not None else None)
+    cell = lc.cell()
     ext: Optional[StreamCell] = cell.extra
     if ext is None:
         ext = cell.extra = StreamCell()
@@ -152,8 +146,3 @@ def stream_done(st: Any, lc: "Lifecycle") -> None:
     if st.t_resp:
         ext.resp.record(ok, ((st.resp_done_t or now) - st.t_resp) * 1000.0, st.resp_bytes, st.resp_frames)
     ext.total.record(ok, (now - t0) * 1000.0, st.req_bytes + st.resp_bytes, 0)
-    resp = st.resp
-    if resp is not None and route is not None and route.policy is not None and lc.status < 500:
-        classifier: Any = route.policy.classifier
-        if getattr(classifier, "grpc", False) and classifier.stream(lc.head.method, resp, st.trailers) != SUCCESS:
-            ext.failed += 1

@@ -12,11 +12,12 @@ matching ``configs`` entry in order and a later entry overrides only the keys it
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from ...tls.config import ClientTlsConfig, check_common_name_vars
-from ..config import LoadBalancerConfig
+from ..balancer_config import LoadBalancerConfig
 
 #: HTTP response classifiers (``classifiers.py``); the ``io.l5d.h2.*`` twins are accepted
 #: as aliases because an HTTP/1.1 request classifies the same way.
@@ -35,13 +36,18 @@ CLASSIFIER_KINDS = (
 DEFAULT_CLASSIFIER = "io.l5d.http.nonRetryable5XX"
 
 
+#: a prefix segment: literal text and ``{name}`` captures (names as dtab/path_matcher.py's)
+_CAPTURES = re.compile(r"(?:[^{}]|\{[A-Za-z0-9.:_-]+\})*")
+
+
 def _check_prefix(p: str) -> None:
     if not isinstance(p, str) or not p.startswith("/"):
         raise ValueError(f"expected a path starting with '/', got {p!r}")
     for seg in p.split("/")[1:]:
         if seg == "" and p != "/":
             raise ValueError(f"empty path segment in {p!r}")
-        if seg.startswith("{") != seg.endswith("}"):
+        # captures may sit inside a segment ({service}:https), as Linkerd's PathMatcher allows
+        if seg.count("{") != seg.count("}") or not _CAPTURES.fullmatch(seg):
             raise ValueError(f"malformed capture {seg!r} in {p!r}: write {{name}}")
 
 
@@ -200,6 +206,9 @@ class ClientPolicyFields:
     #: Linkerd's client TLS block (namerouter/tls/config.py); ``enabled: false`` under a
     #: more specific prefix turns it off again.
     tls: Optional[ClientTlsConfig] = None
+    #: Linkerd's ``forwardClientCert``: requests sent to this client carry the verified
+    #: client certificate of the incoming TLS connection as ``x-forwarded-client-cert``
+    forwardClientCert: Optional[bool] = None
 
 
 @dataclass

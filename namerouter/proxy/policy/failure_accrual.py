@@ -164,6 +164,26 @@ class Accrual:
         """The endpoint left the address set."""
         self.policy.stats.dead.discard(self)
 
+    def state(self) -> dict[str, Any]:
+        """For ``/client_state.json`` and the dashboard: ``alive``, ``dead`` (removed from
+        the balancer until ``retryInMs`` from now) or ``probing`` (the removal is over; the
+        next attempt's outcome decides), plus the policy's own figure."""
+        out: dict[str, Any] = {"kind": self.policy.kind}
+        if self.dead_since:
+            now = self.policy.clock()
+            wait = self.node.down_until - now
+            out["state"] = "dead" if wait > 0 else "probing"
+            out["removedForMs"] = int((now - self.dead_since) * 1000)
+            if wait > 0:
+                out["retryInMs"] = int(wait * 1000)
+        else:
+            out["state"] = "alive"
+        self._describe(out)
+        return out
+
+    def _describe(self, out: dict[str, Any]) -> None:
+        pass
+
     # policy-specific -------------------------------------------------------------------
     def _observe(self, ok: bool) -> bool:
         """Record an outcome while alive; True when the endpoint must be marked dead."""
@@ -202,6 +222,9 @@ class ConsecutiveFailures(Accrual):
     def _reset(self) -> None:
         self.count = 0
 
+    def _describe(self, out: dict[str, Any]) -> None:
+        out["consecutiveFailures"] = self.count
+
 
 class SuccessRate(Accrual):
     """EWMA of successes over ``requests`` requests (each sample weighs
@@ -222,6 +245,9 @@ class SuccessRate(Accrual):
         self.ema += alpha * ((1.0 if ok else 0.0) - self.ema)
         self.seen += 1
         return self.seen >= min(MIN_REQUESTS, self.policy.requests) and self.ema < self.policy.rate
+
+    def _describe(self, out: dict[str, Any]) -> None:
+        out["successRate"] = round(self.ema, 4)
 
 
 class SuccessRateWindowed(Accrual):
@@ -247,3 +273,6 @@ class SuccessRateWindowed(Accrual):
         self.ema += w * ((1.0 if ok else 0.0) - self.ema)
         self.seen += 1
         return self.seen >= MIN_REQUESTS and self.ema < self.policy.rate
+
+    def _describe(self, out: dict[str, Any]) -> None:
+        out["successRate"] = round(self.ema, 4)

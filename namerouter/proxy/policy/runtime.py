@@ -109,7 +109,7 @@ class ClientPolicy:
     """The merged ``client`` settings of one bound id, compiled once."""
 
     __slots__ = ("load_balancer", "attempt_timeout_s", "accrual", "requeues", "pool", "attempt_timeouts",
-                 "captures")
+                 "captures", "tls", "forward_client_cert")
 
     def __init__(self, keys: dict[str, Any], captures: dict[str, str], registry: MetricsRegistry,
                  prefix: str) -> None:
@@ -125,6 +125,10 @@ class ClientPolicy:
         self.requeues = Requeues(keys.get("requeueBudget"), registry, prefix)
         self.pool = keys.get("hostConnectionPool")
         self.attempt_timeouts: Counter = registry.counter(prefix + "failures/" + ATTEMPT_TIMEOUT_EXC)
+        #: the client ``tls`` block (None: plaintext); the route table turns it into a Connector
+        self.tls = keys.get("tls")
+        #: Linkerd's ``forwardClientCert``: requests to this client carry x-forwarded-client-cert
+        self.forward_client_cert = bool(keys.get("forwardClientCert"))
 
     def new_accrual(self, node: Any) -> Any:
         return self.accrual.new(node) if self.accrual is not None else None
@@ -167,6 +171,10 @@ class PolicyTable:
         self._svc[text] = p
         return p
 
+    def forget(self, name_text: str) -> None:
+        """The name's last stage was evicted (its metrics are gone): let its policy go too."""
+        self._svc.pop(name_text, None)
+
     def client(self, bound_id: Any, prefix: str) -> ClientPolicy:
         keys, caps = self.clients.for_path(bound_id)
         return ClientPolicy(keys, caps, self.registry, prefix)
@@ -190,7 +198,7 @@ class RequestPolicy:
     """One request's retry/timeout state (only when its name has a policy)."""
 
     __slots__ = ("lc", "svc", "wheel", "replay", "replay_bytes", "replayable", "retries", "backoff", "total_t",
-                 "attempt_t", "attempt_client", "retry_t", "attempt_t0", "deadline")
+                 "attempt_t", "attempt_client", "retry_t", "attempt_t0", "deadline", "klass")
 
     def __init__(self, lc: "Lifecycle", svc: ServicePolicy) -> None:
         self.lc: Optional["Lifecycle"] = lc
@@ -207,6 +215,9 @@ class RequestPolicy:
         self.deadline = 0.0
         self.replay: Optional[list[bytes]] = None
         self.replay_bytes = 0
+        #: the classifier's verdict on the last response (SUCCESS, FAILURE, RETRYABLE): the
+        #: lifecycle records the request as a success or failure by it
+        self.klass = SUCCESS
         #: the request can be sent again: its body (if any) is small and of fixed length
         #: (kept in ``replay``; the chunks are referenced, not copied)
         self.replayable = (
@@ -264,6 +275,7 @@ class RequestPolicy:
         cls = self.svc.classifier.classify(lc.head.method, status)
         if cls == FAILURE and status >= 500 and resp.retryable:
             cls = RETRYABLE  # a router further down says the request is safe to retry
+        self.klass = cls
         if cls == RETRYABLE:
             if not self.can_replay(lc):
                 self.svc.stream_too_long.value += 1
@@ -277,6 +289,10 @@ class RequestPolicy:
         if cls == SUCCESS:
             return _SUCCESS_HDR
         return _RETRYABLE_HDR if cls == RETRYABLE else _FAILURE_HDR
+
+    def on_trailers(self, lc: "Lifecycle", fields: list[tuple[bytes, bytes]]) -> None:
+        """The trailers of the relayed response (HTTP/2; the h2 policy classifies gRPC
+        streams by them)."""
 
     def discarded(self, lc: "Lifecycle") -> None:
         """The discarded (retried) response is fully read: retry."""

@@ -4,13 +4,16 @@
 - ``io.l5d.global``: its keys apply to every name.
 - ``io.l5d.static``: every ``configs`` entry whose ``prefix`` matches applies, in order;
   a later entry overrides only the keys it sets.
-- A prefix segment ``*`` matches any one segment; ``{name}`` matches one segment and
-  captures it (``/#/io.l5d.fs/{service}`` on ``/#/io.l5d.fs/web`` gives
-  ``{"service": "web"}``); anything else must be equal. The prefix may be shorter than
-  the path (it is a prefix), never longer.
+- Prefixes are Linkerd's PathMatcher patterns (``dtab/path_matcher.py``): a segment
+  ``*`` matches any one segment; a segment with ``{name}`` parts captures them within
+  that segment (``/#/io.l5d.fs/{service}`` on ``/#/io.l5d.fs/web`` gives
+  ``{"service": "web"}``; ``/#/io.l5d.serversets/{role}/{service}:https`` on
+  ``…/www/example:https`` gives ``role=www``, ``service=example``); anything else must
+  be equal. The prefix may be shorter than the path (it is a prefix), never longer.
+  The captures fill ``{name}`` in a client ``tls.commonName``.
 
-Blocks may be the validated dataclasses or plain mappings (tests and embedders build
-routers in code); both are read the same way.
+Blocks are the validated dataclasses of ``config.py`` (code that builds a router without a
+config file validates its blocks with ``namerouter.config.validate.validate`` too).
 """
 from __future__ import annotations
 
@@ -18,15 +21,14 @@ import dataclasses
 from typing import Any, Optional
 
 from ...dtab.path import Path
+from ...dtab.path_matcher import PathMatcher
 
 _META_KEYS = ("kind", "prefix", "configs")
 
 
 def get(block: Any, key: str, default: Any = None) -> Any:
-    """``block[key]`` for a mapping, ``block.key`` for a dataclass; ``None`` = unset."""
-    if block is None:
-        return default
-    v = block.get(key) if isinstance(block, dict) else getattr(block, key, None)
+    """``block.key`` of a validated config dataclass; ``None`` (or no block) = unset."""
+    v = getattr(block, key, None)
     return default if v is None else v
 
 
@@ -34,45 +36,19 @@ def set_keys(block: Any) -> dict[str, Any]:
     """The policy keys a block sets (``None`` means unset), without kind/prefix/configs."""
     if block is None:
         return {}
-    if isinstance(block, dict):
-        items = block.items()
-    elif dataclasses.is_dataclass(block):
-        items = ((f.name, getattr(block, f.name)) for f in dataclasses.fields(block))
-    else:
-        raise TypeError(f"expected a mapping or a config dataclass, got {type(block).__name__}")
+    if not dataclasses.is_dataclass(block):
+        raise TypeError(f"expected a validated config dataclass, got {type(block).__name__}")
+    items = ((f.name, getattr(block, f.name)) for f in dataclasses.fields(block))
     return {k: v for k, v in items if v is not None and k not in _META_KEYS}
 
 
-class PrefixMatcher:
-    """A compiled static-config prefix."""
-
-    __slots__ = ("text", "segs")
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.segs = [s for s in text.split("/") if s]
-
-    def match(self, labels: list[str]) -> Optional[dict[str, str]]:
-        """Captures when the prefix matches ``labels`` (a path's segments), else None."""
-        segs = self.segs
-        if len(segs) > len(labels):
-            return None
-        caps: dict[str, str] = {}
-        for s, label in zip(segs, labels):
-            if s == "*":
-                continue
-            if s[:1] == "{" and s[-1:] == "}":
-                caps[s[1:-1]] = label
-                continue
-            if s != label:
-                return None
-        return caps
-
-
-def _labels(path: Any) -> list[str]:
+def _as_path(path: Any) -> Optional[Path]:
     if isinstance(path, Path):
-        return path.text_labels()
-    return [s for s in str(path).split("/") if s]
+        return path
+    try:
+        return Path.read(str(path))
+    except ValueError:
+        return None
 
 
 class StaticConfigs:
@@ -80,7 +56,7 @@ class StaticConfigs:
 
     def __init__(self, block: Any) -> None:
         self.kind = get(block, "kind", "io.l5d.global")
-        self.entries: list[tuple[PrefixMatcher, dict[str, Any]]] = []
+        self.entries: list[tuple[PathMatcher, dict[str, Any]]] = []
         self.global_keys: dict[str, Any] = {}
         if block is None:
             return
@@ -89,7 +65,7 @@ class StaticConfigs:
                 prefix = get(entry, "prefix")
                 if not isinstance(prefix, str) or not prefix.startswith("/"):
                     raise ValueError(f"configs[{i}].prefix: expected a path starting with '/', got {prefix!r}")
-                self.entries.append((PrefixMatcher(prefix), set_keys(entry)))
+                self.entries.append((PathMatcher(prefix), set_keys(entry)))
         elif self.kind == "io.l5d.global":
             self.global_keys = set_keys(block)
         else:
@@ -103,15 +79,25 @@ class StaticConfigs:
         """(merged keys, captured variables) for a name or bound id."""
         if self.kind != "io.l5d.static":
             return dict(self.global_keys), {}
-        labels = _labels(path)
+        p = _as_path(path)
         merged: dict[str, Any] = {}
         caps: dict[str, str] = {}
+        if p is None:
+            return merged, caps
         for matcher, keys in self.entries:
-            got = matcher.match(labels)
+            got = matcher.extract(p)
             if got is not None:
                 merged.update(keys)
                 caps.update(got)
         return merged, caps
+
+    def sources(self, key: str) -> list[tuple[Optional[int], Any]]:
+        """Every value of ``key`` in the block, with its ``configs`` index (None for an
+        ``io.l5d.global`` block): what a router builds ahead of the first request (TLS
+        contexts)."""
+        if key in self.global_keys:
+            return [(None, self.global_keys[key])]
+        return [(i, keys[key]) for i, (_, keys) in enumerate(self.entries) if key in keys]
 
     def any_sets(self, key: str) -> bool:
         """Whether any entry (or the global block) sets ``key``."""
