@@ -79,7 +79,7 @@ class Endpoint(Node):
         self.pool = pool
         self.connecting = 0
         #: requests waiting for a connection when the pool is at maxSize (FIFO)
-        self.waiters: Optional[deque[asyncio.Future]] = None
+        self.waiters: Optional[deque[asyncio.Future[Any]]] = None
 
     def get_idle(self) -> Any:
         idle = self.idle

@@ -89,7 +89,7 @@ class Changes:
     __slots__ = ("_futs", "_wheel")
 
     def __init__(self, wheel: Any) -> None:
-        self._futs: list[asyncio.Future] = []
+        self._futs: list[asyncio.Future[None]] = []
         #: () -> the router's TimerWheel (the deadline of a wait)
         self._wheel = wheel
 
@@ -112,7 +112,7 @@ class Changes:
             timer.cancel()
 
 
-def _wake_one(fut: asyncio.Future) -> None:
+def _wake_one(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
 
@@ -484,8 +484,8 @@ class RouteTable:
         self.cells = Cells(registry)
         self.routes: dict[Any, ServiceStage] = {}
         self.clients: dict[Path, ClientStage] = {}
-        self._svc_scopes: dict[str, list] = {}
-        self._pair_scopes: dict[tuple[str, Path], list] = {}
+        self._svc_scopes: dict[str, list[Any]] = {}  # [scope, references]
+        self._pair_scopes: dict[tuple[str, Path], list[Any]] = {}  # [scope, references]
         self._sweeper: Optional[Timer] = None
         #: the process's TLS sources (client contexts, handshake-failure counters)
         self.tls = tls if tls is not None else TlsRegistry(registry)
@@ -594,7 +594,8 @@ class RouteTable:
         if e is None:
             e = self._svc_scopes[text] = [self.cells.scope(f"rt/{self.label}/service/{scope_label(text)}/"), 0]
         e[1] += 1
-        return e[0]
+        scope: Scope = e[0]
+        return scope
 
     def service_scope_release(self, text: str) -> None:
         e = self._svc_scopes.get(text)
@@ -613,7 +614,8 @@ class RouteTable:
             prefix = f"{client.scope.prefix}service/{scope_label(service)}/"
             e = self._pair_scopes[key] = [self.cells.scope(prefix, full=False), 0]
         e[1] += 1
-        return e[0]
+        scope: Scope = e[0]
+        return scope
 
     def pair_scope_release(self, service: str, client: ClientStage) -> None:
         key = (service, client.id)

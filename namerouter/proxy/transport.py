@@ -213,7 +213,7 @@ async def listen_tls(settings: ListenSettings, protocol: Callable[[], asyncio.Ba
     return server
 
 
-def server_protocol(server: Any, tls: bool = False) -> Callable[[], asyncio.Protocol]:
+def server_protocol(server: Any, tls: bool = False) -> Callable[[], Any]:
     """The protocol factory of a router server: the router's own codec for plaintext
     (``PLAIN_CODECS``); with TLS the codec ALPN negotiated, or the plaintext one when
     nothing was negotiated (see the module docstring)."""
@@ -287,7 +287,7 @@ class Connector:
         return proto
 
 
-def _give_up(arg: tuple[asyncio.Task, list[bool]]) -> None:
+def _give_up(arg: tuple["asyncio.Task[Any]", list[bool]]) -> None:
     attempt, expired = arg
     if not attempt.done():
         expired.append(True)

@@ -32,7 +32,7 @@ class Classifier:
 
     __slots__ = ("kind", "retryable_methods", "all_successful", "retry_any")
 
-    def __init__(self, kind: str, retryable_methods: frozenset, all_successful: bool = False,
+    def __init__(self, kind: str, retryable_methods: frozenset[bytes], all_successful: bool = False,
                  retry_any: bool = False) -> None:
         self.kind = kind
         self.retryable_methods = retryable_methods

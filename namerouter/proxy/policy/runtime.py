@@ -142,7 +142,7 @@ class PolicyTable:
     MAX_CACHED = 10_000
 
     def __init__(self, label: str, registry: MetricsRegistry, service_block: Any, client_block: Any,
-                 wheel: Any = None, service_class: type = ServicePolicy) -> None:
+                 wheel: Any = None, service_class: type[ServicePolicy] = ServicePolicy) -> None:
         self.label = label
         self.registry = registry
         self.services = StaticConfigs(service_block)
