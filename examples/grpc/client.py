@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Calls the demo service through a router: ``python client.py --target 127.0.0.1:4142 CALL [TEXT]``.
+"""Calls the demo service through a router: ``python client.py --target 127.0.0.1:4142 [--ca CA.pem] CALL [TEXT]``.
 
 CALL is one of ``say``, ``count``, ``collect``, ``chat``, ``fail``. Prints one line per
-message received, then ``status OK`` (or the gRPC status and its details).
+message received, then ``status OK`` (or the gRPC status and its details). ``--ca``: call
+over TLS, trusting this CA (the target's host name is checked against the certificate).
 """
 from __future__ import annotations
 
@@ -20,10 +21,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", default="127.0.0.1:4142")
     ap.add_argument("--timeout", type=float, default=10.0)
+    ap.add_argument("--ca", help="call over TLS, trusting this CA certificate (PEM)")
     ap.add_argument("call", choices=["say", "count", "collect", "chat", "fail"])
     ap.add_argument("text", nargs="?", default="hello")
     args = ap.parse_args()
-    with grpc.insecure_channel(args.target) as channel:
+    if args.ca:
+        with open(args.ca, "rb") as f:
+            channel = grpc.secure_channel(args.target, grpc.ssl_channel_credentials(root_certificates=f.read()))
+    else:
+        channel = grpc.insecure_channel(args.target)
+    with channel:
         stub = pb_grpc.EchoStub(channel)
         msgs = [pb.Msg(text=t) for t in args.text.split(",")]
         try:

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""The demo gRPC service (grpcio): ``python server.py --port 50051 [--name a] [--unavailable N]``.
+"""The demo gRPC service (grpcio): ``python server.py --port 50051 [--name a] [--unavailable N] [--tls CERT KEY]``.
 
 ``--unavailable N``: the first N ``Say`` calls fail with UNAVAILABLE (a flaky backend,
 to see the router retry them). ``Say`` with ``n`` < 0 sleeps -n ms first (deadlines).
-Prints ``listening <port>`` when ready.
+``--tls CERT KEY``: serve gRPC over TLS (HTTP/2 negotiated by ALPN) with this certificate
+chain and key (PEM files). Prints ``listening <port>`` when ready.
 """
 from __future__ import annotations
 
@@ -61,10 +62,16 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=50051)
     ap.add_argument("--name", default="echo")
     ap.add_argument("--unavailable", type=int, default=0)
+    ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve over TLS with this certificate and key")
     args = ap.parse_args()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     pb_grpc.add_EchoServicer_to_server(Echo(args.name, args.unavailable), server)
-    port = server.add_insecure_port(f"127.0.0.1:{args.port}")
+    if args.tls:
+        with open(args.tls[0], "rb") as c, open(args.tls[1], "rb") as k:
+            creds = grpc.ssl_server_credentials([(k.read(), c.read())])
+        port = server.add_secure_port(f"127.0.0.1:{args.port}", creds)
+    else:
+        port = server.add_insecure_port(f"127.0.0.1:{args.port}")
     server.start()
     print(f"listening {port}", flush=True)
     server.wait_for_termination()

@@ -66,9 +66,11 @@ class H2Harness:
 class GrpcServer:
     """examples/grpc/server.py in a subprocess (grpcio, the reference implementation)."""
 
-    def __init__(self, name: str = "echo", unavailable: int = 0) -> None:
+    def __init__(self, name: str = "echo", unavailable: int = 0, tls: Optional[tuple[str, str]] = None) -> None:
         self.port = free_port()
         self.args = ["--port", str(self.port), "--name", name, "--unavailable", str(unavailable)]
+        if tls is not None:  # (certificate chain, key): gRPC over TLS
+            self.args += ["--tls", *tls]
         self.proc: Optional[asyncio.subprocess.Process] = None
 
     async def __aenter__(self) -> "GrpcServer":
@@ -209,10 +211,12 @@ class H2Backend:
     ``x-want-trailers``); ``/early…`` answers before the request ends; ``/reset…``
     resets the stream (``x-reset-code``), ``/reset-mid…`` after a head and some data;
     ``/status/<n>``; ``/bytes/<n>`` streams n bytes within the flow-control windows;
-    ``/goaway`` sends GOAWAY refusing this stream."""
+    ``/goaway`` sends GOAWAY refusing this stream. ``ssl``: a server context (HTTP/2 over
+    TLS; give it ALPN ``h2``)."""
 
-    def __init__(self, name: str = "h2") -> None:
+    def __init__(self, name: str = "h2", ssl: Any = None) -> None:
         self.name = name
+        self.ssl = ssl
         self.port = free_port()
         self.requests: list[dict] = []
         self.conns: list[_BackendConn] = []
@@ -224,7 +228,7 @@ class H2Backend:
 
     async def __aenter__(self) -> "H2Backend":
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: _BackendConn(self), "127.0.0.1", self.port)
+        self.server = await loop.create_server(lambda: _BackendConn(self), "127.0.0.1", self.port, ssl=self.ssl)
         return self
 
     async def __aexit__(self, *exc: Any) -> None:

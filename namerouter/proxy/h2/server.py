@@ -38,6 +38,7 @@ from ..batch import BATCH
 from ..errors import BadRequest, RouterError, error_body, l5d_err_value
 from ..lifecycle import Lifecycle
 from ..message import HeaderBlock, ResponseHead
+from ..transport import client_cert_of
 from .conn import H2Conn, H2Settings, Sender, reset
 from .heads import (
     H2RequestHead, VIA, error_headers, grpc_code_for, grpc_error_headers, parse_request, response_headers,
@@ -92,6 +93,10 @@ class H2ServerStream(Sender):
     @property
     def peer(self) -> str:
         return self.conn.peer
+
+    @property
+    def remote(self) -> Optional[tuple[str, int]]:
+        return self.conn.remote
 
     # --- the downstream interface ---------------------------------------------------------
     def send_response_head(self, lc: Lifecycle, resp: ResponseHead, extra: HeaderBlock,
@@ -282,12 +287,20 @@ class H2ServerConnection(H2Conn):
         self.draining = False
         self.last_sid = 0
         self.peer = "-"
+        #: (ip, port) of the client: the remote endpoint of server spans
+        self.remote: Optional[tuple[str, int]] = None
+        #: the ``x-forwarded-client-cert`` value of the verified client certificate (TLS,
+        #: when this server or a client forwards it), read once per connection
+        self.client_cert: Optional[bytes] = None
 
     # --- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
         self.start(transport, client_side=False)
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else "-"
+        self.remote = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and len(peer) >= 2 else None
+        if self.server.collect_client_cert:
+            self.client_cert = client_cert_of(transport)
         if self.registered:
             self.server.conns.add(self)
         else:
@@ -351,6 +364,8 @@ class H2ServerConnection(H2Conn):
         self._begin(sid, head, ev.stream_ended is not None)
 
     def _begin(self, sid: int, head: H2RequestHead, ended: bool) -> H2ServerStream:
+        if self.client_cert is not None:
+            head.client_cert = self.client_cert
         st = H2ServerStream(self, sid, head)
         self.streams[sid] = st
         lc = Lifecycle(st, self.server, head)
