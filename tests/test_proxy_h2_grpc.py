@@ -14,7 +14,7 @@ import pytest
 
 from namerouter.proxy.h2.config import H2ClassifierConfig, H2GlobalServiceConfig, H2IdentifierConfig
 from namerouter.proxy.h2.config import RetryBufferSizeConfig
-from tests.support.h2 import GrpcServer, H2Harness, grpc_stubs
+from tests.support.h2 import GrpcServer, H2Backend, H2Harness, curl_h2, grpc_stubs
 
 pytestmark = pytest.mark.integration
 
@@ -160,3 +160,18 @@ async def test_bidi_ping_pong_needs_full_duplex():
 
         for _ in range(3):
             assert await call(h.target, ping_pong) == [f"a heard ping {i}" for i in range(5)]
+
+
+async def test_grpc_status_in_trailers_classifies_the_stream():
+    """A response relayed before its class is known is classified by the ``grpc-status`` of
+    its trailers (or as a failure when it ends without one): metrics count it so."""
+    never = H2GlobalServiceConfig(responseClassifier=H2ClassifierConfig(kind="io.l5d.h2.grpc.neverRetryable"))
+    async with H2Backend("g") as b, H2Harness(f"/svc/g => /$/inet/127.1/{b.port}", service=never) as h:
+        for code in ("0", "5", "none", "0"):
+            rc, out, err = await curl_h2("-H", "Host: g", "-H", "content-type: application/grpc", "-H", "te: trailers",
+                                         "--data-binary", "\x00\x00\x00\x00\x00", f"http://{h.target}/grpc/{code}")
+            assert rc == 0, err
+        assert h.metric("rt/h2/service/svc/g/requests") == 4
+        assert h.metric("rt/h2/service/svc/g/success") == 2
+        assert h.metric("rt/h2/service/svc/g/failures") == 2
+        assert h.metric("rt/h2/service/svc/g/status/200") == 4

@@ -383,7 +383,8 @@ class Lifecycle:
         self.failed = failed
         trace = self.trace
         if trace.recording:  # type: ignore[union-attr]
-            trace.attempt_done(status, f"status {status}" if failed else None, False)  # type: ignore[union-attr]
+            trace.attempt_done(status, (self.why or f"status {status}") if failed else None,  # type: ignore[union-attr]
+                               False)
         self.status = status
         self.resp_len = resp.content_length
         self.phase = RESPONDING

@@ -159,6 +159,15 @@ class _BackendConn(asyncio.Protocol):
         if path.startswith("/status/"):
             self.conn.send_headers(sid, [(":status", path.split("/")[2])], end_stream=True)
             return
+        if path.startswith("/grpc/"):  # /grpc/<code>: a gRPC answer with grpc-status <code> in
+            # trailers after a message ("none": the stream ends without trailers)
+            code = path.split("/")[2]
+            self.conn.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc")])
+            self.conn.send_data(sid, b"\x00\x00\x00\x00\x02hi", end_stream=code == "none")
+            if code != "none":
+                self.conn.send_headers(sid, [("grpc-status", code), ("grpc-message", "from trailers")],
+                                       end_stream=True)
+            return
         if path.startswith("/bytes/"):  # /bytes/<n>: n bytes, sent as the window allows
             self.conn.send_headers(sid, [(":status", "200"), ("content-type", "application/octet-stream")])
             self.sending[sid] = int(path.split("/")[2])
@@ -210,7 +219,8 @@ class H2Backend:
     request's headers, body length and trailers (response trailers when the request has
     ``x-want-trailers``); ``/early…`` answers before the request ends; ``/reset…``
     resets the stream (``x-reset-code``), ``/reset-mid…`` after a head and some data;
-    ``/status/<n>``; ``/bytes/<n>`` streams n bytes within the flow-control windows;
+    ``/status/<n>``; ``/grpc/<code>`` a gRPC answer whose ``grpc-status`` comes in
+    trailers (``none``: no trailers); ``/bytes/<n>`` streams n bytes within the flow-control windows;
     ``/goaway`` sends GOAWAY refusing this stream. ``ssl``: a server context (HTTP/2 over
     TLS; give it ALPN ``h2``)."""
 

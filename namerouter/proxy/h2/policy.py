@@ -116,6 +116,9 @@ class H2RequestPolicy(RequestPolicy):
             self._classify_later(lc, resp)  # relayed now; classified when the stream ends
             return EMPTY
         self.klass = cls
+        if cls != SUCCESS:
+            code = getattr(resp, "grpc_status", None)  # a trailers-only gRPC answer
+            lc.why = f"grpc-status {code}" if code is not None else None
         if cls == RETRYABLE:
             if not self.replayable:
                 svc.stream_too_long.value += 1
@@ -162,6 +165,9 @@ class H2RequestPolicy(RequestPolicy):
             self._record_attempt(lc, resp.status)
             return True
         self.klass = cls
+        if cls != SUCCESS:
+            code = trailer_grpc_status(self.trailers_held)
+            lc.why = f"grpc-status {code}" if code is not None else "stream ended without grpc-status"
         self._release(lc, cls)
         return False
 
