@@ -12,6 +12,9 @@ DEB_PACKAGES := zookeeper etcd-server nginx wrk curl openssl chromium chromium-d
 # Linkerd-parity namers: a real DNS server (io.l5d.dnssrv), Apache Curator (io.l5d.curator),
 # and a local Debian base + podman for the container image test.
 DEB_PACKAGES += dnsmasq libcurator-discovery-java debootstrap podman runc
+# HTTP/2: nghttp (h2c upgrade client), h2load, nghttpd (an h2 backend) and nghttpx (the
+# benchmark's reference proxy).
+DEB_PACKAGES += nghttp2-client nghttp2-server nghttp2-proxy
 
 .PHONY: demo test test-fast venv debs bench clean screenshots protos native clean-native
 
@@ -31,7 +34,7 @@ NATIVE := namerouter/proxy/native.json
 NATIVE_SRC := namerouter/proxy/native.py namerouter/proxy/message.py namerouter/proxy/batch.py \
 	namerouter/proxy/timers.py namerouter/proxy/stats.py namerouter/proxy/phases.py namerouter/proxy/lifecycle.py \
 	namerouter/proxy/h1/heads.py namerouter/proxy/h1/encode.py namerouter/proxy/h1/server.py \
-	namerouter/proxy/h1/client.py
+	namerouter/proxy/h1/client.py namerouter/proxy/h2/heads.py
 
 $(NATIVE): $(STAMP) $(NATIVE_SRC)
 	$(PY) namerouter/proxy/native.py build
@@ -68,7 +71,7 @@ test-fast: $(STAMP)
 # stops by itself). The first one that fails stops the run; for options, run a script
 # by hand (see its docstring).
 BENCHES := bench/dtab_bench.py bench/proxy_bench.py bench/namerd_bench.py bench/policy_bench.py \
-           bench/tls_handshake_bench.py bench/tls_bench.py bench/dashboard_bench.py
+           bench/tls_handshake_bench.py bench/tls_bench.py bench/dashboard_bench.py bench/h2_bench.py
 
 bench: $(STAMP) $(NATIVE) debs
 	@set -e; for b in $(BENCHES); do \

@@ -1,10 +1,8 @@
 """``mypy`` over namerouter and namerd with the config in pyproject.toml ([tool.mypy]:
 ``--strict`` for the whole tree): ``make test`` fails on a type error.
 
-namerouter/proxy/ is being changed on several branches at once (issue 16): its errors
-are counted and shown here but do not fail the first test; the second one, expected to
-fail until they are fixed, turns into an error (strict xfail) once they are gone, so
-the mark is removed then."""
+namerouter/proxy/'s errors are counted apart (the first test shows both counts); since
+the HTTP/2 merge the data plane has none either, and the second test keeps it so."""
 from __future__ import annotations
 
 import functools
@@ -52,8 +50,6 @@ def test_mypy_strict_has_no_errors_outside_the_data_plane() -> None:
     assert not others, f"{len(others)} mypy errors:\n" + "\n".join(others)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16: namerouter/proxy/ is under change on four branches "
-                                       "(TLS, HTTP/2, hardening, tracing); its mypy errors are fixed after they merge")
 def test_mypy_strict_has_no_errors_in_the_data_plane() -> None:
     _, proxy = _split()
     assert not proxy, f"{len(proxy)} mypy errors in {PROXY}:\n" + "\n".join(proxy)

@@ -20,6 +20,7 @@ from typing import Any, Optional, Union
 from ..dtab import Dtab
 from ..plugins import kind_of
 from ..proxy.config import RouterConfig
+from ..proxy.h2.config import H2RouterConfig, router_kinds
 from ..tls.config import ServerTlsConfig
 from ..tracing.config import TRACE_TELEMETERS, telemetry_problems
 from .loader import ConfigError, ConfigIssue, MarkedDict, parse_text, read_source
@@ -76,7 +77,9 @@ TELEMETERS = {"io.l5d.prometheus": PrometheusConfig, **TRACE_TELEMETERS}
 
 @dataclass
 class LinkerConfig:
-    routers: list[RouterConfig] = field(metadata={"min_items": 1})
+    #: dispatched on ``protocol``: ``http`` (RouterConfig) or ``h2`` (H2RouterConfig)
+    routers: list[Union[RouterConfig, H2RouterConfig]] = field(metadata={
+        "min_items": 1, "kinds": router_kinds(), "kind_key": "protocol", "default_kind": "http"})
     admin: AdminConfig = field(default_factory=AdminConfig)
     namers: list[Any] = field(default_factory=list, metadata={"plugins": "NAMERS"})
     telemetry: list[Any] = field(default_factory=list, metadata={

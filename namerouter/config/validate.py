@@ -21,6 +21,7 @@ Field metadata keys (all optional):
                        config dataclass is its ``config_class`` attribute.
 ``kinds``              kind-dispatch over ``{kind: dataclass}`` given directly
 ``default_kind``       kind used when an item has no ``kind`` key
+``kind_key``           the key that names the kind instead of ``kind`` (a router's ``protocol``)
 ``single_or_list``     a list field that also accepts one item (Linkerd's ``identifier``)
 ``unsupported``        ``{kind: reason}``: kinds Linkerd has and we don't; they produce a
                        warning and are dropped instead of failing the whole config
@@ -364,12 +365,13 @@ class Validator:
                                     f"got {_show(value)}", line)
         lines = value.lines if isinstance(value, MarkedDict) else {}
         here = getattr(value, "line", None) or line
-        kind = value.get("kind", meta.get("default_kind"))
+        key: str = meta.get("kind_key", "kind")
+        kind = value.get(key, meta.get("default_kind"))
         if kind is None:
-            return self.error(path, f"required key 'kind' is missing (known kinds: {', '.join(known)})", here)
-        kline = lines.get("kind", here)
+            return self.error(path, f"required key '{key}' is missing (known kinds: {', '.join(known)})", here)
+        kline = lines.get(key, here)
         if not isinstance(kind, str):
-            return self.error(_join(path, "kind"), f"expected a string, got {_show(kind)}", kline)
+            return self.error(_join(path, key), f"expected a string, got {_show(kind)}", kline)
         if kind in unsupported:
             self.warn(path, f"kind {kind} is not provided by namerouter and is ignored: {unsupported[kind]}", kline)
             return _DROP
@@ -383,6 +385,8 @@ class Validator:
             except Exception as e:
                 return self.error(_join(path, "kind"), f"kind {kind} could not be loaded: "
                                   f"{type(e).__name__}: {e}", kline)
+        elif key != "kind":
+            return self.error(_join(path, key), f"expected one of {', '.join(known)}, got {_show(kind)}", kline)
         else:
             return self.error(_join(path, "kind"), f"unknown kind '{kind}'{_hint(kind, known)} "
                               f"(known kinds: {', '.join(known)})", kline)
@@ -390,12 +394,12 @@ class Validator:
             self.error(path, f"kind {kind} is experimental and must be explicitly enabled "
                              f"by setting 'experimental: true'", here)
             return _INVALID
-        out = self.dataclass(schema, value, path, line, extra_keys=_PLUGIN_COMMON_KEYS)
+        out = self.dataclass(schema, value, path, line, extra_keys=_PLUGIN_COMMON_KEYS if key == "kind" else ())
         if out is _INVALID:
             return out
         names = {f.name for f in dataclasses.fields(schema)}
-        if "kind" in names:
-            object.__setattr__(out, "kind", kind)
+        if key in names:
+            object.__setattr__(out, key, kind)
         else:
             try:
                 object.__setattr__(out, "_kind", kind)

@@ -48,6 +48,9 @@ class Batch:
     def __init__(self) -> None:
         self.depth = 0
         self.dirty: list[Coalescing] = []
+        #: other connections with output to flush (HTTP/2's, whose frames ``h2`` collects;
+        #: anything with ``flush()``)
+        self.others: list[Any] = []
 
     def enter(self) -> None:
         self.depth += 1
@@ -55,10 +58,16 @@ class Batch:
     def leave(self) -> None:
         """End of a read event: flush every connection that was written to."""
         self.depth -= 1
-        if not self.depth and self.dirty:
+        if self.depth:
+            return
+        if self.dirty:
             dirty, self.dirty = self.dirty, []
             for conn in dirty:
                 conn.flush()
+        if self.others:
+            others, self.others = self.others, []
+            for c in others:
+                c.flush()
 
 
 #: The loop's batch (the data plane runs on one event loop per process).

@@ -42,7 +42,8 @@ async def connection_for(route: "ServiceStage", client: "ClientStage", node: "En
         if what is None:
             return node, conn
         # The address reached is the router's own control plane (or itself): never.
-        conn.abort()
+        # (An HTTP/2 stream slot gives up its whole multiplexed session.)
+        getattr(conn, "abort_connection", conn.abort)()
         node.forbidden = what
         node = _not_forbidden(route, client, node)
 

@@ -125,6 +125,23 @@ def reason(status: int) -> str:
     return REASONS.get(status, "Unknown")
 
 
+def error_body(message: str, max_body: int) -> bytes:
+    """The text/plain body of a router-made answer: the whole explanation."""
+    body = message.encode("utf-8", "replace")
+    if not body.endswith(b"\n"):
+        body += b"\n"
+    return body[:max_body] if len(body) > max_body else body
+
+
+def l5d_err_value(message: str, max_header: int) -> bytes:
+    """``l5d-err``: Linkerd URL-encodes the message (ISO-8859-1) and truncates it to the
+    header limit. The header carries the first line (the reason); the body has the
+    details below it."""
+    first = message.split("\n", 1)[0]
+    return quote_plus(first, safe="*", encoding="latin-1", errors="replace")[: max(64, max_header - 64)].encode(
+        "latin-1", "replace")
+
+
 def error_response(
     status: int,
     message: str,
@@ -137,18 +154,10 @@ def error_response(
     extra_headers: bytes = b"",
 ) -> bytes:
     """A complete response with ``l5d-err`` and a text/plain body explaining ``message``."""
-    body = message.encode("utf-8", "replace")
-    if not body.endswith(b"\n"):
-        body += b"\n"
-    if len(body) > max_body:
-        body = body[:max_body]
-    # Linkerd URL-encodes the message (ISO-8859-1) and truncates it to the header limit.
-    # The header carries the first line (the reason); the body has the details below it.
-    first = message.split("\n", 1)[0]
-    err = quote_plus(first, safe="*", encoding="latin-1", errors="replace")[: max(64, max_header - 64)]
+    body = error_body(message, max_body)
     parts = [
         f"HTTP/1.1 {status} {reason(status)}\r\n".encode("latin-1"),
-        b"l5d-err: ", err.encode("latin-1", "replace"), b"\r\n",
+        b"l5d-err: ", l5d_err_value(message, max_header), b"\r\n",
     ]
     if retryable:
         parts.append(b"l5d-retryable: true\r\n")

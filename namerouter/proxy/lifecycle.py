@@ -40,14 +40,15 @@ from .message import EMPTY_BLOCK, HeaderBlock, RequestHead, ResponseHead, Simple
 from .policy.classifiers import SUCCESS
 from .policy.timeouts import incoming_deadline
 from .phases import (  # noqa: F401  (the states, re-exported for the codecs and the policy)
-    ANSWERED, COMPLETE, CONNECTING, DISCARDING, DONE, RECEIVING, RESPONDING, RETRYING, ROUTING, SENT, WAITING,
-    Phase, Upload,
+    ANSWERED, COMPLETE, CONNECTING, DISCARDING, DONE, HOLDING, RECEIVING, RESPONDING, RETRYING, ROUTING, SENT,
+    WAITING, Phase, Upload,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
     from .pool import Endpoint
     from .router import HttpServer
     from .routing import ServiceStage
+    from .stats import Cell
     from .targets import LeafTarget
 
 #: Request body buffered while no upstream connection exists yet; above it reading pauses.
@@ -58,6 +59,14 @@ DRAIN_LIMIT = 64 * 1024
 #: A diagnostic TRACE answer held to append the router's context: a longer (or chunked)
 #: body is replaced by Linkerd's placeholder.
 DIAGNOSTIC_BODY_LIMIT = 64 * 1024
+
+
+class _Hold:
+    """What a policy's ``on_response`` returns to keep a response until it can classify it."""
+
+
+#: ``policy.on_response`` → keep the response (phase HOLDING; HTTP/2's ClassifiedRetries)
+HOLD: Any = _Hold()
 
 _now = time.monotonic
 log = logging.getLogger("namerouter.proxy")
@@ -344,11 +353,13 @@ class Lifecycle:
         """A piece of the request body (the codec has removed its framing)."""
         phase = self.phase
         if phase >= RESPONDING:
+            if phase is RESPONDING and self.up is not None:
+                self.up.send_body(chunk)  # full duplex (gRPC streams): the backend still reads
             return  # answered: dropped
         if self.policy is not None:
             self.policy.keep(chunk)  # kept for a replay while the request is retryable
         up = self.up
-        if up is not None and phase is SENT:
+        if up is not None and (phase is SENT or phase is HOLDING):
             up.send_body(chunk)
             return
         if self.body is None:
@@ -359,11 +370,19 @@ class Lifecycle:
         if self.body_bytes > BUFFER_LIMIT:
             self.down.pause_request_body(self)
 
+    def request_trailers(self, fields: list[tuple[bytes, bytes]]) -> None:
+        """The request's trailers (HTTP/2); ``request_end`` follows. Kept on the head, so
+        a retry sends them again."""
+        self.head.trailers = fields
+        phase = self.phase
+        if self.up is not None and (phase is SENT or phase is HOLDING or phase is RESPONDING):
+            self.up.send_trailers(fields)
+
     def request_end(self) -> None:
         """The request is complete."""
         self.upload = COMPLETE
         phase = self.phase
-        if phase is SENT and self.up is not None:
+        if self.up is not None and (phase is SENT or phase is HOLDING or phase is RESPONDING):
             self.up.end_body()
         elif phase is ANSWERED:
             self._complete()
@@ -380,22 +399,30 @@ class Lifecycle:
         status = resp.status
         if node is not None and node.accrual is not None:
             node.accrual.record(status)
-        extra: Optional[HeaderBlock] = EMPTY_BLOCK
         policy = self.policy
-        trace = self.trace
         if policy is not None:
             extra = policy.on_response(self, resp)
             if extra is None:
                 self.phase = DISCARDING  # retryable: read and drop it, then retry
+                trace = self.trace
                 if trace.recording:  # type: ignore[union-attr]
                     trace.attempt_done(status, f"status {status}: retried", True)  # type: ignore[union-attr]
                 return
-            failed = policy.klass != SUCCESS  # the service's response classifier
-        else:
-            failed = status >= 500  # Linkerd's default classifier, nonRetryable5XX
+            if extra is HOLD:
+                self.phase = HOLDING  # the policy keeps it until it can classify it
+                return
+            self._respond(resp, extra, policy.klass != SUCCESS)  # the service's response classifier
+            return
+        self._respond(resp, EMPTY_BLOCK, status >= 500)  # Linkerd's default classifier, nonRetryable5XX
+
+    def _respond(self, resp: ResponseHead, extra: HeaderBlock, failed: bool) -> None:
+        """Relay a response head (classified: ``failed``)."""
+        status = resp.status
         self.failed = failed
+        trace = self.trace
         if trace.recording:  # type: ignore[union-attr]
-            trace.attempt_done(status, f"status {status}" if failed else None, False)  # type: ignore[union-attr]
+            trace.attempt_done(status, (self.why or f"status {status}") if failed else None,  # type: ignore[union-attr]
+                               False)
         self.status = status
         self.resp_len = resp.content_length
         self.phase = RESPONDING
@@ -403,7 +430,7 @@ class Lifecycle:
         if diag is not None and diag.add_context:
             # hold the answer: this router's context is appended once it is complete
             self.held = []
-            self.held_resp = (resp, extra if extra is not None else EMPTY_BLOCK)
+            self.held_resp = (resp, extra)
             cl = resp.content_length
             self.held_bytes = 0 if cl is not None and cl <= DIAGNOSTIC_BODY_LIMIT else -1
             return
@@ -414,8 +441,9 @@ class Lifecycle:
         return (authority, self.head.host) if authority is not None and self.head.host else None
 
     def response_body(self, chunk: bytes) -> None:
-        if self.phase is RESPONDING:
-            held = self.held
+        phase = self.phase
+        if phase is RESPONDING:
+            held = self.held  # a diagnostic answer kept to append the router's context
             if held is None:
                 self.down.send_body(chunk)
             elif self.held_bytes >= 0:
@@ -425,6 +453,32 @@ class Lifecycle:
                     held.clear()
                 else:
                     held.append(chunk)
+        elif phase is HOLDING:
+            self.policy.held_body(self, chunk)
+
+    def response_trailers(self, fields: list[tuple[bytes, bytes]]) -> None:
+        """The response's trailers (HTTP/2); ``response_end`` follows."""
+        phase = self.phase
+        if phase is RESPONDING:
+            policy = self.policy
+            if policy is not None:
+                policy.on_trailers(self, fields)  # gRPC: grpc-status classifies the response
+            if self.held is None:  # (a held diagnostic answer is sent whole, without them)
+                self.down.send_trailers(fields)
+        elif phase is HOLDING:
+            self.policy.held_trailers(self, fields)
+
+    def release_held(self, resp: ResponseHead, extra: HeaderBlock, chunks: list[bytes],
+                     trailers: Optional[list[tuple[bytes, bytes]]]) -> None:
+        """The policy relays a held response (classified, or it cannot wait longer): what
+        arrived so far goes out now, the rest streams as usual."""
+        if self.phase is not HOLDING:
+            return
+        self._respond(resp, extra, self.policy.klass != SUCCESS)
+        for c in chunks:
+            self.response_body(c)
+        if trailers is not None:
+            self.response_trailers(trailers)
 
     def response_end(self, reusable: bool) -> None:
         """The response is complete; ``reusable``: the upstream connection may carry another."""
@@ -433,6 +487,12 @@ class Lifecycle:
             self._detach(reusable)
             self.policy.discarded(self)
             return
+        if phase is HOLDING:
+            if self.policy.held_end(self):  # retryable: dropped, the request goes again
+                self._detach(reusable)
+                self.policy.discarded(self)
+                return
+            phase = self.phase  # released (RESPONDING)
         if phase is not RESPONDING:
             return
         if self.held is not None:
@@ -734,17 +794,22 @@ class Lifecycle:
             up.abort()
         self._finish()
 
+    def cell(self) -> "Cell":
+        """Where this request is recorded: its (server, service, client, client-per-service) cell."""
+        server = self.server
+        route = self.route
+        leaf = self.leaf
+        if leaf is not None:
+            return server.cells.cell(server.scope, route.scope if route is not None else None, leaf.client.scope,
+                                     leaf.pair)
+        return server.cells.cell(server.scope, route.scope if route is not None else None, None, None)
+
     def _record(self) -> None:
         ms = (_now() - self.t0) * 1000.0
         server = self.server
         route = self.route
-        leaf = self.leaf
         status = self.status
-        if leaf is not None:
-            cell = server.cells.cell(server.scope, route.scope if route is not None else None, leaf.client.scope,
-                                     leaf.pair)
-        else:
-            cell = server.cells.cell(server.scope, route.scope if route is not None else None, None, None)
+        cell = self.cell()
         if self.failure is None:
             cell.record(status, ms, self.failed or status <= 0)
         else:

@@ -64,6 +64,8 @@ class RequestHead:
     expect_continue: bool = False
     #: the protocol asked for with ``Upgrade`` (+ ``Connection: upgrade``), else None
     upgrade: Optional[bytes] = None
+    #: the request's trailers once received (HTTP/2: ``Lifecycle.request_trailers``)
+    trailers: Optional[Fields] = None
     #: the ``x-forwarded-client-cert`` value of the connection's verified client
     #: certificate, set by the codec when the server collects it (TLS + forwardClientCert);
     #: an incoming ``x-forwarded-client-cert`` field is never forwardable
@@ -119,7 +121,7 @@ class SimpleRequestHead(RequestHead):
 
 #: the attributes of :class:`RequestHead` a derived head copies (``derive_request``)
 _NEUTRAL = ("method", "uri", "version", "host", "keep_alive", "via", "dtab", "dtab_ctx", "trace_headers",
-            "deadline", "content_length", "chunked", "expect_continue", "upgrade")
+            "deadline", "content_length", "chunked", "expect_continue", "upgrade", "trailers", "client_cert")
 
 
 def derive_request(head: RequestHead, replace: bytes, value: Optional[bytes]) -> SimpleRequestHead:

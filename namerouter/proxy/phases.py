@@ -3,9 +3,12 @@
 ``Phase`` is where the exchange is; the phases are ordered so that every phase before
 ``RESPONDING`` has sent nothing to the client::
 
-    WAITING -> ROUTING -> CONNECTING -> SENT -> RESPONDING -> ANSWERED -> DONE
+    WAITING -> ROUTING -> CONNECTING -> SENT -> [HOLDING ->] RESPONDING -> ANSWERED -> DONE
                   ^                      |
                   +-- RETRYING <- DISCARDING   (a retryable response, dropped; backoff)
+
+``HOLDING`` (HTTP/2): the response is kept, unsent, until its end can classify it (gRPC's
+status comes in trailers); then it is relayed, or discarded and the request retried.
 
 ``Upload`` is whether the request body is still arriving.
 """
@@ -22,11 +25,12 @@ class Phase(enum.IntEnum):
     ROUTING = 1      # identifying, binding, picking (waiting for a binding: a task)
     CONNECTING = 2   # an endpoint is picked; waiting for a connection (a task)
     SENT = 3         # the request is on an upstream connection; no response head yet
-    DISCARDING = 4   # a retryable response is read and dropped; a retry follows
-    RETRYING = 5     # between attempts (backoff)
-    RESPONDING = 6   # the response head went to the client; the body is streaming
-    ANSWERED = 7     # the answer is complete; the rest of the request body is dropped
-    DONE = 8         # finished (or abandoned) and recorded
+    HOLDING = 4      # a response is kept (not sent) until it can be classified (h2 policy)
+    DISCARDING = 5   # a retryable response is read and dropped; a retry follows
+    RETRYING = 6     # between attempts (backoff)
+    RESPONDING = 7   # the response head went to the client; the body is streaming
+    ANSWERED = 8     # the answer is complete; the rest of the request body is dropped
+    DONE = 9         # finished (or abandoned) and recorded
 
 
 class Upload(enum.IntEnum):
@@ -36,5 +40,5 @@ class Upload(enum.IntEnum):
 
 # The members as module globals: reading an Enum member through its class costs several
 # times a global lookup, and the hot path reads them a dozen times per request.
-WAITING, ROUTING, CONNECTING, SENT, DISCARDING, RETRYING, RESPONDING, ANSWERED, DONE = Phase
+WAITING, ROUTING, CONNECTING, SENT, HOLDING, DISCARDING, RETRYING, RESPONDING, ANSWERED, DONE = Phase
 RECEIVING, COMPLETE = Upload

@@ -84,7 +84,7 @@ class Endpoint(Node):
         self.pool = pool
         self.connecting = 0
         #: requests waiting for a connection when the pool is at maxSize (FIFO)
-        self.waiters: Optional[deque[asyncio.Future]] = None
+        self.waiters: Optional[deque[asyncio.Future[Any]]] = None
         #: what this address is, once a connection showed it is protected (protected.py)
         self.forbidden: Optional[str] = None
 

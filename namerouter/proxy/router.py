@@ -89,7 +89,10 @@ class RouterCore:
             self.base_dtab = Dtab.read(config.dtab or "")
         except ValueError as e:
             raise ValueError(f"routers[{self.label}].dtab: {e}") from None
-        self.identifier = build_identifier(config.identifiers(), config.dstPrefix)
+        #: an HTTP/2 router (``protocol: h2``): its codec, identifiers, classifiers, clients
+        self.h2 = config.protocol == "h2"
+        h2 = _h2_parts(config) if self.h2 else None
+        self.identifier = (h2["identifier"] if h2 else build_identifier)(config.identifiers(), config.dstPrefix)
         self.max_header_bytes = config.maxHeadersKB * 1024
         self.max_initial_line_bytes = config.maxInitialLineKB * 1024
         self.max_err_bytes = config.maxErrResponseKB * 1024
@@ -107,6 +110,8 @@ class RouterCore:
             client_policy=config.client,
             tls=self.tls,
             alpn=self.alpn.client,
+            service_policy_class=h2["service_policy"] if h2 else None,
+            connector_factory=h2["connector_factory"] if h2 else None,
         )
         #: whether some client forwards client certificates (Linkerd's client forwardClientCert)
         self.clients_forward_cert = any(v for _, v in self.table.policies.clients.sources("forwardClientCert"))
@@ -123,8 +128,9 @@ class RouterCore:
             log.warning("router %s: streamingEnabled: false is not supported: bodies are still streamed "
                         "(with backpressure, in bounded memory) and chunked messages stay chunked "
                         "(see namerouter/proxy/config.py)", self.label)
-        self.access_log: Optional[AccessLog] = (
-            AccessLog(config.httpAccessLog, config.httpAccessLogAppend) if config.httpAccessLog else None)
+        log_path, append = ((getattr(config, "h2AccessLog", None), getattr(config, "h2AccessLogAppend", True))
+                            if self.h2 else (config.httpAccessLog, config.httpAccessLogAppend))
+        self.access_log: Optional[AccessLog] = AccessLog(log_path, append) if log_path else None
 
     def resolve(self, head: RequestHead, system_namers: bool = True) -> tuple[ServiceStage, Optional[bytes]]:
         """The request's service stage (and its rewritten URI, if the identifier consumed
@@ -137,6 +143,16 @@ class RouterCore:
             if local is not None and not system_namers:
                 self.dtabs.check_system_namers(local)
         return self.table.route(name, local), new_uri
+
+
+def _h2_parts(config: RouterConfig) -> dict[str, Any]:
+    """What an h2 router plugs into the shared core (``h2/``)."""
+    from .h2.client import h2_connector
+    from .h2.identifiers import build_h2_identifier
+    from .h2.policy import H2ServicePolicy
+
+    return {"identifier": build_h2_identifier, "service_policy": H2ServicePolicy,
+            "connector_factory": h2_connector}
 
 
 class HttpServer:
@@ -225,7 +241,7 @@ class HttpServer:
         """A client connected: admit it (None), or say why not — the codec then answers
         503 with that reason and closes (``maxConnections``, the process's share of file
         descriptors: sessions.py). Every codec calls this first, from ``connection_made``."""
-        refusal = self.sessions.admit()
+        refusal: Optional[str] = self.sessions.admit()
         if refusal is not None:
             return refusal
         self.conns.add(conn)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from ..dtab.dtab import Dtab
 from ..dtab.path import Path
@@ -31,7 +31,7 @@ from ..metrics import MetricsRegistry
 from ..naming.addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, AddrFailed
 from ..naming.bound import BoundName
 from ..naming.var import PENDING, Failed, Ok
-from ..tls import ClientAuthConfig, ClientTlsConfig, HandshakeFailures, TlsRegistry
+from ..tls import ClientAuthConfig, ClientTlsConfig, ClientTlsParams, HandshakeFailures, TlsRegistry
 from .balancers import Balancer, make_balancer
 from .errors import BindingTimeout, NoHosts, NoRoute, RouterError
 from .message import HeaderBlock
@@ -42,6 +42,9 @@ from .stats import Cells, Scope, scope_label
 from .targets import AltTarget, ErrorTarget, LeafTarget, Target, UnionTarget
 from .timers import Timer, TimerWheel
 from .transport import PLAIN, Connector
+
+#: ``RouteTable.connector_factory``: (table, client id, TLS params or None) -> Connector
+ConnectorFactory = Callable[["RouteTable", Path, Optional[ClientTlsParams]], Connector]
 
 #: Set-level Addr metadata that means "answer this status yourself"
 #: (``/$/io.buoyant.http.status/<code>``; see namerouter/naming/system_namer.py).
@@ -92,7 +95,7 @@ class Changes:
     __slots__ = ("_futs", "_wheel")
 
     def __init__(self, wheel: Any) -> None:
-        self._futs: list[asyncio.Future] = []
+        self._futs: list[asyncio.Future[None]] = []
         #: () -> the router's TimerWheel (the deadline of a wait)
         self._wheel = wheel
 
@@ -115,7 +118,7 @@ class Changes:
             timer.cancel()
 
 
-def _wake_one(fut: asyncio.Future) -> None:
+def _wake_one(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
 
@@ -160,9 +163,9 @@ class ClientStage:
         self.pool = PoolSettings(getattr(self.policy, "pool", None))
         #: the metrics scope of this client (``rt/<label>/client/<id>``)
         self.prefix = prefix[:-1]
-        #: how new connections are opened: plaintext, or TLS with the client's ``tls`` block
-        #: (commonName filled from the prefix's captures); see transport.py
-        self.connector: Connector = table.connector(self.policy)
+        #: how new connections are opened: the router's codec, plaintext or TLS with the
+        #: client's ``tls`` block (commonName filled from the prefix's captures); see transport.py
+        self.connector: Connector = table.connector(self.policy, self.id)
         #: requests to this client carry x-forwarded-client-cert (Linkerd's client key)
         self.forward_client_cert = self.policy.forward_client_cert
         #: clientSession (idle and life time of connections, stalled response bodies)
@@ -477,6 +480,8 @@ class RouteTable:
         client_policy: Any = None,
         tls: Optional[TlsRegistry] = None,
         alpn: Sequence[str] = (),
+        service_policy_class: Optional[type[ServicePolicy]] = None,
+        connector_factory: Optional[ConnectorFactory] = None,
     ) -> None:
         self.label = label
         self.base_dtab = base_dtab
@@ -489,13 +494,18 @@ class RouteTable:
         self.service_policy = service_policy
         self.client_policy = client_policy
         self._wheel: Optional[TimerWheel] = None
-        self.policies = PolicyTable(label, registry, service_policy, client_policy, self.wheel)
+        self.policies = PolicyTable(label, registry, service_policy, client_policy, self.wheel,
+                                    service_policy_class or ServicePolicy)
+        #: (table, client id, TLS params or None) -> the Connector of a client stage's new
+        #: connections; None = HTTP/1.1 (HTTP/2 routers: h2/client.py's, which multiplexes
+        #: streams over connections)
+        self.connector_factory = connector_factory
         #: where requests are recorded (stats.py)
         self.cells = Cells(registry)
         self.routes: dict[Any, ServiceStage] = {}
         self.clients: dict[Path, ClientStage] = {}
-        self._svc_scopes: dict[str, list] = {}
-        self._pair_scopes: dict[tuple[str, Path], list] = {}
+        self._svc_scopes: dict[str, list[Any]] = {}  # [scope, references]
+        self._pair_scopes: dict[tuple[str, Path], list[Any]] = {}  # [scope, references]
         self._sweeper: Optional[Timer] = None
         #: the process's TLS sources (client contexts, handshake-failure counters)
         self.tls = tls if tls is not None else TlsRegistry(registry)
@@ -514,14 +524,17 @@ class RouteTable:
                 scope = f"rt/{self.label}/client_tls/{'global' if index is None else index}"
                 self.tls.client(cfg, scope, f"router {self.label}: {where}", self.alpn)
 
-    def connector(self, policy: ClientPolicy) -> Connector:
-        """How a client connects: plaintext, or TLS with its ``tls`` block and captures."""
+    def connector(self, policy: ClientPolicy, client_id: Path) -> Connector:
+        """How a client connects: plaintext, or TLS with its ``tls`` block and captures;
+        with the router's codec (``connector_factory``) or HTTP/1.1."""
         cfg = client_tls_config(policy.tls)
-        if cfg is None or not cfg.enabled:
-            return PLAIN
-        params = self.tls.client_params(cfg, policy.captures, f"rt/{self.label}/client_tls/built",
-                                        f"router {self.label}: client tls", self.alpn)
-        return Connector(params)
+        params: Optional[ClientTlsParams] = None
+        if cfg is not None and cfg.enabled:
+            params = self.tls.client_params(cfg, policy.captures, f"rt/{self.label}/client_tls/built",
+                                            f"router {self.label}: client tls", self.alpn)
+        if self.connector_factory is not None:
+            return self.connector_factory(self, client_id, params)
+        return PLAIN if params is None else Connector(params)
 
     def handshake_failures(self, scope: str) -> HandshakeFailures:
         return self.tls.handshake_failures(scope)
@@ -603,7 +616,8 @@ class RouteTable:
         if e is None:
             e = self._svc_scopes[text] = [self.cells.scope(f"rt/{self.label}/service/{scope_label(text)}/"), 0]
         e[1] += 1
-        return e[0]
+        scope: Scope = e[0]
+        return scope
 
     def service_scope_release(self, text: str) -> None:
         e = self._svc_scopes.get(text)
@@ -622,7 +636,8 @@ class RouteTable:
             prefix = f"{client.scope.prefix}service/{scope_label(service)}/"
             e = self._pair_scopes[key] = [self.cells.scope(prefix, full=False), 0]
         e[1] += 1
-        return e[0]
+        scope: Scope = e[0]
+        return scope
 
     def pair_scope_release(self, service: str, client: ClientStage) -> None:
         key = (service, client.id)

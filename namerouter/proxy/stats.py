@@ -23,7 +23,7 @@ into the surviving scopes' ``retired`` cell, so a server's counters never go bac
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Optional
 
 from ..metrics import Counter, Metric, MetricsRegistry, Stat, bucket_of
 
@@ -39,9 +39,12 @@ class Cell:
     """What the requests of one (server, service, client, client-per-service) combination
     recorded."""
 
-    __slots__ = ("statuses", "hist", "n", "fails", "sum", "min", "max", "scopes", "key", "failed")
+    __slots__ = ("statuses", "hist", "n", "fails", "sum", "min", "max", "scopes", "key", "failed", "extra")
 
     def __init__(self, scopes: tuple["Scope", ...] = (), key: Optional[CellKey] = None) -> None:
+        #: a codec's own per-request figures (HTTP/2 streams: ``h2/stats.py``), or None;
+        #: it has ``empty()``, ``add_to(other)`` and ``view(prefix)``
+        self.extra: Any = None
         self.statuses: dict[int, int] = {}
         self.hist: dict[int, int] = {}
         self.n = 0
@@ -98,6 +101,11 @@ class Cell:
                 f = other.failed = {}
             for name, count in self.failed.items():
                 f[name] = f.get(name, 0) + count
+        ext = self.extra
+        if ext is not None:
+            if other.extra is None:
+                other.extra = ext.empty()
+            ext.add_to(other.extra)
 
 
 class Scope:
@@ -141,6 +149,9 @@ class Scope:
             for name, n in (t.failed or {}).items():
                 c = out[f"{p}failures/{name}"] = Counter(f"{p}failures/{name}")
                 c.value = n
+            ext = t.extra
+            if ext is not None:
+                out.update(ext.view(p))
         for name, value in (("requests", t.n), ("success", t.n - t.fails), ("failures", t.fails)):
             c = out[p + name] = Counter(p + name)
             c.value = value

@@ -9,24 +9,25 @@ matter of this module and the configs that feed it (docs/architecture.md, "TLS")
   connection shakes hands with the certificate of the moment (rotation) and failed
   handshakes are counted.
 - :func:`server_protocol` makes the protocol of an accepted connection. Plaintext: the
-  HTTP/1.1 codec, directly. TLS: an :class:`AlpnServerSelector`, which looks at the
-  protocol ALPN negotiated once the handshake is done, hands the transport to that
-  protocol's codec (``SERVER_CODECS``) and steps aside (``transport.set_protocol``), so
-  no read goes through it.
+  router's codec (``PLAIN_CODECS``: HTTP/1.1 directly; an h2 router's sniffer for prior
+  knowledge and ``Upgrade: h2c``). TLS: an :class:`AlpnServerSelector`, which looks at
+  the protocol ALPN negotiated once the handshake is done, hands the transport to that
+  protocol's codec (``SERVER_CODECS``; the plaintext codec when nothing was negotiated)
+  and steps aside (``transport.set_protocol``), so no read goes through it.
 - :class:`Connector` → ``loop.create_connection``: one per client (bound id), with the
   client's TLS parameters (context of the moment, SNI/checked name; None = plaintext);
   with TLS the negotiated ALPN protocol picks the client codec (``CLIENT_CODECS``).
+  HTTP/2 clients have their own subclass (``h2/client.py`` ``H2Connector``: streams
+  multiplexed over sessions), which offers ``h2`` over TLS and requires it.
 - :class:`UpstreamKey` is what makes two pooled connections interchangeable: host,
   port and the TLS settings (``ClientTlsParams.key``: context settings and server
   name), so TLS and plaintext connections, or connections made for two names, never
   stand in for each other.
 
-**ALPN hook (for the HTTP/2 codec).** ``ALPN[router protocol]`` says what a TLS server
-advertises and what a TLS client offers, preferred first; ``SERVER_CODECS`` and
-``CLIENT_CODECS`` map a negotiated protocol id to the codec's factory. The HTTP/1.1
-codec is registered under ``"http/1.1"`` and is also the codec when nothing was
-negotiated. An HTTP/2 codec registers ``"h2"`` in both tables and sets
-``ALPN["h2"]``; nothing else here changes.
+**ALPN.** ``ALPN[router protocol]`` says what a TLS server advertises and what a TLS
+client offers, preferred first: ``http/1.1`` for HTTP routers, ``h2`` for h2 routers
+(which cannot serve HTTP/1.1 requests, so they do not offer it). ``SERVER_CODECS`` and
+``CLIENT_CODECS`` map a negotiated protocol id to the codec's factory.
 """
 from __future__ import annotations
 
@@ -84,8 +85,11 @@ class AlpnProtocols:
     client: tuple[str, ...]
 
 
-#: router ``protocol`` → ALPN ids (the HTTP/2 router adds ``"h2": AlpnProtocols(("h2",), ("h2",))``)
-ALPN: dict[str, AlpnProtocols] = {"http": AlpnProtocols(("http/1.1",), ("http/1.1",))}
+#: router ``protocol`` → ALPN ids. An h2 router advertises ``h2`` only: it cannot serve
+#: HTTP/1.1 requests (a TLS client that negotiates nothing gets the h2 router's plaintext
+#: codec: HTTP/2 with prior knowledge, or a 505 that says so)
+ALPN: dict[str, AlpnProtocols] = {"http": AlpnProtocols(("http/1.1",), ("http/1.1",)),
+                                  "h2": AlpnProtocols(("h2",), ("h2",))}
 #: the codec when the peer negotiated nothing (no ALPN extension)
 DEFAULT_ALPN = "http/1.1"
 
@@ -106,8 +110,23 @@ def _h1_client(endpoint: "Endpoint") -> Any:
     return H1ClientConnection(endpoint)
 
 
+def _h2_server(server: Any) -> Any:
+    from .h2.accept import h2_connection
+
+    return h2_connection(server)
+
+
+def _h2_sniff(server: Any) -> Any:
+    from .h2.accept import h2_accept
+
+    return h2_accept(server)
+
+
 #: negotiated ALPN id → server codec factory ``(HttpServer) -> protocol``
-SERVER_CODECS: dict[str, Callable[[Any], Any]] = {"http/1.1": _h1_server}
+SERVER_CODECS: dict[str, Callable[[Any], Any]] = {"http/1.1": _h1_server, "h2": _h2_server}
+#: router ``protocol`` → its codec on a plaintext connection, and on a TLS one without a
+#: negotiated protocol (h2: prior knowledge, ``Upgrade: h2c``, else a 505)
+PLAIN_CODECS: dict[str, Callable[[Any], Any]] = {"http": _h1_server, "h2": _h2_sniff}
 #: negotiated ALPN id → client codec factory ``(Endpoint) -> protocol``
 CLIENT_CODECS: dict[str, Callable[[Any], Any]] = {"http/1.1": _h1_client}
 
@@ -123,15 +142,22 @@ class _AlpnSelector(asyncio.Protocol):
     """Stands in as a TLS connection's protocol until the handshake is done, then hands
     the transport to the codec of the negotiated protocol and steps aside."""
 
-    __slots__ = ("owner", "codecs", "chosen")
+    __slots__ = ("owner", "codecs", "default", "chosen")
 
-    def __init__(self, owner: Any, codecs: dict[str, Callable[[Any], Any]]) -> None:
+    def __init__(self, owner: Any, codecs: dict[str, Callable[[Any], Any]],
+                 default: Optional[Callable[[Any], Any]] = None) -> None:
         self.owner = owner
         self.codecs = codecs
+        #: the codec when nothing was negotiated (None: ``codecs[DEFAULT_ALPN]``)
+        self.default = default
         self.chosen: Any = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        factory = self.codecs.get(negotiated(transport)) or self.codecs[DEFAULT_ALPN]
+        ssl_object = transport.get_extra_info("ssl_object")
+        proto_id = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+        factory = self.codecs.get(proto_id) if proto_id else self.default
+        if factory is None:
+            factory = self.codecs[DEFAULT_ALPN]
         proto = self.chosen = factory(self.owner)
         transport.set_protocol(proto)
         proto.connection_made(transport)
@@ -187,11 +213,16 @@ async def listen_tls(settings: ListenSettings, protocol: Callable[[], asyncio.Ba
     return server
 
 
-def server_protocol(server: Any, tls: bool = False) -> Callable[[], asyncio.Protocol]:
-    """The protocol factory of a router server: the HTTP/1.1 codec for plaintext; with
-    TLS the codec ALPN negotiated (see the module docstring)."""
+def server_protocol(server: Any, tls: bool = False) -> Callable[[], Any]:
+    """The protocol factory of a router server: the router's own codec for plaintext
+    (``PLAIN_CODECS``); with TLS the codec ALPN negotiated, or the plaintext one when
+    nothing was negotiated (see the module docstring)."""
+    protocol = server.core.config.protocol
+    plain = PLAIN_CODECS.get(protocol, _h1_server)
     if tls:
-        return lambda: _AlpnSelector(server, SERVER_CODECS)
+        return lambda: _AlpnSelector(server, SERVER_CODECS, plain)
+    if plain is not _h1_server:
+        return lambda: plain(server)
     from .h1.server import H1ServerConnection
 
     return lambda: H1ServerConnection(server)
@@ -256,7 +287,7 @@ class Connector:
         return proto
 
 
-def _give_up(arg: tuple[asyncio.Task, list[bool]]) -> None:
+def _give_up(arg: tuple["asyncio.Task[Any]", list[bool]]) -> None:
     attempt, expired = arg
     if not attempt.done():
         expired.append(True)

@@ -32,7 +32,7 @@ class Classifier:
 
     __slots__ = ("kind", "retryable_methods", "all_successful", "retry_any")
 
-    def __init__(self, kind: str, retryable_methods: frozenset, all_successful: bool = False,
+    def __init__(self, kind: str, retryable_methods: frozenset[bytes], all_successful: bool = False,
                  retry_any: bool = False) -> None:
         self.kind = kind
         self.retryable_methods = retryable_methods
@@ -47,6 +47,11 @@ class Classifier:
 
     def method_retryable(self, method: bytes) -> bool:
         return self.retry_any or method in self.retryable_methods
+
+    def classify_failure(self, method: bytes, err: object) -> int:
+        """A failure without response (``err``: the RouterError; HTTP/2 classifiers look
+        at its reset code)."""
+        return self.classify(method, None)
 
     def classify(self, method: bytes, status: Optional[int]) -> int:
         """``status`` is the response status, or ``None`` for a failure without response."""

@@ -74,7 +74,7 @@ class ServicePolicy:
         self.registry = registry
         total = keys.get("totalTimeoutMs")
         self.total_timeout_s: Optional[float] = total / 1000.0 if total else None
-        self.classifier: Classifier = make_classifier(get(keys.get("responseClassifier"), "kind"))
+        self.classifier: Classifier = self.make_classifier(keys.get("responseClassifier"))
         retries = keys.get("retries")
         self.budget = RetryBudget.from_config(get(retries, "budget"))
         self.backoff = BackoffPolicy.from_config(get(retries, "backoff"))
@@ -91,6 +91,10 @@ class ServicePolicy:
         self.stream_too_long: Counter = registry.counter(p + "request_stream_too_long")
         self.timeouts: Counter = registry.counter(prefix + "failures/" + TOTAL_TIMEOUT_EXC)
         registry.gauge(p + "budget", lambda: self.budget.balance)
+
+    def make_classifier(self, block: Any) -> Classifier:
+        """The ``responseClassifier`` of this name (HTTP/2 routers have their own kinds)."""
+        return make_classifier(get(block, "kind"))
 
     def live(self) -> bool:
         """False once the registry dropped this name's metrics (stage evicted)."""
@@ -140,7 +144,7 @@ class PolicyTable:
     MAX_CACHED = 10_000
 
     def __init__(self, label: str, registry: MetricsRegistry, service_block: Any, client_block: Any,
-                 wheel: Any = None) -> None:
+                 wheel: Any = None, service_class: type[ServicePolicy] = ServicePolicy) -> None:
         self.label = label
         self.registry = registry
         self.services = StaticConfigs(service_block)
@@ -154,6 +158,8 @@ class PolicyTable:
         self._svc: dict[str, ServicePolicy] = {}
         #: () -> the router's TimerWheel
         self.wheel = wheel if wheel is not None else _own_wheel()
+        #: the per-name policy class (HTTP/2 routers: h2/policy.py's)
+        self.service_class = service_class
 
     def service(self, name: Any) -> Optional[ServicePolicy]:
         """The policy for a logical name, or None when requests need no per-request policy."""
@@ -166,8 +172,8 @@ class PolicyTable:
         keys, _ = self.services.for_path(name)
         if len(self._svc) >= self.MAX_CACHED:
             self._svc.clear()
-        p = ServicePolicy(keys, self.registry, f"rt/{self.label}/service/{scope_label(text)}/",
-                          self.attempt_timeouts, self.wheel, self.service_configured)
+        p = self.service_class(keys, self.registry, f"rt/{self.label}/service/{scope_label(text)}/",
+                               self.attempt_timeouts, self.wheel, self.service_configured)
         self._svc[text] = p
         return p
 
@@ -278,7 +284,7 @@ class RequestPolicy:
             cls = RETRYABLE  # a router further down says the request is safe to retry
         self.klass = cls
         if cls == RETRYABLE:
-            if not self.replayable or not lc.upload_complete:
+            if not self.can_replay(lc):
                 self.svc.stream_too_long.value += 1
             elif self._withdraw():
                 self._cancel_attempt()
@@ -290,6 +296,10 @@ class RequestPolicy:
         if cls == SUCCESS:
             return _SUCCESS_HDR
         return _RETRYABLE_HDR if cls == RETRYABLE else _FAILURE_HDR
+
+    def on_trailers(self, lc: "Lifecycle", fields: list[tuple[bytes, bytes]]) -> None:
+        """The trailers of the relayed response (HTTP/2; the h2 policy classifies gRPC
+        streams by them)."""
 
     def discarded(self, lc: "Lifecycle") -> None:
         """The discarded (retried) response is fully read: retry."""
@@ -308,8 +318,8 @@ class RequestPolicy:
             self._schedule_retry(lc)
             return True
         if isinstance(err, (ConnectFailed, BackendFailed, AttemptTimeout)):
-            cls = self.svc.classifier.classify(lc.head.method, None)
-            if cls == RETRYABLE and not (self.replayable and lc.upload_complete):
+            cls = self.svc.classifier.classify_failure(lc.head.method, err)
+            if cls == RETRYABLE and not self.can_replay(lc):
                 self.svc.stream_too_long.value += 1
             elif cls == RETRYABLE and self._withdraw():
                 self._record_attempt(lc, 0)  # the final attempt is recorded by the lifecycle
@@ -319,6 +329,10 @@ class RequestPolicy:
         return False
 
     # --- helpers ----------------------------------------------------------------------
+    def can_replay(self, lc: "Lifecycle") -> bool:
+        """The request can be sent again now (HTTP/1.1: its whole body is kept)."""
+        return self.replayable and lc.upload_complete
+
     def _withdraw(self) -> bool:
         svc = self.svc
         if self.deadline and self.wheel.time() >= self.deadline:
