@@ -18,7 +18,7 @@ DOC = os.path.join(ROOT, "docs", "architecture.md")
 #: layer -> the packages (``dir/``) and modules (``file.py``) in it, as the doc's table lists them
 LAYERS: dict[int, list[str]] = {
     1: ["namerouter/__init__.py", "namerouter/dtab/", "namerouter/metrics.py", "namerouter/backoff.py",
-        "namerouter/plugins.py", "namerouter/tls/", "namerouter/tracing/"],
+        "namerouter/plugins.py", "namerouter/fswatch.py", "namerouter/tls/", "namerouter/tracing/"],
     2: ["namerouter/naming/", "namerouter/zk/", "namerouter/consul/", "namerouter/k8s/", "namerouter/mesh/",
         "namerouter/mux/", "namerouter/thriftapi/", "namerouter/ratelog.py"],
     3: ["namerouter/namers/", "namerouter/interpreters/", "namerouter/transformers/", "namerouter/announcers/",
@@ -34,7 +34,7 @@ LAYERS: dict[int, list[str]] = {
 #: narrower rules the table states: these may import only the listed parts of the tree
 ONLY: dict[str, list[str]] = {
     "namerouter/dtab/": ["namerouter/dtab/"],  # the language: pure
-    "namerouter/tls/": ["namerouter/tls/", "namerouter/metrics.py"],
+    "namerouter/tls/": ["namerouter/tls/", "namerouter/metrics.py", "namerouter/fswatch.py"],
     "namerouter/tracing/": ["namerouter/tracing/", "namerouter/metrics.py"],
 }
 #: ... and these never import the listed parts
