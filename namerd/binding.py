@@ -93,6 +93,13 @@ class _LeafAddrs:
             sub.close()
         self._subs = {}
         self.addrs = {}
+        # on_change (the owner's render closure) holds this object: let go of it, so
+        # that a closed stream's objects are freed at once, not by the cycle collector
+        self._on_change = _nothing
+
+
+def _nothing() -> None:
+    pass
 
 
 def bound_tree_docs(tree_act: Activity[NameTree[Any]]) -> Var[ActivityState[Any]]:

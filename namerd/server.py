@@ -193,7 +193,11 @@ class Namerd:
         except ImportError as e:  # binding endpoints answer 501 without it
             log.warning("no interpreter available (%s): bind/addr/resolve/delegate answer 501", e)
             return None
+        # request dtabs (``dtab=`` on bind/addr/delegate, routers' l5d-dtab) are bounded
+        # apart: a tenth of the cache, so a flood of unique ones cannot evict the
+        # bindings routers watch for the stored dtabs
         interp = DefaultInterpreter(self.namers, idle_ttl=self.binding_idle_ttl,
+                                    request_cache_size=max(1, self.binding_cache_size // 10),
                                     cache_size=self.binding_cache_size)
         reg = getattr(interp, "register_metrics", None)
         if reg is not None:

@@ -67,7 +67,8 @@ async def test_wide_alternations_route_and_leave_no_memory_behind(tmp_path: Any)
                 during = _traced()
                 # Idle TTLs pass: the route table and the binding cache let go.
                 h.router.core.table.sweep(now=time.monotonic() + 10**6)
-                h.interpreter.cache.sweep(now=time.monotonic() + 10**6)
+                for cache in (h.interpreter.cache, h.interpreter.request_cache):
+                    cache.sweep(now=time.monotonic() + 10**6)
                 after = _traced()
             finally:
                 tracemalloc.stop()
@@ -139,4 +140,32 @@ async def test_a_repeated_bad_request_dtab_is_parsed_and_bound_once(tmp_path: An
             assert (await _get(s, h.port, "/svc/web => /oops &"))[0] == 400
             assert (await _get(s, h.port, exponential(0)))[0] == 502
         assert len(h.router.core.dtabs) == 2  # one parse each, failures included
-        assert h.interpreter.cache.stats()["misses"] == 1  # the failed binding is cached
+        assert h.interpreter.request_cache.stats()["misses"] == 1  # the failed binding is cached (with the request dtabs' own bound)
+
+
+async def test_unique_request_dtabs_are_bounded_apart_and_never_evict_configured_names(tmp_path: Any) -> None:
+    """bindingCache.requestDtabPaths: the route stages and bindings made for request
+    dtabs have their own bound, so a flood of unique ``l5d-dtab`` values holds at most
+    that many, and the configured name's binding (and stage) stay warm through it."""
+    from namerouter.naming.interpreter import DefaultInterpreter
+
+    async with Backend("web") as web:
+        (tmp_path / "web").write_text(f"127.0.0.1 {web.port}\n")
+        fs = FsNamer(tmp_path)
+        interp = DefaultInterpreter(namers=[fs], cache_size=50, request_cache_size=20)
+        async with RouterHarness(DTAB, interpreter=interp, bindingCache={"paths": 50, "requestDtabPaths": 20}) as h, \
+                aiohttp.ClientSession() as s:
+            async with s.get(f"http://127.0.0.1:{h.port}/", headers={"Host": "web"}) as r:
+                assert r.status == 200
+            table = h.router.core.table
+            configured = interp.cache.keys()
+            assert len(configured) == 1 and len(table.routes) == 1
+            for i in range(200):  # 4 x the whole cache, 10 x the request bound
+                status, body = await _get(s, h.port, alternation(5, i))
+                assert status == 200, body[:300]
+                assert table.request_routes <= 20 and len(interp.request_cache) <= 20
+            assert interp.cache.keys() == configured, "a request dtab evicted a configured binding"
+            assert sum(1 for r in table.routes.values() if r.local is None) == 1
+            assert table.request_routes == sum(1 for r in table.routes.values() if r.local is not None)
+            assert interp.request_cache.stats()["evicts"] >= 180
+        await fs.close()

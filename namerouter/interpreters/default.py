@@ -40,6 +40,7 @@ def interpreter_options(runtime: Any) -> dict[str, Any]:
             opts["cache_size"] = int(bc.trees)
         if bc.idleTtlSecs:
             opts["idle_ttl"] = float(bc.idleTtlSecs)
+        opts["request_cache_size"] = int(bc.requestDtabPaths)
     return opts
 
 

@@ -194,7 +194,17 @@ class Watch:
         if t is not None and not t.done():
             t.cancel()
             self._stopping = t
+            # Forget the task once it has ended: a watch that held its finished task (and
+            # the task its frames) would be a reference cycle, left for the garbage
+            # collector; evicted watches of request dtabs would pile up that way.
+            t.add_done_callback(self._stopped)
         self.connected = False
+
+    def _stopped(self, t: "asyncio.Task[None]") -> None:
+        if self._stopping is t:
+            self._stopping = None
+        if not t.cancelled() and t.exception() is not None:
+            log.debug("%s watch ended with %r", self.api, t.exception())
 
     async def wait_closed(self, timeout: float = 5.0) -> None:
         """Wait until the cancelled stream task has ended, at most ``timeout`` seconds

@@ -31,7 +31,7 @@ observed (its file watch, lookup and address Vars included).
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from ..dtab import binding
 from ..dtab.binding import BUDGET, MAX_DEPTH, REQUEST_BUDGET, WAITING, Failure, Outcome
@@ -74,6 +74,7 @@ class DefaultInterpreter:
         idle_ttl: float = 600.0,
         system: Optional[SystemNamer] = None,
         request_budget: int = REQUEST_BUDGET,
+        request_cache_size: int = 100,
     ) -> None:
         self.namers = list(namers)
         self.transformers = list(transformers)
@@ -82,6 +83,9 @@ class DefaultInterpreter:
         self.request_budget = request_budget
         self.system = system if system is not None else SystemNamer()
         self.cache = BindingCache(max_size=cache_size, idle_ttl=idle_ttl)
+        #: bindings under a client's dtab, bounded apart (and smaller): a flood of unique
+        #: request dtabs evicts only its own kind, never the configured names' bindings
+        self.request_cache = BindingCache(max_size=request_cache_size, idle_ttl=idle_ttl)
         self._logged: dict[tuple[Path, str], None] = {}
         # (full prefix /#/<prefix>, its length, namer), in config order.
         self._namers = [(Path([_HASH]) + n.prefix, len(n.prefix) + 1, n) for n in self.namers]
@@ -93,9 +97,10 @@ class DefaultInterpreter:
         ``from_request``: ``dtab`` includes a client's dtab (``l5d-dtab``, namerd's
         ``dtab`` parameter), so the binding gets the smaller request budget.
         """
-        budget = self.request_budget if from_request else self.budget
-        key: Any = (dtab, path) if budget == self.budget else (dtab, path, budget)
-        return self.cache.get(key, lambda: self._bind_uncached(dtab, path, budget))
+        if from_request:
+            budget = self.request_budget
+            return self.request_cache.get((dtab, path), lambda: self._bind_uncached(dtab, path, budget))
+        return self.cache.get((dtab, path), lambda: self._bind_uncached(dtab, path, self.budget))
 
     async def delegate(self, dtab: Dtab, path: Path, timeout: float = 2.0, *,
                        from_request: bool = False) -> dict[str, Any]:
@@ -108,6 +113,7 @@ class DefaultInterpreter:
     def cache_stats(self) -> dict[str, Any]:
         """Live counts for the admin server and metrics."""
         s = self.cache.stats()
+        s["request"] = self.request_cache.stats()
         s["systemAddrs"] = self.system.live_count
         return s
 
@@ -115,16 +121,18 @@ class DefaultInterpreter:
         """Gauges ``<scope>/bindcache/tree/{size,observed,hits,misses,expires,evicts}``."""
         for key in ("size", "observed", "hits", "misses", "expires", "evicts"):
             metrics.gauge(f"{scope}/bindcache/tree/{key}", lambda k=key: self.cache.stats()[k])
+            metrics.gauge(f"{scope}/bindcache/request_tree/{key}", lambda k=key: self.request_cache.stats()[k])
 
     def sweep(self) -> int:
         """Release idle bindings now (the cache also does it on a timer)."""
-        return self.cache.sweep()
+        return self.cache.sweep() + self.request_cache.sweep()
 
     async def start(self) -> None:
         """Nothing to start: the namers belong to (and are started by) whoever built them."""
 
     async def close(self) -> None:
         self.cache.clear()
+        self.request_cache.clear()
 
     def log_failure(self, path: Path, error: BaseException) -> None:
         """Log a binding failure once per (name, message), not once per request or per
@@ -192,16 +200,23 @@ class _LiveBinding(LazyVar[ActivityState[BoundTree]]):
         self._sources: dict[Any, Var[ActivityState[NameTree[Any]]]] = {}
         self._in_pass = False
         self._dirty = False
-        self._on_answer_cb = self._on_answer  # one bound method shared by every observation
+        # One bound method shared by every observation, held only while running: kept
+        # after a stop it would make this binding a reference cycle, which waits for the
+        # garbage collector instead of going at once (a flood of request-dtab bindings
+        # then piles up as cyclic garbage and fragments the heap).
+        self._on_answer_cb: Optional[Callable[[Any], None]] = None
 
     def start(self) -> Closable:
+        self._on_answer_cb = self._on_answer
         self._rebind()
         return Closable(self._stop)
 
     def _stop(self) -> None:
         sources, self._sources = self._sources, {}
-        for var in sources.values():
-            var.unobserve(self._on_answer_cb)
+        cb, self._on_answer_cb = self._on_answer_cb, None
+        if cb is not None:
+            for var in sources.values():
+                var.unobserve(cb)
 
     def _on_answer(self, _: Any) -> None:
         if self._in_pass:
@@ -223,7 +238,7 @@ class _LiveBinding(LazyVar[ActivityState[BoundTree]]):
             finally:
                 self._in_pass = False
             for key in [k for k in self._sources if k not in used]:
-                self._sources.pop(key).unobserve(self._on_answer_cb)
+                self._sources.pop(key).unobserve(self._on_answer_cb or self._on_answer)
             if not self._dirty:
                 break
         if isinstance(state, Failed):
@@ -237,7 +252,7 @@ class _LiveBinding(LazyVar[ActivityState[BoundTree]]):
             source = self._sources.get(key)
             if source is None:
                 source = self.interp.namer_activity(namer, rest).states  # raises: this branch fails
-                source.observe(self._on_answer_cb, initial=False)
+                source.observe(self._on_answer_cb or self._on_answer, initial=False)
                 self._sources[key] = source
             st = source.sample()
             if isinstance(st, Ok):

@@ -55,6 +55,11 @@ class BindingCacheConfig:
     bounds: int = field(default=1000, metadata={"min": 1})
     clients: int = field(default=1000, metadata={"min": 1})
     idleTtlSecs: int = field(default=600, metadata={"min": 1})
+    #: ours: how many names bound under a request dtab (``l5d-dtab``, ``dtab`` in
+    #: ``/delegator.json``) are kept, apart from ``paths``/``trees``: client-controlled
+    #: state gets its own, smaller bound so that a flood of unique request dtabs neither
+    #: evicts the configured names' bindings nor holds much memory (issue 17)
+    requestDtabPaths: int = field(default=100, metadata={"min": 1})
 
 
 @dataclass

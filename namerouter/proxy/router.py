@@ -105,6 +105,7 @@ class RouterCore:
             binding_timeout_s=config.bindingTimeoutMs / 1000.0,
             max_paths=cache.paths,
             max_clients=cache.clients,
+            max_request_paths=cache.requestDtabPaths,
             idle_ttl_s=float(cache.idleTtlSecs),
             service_policy=config.service,
             client_policy=config.client,

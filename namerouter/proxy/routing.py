@@ -340,7 +340,7 @@ class ServiceStage:
         self.name_text = name.show()
         self.local = local
         #: the request dtab as shown (trace tag ``dtab.local``)
-        self.local_text = local.show() if local else ""
+        self.local_text = local_text = local.show() if local else ""
         self.dtab = table.base_dtab + local if local else table.base_dtab
         #: per-request policy for this name (retries, classifier, timeouts), or None when
         #: no per-request policy applies (namerouter/proxy/policy/runtime.py)
@@ -353,7 +353,7 @@ class ServiceStage:
         #: the request headers naming this stage, built once
         fields = [(b"l5d-dst-service", self.name_text.encode("latin-1", "replace"))]
         if local:
-            fields.append((b"l5d-ctx-dtab", local.show().encode("latin-1", "replace")))
+            fields.append((b"l5d-ctx-dtab", local_text.encode("latin-1", "replace")))
         self.block = HeaderBlock(fields)
         self.target: Optional[Target] = None
         self.error: Optional[RouterError] = None
@@ -451,8 +451,9 @@ class ServiceStage:
         return self.target
 
     def close(self) -> None:
-        if self._obs is not None:
-            self._obs.close()
+        obs, self._obs = self._obs, None  # the observation's callback holds this stage: no cycle left
+        if obs is not None:
+            obs.close()
         for c in self._pairs:
             self.table.pair_scope_release(self.name_text, c)
         self._pairs = []
@@ -476,6 +477,7 @@ class RouteTable:
         max_paths: int = 1000,
         max_clients: int = 1000,
         idle_ttl_s: float = 600.0,
+        max_request_paths: int = 100,
         service_policy: Any = None,
         client_policy: Any = None,
         tls: Optional[TlsRegistry] = None,
@@ -491,6 +493,11 @@ class RouteTable:
         self.max_paths = max_paths
         self.max_clients = max_clients
         self.idle_ttl_s = idle_ttl_s
+        #: stages under a request dtab are bounded apart (bindingCache.requestDtabPaths)
+        self.max_request_paths = max_request_paths
+        self.request_routes = 0
+        #: addresses never forwarded to (protected.Protected; set by the router)
+        self.protected: Any = None
         self.service_policy = service_policy
         self.client_policy = client_policy
         self._wheel: Optional[TimerWheel] = None
@@ -541,8 +548,6 @@ class RouteTable:
 
     def drop_handshake_failures(self, scope: str) -> None:
         self.tls.drop_handshake_failures(scope)
-        #: addresses never forwarded to (protected.Protected; set by the router)
-        self.protected: Any = None
 
     def wheel(self) -> TimerWheel:
         """The router's timer wheel (timers.py), on the running loop."""
@@ -556,29 +561,41 @@ class RouteTable:
         key: Any = name if local is None else (name, local)
         r = self.routes.get(key)
         if r is None:
+            if local is not None and self.request_routes >= self.max_request_paths:
+                self._evict_one(self.max_request_paths, requested=True)
             if len(self.routes) >= self.max_paths:
-                self._evict_one()
+                self._evict_one(self.max_paths)
             r = ServiceStage(self, name, local)
             self.routes[key] = r
+            if local is not None:
+                self.request_routes += 1
             self._ensure_sweeper()
         return r
 
-    def _evict_one(self) -> None:
-        """Make room: drop the least recently used idle stages — a tenth of the cache at
-        once, so a flood of new names costs one scan per many inserts, not one each."""
-        idle = [(r.last_used, k) for k, r in self.routes.items() if r.inflight == 0]
+    def _evict_one(self, bound: int, requested: bool = False) -> None:
+        """Make room: drop the least recently used idle stages (``requested``: only those
+        under a request dtab) — a tenth of ``bound`` at once, so a flood of new names
+        costs one scan per many inserts, not one each."""
+        idle = [(r.last_used, k) for k, r in self.routes.items()
+                if r.inflight == 0 and (not requested or r.local is not None)]
         if not idle:
             return
         idle.sort(key=lambda t: t[0])
-        for _, key in idle[: max(1, self.max_paths // 10)]:
-            self.routes.pop(key).close()
+        for _, key in idle[: max(1, bound // 10)]:
+            self._drop(key)
+
+    def _drop(self, key: Any) -> None:
+        r = self.routes.pop(key)
+        if r.local is not None:
+            self.request_routes -= 1
+        r.close()
 
     def sweep(self, now: Optional[float] = None) -> int:
         """Evict stages idle for longer than idleTtlSecs; returns how many."""
         now = _monotonic() if now is None else now
         old = [k for k, r in self.routes.items() if r.inflight == 0 and now - r.last_used > self.idle_ttl_s]
         for k in old:
-            self.routes.pop(k).close()
+            self._drop(k)
         return len(old)
 
     def _ensure_sweeper(self) -> None:
@@ -658,3 +675,4 @@ class RouteTable:
         for r in list(self.routes.values()):
             r.close()
         self.routes.clear()
+        self.request_routes = 0
