@@ -17,6 +17,7 @@ from typing import Any, Optional, Union
 from ..tls.config import ServerTlsConfig
 from .balancer_config import BALANCER_KINDS as BALANCER_KINDS, LoadBalancerConfig as LoadBalancerConfig
 from .policy.config import ClientBlock, ServiceBlock
+from .socket_options import SocketOptionsConfig
 
 #: Identifier kinds this package implements (see ``identifiers.py``).
 IDENTIFIER_KINDS = (
@@ -101,6 +102,9 @@ class ServerConfig:
     #: client connections this server keeps open at most (beyond: 503 and close); the
     #: process's share of RLIMIT_NOFILE applies anyway (namerouter/proxy/sessions.py)
     maxConnections: Optional[int] = field(default=None, metadata={"min": 1})
+    #: Linkerd's ``socketOptions`` (noDelay, reuseAddr, reusePort, keepAlive, backlog,
+    #: readTimeoutMs, writeTimeoutMs): see namerouter/proxy/socket_options.py
+    socketOptions: Optional[SocketOptionsConfig] = None
 
 
 @dataclass

@@ -166,6 +166,8 @@ class HttpServer:
         self.ip = config.ip
         self.port = config.port
         self.reuse_port = reuse_port
+        #: the ``socketOptions`` block (None: our defaults; socket_options.py)
+        self.socket_options = config.socketOptions
         self.clear_context = config.clearContext
         self.max_concurrent = config.maxConcurrentRequests
         self.max_call_depth = config.maxCallDepth
@@ -205,7 +207,11 @@ class HttpServer:
         return self.core.table.wheel()
 
     async def start(self) -> None:
+        opts = self.socket_options
         settings = ListenSettings(self.ip, self.port, reuse_port=self.reuse_port)
+        if opts is not None:
+            settings = ListenSettings(self.ip, self.port, reuse_port=self.reuse_port or opts.reusePort,
+                                      backlog=opts.backlog or settings.backlog, reuse_addr=opts.reuseAddr)
         if self.tls_config is not None:
             self._server = await listen_tls(settings, server_protocol(self, tls=True), self._tls_material)
         else:

@@ -38,6 +38,7 @@ from .message import HeaderBlock
 from .policy import ClientPolicy, PolicyTable, ServicePolicy
 from .pool import Endpoint, PoolSettings
 from .sessions import ClientSessions
+from .socket_options import ms as socket_ms
 from .stats import Cells, Scope, scope_label
 from .targets import AltTarget, ErrorTarget, LeafTarget, Target, UnionTarget
 from .timers import Timer, TimerWheel
@@ -173,6 +174,13 @@ class ClientStage:
         #: a response body that sends nothing this long is cut (sessions.py): the
         #: smallest of clientSession.idleTimeMs and requestAttemptTimeoutMs (the service's
         #: totalTimeoutMs joins in per request: Lifecycle.body_stall_s); None: unbounded
+        #: socketOptions (socket_options.py): set on new connections; readTimeoutMs bounds
+        #: the silence of a backend (waiting for a head, a body, idle in the pool)
+        self.socket_options: Any = getattr(self.policy, "socket_options", None)
+        opts = self.socket_options
+        self.read_s: Optional[float] = socket_ms(opts.readTimeoutMs) if opts is not None else None
+        self.write_s: Optional[float] = socket_ms(opts.writeTimeoutMs) if opts is not None else None
+        self.sessions.idle_s = _smallest(self.sessions.idle_s, self.read_s)
         self.stall_s: Optional[float] = _smallest(self.sessions.idle_s, self.attempt_timeout_s)
         #: how often idle pooled connections are looked at (None: never)
         self._sweep_s = _smallest(self.pool.idle_time_s, self.sessions.idle_s, self.sessions.life_s)

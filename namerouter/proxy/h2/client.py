@@ -290,7 +290,7 @@ class H2ClientSession(H2Conn):
 
     # --- asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
-        self.start(transport, client_side=True)
+        self.start(transport, client_side=True, socket_options=self.endpoint.stage.socket_options)
         self.endpoint.conn_opened()
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
