@@ -22,11 +22,9 @@ KEYS = "keys of issue 15's second part"
 
 #: router configs that need a feature that is not there yet → why
 ROUTER_XFAIL = {
-    "client-options.yaml": f"client failFast, socketOptions and the aperture balancer ({KEYS})",
+    "client-options.yaml": f"the aperture balancer ({KEYS})",
     "h2.yaml": f"h2AccessLogRollPolicy/RotateCount and addForwardedHeader ({KEYS})",
     "http.yaml": f"httpAccessLogRollPolicy/RotateCount, compressionLevel, addForwardedHeader ({KEYS})",
-    "k8s-servicemesh.yaml": f"originator ({KEYS})",
-    "socket-options.yaml": f"server socketOptions ({KEYS})",
 }
 
 #: thrift / mux routers: refused, one line each

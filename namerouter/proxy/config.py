@@ -161,6 +161,9 @@ class RouterConfig:
     announcers: list[Any] = field(default_factory=list, metadata={"plugins": "ANNOUNCERS"})
     #: Linkerd's ``tracePropagator`` (see TracePropagatorConfig)
     tracePropagator: Optional[TracePropagatorConfig] = None
+    #: Linkerd's ``originator``: this router is the first hop of linker-to-linker requests;
+    #: its stats say so with the gauge ``rt/<label>/originator`` = 1 (Linkerd's Router)
+    originator: bool = False
 
     @property
     def effective_label(self) -> str:

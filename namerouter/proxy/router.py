@@ -89,6 +89,8 @@ class RouterCore:
             self.base_dtab = Dtab.read(config.dtab or "")
         except ValueError as e:
             raise ValueError(f"routers[{self.label}].dtab: {e}") from None
+        if config.originator:  # Linkerd marks an originating router in its stats only
+            metrics.gauge(f"rt/{self.label}/originator", lambda: 1.0)
         #: an HTTP/2 router (``protocol: h2``): its codec, identifiers, classifiers, clients
         self.h2 = config.protocol == "h2"
         h2 = _h2_parts(config) if self.h2 else None

@@ -217,6 +217,9 @@ class ClientPolicyFields:
     clientSession: Optional[ClientSessionConfig] = None
     #: Linkerd's ``socketOptions`` on backend connections (namerouter/proxy/socket_options.py)
     socketOptions: Optional[SocketOptionsConfig] = None
+    #: Finagle's failFast: an endpoint whose connect fails is avoided until a background
+    #: reconnect succeeds (namerouter/proxy/fail_fast.py); Linkerd's default false
+    failFast: Optional[bool] = None
     #: Linkerd's client TLS block (namerouter/tls/config.py); ``enabled: false`` under a
     #: more specific prefix turns it off again.
     tls: Optional[ClientTlsConfig] = None
