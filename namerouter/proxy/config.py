@@ -17,6 +17,7 @@ from typing import Any, Optional, Union
 from ..tls.config import ServerTlsConfig
 from .balancer_config import BALANCER_KINDS as BALANCER_KINDS, LoadBalancerConfig as LoadBalancerConfig
 from .policy.config import ClientBlock, ServiceBlock
+from .forwarded import AddForwardedHeaderConfig, check_header_name
 from .socket_options import SocketOptionsConfig
 
 #: Identifier kinds this package implements (see ``identifiers.py``).
@@ -105,6 +106,11 @@ class ServerConfig:
     #: Linkerd's ``socketOptions`` (noDelay, reuseAddr, reusePort, keepAlive, backlog,
     #: readTimeoutMs, writeTimeoutMs): see namerouter/proxy/socket_options.py
     socketOptions: Optional[SocketOptionsConfig] = None
+    #: Linkerd's ``timestampHeader``: requests carry the time the router received them
+    #: (ms since the epoch) in this header; ``addForwardedHeader``: an RFC 7239
+    #: ``Forwarded`` field with Linkerd's ``by``/``for`` labelers (forwarded.py)
+    timestampHeader: Optional[str] = field(default=None, metadata={"check": check_header_name})
+    addForwardedHeader: Optional[AddForwardedHeaderConfig] = None
 
 
 @dataclass

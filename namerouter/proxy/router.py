@@ -58,6 +58,7 @@ from ..metrics import MetricsRegistry
 from ..tls import HandshakeFailures, TlsConfigError, TlsRegistry, TlsSource
 from ..tracing import NO_TELEMETERS, RouterTracer, Tracer
 from .accesslog import AccessLog
+from .forwarded import AddedHeaders
 from .config import RouterConfig, ServerConfig
 from .identifiers import build_identifier
 from .message import RequestHead
@@ -168,6 +169,8 @@ class HttpServer:
         self.ip = config.ip
         self.port = config.port
         self.reuse_port = reuse_port
+        #: timestampHeader / addForwardedHeader (forwarded.py); None: neither
+        self.added_headers = AddedHeaders.of(config, core.label, core.h2)
         #: the ``socketOptions`` block (None: our defaults; socket_options.py)
         self.socket_options = config.socketOptions
         self.clear_context = config.clearContext

@@ -113,6 +113,9 @@ class H1ClientConnection(Coalescing):
         cert = head.client_cert
         if cert is not None and (lc.server.forward_client_cert or leaf.client.forward_client_cert):  # type: ignore[union-attr]
             dst = dst + b"x-forwarded-client-cert: " + cert + b"\r\n"
+        added = lc.added
+        if added is not None:  # timestampHeader, Forwarded (forwarded.py)
+            dst = dst + b"".join(b"%b: %b\r\n" % f for f in added)
         parts = request_head(head, lc.uri, leaf.client.authority, self.default_host,  # type: ignore[union-attr]
                              dst, lc.trace_block, lc.deadline)
         if body:

@@ -406,6 +406,9 @@ class H1ServerConnection(Coalescing):
         """A request head was read: queue its lifecycle (it starts when its turn comes)."""
         self.head_since = 0.0
         lc = Lifecycle(self, self.server, head)
+        adds = self.server.added_headers
+        if adds is not None:  # timestampHeader, addForwardedHeader (forwarded.py)
+            lc.added = adds.fields(head, self)
         self.parsing = lc
         if complete:
             lc.request_end()

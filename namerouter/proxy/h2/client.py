@@ -107,6 +107,8 @@ class H2Slot(Sender):
             cert = None
         headers = request_headers(head, lc.uri, client.authority, session.default_authority,
                                   leaf.dst, lc.trace_block, lc.deadline, cert)  # type: ignore[union-attr]
+        if lc.added is not None:  # timestampHeader, forwarded (forwarded.py)
+            headers += lc.added
         trailers = head.trailers
         end = lc.upload_complete and not body and not trailers
         try:

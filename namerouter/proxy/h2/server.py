@@ -431,6 +431,9 @@ class H2ServerConnection(H2Conn):
         st = H2ServerStream(self, sid, head)
         self.streams[sid] = st
         lc = Lifecycle(st, self.server, head)
+        adds = self.server.added_headers
+        if adds is not None:  # timestampHeader, addForwardedHeader (forwarded.py)
+            lc.added = adds.fields(head, self)
         st.lc = lc
         if ended:
             st.remote_ended = True
