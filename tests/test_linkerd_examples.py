@@ -23,8 +23,7 @@ KEYS = "keys of issue 15's second part"
 #: router configs that need a feature that is not there yet → why
 ROUTER_XFAIL = {
     "client-options.yaml": f"the aperture balancer ({KEYS})",
-    "h2.yaml": f"h2AccessLogRollPolicy/RotateCount and addForwardedHeader ({KEYS})",
-    "http.yaml": f"httpAccessLogRollPolicy/RotateCount, compressionLevel, addForwardedHeader ({KEYS})",
+    "http.yaml": f"compressionLevel ({KEYS})",
 }
 
 #: thrift / mux routers: refused, one line each

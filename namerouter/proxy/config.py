@@ -17,6 +17,7 @@ from typing import Any, Optional, Union
 from ..tls.config import ServerTlsConfig
 from .balancer_config import BALANCER_KINDS as BALANCER_KINDS, LoadBalancerConfig as LoadBalancerConfig
 from .policy.config import ClientBlock, ServiceBlock
+from .accesslog import check_roll_policy, check_rotate_count
 from .forwarded import AddForwardedHeaderConfig, check_header_name
 from .socket_options import SocketOptionsConfig
 
@@ -152,6 +153,10 @@ class RouterConfig:
     #: Path of the access log (none when absent); ``httpAccessLogAppend`` false truncates it.
     httpAccessLog: Optional[str] = None
     httpAccessLogAppend: bool = True
+    #: rotation of the access log (Linkerd's values; accesslog.py): never, hourly, daily,
+    #: weekly(n), or a size (3.megabytes); rotated files kept (-1: all)
+    httpAccessLogRollPolicy: str = field(default="never", metadata={"check": check_roll_policy})
+    httpAccessLogRotateCount: int = field(default=-1, metadata={"min": -1, "check": check_rotate_count})
     #: ``{kind: default, ...}``; the interpreter plugin validates its own keys, and the
     #: main job hands the built interpreter to ``HttpRouter``.
     interpreter: Optional[dict[str, Any]] = None

@@ -131,9 +131,12 @@ class RouterCore:
             log.warning("router %s: streamingEnabled: false is not supported: bodies are still streamed "
                         "(with backpressure, in bounded memory) and chunked messages stay chunked "
                         "(see namerouter/proxy/config.py)", self.label)
-        log_path, append = ((getattr(config, "h2AccessLog", None), getattr(config, "h2AccessLogAppend", True))
-                            if self.h2 else (config.httpAccessLog, config.httpAccessLogAppend))
-        self.access_log: Optional[AccessLog] = AccessLog(log_path, append) if log_path else None
+        log_path, append, roll, count = (
+            (getattr(config, "h2AccessLog", None), getattr(config, "h2AccessLogAppend", True),
+             getattr(config, "h2AccessLogRollPolicy", "never"), getattr(config, "h2AccessLogRotateCount", -1))
+            if self.h2 else (config.httpAccessLog, config.httpAccessLogAppend, config.httpAccessLogRollPolicy,
+                             config.httpAccessLogRotateCount))
+        self.access_log: Optional[AccessLog] = AccessLog(log_path, append, roll, count) if log_path else None
 
     def resolve(self, head: RequestHead, system_namers: bool = True) -> tuple[ServiceStage, Optional[bytes]]:
         """The request's service stage (and its rewritten URI, if the identifier consumed
