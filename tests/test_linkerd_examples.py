@@ -23,7 +23,6 @@ KEYS = "keys of issue 15's second part"
 #: router configs that need a feature that is not there yet → why
 ROUTER_XFAIL = {
     "client-options.yaml": f"the aperture balancer ({KEYS})",
-    "http.yaml": f"compressionLevel ({KEYS})",
 }
 
 #: thrift / mux routers: refused, one line each

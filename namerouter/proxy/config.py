@@ -156,6 +156,9 @@ class RouterConfig:
     #: rotation of the access log (Linkerd's values; accesslog.py): never, hourly, daily,
     #: weekly(n), or a size (3.megabytes); rotated files kept (-1: all)
     httpAccessLogRollPolicy: str = field(default="never", metadata={"check": check_roll_policy})
+    #: gzip responses for clients that accept it (compression.py): -1 textual types at
+    #: level 6, 1-9 everything at that level, 0 never; absent: never (Linkerd: -1)
+    compressionLevel: Optional[int] = field(default=None, metadata={"min": -1, "max": 9})
     httpAccessLogRotateCount: int = field(default=-1, metadata={"min": -1, "check": check_rotate_count})
     #: ``{kind: default, ...}``; the interpreter plugin validates its own keys, and the
     #: main job hands the built interpreter to ``HttpRouter``.

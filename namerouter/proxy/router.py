@@ -58,6 +58,7 @@ from ..metrics import MetricsRegistry
 from ..tls import HandshakeFailures, TlsConfigError, TlsRegistry, TlsSource
 from ..tracing import NO_TELEMETERS, RouterTracer, Tracer
 from .accesslog import AccessLog
+from .compression import Compression
 from .forwarded import AddedHeaders
 from .config import RouterConfig, ServerConfig
 from .identifiers import build_identifier
@@ -90,6 +91,8 @@ class RouterCore:
             self.base_dtab = Dtab.read(config.dtab or "")
         except ValueError as e:
             raise ValueError(f"routers[{self.label}].dtab: {e}") from None
+        #: compressionLevel (compression.py; HTTP/1.1 routers): None = never
+        self.compression = Compression.of(getattr(config, "compressionLevel", None))
         if config.originator:  # Linkerd marks an originating router in its stats only
             metrics.gauge(f"rt/{self.label}/originator", lambda: 1.0)
         #: an HTTP/2 router (``protocol: h2``): its codec, identifiers, classifiers, clients

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import httptools
 
 from ..batch import BATCH, Coalescing
+from ..compression import GzipDown
 from ..errors import BadRequest, RequestReadTimeout, RouterError, error_response
 from ..lifecycle import Lifecycle
 from ..phases import RESPONDING
@@ -409,6 +410,9 @@ class H1ServerConnection(Coalescing):
         adds = self.server.added_headers
         if adds is not None:  # timestampHeader, addForwardedHeader (forwarded.py)
             lc.added = adds.fields(head, self)
+        gz = self.server.core.compression
+        if gz is not None and gz.wants(head):  # compressionLevel (compression.py)
+            lc.down = GzipDown(self, gz)
         self.parsing = lc
         if complete:
             lc.request_end()

@@ -227,6 +227,7 @@ class H2RouterConfig(RouterConfig):
     httpAccessLog: Optional[str] = field(default=None, init=False)
     httpAccessLogAppend: bool = field(default=True, init=False)
     httpAccessLogRollPolicy: str = field(default="never", init=False)
+    compressionLevel: Optional[int] = field(default=None, init=False)
     httpAccessLogRotateCount: int = field(default=-1, init=False)
     maxHeadersKB: int = field(default=8, init=False)
     maxInitialLineKB: int = field(default=4, init=False)
