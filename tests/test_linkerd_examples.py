@@ -18,12 +18,8 @@ from namerouter.cli_run import main as namerouter_main
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = os.path.join(HERE, "linkerd_examples")
 
-KEYS = "keys of issue 15's second part"
-
-#: router configs that need a feature that is not there yet → why
-ROUTER_XFAIL = {
-    "client-options.yaml": f"the aperture balancer ({KEYS})",
-}
+#: router configs that need a feature that is not there yet → why (none left)
+ROUTER_XFAIL: dict[str, str] = {}
 
 #: thrift / mux routers: refused, one line each
 REFUSED = {"thrift.yaml", "thriftmux.yaml"}
