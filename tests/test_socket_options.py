@@ -144,3 +144,27 @@ async def test_reuse_port_lets_two_router_processes_bind_one_port(tmp_path):
                 if p.returncode is None:
                     p.terminate()
                 await asyncio.wait_for(p.wait(), 15)
+
+
+def _readme_block(section: str) -> str:
+    import os
+
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
+    after = readme[readme.index(section):]
+    start = after.index("```yaml\n") + len("```yaml\n")
+    return after[start:after.index("```", start)]
+
+
+def test_readme_blocks_are_valid_configs():
+    """The README's examples of these keys load, with the values they show."""
+    from namerouter.config.schema import loads_linker
+
+    cfg = loads_linker(_readme_block("### Server and router extras")).config
+    r = cfg.routers[0]
+    assert r.originator and r.compressionLevel == -1 and r.httpAccessLogRollPolicy == "daily"
+    s = r.servers[0]
+    assert s.socketOptions.reusePort and s.socketOptions.readTimeoutMs == 61000 and s.socketOptions.backlog == 512
+    assert s.timestampHeader == "X-Request-Start" and s.addForwardedHeader.for_.label == "edge"
+    cfg = loads_linker(_readme_block("## Resilience").replace("rootDir: disco", "rootDir: /tmp")).config
+    client = cfg.routers[0].client
+    assert client.failFast and client.socketOptions.keepAlive
