@@ -155,7 +155,7 @@ async def test_heap_spreads_concurrent_slow_requests_evenly(tmp_path):
         async with h:
             assert (await request(h.port, get("/pong", host="web"))).status == 200  # bind first
             a.requests.clear(), b.requests.clear(), c.requests.clear()
-            rs = await asyncio.gather(*(request(h.port, get("/slow?ms=400", host="web")) for _ in range(12)))
+            rs = await asyncio.gather(*(request(h.port, get("/slow?ms=1000", host="web")) for _ in range(12)))
             assert all(r.status == 200 for r in rs)
             assert [len(x.requests) for x in (a, b, c)] == [4, 4, 4]
             assert h.router.client_state()["/#/io.l5d.fs/web"]["loadBalancer"] == "heap"
