@@ -148,8 +148,8 @@ def test_make_balancer_config():
     assert make_balancer(LoadBalancerConfig(kind="ewma", decayTimeMs=500)).tau == 0.5
     assert make_balancer(LoadBalancerConfig(kind="roundRobin")).kind == "roundRobin"
     assert make_balancer(LoadBalancerConfig(kind="p2c", maxEffort=9)).max_effort == 9
-    with pytest.raises(ValueError, match="known: p2c, ewma, roundRobin"):
-        make_balancer(LoadBalancerConfig(kind="heap"))
+    with pytest.raises(ValueError, match="known: p2c, ewma, roundRobin, aperture, heap"):
+        make_balancer(LoadBalancerConfig(kind="nope"))
 
 
 async def test_fs_namer_weights_reach_the_balancer():

@@ -18,16 +18,8 @@ from namerouter.cli_run import main as namerouter_main
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = os.path.join(HERE, "linkerd_examples")
 
-KEYS = "keys of issue 15's second part"
-
-#: router configs that need a feature that is not there yet → why
-ROUTER_XFAIL = {
-    "client-options.yaml": f"client failFast, socketOptions and the aperture balancer ({KEYS})",
-    "h2.yaml": f"h2AccessLogRollPolicy/RotateCount and addForwardedHeader ({KEYS})",
-    "http.yaml": f"httpAccessLogRollPolicy/RotateCount, compressionLevel, addForwardedHeader ({KEYS})",
-    "k8s-servicemesh.yaml": f"originator ({KEYS})",
-    "socket-options.yaml": f"server socketOptions ({KEYS})",
-}
+#: router configs that need a feature that is not there yet → why (none left)
+ROUTER_XFAIL: dict[str, str] = {}
 
 #: thrift / mux routers: refused, one line each
 REFUSED = {"thrift.yaml", "thriftmux.yaml"}

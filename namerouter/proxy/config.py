@@ -17,6 +17,9 @@ from typing import Any, Optional, Union
 from ..tls.config import ServerTlsConfig
 from .balancer_config import BALANCER_KINDS as BALANCER_KINDS, LoadBalancerConfig as LoadBalancerConfig
 from .policy.config import ClientBlock, ServiceBlock
+from .accesslog import check_roll_policy, check_rotate_count
+from .forwarded import AddForwardedHeaderConfig, check_header_name
+from .socket_options import SocketOptionsConfig
 
 #: Identifier kinds this package implements (see ``identifiers.py``).
 IDENTIFIER_KINDS = (
@@ -106,6 +109,14 @@ class ServerConfig:
     #: client connections this server keeps open at most (beyond: 503 and close); the
     #: process's share of RLIMIT_NOFILE applies anyway (namerouter/proxy/sessions.py)
     maxConnections: Optional[int] = field(default=None, metadata={"min": 1})
+    #: Linkerd's ``socketOptions`` (noDelay, reuseAddr, reusePort, keepAlive, backlog,
+    #: readTimeoutMs, writeTimeoutMs): see namerouter/proxy/socket_options.py
+    socketOptions: Optional[SocketOptionsConfig] = None
+    #: Linkerd's ``timestampHeader``: requests carry the time the router received them
+    #: (ms since the epoch) in this header; ``addForwardedHeader``: an RFC 7239
+    #: ``Forwarded`` field with Linkerd's ``by``/``for`` labelers (forwarded.py)
+    timestampHeader: Optional[str] = field(default=None, metadata={"check": check_header_name})
+    addForwardedHeader: Optional[AddForwardedHeaderConfig] = None
 
 
 @dataclass
@@ -147,6 +158,13 @@ class RouterConfig:
     #: Path of the access log (none when absent); ``httpAccessLogAppend`` false truncates it.
     httpAccessLog: Optional[str] = None
     httpAccessLogAppend: bool = True
+    #: rotation of the access log (Linkerd's values; accesslog.py): never, hourly, daily,
+    #: weekly(n), or a size (3.megabytes); rotated files kept (-1: all)
+    httpAccessLogRollPolicy: str = field(default="never", metadata={"check": check_roll_policy})
+    #: gzip responses for clients that accept it (compression.py): -1 textual types at
+    #: level 6, 1-9 everything at that level, 0 never; absent: never (Linkerd: -1)
+    compressionLevel: Optional[int] = field(default=None, metadata={"min": -1, "max": 9})
+    httpAccessLogRotateCount: int = field(default=-1, metadata={"min": -1, "check": check_rotate_count})
     #: ``{kind: default, ...}``; the interpreter plugin validates its own keys, and the
     #: main job hands the built interpreter to ``HttpRouter``.
     interpreter: Optional[dict[str, Any]] = None
@@ -162,6 +180,9 @@ class RouterConfig:
     announcers: list[Any] = field(default_factory=list, metadata={"plugins": "ANNOUNCERS"})
     #: Linkerd's ``tracePropagator`` (see TracePropagatorConfig)
     tracePropagator: Optional[TracePropagatorConfig] = None
+    #: Linkerd's ``originator``: this router is the first hop of linker-to-linker requests;
+    #: its stats say so with the gauge ``rt/<label>/originator`` = 1 (Linkerd's Router)
+    originator: bool = False
 
     @property
     def effective_label(self) -> str:

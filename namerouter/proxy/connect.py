@@ -12,6 +12,7 @@ from random import getrandbits
 from typing import TYPE_CHECKING, Any
 
 from ..tls.errors import is_tls_error
+from .fail_fast import FailedFast
 from .errors import ConnectFailed, ForbiddenDestination, NoHosts, TlsFailed
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,10 +32,18 @@ async def connection_for(route: "ServiceStage", client: "ClientStage", node: "En
         conn = node.get_idle()
         if conn is not None:
             return node, conn
+        ff = client.fail_fast
+        if ff is not None and ff.is_down(node):
+            tries += 1
+            node = _next_endpoint(route, client, node, FailedFast(
+                f"{node.label} is marked down by failFast until a reconnect succeeds"), tries, limit)
+            continue
         try:
             conn = await node.connect()
         except (OSError, asyncio.TimeoutError) as e:
             tries += 1
+            if ff is not None:
+                ff.connect_failed(node)
             node = _next_endpoint(route, client, node, e, tries, limit)
             continue
         protected = route.table.protected
@@ -61,12 +70,14 @@ def _not_forbidden(route: "ServiceStage", client: "ClientStage", node: "Endpoint
 def _next_endpoint(route: "ServiceStage", client: "ClientStage", node: "Endpoint", e: BaseException,
                    tries: int, limit: int) -> "Endpoint":
     """Count a connect failure and choose the endpoint to try next (or raise)."""
-    client.connect_failures.value += 1
-    tls_reason = client.tls_failed(e, node) if is_tls_error(e) else None
-    if node.accrual is not None:
-        node.accrual.failure()  # failure accrual decides when the endpoint is marked dead
-    else:
-        node.down_until = _now() + 1.0
+    tls_reason = None
+    if not isinstance(e, FailedFast):  # (failFast: no connection was attempted)
+        client.connect_failures.value += 1
+        tls_reason = client.tls_failed(e, node) if is_tls_error(e) else None
+        if node.accrual is not None:
+            node.accrual.failure()  # failure accrual decides when the endpoint is marked dead
+        else:
+            node.down_until = max(node.down_until, _now() + 1.0)
     if tries >= limit or not client.policy.requeues.try_requeue():
         if tls_reason is not None:
             raise TlsFailed(route.explain(

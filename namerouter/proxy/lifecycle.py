@@ -82,7 +82,7 @@ class Lifecycle:
         "body", "body_bytes", "task", "policy", "status", "resp_len", "stale_retried", "trace",
         "trace_block", "retrying", "failed", "why", "diag", "held", "held_bytes", "held_resp", "deadline", "counted",
         "bind_deadline",
-        "dl_timer", "failure",
+        "dl_timer", "failure", "added",
     )
 
     def __init__(self, down: Any, server: "HttpServer", head: RequestHead) -> None:
@@ -115,6 +115,9 @@ class Lifecycle:
         #: the trace-context header lines of the current attempt (``l5d-ctx-trace``,
         #: ``l5d-reqid``, B3/W3C as the request came with them; CRLF-terminated)
         self.trace_block = b""
+        #: fields the server adds to the forwarded request (timestampHeader, Forwarded:
+        #: forwarded.py), set by the codec; None: none
+        self.added: Optional[list[tuple[bytes, bytes]]] = None
         #: the next attempt is a retry by the classifier (not a first try or a requeue)
         self.retrying = False
         #: the answer is a failure (the service's response classifier, or a router-made 5xx)

@@ -58,6 +58,8 @@ from ..metrics import MetricsRegistry
 from ..tls import HandshakeFailures, TlsConfigError, TlsRegistry, TlsSource
 from ..tracing import NO_TELEMETERS, RouterTracer, Tracer
 from .accesslog import AccessLog
+from .compression import Compression
+from .forwarded import AddedHeaders
 from .config import RouterConfig, ServerConfig
 from .identifiers import build_identifier
 from .message import RequestHead
@@ -89,6 +91,10 @@ class RouterCore:
             self.base_dtab = Dtab.read(config.dtab or "")
         except ValueError as e:
             raise ValueError(f"routers[{self.label}].dtab: {e}") from None
+        #: compressionLevel (compression.py; HTTP/1.1 routers): None = never
+        self.compression = Compression.of(getattr(config, "compressionLevel", None))
+        if config.originator:  # Linkerd marks an originating router in its stats only
+            metrics.gauge(f"rt/{self.label}/originator", lambda: 1.0)
         #: an HTTP/2 router (``protocol: h2``): its codec, identifiers, classifiers, clients
         self.h2 = config.protocol == "h2"
         h2 = _h2_parts(config) if self.h2 else None
@@ -129,9 +135,12 @@ class RouterCore:
             log.warning("router %s: streamingEnabled: false is not supported: bodies are still streamed "
                         "(with backpressure, in bounded memory) and chunked messages stay chunked "
                         "(see namerouter/proxy/config.py)", self.label)
-        log_path, append = ((getattr(config, "h2AccessLog", None), getattr(config, "h2AccessLogAppend", True))
-                            if self.h2 else (config.httpAccessLog, config.httpAccessLogAppend))
-        self.access_log: Optional[AccessLog] = AccessLog(log_path, append) if log_path else None
+        log_path, append, roll, count = (
+            (getattr(config, "h2AccessLog", None), getattr(config, "h2AccessLogAppend", True),
+             getattr(config, "h2AccessLogRollPolicy", "never"), getattr(config, "h2AccessLogRotateCount", -1))
+            if self.h2 else (config.httpAccessLog, config.httpAccessLogAppend, config.httpAccessLogRollPolicy,
+                             config.httpAccessLogRotateCount))
+        self.access_log: Optional[AccessLog] = AccessLog(log_path, append, roll, count) if log_path else None
 
     def resolve(self, head: RequestHead, system_namers: bool = True) -> tuple[ServiceStage, Optional[bytes]]:
         """The request's service stage (and its rewritten URI, if the identifier consumed
@@ -167,6 +176,10 @@ class HttpServer:
         self.ip = config.ip
         self.port = config.port
         self.reuse_port = reuse_port
+        #: timestampHeader / addForwardedHeader (forwarded.py); None: neither
+        self.added_headers = AddedHeaders.of(config, core.label, core.h2)
+        #: the ``socketOptions`` block (None: our defaults; socket_options.py)
+        self.socket_options = config.socketOptions
         self.clear_context = config.clearContext
         self.max_concurrent = config.maxConcurrentRequests
         self.max_call_depth = config.maxCallDepth
@@ -206,7 +219,11 @@ class HttpServer:
         return self.core.table.wheel()
 
     async def start(self) -> None:
+        opts = self.socket_options
         settings = ListenSettings(self.ip, self.port, reuse_port=self.reuse_port)
+        if opts is not None:
+            settings = ListenSettings(self.ip, self.port, reuse_port=self.reuse_port or opts.reusePort,
+                                      backlog=opts.backlog or settings.backlog, reuse_addr=opts.reuseAddr)
         if self.tls_config is not None:
             self._server = await listen_tls(settings, server_protocol(self, tls=True), self._tls_material)
         else:

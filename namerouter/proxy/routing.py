@@ -21,6 +21,7 @@ idle eviction (``idleTtlSecs``), so random Host headers cannot grow memory forev
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Any, Callable, Optional, Sequence
 
@@ -37,7 +38,9 @@ from .errors import BindingTimeout, NoHosts, NoRoute, RouterError
 from .message import HeaderBlock
 from .policy import ClientPolicy, PolicyTable, ServicePolicy
 from .pool import Endpoint, PoolSettings
+from .fail_fast import FailFast
 from .sessions import ClientSessions
+from .socket_options import ms as socket_ms
 from .stats import Cells, Scope, scope_label
 from .targets import AltTarget, ErrorTarget, LeafTarget, Target, UnionTarget
 from .timers import Timer, TimerWheel
@@ -173,6 +176,16 @@ class ClientStage:
         #: a response body that sends nothing this long is cut (sessions.py): the
         #: smallest of clientSession.idleTimeMs and requestAttemptTimeoutMs (the service's
         #: totalTimeoutMs joins in per request: Lifecycle.body_stall_s); None: unbounded
+        #: socketOptions (socket_options.py): set on new connections; readTimeoutMs bounds
+        #: the silence of a backend (waiting for a head, a body, idle in the pool)
+        self.socket_options: Any = getattr(self.policy, "socket_options", None)
+        opts = self.socket_options
+        self.read_s: Optional[float] = socket_ms(opts.readTimeoutMs) if opts is not None else None
+        self.write_s: Optional[float] = socket_ms(opts.writeTimeoutMs) if opts is not None else None
+        self.sessions.idle_s = _smallest(self.sessions.idle_s, self.read_s)
+        #: failFast: endpoints whose connect failed wait for a background reconnect
+        self.fail_fast: Optional[FailFast] = (FailFast(reg, prefix) if getattr(self.policy, "fail_fast", False)
+                                              else None)
         self.stall_s: Optional[float] = _smallest(self.sessions.idle_s, self.attempt_timeout_s)
         #: how often idle pooled connections are looked at (None: never)
         self._sweep_s = _smallest(self.pool.idle_time_s, self.sessions.idle_s, self.sessions.life_s)
@@ -307,9 +320,12 @@ class ClientStage:
         out: dict[str, Any] = {
             "ip": e.host, "port": e.port, "weight": e.weight, "outstanding": e.outstanding,
             "connections": e.open_conns, "idle": len(e.idle), "waiters": len(e.waiters or ())}
+        fail_fast_down = e.down_until == math.inf  # fail_fast.py: until a reconnect succeeds
+        if fail_fast_down:
+            out["failFast"] = "down"
         if e.accrual is not None:
             out["failureAccrual"] = e.accrual.state()
-        elif not e.available:  # no accrual policy: a connect failure avoids it for a second
+        elif not e.available and not fail_fast_down:  # no accrual policy: a connect failure avoids it for a second
             out["failureAccrual"] = {"kind": "none", "state": "dead",
                                      "retryInMs": int(max(0.0, e.down_until - _monotonic()) * 1000)}
         else:
@@ -324,6 +340,8 @@ class ClientStage:
         self._obs.close()
         for ep in self.endpoints.values():
             ep.retire()
+        if self.fail_fast is not None:
+            self.fail_fast.close()
         self.scope.drop()
         if self.connector.tls is not None:
             self.table.drop_handshake_failures(self.prefix)

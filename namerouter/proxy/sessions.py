@@ -99,6 +99,13 @@ class ServerSessions:
         self.life_s: Optional[float] = _ms(getattr(session, "lifeTimeMs", None))
         self.header_s: Optional[float] = _ms(getattr(session, "headerReadTimeoutMs", DEFAULT_HEADER_READ_MS))
         self.max_connections: Optional[int] = getattr(config, "maxConnections", None)
+        #: socketOptions.readTimeoutMs / writeTimeoutMs (socket_options.py): nothing read
+        #: or answered for that long, or the client not reading our answer: closed
+        opts = getattr(config, "socketOptions", None)
+        self.read_s: Optional[float] = _ms(getattr(opts, "readTimeoutMs", None))
+        self.write_s: Optional[float] = _ms(getattr(opts, "writeTimeoutMs", None))
+        self.read_timeouts: Counter = registry.counter(prefix + "socket/read_timeouts")
+        self.write_timeouts: Counter = registry.counter(prefix + "socket/write_timeouts")
         #: () -> the router's TimerWheel
         self.wheel = wheel
         self.admission = admission()
@@ -112,7 +119,8 @@ class ServerSessions:
     @property
     def active(self) -> bool:
         """Whether connections need a watch at all."""
-        return self.idle_s is not None or self.life_s is not None or self.header_s is not None
+        return (self.idle_s is not None or self.life_s is not None or self.header_s is not None
+                or self.read_s is not None or self.write_s is not None)
 
     def admit(self) -> Optional[str]:
         """Count a new connection in, or say why it is refused (the codec answers 503)."""
@@ -146,6 +154,23 @@ class ServerSessions:
     def lingered(self) -> None:
         self.admission.lingering -= 1
 
+    def socket_check(self, now: float, quiet_since: float, write_paused_at: float) -> Optional[str]:
+        """socketOptions: why a connection quiet since ``quiet_since`` (its writes blocked
+        since ``write_paused_at``, 0: not blocked) must close now, or None."""
+        rs, ws = self.read_s, self.write_s
+        if rs is not None and now - quiet_since >= rs:
+            self.read_timeouts.value += 1
+            return "read"
+        if ws is not None and write_paused_at and now - write_paused_at >= ws:
+            self.write_timeouts.value += 1
+            return "write"
+        return None
+
+    def socket_period(self) -> Optional[float]:
+        """How often socket timeouts are looked at (half the smallest), None: never."""
+        xs = [x for x in (self.read_s, self.write_s) if x is not None]
+        return min(xs) / 2 if xs else None
+
     def watch(self, conn: Any, first_check: float) -> Optional["ConnectionWatch"]:
         """Start watching ``conn`` (first check at ``first_check``, monotonic time)."""
         if not self.active:
@@ -154,7 +179,7 @@ class ServerSessions:
 
     def first_check(self, born: float) -> float:
         """When a new connection is first looked at: when its first head is due (or idle)."""
-        limits = [x for x in (self.header_s, self.idle_s, self.life_s) if x is not None]
+        limits = [x for x in (self.header_s, self.idle_s, self.life_s, self.read_s, self.write_s) if x is not None]
         return born + min(limits) if limits else born
 
 

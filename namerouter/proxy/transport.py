@@ -32,7 +32,6 @@ client offers, preferred first: ``http/1.1`` for HTTP routers, ``h2`` for h2 rou
 from __future__ import annotations
 
 import asyncio
-import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -40,6 +39,7 @@ from ..tls.errors import HandshakeFailures
 from ..tls.peer import PeerCert
 from ..tls.reloading import ClientTlsParams, TlsSource
 from ..tls.server import TlsServer
+from .socket_options import SocketOptionsConfig, apply as apply_socket_options
 
 if TYPE_CHECKING:  # pragma: no cover
     from .pool import Endpoint
@@ -49,15 +49,13 @@ if TYPE_CHECKING:  # pragma: no cover
 CONNECT_TIMEOUT_S = 3.0
 
 
-def set_nodelay(transport: asyncio.BaseTransport) -> None:
+def set_nodelay(transport: asyncio.BaseTransport, opts: Optional[SocketOptionsConfig] = None) -> None:
     """Disable Nagle on a proxied connection: a small head or body must leave at once
-    (batching already makes one send per read event)."""
+    (batching already makes one send per read event); with a ``socketOptions`` block,
+    set its options instead (socket_options.py)."""
     sock = transport.get_extra_info("socket")
     if sock is not None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
+        apply_socket_options(sock, opts)
 
 
 def client_cert_of(transport: asyncio.BaseTransport) -> Optional[bytes]:
@@ -182,12 +180,14 @@ class ListenSettings:
     #: share the port with other processes (the workers of ``namerouter --workers N``)
     reuse_port: bool = False
     backlog: int = 1024
+    #: ``socketOptions.reuseAddr`` (SO_REUSEADDR before bind)
+    reuse_addr: bool = True
 
 
 async def listen(settings: ListenSettings, protocol: Callable[[], asyncio.Protocol]) -> asyncio.AbstractServer:
     """A plaintext listener."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(protocol, settings.ip, settings.port, reuse_address=True,
+    return await loop.create_server(protocol, settings.ip, settings.port, reuse_address=settings.reuse_addr,
                                     reuse_port=settings.reuse_port or None, backlog=settings.backlog)
 
 
@@ -202,7 +202,7 @@ async def listen_tls(settings: ListenSettings, protocol: Callable[[], asyncio.Ba
     of the bound port, then accepts. Whatever ``material`` raises (a TLS file that
     changed since the config was checked) closes the socket and propagates."""
     server = TlsServer(protocol, None)
-    await server.listen(settings.ip, settings.port, backlog=settings.backlog,
+    await server.listen(settings.ip, settings.port, backlog=settings.backlog, reuse_address=settings.reuse_addr,
                         reuse_port=settings.reuse_port or None, start=False)
     try:
         server.source, server.failures = material(server.port)

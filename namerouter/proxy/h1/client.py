@@ -96,6 +96,12 @@ class H1ClientConnection(Coalescing):
         self.watch: Optional[ConnectionWatch] = None
         #: whether response bodies may be cut for stalling on this router at all
         self.watch_bodies: bool = endpoint.stage.watch_bodies
+        #: socketOptions.readTimeoutMs / writeTimeoutMs of this client (None: unbounded):
+        #: a backend silent that long while a response is due, or not reading our
+        #: request that long, is cut (socket_options.py)
+        self.read_s: Optional[float] = endpoint.stage.read_s
+        self.write_s: Optional[float] = endpoint.stage.write_s
+        self.write_paused_at = 0.0
 
     # --- the upstream interface (called by the lifecycle) -------------------------------
     def send_request(self, lc: "Lifecycle", body: Optional[list[bytes]]) -> None:
@@ -107,6 +113,9 @@ class H1ClientConnection(Coalescing):
         cert = head.client_cert
         if cert is not None and (lc.server.forward_client_cert or leaf.client.forward_client_cert):  # type: ignore[union-attr]
             dst = dst + b"x-forwarded-client-cert: " + cert + b"\r\n"
+        added = lc.added
+        if added is not None:  # timestampHeader, Forwarded (forwarded.py)
+            dst = dst + b"".join(b"%b: %b\r\n" % f for f in added)
         parts = request_head(head, lc.uri, leaf.client.authority, self.default_host,  # type: ignore[union-attr]
                              dst, lc.trace_block, lc.deadline)
         if body:
@@ -117,6 +126,8 @@ class H1ClientConnection(Coalescing):
         if head.chunked and lc.upload_complete:
             parts.append(LAST_CHUNK)
         self.write(b"".join(parts))
+        if self.read_s is not None or self.write_s is not None:
+            self._watch_socket()
 
     def send_body(self, data: bytes) -> None:
         self.write(chunk(data) if self.chunked_up else data)
@@ -158,7 +169,7 @@ class H1ClientConnection(Coalescing):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
         self.born = _now()
-        set_nodelay(transport)
+        set_nodelay(transport, self.endpoint.stage.socket_options)
         self.endpoint.conn_opened()
 
     def data_received(self, data: bytes) -> None:
@@ -209,6 +220,8 @@ class H1ClientConnection(Coalescing):
 
     def pause_writing(self) -> None:
         # The backend is slower than the upload: stop reading the client.
+        if self.write_s is not None:
+            self.write_paused_at = _now()
         lc = self.lc
         if lc is not None:
             lc.down.pause_request_body(self)
@@ -216,6 +229,7 @@ class H1ClientConnection(Coalescing):
             self.tunnel.pause_request_body(self)
 
     def resume_writing(self) -> None:
+        self.write_paused_at = 0.0
         lc = self.lc
         if lc is not None:
             lc.down.resume_request_body(self)
@@ -368,20 +382,49 @@ class H1ClientConnection(Coalescing):
         else:
             w.arm(now + s)
 
+    def _watch_socket(self) -> None:
+        """socketOptions: a request went out; watch for a silent backend (readTimeoutMs)
+        and one that does not read it (writeTimeoutMs)."""
+        now = self.rx_at = _now()
+        due = min(x for x in (self.read_s, self.write_s) if x is not None)
+        w = self.watch
+        if w is None:
+            self.watch = ConnectionWatch(self, self.endpoint.stage.table.wheel(), now + due)
+        else:
+            w.arm(now + due)
+
     def session_check(self, now: float) -> Optional[float]:
         lc = self.lc
-        if lc is None or self.state == HEAD or self.closed:
+        head_wait = self.state == HEAD and (self.read_s is not None or self.write_s is not None)
+        if lc is None or (self.state == HEAD and not head_wait) or self.closed:
             self._unwatch()
             return None
+        ws = self.write_s
+        if ws is not None and self.write_paused_at:
+            if now - self.write_paused_at >= ws:
+                return self._socket_timeout(lc, f"the request to {self.endpoint.label} was not read for "
+                                                f"{ws * 1000:.0f} ms (socketOptions.writeTimeoutMs)")
+        stall = self.stall_s if not head_wait else self.read_s
+        if not stall:  # writeTimeoutMs only: look again while the response is due
+            return now + (ws or 1.0) / 2
         if self.paused:
-            return now + self.stall_s
-        end = self.rx_at + self.stall_s
+            return now + stall
+        end = self.rx_at + stall
         if now < end:
-            return end
+            return end if ws is None else min(end, now + ws / 2)
+        if head_wait:
+            return self._socket_timeout(lc, f"no response head from {self.endpoint.label}: nothing received for "
+                                            f"{stall * 1000:.0f} ms (socketOptions.readTimeoutMs)")
         self._unwatch()
         lc.upstream_broken(self, f"the response body from {self.endpoint.label} stalled: nothing received for "
                                  f"{self.stall_s * 1000:.0f} ms (clientSession.idleTimeMs / request timeouts)",
                            STALLED)
+        self.abort()
+        return None
+
+    def _socket_timeout(self, lc: "Lifecycle", message: str) -> Optional[float]:
+        self._unwatch()
+        lc.upstream_broken(self, message, STALLED)
         self.abort()
         return None
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import httptools
 
 from ..batch import BATCH, Coalescing
+from ..compression import GzipDown
 from ..errors import BadRequest, RequestReadTimeout, RouterError, error_response
 from ..lifecycle import Lifecycle
 from ..phases import RESPONDING
@@ -154,6 +155,8 @@ class H1ServerConnection(Coalescing):
         self.abort_after = False
         self.linger = False
         self.write_paused = False
+        #: since when our writes are blocked (socketOptions.writeTimeoutMs; 0: not blocked)
+        self.write_paused_at = 0.0
         self.pause_keys: set[Any] = set()
         self.tunnel: Any = None
         self.upgrade_buf: Optional[list[bytes]] = None
@@ -179,7 +182,7 @@ class H1ServerConnection(Coalescing):
     # --- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
-        set_nodelay(transport)
+        set_nodelay(transport, self.server.socket_options)
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else "-"
         if self.server.collect_client_cert:
@@ -254,12 +257,14 @@ class H1ServerConnection(Coalescing):
     def pause_writing(self) -> None:
         # The client reads slower than the upstream sends: stop reading the upstream.
         self.write_paused = True
+        self.write_paused_at = _now()
         up = self._upstream()
         if up is not None:
             up.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self.write_paused_at = 0.0
         up = self._upstream()
         if up is not None:
             up.resume_reading()
@@ -402,6 +407,12 @@ class H1ServerConnection(Coalescing):
         """A request head was read: queue its lifecycle (it starts when its turn comes)."""
         self.head_since = 0.0
         lc = Lifecycle(self, self.server, head)
+        adds = self.server.added_headers
+        if adds is not None:  # timestampHeader, addForwardedHeader (forwarded.py)
+            lc.added = adds.fields(head, self)
+        gz = self.server.core.compression
+        if gz is not None and gz.wants(head):  # compressionLevel (compression.py)
+            lc.down = GzipDown(self, gz)
         self.parsing = lc
         if complete:
             lc.request_end()
@@ -612,6 +623,12 @@ class H1ServerConnection(Coalescing):
                 self._body_timeout(s, lc)
                 return None if self.closed else now + idle
             nxt = min(nxt, now + idle / 2)
+        period = s.socket_period()
+        if period is not None:  # socketOptions.readTimeoutMs / writeTimeoutMs
+            if s.socket_check(now, self.quiet_since, self.write_paused_at) is not None:
+                self.close(abort=True)
+                return None
+            nxt = min(nxt, now + period)
         if nxt == math.inf:  # busy answering: nothing is due from the client; look again later
             nxt = now + min(x for x in (idle / 2 if idle is not None else None, header, life) if x is not None)
         return nxt

@@ -87,7 +87,7 @@ class H2Accept(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        set_nodelay(transport)
+        set_nodelay(transport, self.server.socket_options)
         refusal = self.server.connection_made(self)
         if refusal is not None:  # over the limits of sessions.py
             self._refuse(503, refusal)

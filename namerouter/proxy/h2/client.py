@@ -107,6 +107,8 @@ class H2Slot(Sender):
             cert = None
         headers = request_headers(head, lc.uri, client.authority, session.default_authority,
                                   leaf.dst, lc.trace_block, lc.deadline, cert)  # type: ignore[union-attr]
+        if lc.added is not None:  # timestampHeader, forwarded (forwarded.py)
+            headers += lc.added
         trailers = head.trailers
         end = lc.upload_complete and not body and not trailers
         try:
@@ -290,7 +292,7 @@ class H2ClientSession(H2Conn):
 
     # --- asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
-        self.start(transport, client_side=True)
+        self.start(transport, client_side=True, socket_options=self.endpoint.stage.socket_options)
         self.endpoint.conn_opened()
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:

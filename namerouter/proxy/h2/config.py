@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
+from ..accesslog import check_roll_policy, check_rotate_count
 from ..config import RouterConfig, ServerConfig
 from ..policy.config import (
     ClientPolicyFields, ClientPrefixConfig, GlobalClientConfig, GlobalServiceConfig, ServicePrefixConfig,
@@ -219,9 +220,15 @@ class H2RouterConfig(RouterConfig):
     #: the access log's path (none when absent); ``h2AccessLogAppend: false`` truncates it
     h2AccessLog: Optional[str] = None
     h2AccessLogAppend: bool = True
+    #: rotation, as httpAccessLogRollPolicy / httpAccessLogRotateCount (accesslog.py)
+    h2AccessLogRollPolicy: str = field(default="never", metadata={"check": check_roll_policy})
+    h2AccessLogRotateCount: int = field(default=-1, metadata={"min": -1, "check": check_rotate_count})
     # HTTP/1.1 router keys, not keys of an h2 router (see the module docstring)
     httpAccessLog: Optional[str] = field(default=None, init=False)
     httpAccessLogAppend: bool = field(default=True, init=False)
+    httpAccessLogRollPolicy: str = field(default="never", init=False)
+    compressionLevel: Optional[int] = field(default=None, init=False)
+    httpAccessLogRotateCount: int = field(default=-1, init=False)
     maxHeadersKB: int = field(default=8, init=False)
     maxInitialLineKB: int = field(default=4, init=False)
     maxErrResponseKB: int = field(default=5120, init=False)

@@ -145,9 +145,9 @@ class H2Conn(asyncio.Protocol):
     #: streams by id
     streams: dict[int, Any]
 
-    def start(self, transport: asyncio.BaseTransport, client_side: bool) -> None:
+    def start(self, transport: asyncio.BaseTransport, client_side: bool, socket_options: Any = None) -> None:
         self.transport = transport
-        set_nodelay(transport)
+        set_nodelay(transport, socket_options)
         self.streams = {}
         self.h2 = self.settings.connection(client_side)
 

@@ -303,7 +303,7 @@ class H2ServerConnection(H2Conn):
 
     # --- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
-        self.start(transport, client_side=False)
+        self.start(transport, client_side=False, socket_options=self.server.socket_options)
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else "-"
         self.remote = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and len(peer) >= 2 else None
@@ -398,6 +398,12 @@ class H2ServerConnection(H2Conn):
                 self.close()
                 return None
             nxt = min(nxt, now + idle / 2)
+        period = s.socket_period()
+        if period is not None:  # socketOptions.readTimeoutMs / writeTimeoutMs
+            if s.socket_check(now, self.quiet_since, 0.0) is not None:
+                self.close()
+                return None
+            nxt = min(nxt, now + period)
         if nxt == math.inf:
             return None if self.draining else now + 60.0
         return nxt
@@ -425,6 +431,9 @@ class H2ServerConnection(H2Conn):
         st = H2ServerStream(self, sid, head)
         self.streams[sid] = st
         lc = Lifecycle(st, self.server, head)
+        adds = self.server.added_headers
+        if adds is not None:  # timestampHeader, addForwardedHeader (forwarded.py)
+            lc.added = adds.fields(head, self)
         st.lc = lc
         if ended:
             st.remote_ended = True
@@ -578,7 +587,7 @@ class H2ServerConnection(H2Conn):
 def _first_wait(sessions: Any) -> float:
     """How long after its start an HTTP/2 connection is first checked (a head-read limit
     does not apply: ``h2`` bounds header blocks by ``maxHeaderListBytes``)."""
-    limits = [x for x in (sessions.idle_s, sessions.life_s) if x is not None]
+    limits = [x for x in (sessions.idle_s, sessions.life_s, sessions.read_s) if x is not None]
     return min(limits) if limits else 60.0
 
 

@@ -18,6 +18,7 @@ from typing import Optional, Union
 
 from ...tls.config import ClientTlsConfig, check_common_name_vars
 from ..balancer_config import LoadBalancerConfig
+from ..socket_options import SocketOptionsConfig
 
 #: HTTP response classifiers (``classifiers.py``); the ``io.l5d.h2.*`` twins are accepted
 #: as aliases because an HTTP/1.1 request classifies the same way.
@@ -214,6 +215,11 @@ class ClientPolicyFields:
     requeueBudget: Optional[RetryBudgetConfig] = None
     hostConnectionPool: Optional[HostConnectionPoolConfig] = None
     clientSession: Optional[ClientSessionConfig] = None
+    #: Linkerd's ``socketOptions`` on backend connections (namerouter/proxy/socket_options.py)
+    socketOptions: Optional[SocketOptionsConfig] = None
+    #: Finagle's failFast: an endpoint whose connect fails is avoided until a background
+    #: reconnect succeeds (namerouter/proxy/fail_fast.py); Linkerd's default false
+    failFast: Optional[bool] = None
     #: Linkerd's client TLS block (namerouter/tls/config.py); ``enabled: false`` under a
     #: more specific prefix turns it off again.
     tls: Optional[ClientTlsConfig] = None

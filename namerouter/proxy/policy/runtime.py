@@ -109,7 +109,7 @@ class ClientPolicy:
     """The merged ``client`` settings of one bound id, compiled once."""
 
     __slots__ = ("load_balancer", "attempt_timeout_s", "accrual", "requeues", "pool", "attempt_timeouts",
-                 "captures", "tls", "forward_client_cert", "session")
+                 "captures", "tls", "forward_client_cert", "session", "socket_options", "fail_fast")
 
     def __init__(self, keys: dict[str, Any], captures: dict[str, str], registry: MetricsRegistry,
                  prefix: str) -> None:
@@ -126,6 +126,10 @@ class ClientPolicy:
         self.pool = keys.get("hostConnectionPool")
         #: clientSession {idleTimeMs, lifeTimeMs} (sessions.ClientSessions)
         self.session = keys.get("clientSession")
+        #: socketOptions (socket_options.py): set on each backend connection
+        self.socket_options = keys.get("socketOptions")
+        #: failFast (fail_fast.py)
+        self.fail_fast = bool(keys.get("failFast"))
         self.attempt_timeouts: Counter = registry.counter(prefix + "failures/" + ATTEMPT_TIMEOUT_EXC)
         #: the client ``tls`` block (None: plaintext); the route table turns it into a Connector
         self.tls = keys.get("tls")
@@ -154,6 +158,7 @@ class PolicyTable:
         #: whether any response body of this router may be cut for stalling (sessions.py):
         #: backend connections watch bodies only then
         self.body_stalls = (self.attempt_timeouts or self.clients.any_sets("clientSession")
+                            or self.clients.any_sets("socketOptions")
                             or self.services.any_sets("totalTimeoutMs"))
         self._svc: dict[str, ServicePolicy] = {}
         #: () -> the router's TimerWheel
