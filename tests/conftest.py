@@ -112,6 +112,7 @@ INTEGRATION_MODULES = frozenset((
     "test_proxy_tls", "test_proxy_tls_mesh", "test_linkerd_examples_tls_run",
     "test_zk_discovery_namers",
     "test_tracing_routers",
+    "test_parity_behaviours",
 ))
 SLOW_MODULES = frozenset((
     "test_admin_dashboard", "test_dtab_properties", "test_k8s_namer", "test_namerd_api", "test_proxy_streaming", "test_namerd_http_interpreter", "test_resilience_failures",

@@ -460,7 +460,9 @@ class H1ServerConnection(Coalescing):
             framing += encode.CLOSE
         elif head.version == "1.0":
             framing += encode.KEEP_ALIVE
-        self.write(encode.response_head(resp, extra.h1, framing, bool(extra), self.clear_context, unrewrite))
+        # clearContext: no l5d-* line reaches the client, the router's classification included
+        self.write(encode.response_head(resp, b"" if self.clear_context else extra.h1, framing, bool(extra),
+                                        self.clear_context, unrewrite))
 
     def send_body(self, data: bytes) -> None:
         self.write(encode.chunk(data) if self.resp_chunked else data)
@@ -478,7 +480,7 @@ class H1ServerConnection(Coalescing):
         core = self.server.core
         self.write(error_response(
             err.status, err.message, keep_alive=keep, retryable=err.retryable, max_body=core.max_err_bytes,
-            max_header=core.max_header_bytes, head_only=head.method == b"HEAD"))
+            max_header=core.max_header_bytes, head_only=head.method == b"HEAD", hide=self.clear_context))
         return keep
 
     def send_status(self, lc: Lifecycle, status: int, drainable: bool) -> bool:
@@ -630,7 +632,7 @@ class H1ServerConnection(Coalescing):
         if got:  # a client that never sent a byte gets no answer (nginx does the same)
             self.server.record_refused(408)
             self.write(error_response(408, message, keep_alive=False, max_body=self.server.core.max_err_bytes,
-                                      max_header=self.max_headers))
+                                      max_header=self.max_headers, hide=self.clear_context))
             self.linger = True
         self.close()
 
@@ -647,7 +649,8 @@ class H1ServerConnection(Coalescing):
         """Admission said no: 503 with the reason, then close (lingering while the 503
         goes out, if not too many refused connections do already)."""
         self.write(error_response(503, message, keep_alive=False, retryable=True,
-                                  max_body=self.server.core.max_err_bytes, max_header=self.max_headers))
+                                  max_body=self.server.core.max_err_bytes, max_header=self.max_headers,
+                                  hide=self.clear_context))
         if self.sessions.may_linger():
             self.refused = True
             self.linger = True
@@ -670,7 +673,8 @@ class H1ServerConnection(Coalescing):
         # Linkerd answers 400 for every framing error, oversized heads included.
         self.server.record_refused(400)
         self.write(error_response(400, f"malformed request: {message}", keep_alive=False,
-                                  max_body=self.server.core.max_err_bytes, max_header=self.max_headers))
+                                  max_body=self.server.core.max_err_bytes, max_header=self.max_headers,
+                                  hide=self.clear_context))
         self.linger = True
         self.close()
 
