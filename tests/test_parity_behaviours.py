@@ -104,3 +104,103 @@ async def test_clear_context_drops_the_routers_classification_headers(tmp_path):
             assert "l5d-" not in out.lower(), out
         finally:
             await rp.stop()
+
+
+# --- texts and shapes (MaxCallDepthFilterTest, DelegateApiHandlerTest, HttpControlServiceTest) --
+
+#: DelegateApiHandlerTest's dtab without its test-only error namer
+_DELEGATE_DTAB = ("/bah/humbug => /$/inet/127.1/8080 ; /foo => /bah | /$/fail ; /foo => /bar ; "
+                  "/boo => /foo ; /meh => /heh ; /neg => ~")
+
+
+async def test_max_call_depth_text_through_curl():
+    from namerouter.proxy import ServerConfig
+    from tests.support.backends import RouterHarness
+
+    servers = [ServerConfig(port=free_port(), maxCallDepth=9)]
+    async with Backend("a") as a, RouterHarness(f"/svc/a => /$/inet/127.1/{a.port}", servers=servers) as h:
+        via = ", ".join(["1.1 x"] * 10)
+        code, out = await curl("-H", "Host: a", "-H", f"Via: {via}", f"http://127.0.0.1:{h.port}/")
+        assert out == "Maximum number of calls (9) has been exceeded. Please check for proxy loops.\n\n400", out
+        assert not a.requests
+
+
+@pytest.fixture
+async def two_routers(tmp_path):
+    """A router process with two routers, so /delegator.json has no default namespace."""
+    admin = free_port()
+    p = tmp_path / "two.yaml"
+    p.write_text(f"""admin:
+  ip: 127.0.0.1
+  port: {admin}
+routers:
+- protocol: http
+  label: plain
+  dtab: /svc => /$/inet/127.1/1
+  servers:
+  - {{port: {free_port()}, ip: 127.0.0.1}}
+- protocol: http
+  label: other
+  dtab: /svc => /$/inet/127.1/2
+  servers:
+  - {{port: {free_port()}, ip: 127.0.0.1}}
+""")
+    rp = RouterProcess(p, admin)
+    await rp.start()
+    try:
+        yield f"http://127.0.0.1:{admin}"
+    finally:
+        await rp.stop()
+
+
+async def test_router_delegator_json_is_compact_as_jackson_writes_it(two_routers):
+    base = two_routers
+    code, out = await curl("-G", "--data-urlencode", f"dtab={_DELEGATE_DTAB}",
+                           f"{base}/delegator.json?namespace=plain&path=/boo/humbug")
+    body, status = out.rsplit("\n", 1)
+    assert status == "200"
+    assert body == (
+        '{"type":"delegate","path":"/boo/humbug","delegate":{'
+        '"type":"alt","path":"/foo/humbug","dentry":{"prefix":"/boo","dst":"/foo"},"alt":['
+        '{"type":"neg","path":"/bar/humbug","dentry":{"prefix":"/foo","dst":"/bar"}},'
+        '{"type":"delegate","path":"/bah/humbug",'
+        '"dentry":{"prefix":"/foo","dst":"/bah | /$/fail"},"delegate":{'
+        '"type":"leaf","path":"/$/inet/127.1/8080","dentry":{"prefix":"/bah/humbug",'
+        '"dst":"/$/inet/127.1/8080"},'
+        '"bound":{"addr":{"type":"bound","addrs":[{"ip":"127.0.0.1","port":8080,"meta":{}}],"meta":{}},'
+        '"id":"/$/inet/127.1/8080","path":"/"}}},'
+        '{"type":"fail","path":"/$/fail/humbug","dentry":{"prefix":"/foo","dst":"/bah | /$/fail"}}]}}')
+    code, out = await curl("-G", "--data-urlencode", f"dtab={_DELEGATE_DTAB}",
+                           f"{base}/delegator.json?namespace=plain&path=/neg")
+    assert out == ('{"type":"delegate","path":"/neg","delegate":'
+                   '{"type":"neg","path":"~","dentry":{"prefix":"/neg","dst":"~"}}}\n200'), out
+
+
+async def test_router_delegator_bad_input_is_400_before_the_namespace(two_routers):
+    base = two_routers
+    code, out = await curl(f"{base}/delegator.json?path=/boo/humbug&dtab=invalid-param")
+    assert out == "Invalid dtab: '/' expected but 'i' found at '[i]nvalid-param'\n400", out
+    code, out = await curl(f"{base}/delegator.json?path=invalid-param&namespace=label")
+    assert out == "Invalid path: '/' expected but 'i' found at '[i]nvalid-param'\n400", out
+    # a good path and dtab with no namespace among two routers: which router is unknown
+    code, out = await curl(f"{base}/delegator.json?path=/boo&dtab=/boo=>/foo")
+    assert out.endswith("\n404"), out
+
+
+async def test_namerd_delegate_is_compact_without_trailing_newline(tmp_path):
+    from tests.support.namerd_proc import NamerdProcess
+
+    disco = tmp_path / "disco"
+    disco.mkdir()
+    n = NamerdProcess(str(tmp_path), str(disco))
+    await n.start()
+    try:
+        await n.put_dtab("/yeezy=>/yeezus")
+        code, out = await curl(f"{n.url}/api/1/delegate/default?path=/yeezy")
+        assert out == ('{"type":"delegate","path":"/yeezy","delegate":{"type":"neg","path":"/yeezus",'
+                       '"dentry":{"prefix":"/yeezy","dst":"/yeezus"}}}\n200'), out
+        code, out = await curl("-G", "--data-urlencode", "dtab=/foo=>/bar", f"{n.url}/api/1/delegate?path=/foo")
+        assert out == ('{"type":"delegate","path":"/foo","delegate":{"type":"neg","path":"/bar",'
+                       '"dentry":{"prefix":"/foo","dst":"/bar"}}}\n200'), out
+    finally:
+        await n.kill()

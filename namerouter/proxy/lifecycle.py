@@ -163,8 +163,9 @@ class Lifecycle:
                 raise Overloaded(f"server {server.ip}:{server.port} is at maxConcurrentRequests "
                                  f"({server.max_concurrent}); request rejected")
             if head.via is not None and head.via.count(b",") + 1 > server.max_call_depth:
-                raise BadRequest(f"Maximum number of calls ({server.max_call_depth}) has been exceeded "
-                                 "(Via header); please check for proxy loops")
+                # Linkerd's MaxCallDepthExceeded text, word for word
+                raise BadRequest(f"Maximum number of calls ({server.max_call_depth}) has been exceeded. "
+                                 "Please check for proxy loops.")
             route, new_uri = core.resolve(head, server.system_namers)
         except Exception as e:
             self._routing_failed(e)
