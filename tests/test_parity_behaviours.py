@@ -204,3 +204,72 @@ async def test_namerd_delegate_is_compact_without_trailing_newline(tmp_path):
                        '"dentry":{"prefix":"/foo","dst":"/bar"}}}\n200'), out
     finally:
         await n.kill()
+
+
+# --- retries (RetriesEndToEndTest, ResponseClassificationEndToEndTest) --------------------------
+
+async def _metrics(admin: int) -> dict:
+    code, out = await curl(f"http://127.0.0.1:{admin}/admin/metrics.json")
+    return json.loads(out.rsplit("\n", 1)[0])
+
+
+async def test_downstream_retryable_5xx_is_retried_under_the_default_classifier(tmp_path):
+    """front -> back -> nothing listening: back answers 502 + l5d-retryable: true, and front
+    (no service block: the default classifier) retries it until its default budget (10/s
+    x 10 s reserve + 20 % of 1 request) is spent: exactly 100 retries."""
+    admin, front, back, dead = free_port(), free_port(), free_port(), free_port()
+    cfg = tmp_path / "chain.yaml"
+    cfg.write_text(f"""admin: {{ip: 127.0.0.1, port: {admin}}}
+routers:
+- protocol: http
+  label: front
+  dtab: /svc/x => /$/inet/127.1/{back}
+  servers: [{{port: {front}, ip: 127.0.0.1}}]
+- protocol: http
+  label: back
+  dtab: /svc/x => /$/inet/127.1/{dead}
+  servers: [{{port: {back}, ip: 127.0.0.1}}]
+""")
+    rp = RouterProcess(cfg, admin)
+    await rp.start()
+    try:
+        code, out = await curl("-i", "-H", "Host: x", f"http://127.0.0.1:{front}/")
+        assert out.startswith("HTTP/1.1 502"), out
+        assert "l5d-retryable: true" in out  # the last answer is relayed as it came
+        m = await _metrics(admin)
+        assert m["rt/front/service/svc/x/retries/total"] == 100
+        assert m["rt/front/service/svc/x/retries/budget_exhausted"] == 1
+        assert m[f"rt/front/client/$/inet/127.1/{back}/status/502"] == 101
+        assert m["rt/front/service/svc/x/requests"] == 1
+        assert m["rt/back/service/svc/x/requests"] == 101
+    finally:
+        await rp.stop()
+
+
+async def test_plain_5xx_is_not_retried_by_default_and_budget_gauges(tmp_path):
+    async with Backend("a") as a:
+        admin, port = free_port(), free_port()
+        cfg = tmp_path / "one.yaml"
+        cfg.write_text(f"""admin: {{ip: 127.0.0.1, port: {admin}}}
+routers:
+- protocol: http
+  label: r
+  dtab: /svc/a => /$/inet/127.1/{a.port}
+  servers: [{{port: {port}, ip: 127.0.0.1}}]
+""")
+        rp = RouterProcess(cfg, admin)
+        await rp.start()
+        try:
+            for _ in range(9):
+                code, out = await curl("-H", "Host: a", f"http://127.0.0.1:{port}/pong")
+                assert out == "pong\n200", out
+            code, out = await curl("-H", "Host: a", f"http://127.0.0.1:{port}/status/500")
+            assert out.endswith("500"), out
+            assert len(a.requests) == 10  # the 500 (no l5d-retryable) was not retried
+            m = await _metrics(admin)
+            # Finagle's RetryBudget: (10/s x 10 s reserve + 20 % of 10 deposits) = 102
+            assert m["rt/r/service/svc/a/retries/budget"] == 102
+            assert m[f"rt/r/client/$/inet/127.1/{a.port}/retries/budget"] == 102
+            assert m["rt/r/service/svc/a/retries/total"] == 0
+        finally:
+            await rp.stop()

@@ -183,6 +183,8 @@ class Lifecycle:
             return
         if route.policy is not None:
             self.policy = route.policy.begin(self)
+        else:
+            route.service_policy.budget.deposit()  # Finagle's RetryFilter: every request earns credit
         self.dispatch()
 
     def _incoming_deadline(self) -> bool:
@@ -384,6 +386,10 @@ class Lifecycle:
         extra: Optional[HeaderBlock] = EMPTY_BLOCK
         policy = self.policy
         trace = self.trace
+        if policy is None and status >= 500 and resp.retryable and self._replayable():
+            # A router further down says the request never reached a service: retried
+            # under the default classifier too, as Linkerd does, within the name's budget.
+            policy = self.policy = self.route.service_policy.begin(self, False)  # type: ignore[union-attr]
         if policy is not None:
             extra = policy.on_response(self, resp)
             if extra is None:
@@ -409,6 +415,11 @@ class Lifecycle:
             self.held_bytes = 0 if cl is not None and cl <= DIAGNOSTIC_BODY_LIMIT else -1
             return
         self.down.send_response_head(self, resp, extra, self._unrewrite())
+
+    def _replayable(self) -> bool:
+        """The request can be sent again without a policy having kept its body: it has none."""
+        head = self.head
+        return not head.has_body and head.upgrade is None and self.upload is COMPLETE and self.route is not None
 
     def _unrewrite(self) -> Optional[tuple[bytes, bytes]]:
         authority = self.leaf.client.authority  # type: ignore[union-attr]

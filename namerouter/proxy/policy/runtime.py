@@ -67,9 +67,14 @@ class ServicePolicy:
     metrics (``rt/<label>/service/<name>/retries/...``)."""
 
     def __init__(self, keys: dict[str, Any], registry: MetricsRegistry, prefix: str,
-                 attempt_timeouts_possible: bool, wheel: Any = None, headers: bool = True) -> None:
+                 attempt_timeouts_possible: bool, wheel: Any = None, headers: bool = True,
+                 active: bool = True) -> None:
         #: () -> the router's TimerWheel (created on first use, on the running loop)
         self.wheel = wheel
+        #: every request of the name needs a RequestPolicy (a service block, or attempt
+        #: timeouts); otherwise requests only deposit into the budget, and one gets a
+        #: policy late when a router further down answers a retryable 5xx
+        self.active = active
         self.prefix = prefix
         self.registry = registry
         total = keys.get("totalTimeoutMs")
@@ -96,9 +101,10 @@ class ServicePolicy:
         """False once the registry dropped this name's metrics (stage evicted)."""
         return self.registry.get(self.retries_total.name) is self.retries_total
 
-    def begin(self, lc: "Lifecycle") -> "RequestPolicy":
-        """A request for this name starts (called by ``Lifecycle.start``)."""
-        return RequestPolicy(lc, self)
+    def begin(self, lc: "Lifecycle", deposit: bool = True) -> "RequestPolicy":
+        """A request for this name starts (called by ``Lifecycle.start``), or, with
+        ``deposit`` False, a request that already deposited needs a policy late."""
+        return RequestPolicy(lc, self, deposit)
 
 
 class ClientPolicy:
@@ -155,10 +161,11 @@ class PolicyTable:
         #: () -> the router's TimerWheel
         self.wheel = wheel if wheel is not None else _own_wheel()
 
-    def service(self, name: Any) -> Optional[ServicePolicy]:
-        """The policy for a logical name, or None when requests need no per-request policy."""
-        if not self.service_configured and not self.attempt_timeouts:
-            return None
+    def service(self, name: Any) -> ServicePolicy:
+        """The policy for a logical name. Every name has one, as in Linkerd (its retry
+        budget and ``retries/budget`` gauge; a 5xx with ``l5d-retryable`` from a router
+        further down is retried under the default classifier too); ``active`` says
+        whether each request needs a per-request policy."""
         text = name.show() if hasattr(name, "show") else str(name)
         p = self._svc.get(text)
         if p is not None and p.live():
@@ -167,7 +174,8 @@ class PolicyTable:
         if len(self._svc) >= self.MAX_CACHED:
             self._svc.clear()
         p = ServicePolicy(keys, self.registry, f"rt/{self.label}/service/{scope_label(text)}/",
-                          self.attempt_timeouts, self.wheel, self.service_configured)
+                          self.attempt_timeouts, self.wheel, self.service_configured,
+                          self.service_configured or self.attempt_timeouts)
         self._svc[text] = p
         return p
 
@@ -200,7 +208,7 @@ class RequestPolicy:
     __slots__ = ("lc", "svc", "wheel", "replay", "replay_bytes", "replayable", "retries", "backoff", "total_t",
                  "attempt_t", "attempt_client", "retry_t", "attempt_t0", "deadline", "klass")
 
-    def __init__(self, lc: "Lifecycle", svc: ServicePolicy) -> None:
+    def __init__(self, lc: "Lifecycle", svc: ServicePolicy, deposit: bool = True) -> None:
         self.lc: Optional["Lifecycle"] = lc
         self.svc = svc
         self.wheel: TimerWheel = svc.wheel()
@@ -211,7 +219,7 @@ class RequestPolicy:
         self.attempt_t: Optional[Timer] = None
         self.attempt_client: Any = None
         self.retry_t: Any = None
-        self.attempt_t0 = 0.0
+        self.attempt_t0 = lc.t0  # attempt() sets it per attempt
         self.deadline = 0.0
         self.replay: Optional[list[bytes]] = None
         self.replay_bytes = 0
@@ -227,7 +235,8 @@ class RequestPolicy:
         )
         if self.replayable and head.content_length:
             self.replay = []
-        svc.budget.deposit()  # every request earns retry credit (Finagle's RetryFilter)
+        if deposit:
+            svc.budget.deposit()  # every request earns retry credit (Finagle's RetryFilter)
         t = svc.total_timeout_s
         if t is not None:
             self.deadline = self.wheel.time() + t
