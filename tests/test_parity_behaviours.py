@@ -273,3 +273,46 @@ routers:
             assert m["rt/r/service/svc/a/retries/total"] == 0
         finally:
             await rp.stop()
+
+
+# --- deadlines ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("service", [False, True])
+async def test_several_incoming_deadlines_are_forwarded_as_one(tmp_path, service):
+    """Latest timestamp, earliest deadline (Finagle's Deadline.combined), from separate
+    lines and from one folded line; with a service block, combined with totalTimeoutMs."""
+    import time
+
+    async with Backend("a") as a:
+        admin, port = free_port(), free_port()
+        extra = "  service: {totalTimeoutMs: 120000}\n" if service else ""
+        cfg = _router_config(tmp_path, admin, f"/svc/a => /$/inet/127.1/{a.port}",
+                             f"  - {{port: {port}, ip: 127.0.0.1}}\n", extra=extra)
+        rp = RouterProcess(cfg, admin)
+        await rp.start()
+        try:
+            now = time.time_ns()
+            early = f"{now} {now + 30 * 10**9}"
+            late = f"{now + 10**6} {now + 60 * 10**9}"
+            want = f"{now + 10**6} {now + 30 * 10**9}"
+            code, out = await curl("-H", "Host: a", "-H", f"l5d-ctx-deadline: {early}",
+                                   "-H", f"l5d-ctx-deadline: {late}", f"http://127.0.0.1:{port}/pong")
+            assert out == "pong\n200", out
+            _assert_deadline(a.last.header_all("l5d-ctx-deadline"), want, service)
+            code, out = await curl("-H", "Host: a", "-H", f"l5d-ctx-deadline: {late}, {early}",
+                                   f"http://127.0.0.1:{port}/pong")
+            assert out == "pong\n200", out
+            _assert_deadline(a.last.header_all("l5d-ctx-deadline"), want, service)
+        finally:
+            await rp.stop()
+
+
+def _assert_deadline(got: list, want: str, own_timeout: bool) -> None:
+    if not own_timeout:
+        assert got == [want]
+        return
+    # the router's totalTimeoutMs joins in: its own "now" is the latest timestamp, the
+    # incoming deadline (30 s) stays the earliest
+    assert len(got) == 1
+    ts, dl = (int(x) for x in got[0].split())
+    assert ts >= int(want.split()[0]) and dl == int(want.split()[1])
