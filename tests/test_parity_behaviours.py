@@ -316,3 +316,49 @@ def _assert_deadline(got: list, want: str, own_timeout: bool) -> None:
     assert len(got) == 1
     ts, dl = (int(x) for x in got[0].split())
     assert ts >= int(want.split()[0]) and dl == int(want.split()[1])
+
+
+# --- HTTP/1.0 (ViaHeaderAppenderFilterTest) ------------------------------------------------------
+
+@pytest.fixture
+async def plain_router():
+    """A real router server in front of a real backend."""
+    from tests.support.backends import RouterHarness
+
+    async with Backend("a") as a, RouterHarness(f"/svc/a => /$/inet/127.1/{a.port}") as h:
+        yield a, h
+
+
+async def test_http10_request_is_forwarded_and_answered_as_http10(plain_router):
+    a, h = plain_router
+    code, out = await curl("--http1.0", "-i", "-H", "Host: a", f"http://127.0.0.1:{h.port}/pong")
+    head = out.split("\r\n\r\n", 1)[0]
+    assert head.startswith("HTTP/1.0 200"), out
+    assert "\r\nVia: 1.0 linkerd" in head and "Connection: close" in head, head
+    assert a.last.version == "HTTP/1.0"
+    assert a.last.header("via") == "1.0 linkerd"
+    # an HTTP/1.1 client is unchanged
+    code, out = await curl("-i", "-H", "Host: a", f"http://127.0.0.1:{h.port}/pong")
+    assert out.startswith("HTTP/1.1 200") and "Via: 1.1 linkerd" in out, out
+    assert a.last.version == "HTTP/1.1"
+
+
+async def test_http10_keep_alive_rules_on_a_raw_socket(plain_router):
+    a, h = plain_router
+    # without "Connection: keep-alive" the connection closes after the answer
+    async with RawClient(h.port) as c:
+        await c.send(b"GET /pong HTTP/1.0\r\nHost: a\r\n\r\n")
+        r = await c.read_response()
+        assert (r.version, r.status, r.body) == ("HTTP/1.0", 200, b"pong")
+        assert await c.closed_by_peer()
+    # with it, the connection carries on, each answer saying so; errors too
+    async with RawClient(h.port) as c:
+        for host, status in (("a", 200), ("ghost", 502), ("a", 200)):
+            await c.send(f"GET /pong HTTP/1.0\r\nHost: {host}\r\nConnection: keep-alive\r\n\r\n".encode())
+            r = await c.read_response()
+            assert (r.version, r.status) == ("HTTP/1.0", status), r
+            assert r.header("connection") == "keep-alive" and r.header("via") == "1.0 linkerd", r
+        await c.send(b"GET /pong HTTP/1.0\r\nHost: a\r\n\r\n")
+        r = await c.read_response()
+        assert r.version == "HTTP/1.0" and r.status == 200
+        assert await c.closed_by_peer()

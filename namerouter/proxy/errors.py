@@ -147,11 +147,12 @@ def error_response(
     head_only: bool = False,
     extra_headers: bytes = b"",
     hide: bool = False,
+    http10: bool = False,
 ) -> bytes:
     """A complete response with ``l5d-err`` and a text/plain body explaining ``message``;
     ``hide`` (a clearContext server): the status only, the message goes to the log."""
     if hide:
-        return _status_only(status, message, keep_alive, extra_headers)
+        return _status_only(status, message, keep_alive, extra_headers, http10)
     body = message.encode("utf-8", "replace")
     if not body.endswith(b"\n"):
         body += b"\n"
@@ -161,8 +162,9 @@ def error_response(
     # The header carries the first line (the reason); the body has the details below it.
     first = message.split("\n", 1)[0]
     err = quote_plus(first, safe="*", encoding="latin-1", errors="replace")[: max(64, max_header - 64)]
+    version = "1.0" if http10 else "1.1"  # an HTTP/1.0 client is answered in its version
     parts = [
-        f"HTTP/1.1 {status} {reason(status)}\r\n".encode("latin-1"),
+        f"HTTP/{version} {status} {reason(status)}\r\n".encode("latin-1"),
         b"l5d-err: ", err.encode("latin-1", "replace"), b"\r\n",
     ]
     if retryable:
@@ -170,7 +172,7 @@ def error_response(
     parts += [
         b"Content-Type: text/plain; charset=utf-8\r\n",
         b"Content-Length: ", str(len(body)).encode(), b"\r\n",
-        b"Via: 1.1 linkerd\r\n",
+        f"Via: {version} linkerd\r\n".encode(),
         extra_headers,
         b"" if keep_alive else b"Connection: close\r\n",
         b"\r\n",
@@ -187,11 +189,12 @@ def log_hidden(status: int, message: str) -> None:
                      status, message)
 
 
-def _status_only(status: int, message: str, keep_alive: bool, extra_headers: bytes) -> bytes:
+def _status_only(status: int, message: str, keep_alive: bool, extra_headers: bytes, http10: bool) -> bytes:
     log_hidden(status, message)
+    version = "1.0" if http10 else "1.1"
     return b"".join((
-        f"HTTP/1.1 {status} {reason(status)}\r\n".encode("latin-1"),
-        b"Content-Length: 0\r\nVia: 1.1 linkerd\r\n",
+        f"HTTP/{version} {status} {reason(status)}\r\n".encode("latin-1"),
+        f"Content-Length: 0\r\nVia: {version} linkerd\r\n".encode(),
         extra_headers,
         b"" if keep_alive else b"Connection: close\r\n",
         b"\r\n",

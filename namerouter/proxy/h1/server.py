@@ -462,7 +462,7 @@ class H1ServerConnection(Coalescing):
             framing += encode.KEEP_ALIVE
         # clearContext: no l5d-* line reaches the client, the router's classification included
         self.write(encode.response_head(resp, b"" if self.clear_context else extra.h1, framing, bool(extra),
-                                        self.clear_context, unrewrite))
+                                        self.clear_context, unrewrite, head.version == "1.0"))
 
     def send_body(self, data: bytes) -> None:
         self.write(encode.chunk(data) if self.resp_chunked else data)
@@ -472,20 +472,25 @@ class H1ServerConnection(Coalescing):
             self.write(encode.LAST_CHUNK)
 
     def send_interim(self, status: int, reason_phrase: bytes) -> None:
+        q = self.queue
+        if q and q[0].head.version == "1.0":
+            return  # no 1xx to an HTTP/1.0 client (RFC 9110 §15.2)
         self.write(encode.interim(status, reason_phrase))
 
     def send_error(self, lc: Lifecycle, err: RouterError, drainable: bool) -> bool:
         head = lc.head
         keep = head.keep_alive and drainable and not self.closing and head.upgrade is None
         core = self.server.core
+        http10 = head.version == "1.0"
         self.write(error_response(
             err.status, err.message, keep_alive=keep, retryable=err.retryable, max_body=core.max_err_bytes,
-            max_header=core.max_header_bytes, head_only=head.method == b"HEAD", hide=self.clear_context))
+            max_header=core.max_header_bytes, head_only=head.method == b"HEAD", hide=self.clear_context,
+            extra_headers=encode.KEEP_ALIVE if keep and http10 else b"", http10=http10))
         return keep
 
     def send_status(self, lc: Lifecycle, status: int, drainable: bool) -> bool:
         keep = lc.head.keep_alive and drainable and not self.closing
-        self.write(encode.status_only(status, close=not keep))
+        self.write(encode.status_only(status, close=not keep, http10=lc.head.version == "1.0"))
         return keep
 
     def close_after(self) -> None:
