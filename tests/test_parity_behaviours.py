@@ -362,3 +362,46 @@ async def test_http10_keep_alive_rules_on_a_raw_socket(plain_router):
         r = await c.read_response()
         assert r.version == "HTTP/1.0" and r.status == 200
         assert await c.closed_by_peer()
+
+
+# --- CONNECT ----------------------------------------------------------------------------------------
+
+async def test_connect_is_routed_by_its_authority_and_tunnelled(tmp_path):
+    async with Backend("a") as a:
+        admin, port, dead = free_port(), free_port(), free_port()
+        cfg = _router_config(tmp_path, admin,
+                             f"/svc/a:{a.port} => /$/inet/127.1/{a.port} ; /svc/down:1 => /$/inet/127.1/{dead}",
+                             f"  - {{port: {port}, ip: 127.0.0.1}}\n",
+                             extra="  service: {responseClassifier: {kind: io.l5d.http.retryableAll5XX}}\n")
+        rp = RouterProcess(cfg, admin)
+        await rp.start()
+        try:
+            # curl's proxytunnel: CONNECT a:<port>, then its own HTTP/1.1 exchange in the tunnel
+            code, out = await curl("-p", "-x", f"http://127.0.0.1:{port}", "-i", f"http://a:{a.port}/pong")
+            assert code == 0, out
+            assert out.startswith("HTTP/1.1 200 Connection established\r\n"), out
+            assert out.endswith("pong\n200"), out
+            assert a.last.uri == "/pong" and a.last.header("l5d-dst-service") is None  # raw bytes
+            # a raw socket: bytes both ways, several exchanges on the one tunnel
+            async with RawClient(port) as c:
+                await c.send(f"CONNECT a:{a.port} HTTP/1.1\r\nHost: elsewhere\r\n\r\n".encode())
+                reader = c.reader
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                assert head.startswith(b"HTTP/1.1 200 "), head
+                for _ in range(2):
+                    await c.send(b"GET /pong HTTP/1.1\r\nHost: a\r\n\r\n")
+                    r = await c.read_response()
+                    assert r.status == 200 and r.body == b"pong"
+            # an authority the dtab cannot route, and one that refuses: an answer, then close,
+            # never retried whatever the classifier
+            for target, status in (("ghost:80", 502), ("down:1", 502)):
+                async with RawClient(port) as c:
+                    await c.send(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+                    r = await c.read_response()
+                    assert r.status == status, r
+                    assert await c.closed_by_peer()
+            m = await _metrics(admin)
+            assert m["rt/parity/service/svc/down:1/retries/total"] == 0
+            assert m["rt/parity/service/svc/down:1/requests"] == 1
+        finally:
+            await rp.stop()

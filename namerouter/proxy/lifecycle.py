@@ -266,7 +266,7 @@ class Lifecycle:
             return
         if self.policy is not None:
             self.policy.attempt(self, client)
-        conn = node.get_idle()  # type: ignore[attr-defined]
+        conn = node.get_idle() if self.head.method != b"CONNECT" else None  # type: ignore[attr-defined]
         if conn is not None:
             self._send(conn)
             return
@@ -299,7 +299,8 @@ class Lifecycle:
     async def _connect(self, node: "Endpoint") -> None:
         """A connection to ``node`` (or, after connect failures, to another endpoint)."""
         try:
-            node, conn = await connection_for(self.route, self.leaf.client, node)  # type: ignore[union-attr,arg-type]
+            node, conn = await connection_for(self.route, self.leaf.client, node,  # type: ignore[union-attr,arg-type]
+                                              self.head.method == b"CONNECT")
         except asyncio.CancelledError:
             return
         except Exception as e:
@@ -324,6 +325,9 @@ class Lifecycle:
 
     # --- the request towards the upstream ----------------------------------------------
     def _send(self, conn: Any) -> None:
+        if self.head.method == b"CONNECT":
+            self._open_tunnel(conn)
+            return
         self.task = None
         self.up = conn
         conn.lc = self
@@ -419,7 +423,8 @@ class Lifecycle:
     def _replayable(self) -> bool:
         """The request can be sent again without a policy having kept its body: it has none."""
         head = self.head
-        return not head.has_body and head.upgrade is None and self.upload is COMPLETE and self.route is not None
+        return (not head.has_body and head.upgrade is None and head.method != b"CONNECT" and self.upload is COMPLETE
+                and self.route is not None)
 
     def _unrewrite(self) -> Optional[tuple[bytes, bytes]]:
         authority = self.leaf.client.authority  # type: ignore[union-attr]
@@ -552,6 +557,27 @@ class Lifecycle:
         conn.lc = None
         self.node.outstanding -= 1  # type: ignore[union-attr]
         self.down.start_tunnel(self, conn, rest)
+        self._finish()
+
+    def _open_tunnel(self, conn: Any) -> None:
+        """CONNECT: the request named its authority, the dtab bound it to an endpoint, and
+        this new connection to it is the tunnel: 200, then bytes both ways, as after an
+        Upgrade's 101. Nothing is sent upstream and nothing is retried."""
+        self.task = None
+        leaf = self.leaf
+        node = self.node
+        trace = self.trace
+        trace.attempt(leaf.client.id_text, leaf.residual, node.host, node.port,  # type: ignore[union-attr]
+                      retry=False)
+        if trace.recording:  # type: ignore[union-attr]
+            trace.attempt_done(200)  # type: ignore[union-attr]
+        if self.policy is not None:
+            self.policy.finish()
+        self.status = 200
+        self.phase = RESPONDING
+        self.down.send_response_head(self, SimpleResponseHead(200, b"Connection established", [], None),
+                                     EMPTY_BLOCK, None)
+        self.down.start_tunnel(self, conn, b"")
         self._finish()
 
     # --- upstream trouble ----------------------------------------------------------------

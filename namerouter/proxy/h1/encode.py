@@ -193,6 +193,11 @@ def status_only(status: int, close: bool, http10: bool = False) -> bytes:
         status, reason(status).encode(), VIA, CLOSE if close else b"")
 
 
+def connect_established(status: int, reason_phrase: bytes) -> bytes:
+    """The 2xx answer to CONNECT: no framing lines (RFC 9110 §9.3.6); the tunnel follows."""
+    return b"HTTP/1.1 %d %b\r\n%b\r\n" % (status, reason_phrase or b"Connection established", VIA)
+
+
 def switching_protocols(resp: ResponseHead, extra: bytes = b"") -> bytes:
     """The 101 answer of an upgrade: the backend's head plus Upgrade/Connection."""
     up = b"Upgrade: " + resp.upgrade + CRLF if resp.upgrade is not None else b""

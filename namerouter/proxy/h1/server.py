@@ -428,8 +428,8 @@ class H1ServerConnection(Coalescing):
 
     def _upgrade(self, head: Any, rest: bytes, lc: Optional[Lifecycle] = None) -> None:
         """An upgrade request's head is complete; what follows belongs to the new protocol."""
-        if head.upgrade is None:
-            raise FramingError("unexpected protocol upgrade (CONNECT is not supported)")
+        if head.upgrade is None and head.method != b"CONNECT":
+            raise FramingError("unexpected protocol upgrade")
         self.upgrade_buf = [rest] if rest else []
         if lc is None:
             self._head(head, True)
@@ -443,6 +443,9 @@ class H1ServerConnection(Coalescing):
         status = resp.status
         if status == 101:
             self.write(encode.switching_protocols(resp, extra.h1))
+            return
+        if head.method == b"CONNECT" and 200 <= status < 300:
+            self.write(encode.connect_established(status, resp.reason))  # the tunnel follows
             return
         close = not head.keep_alive or self.closing or head.upgrade is not None
         framing = b""

@@ -231,6 +231,7 @@ class RequestPolicy:
         self.replayable = (
             not head.chunked
             and head.upgrade is None
+            and head.method != b"CONNECT"  # a tunnel is never retried
             and (head.content_length or 0) <= REPLAY_LIMIT
         )
         if self.replayable and head.content_length:
