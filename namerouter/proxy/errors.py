@@ -149,10 +149,7 @@ def error_response(
     hide: bool = False,
     http10: bool = False,
 ) -> bytes:
-    """A complete response with ``l5d-err`` and a text/plain body explaining ``message``;
-    ``hide`` (a clearContext server): the status only, the message goes to the log."""
-    if hide:
-        return _status_only(status, message, keep_alive, extra_headers, http10)
+    """A complete response with ``l5d-err`` and a text/plain body explaining ``message``."""
     body = message.encode("utf-8", "replace")
     if not body.endswith(b"\n"):
         body += b"\n"
@@ -162,9 +159,8 @@ def error_response(
     # The header carries the first line (the reason); the body has the details below it.
     first = message.split("\n", 1)[0]
     err = quote_plus(first, safe="*", encoding="latin-1", errors="replace")[: max(64, max_header - 64)]
-    version = "1.0" if http10 else "1.1"  # an HTTP/1.0 client is answered in its version
     parts = [
-        f"HTTP/{version} {status} {reason(status)}\r\n".encode("latin-1"),
+        f"HTTP/1.1 {status} {reason(status)}\r\n".encode("latin-1"),
         b"l5d-err: ", err.encode("latin-1", "replace"), b"\r\n",
     ]
     if retryable:
@@ -172,14 +168,23 @@ def error_response(
     parts += [
         b"Content-Type: text/plain; charset=utf-8\r\n",
         b"Content-Length: ", str(len(body)).encode(), b"\r\n",
-        f"Via: {version} linkerd\r\n".encode(),
+        b"Via: 1.1 linkerd\r\n",
         extra_headers,
         b"" if keep_alive else b"Connection: close\r\n",
         b"\r\n",
     ]
     if not head_only:
         parts.append(body)
-    return b"".join(parts)
+    # ``hide`` (a clearContext server): the status only, the explanation to the log;
+    # ``http10``: an HTTP/1.0 client is answered in its version
+    if hide:
+        return _status_only(status, message, keep_alive, extra_headers, http10)
+    return _as_http10(b"".join(parts)) if http10 else b"".join(parts)
+
+
+def _as_http10(response: bytes) -> bytes:
+    """A router-made HTTP/1.1 answer as HTTP/1.0: its status line and its own Via line."""
+    return b"HTTP/1.0" + response[8:].replace(b"\r\nVia: 1.1 linkerd\r\n", b"\r\nVia: 1.0 linkerd\r\n", 1)
 
 
 def log_hidden(status: int, message: str) -> None:

@@ -393,7 +393,7 @@ class Lifecycle:
         if policy is None and status >= 500 and resp.retryable and self._replayable():
             # A router further down says the request never reached a service: retried
             # under the default classifier too, as Linkerd does, within the name's budget.
-            policy = self.policy = self.route.service_policy.begin(self, False)  # type: ignore[union-attr]
+            policy = self.policy = self.route.service_policy.late(self)  # type: ignore[union-attr]
         if policy is not None:
             extra = policy.on_response(self, resp)
             if extra is None:

@@ -67,14 +67,14 @@ class ServicePolicy:
     metrics (``rt/<label>/service/<name>/retries/...``)."""
 
     def __init__(self, keys: dict[str, Any], registry: MetricsRegistry, prefix: str,
-                 attempt_timeouts_possible: bool, wheel: Any = None, headers: bool = True,
-                 active: bool = True) -> None:
+                 attempt_timeouts_possible: bool, wheel: Any = None, headers: bool = True) -> None:
         #: () -> the router's TimerWheel (created on first use, on the running loop)
         self.wheel = wheel
         #: every request of the name needs a RequestPolicy (a service block, or attempt
         #: timeouts); otherwise requests only deposit into the budget, and one gets a
-        #: policy late when a router further down answers a retryable 5xx
-        self.active = active
+        #: policy late (``late``) when a router further down answers a retryable 5xx.
+        #: Set by the PolicyTable.
+        self.active = True
         self.prefix = prefix
         self.registry = registry
         total = keys.get("totalTimeoutMs")
@@ -101,10 +101,15 @@ class ServicePolicy:
         """False once the registry dropped this name's metrics (stage evicted)."""
         return self.registry.get(self.retries_total.name) is self.retries_total
 
-    def begin(self, lc: "Lifecycle", deposit: bool = True) -> "RequestPolicy":
-        """A request for this name starts (called by ``Lifecycle.start``), or, with
-        ``deposit`` False, a request that already deposited needs a policy late."""
-        return RequestPolicy(lc, self, deposit)
+    def begin(self, lc: "Lifecycle") -> "RequestPolicy":
+        """A request for this name starts (called by ``Lifecycle.start``)."""
+        return RequestPolicy(lc, self)
+
+    def late(self, lc: "Lifecycle") -> "RequestPolicy":
+        """A policy for a request of an inactive name that needs one after all (a retryable
+        5xx from further down); it deposited into the budget when it started."""
+        self.budget.window.add(-self.budget.deposit_amount)  # begin deposits again
+        return self.begin(lc)
 
 
 class ClientPolicy:
@@ -174,8 +179,8 @@ class PolicyTable:
         if len(self._svc) >= self.MAX_CACHED:
             self._svc.clear()
         p = ServicePolicy(keys, self.registry, f"rt/{self.label}/service/{scope_label(text)}/",
-                          self.attempt_timeouts, self.wheel, self.service_configured,
-                          self.service_configured or self.attempt_timeouts)
+                          self.attempt_timeouts, self.wheel, self.service_configured)
+        p.active = self.service_configured or self.attempt_timeouts
         self._svc[text] = p
         return p
 
@@ -208,7 +213,7 @@ class RequestPolicy:
     __slots__ = ("lc", "svc", "wheel", "replay", "replay_bytes", "replayable", "retries", "backoff", "total_t",
                  "attempt_t", "attempt_client", "retry_t", "attempt_t0", "deadline", "klass")
 
-    def __init__(self, lc: "Lifecycle", svc: ServicePolicy, deposit: bool = True) -> None:
+    def __init__(self, lc: "Lifecycle", svc: ServicePolicy) -> None:
         self.lc: Optional["Lifecycle"] = lc
         self.svc = svc
         self.wheel: TimerWheel = svc.wheel()
@@ -236,8 +241,7 @@ class RequestPolicy:
         )
         if self.replayable and head.content_length:
             self.replay = []
-        if deposit:
-            svc.budget.deposit()  # every request earns retry credit (Finagle's RetryFilter)
+        svc.budget.deposit()  # every request earns retry credit (Finagle's RetryFilter)
         t = svc.total_timeout_s
         if t is not None:
             self.deadline = self.wheel.time() + t
