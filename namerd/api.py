@@ -447,7 +447,7 @@ class HttpController:
             tree = await asyncio.wait_for(binder.delegate(ns, path, extra), DELEGATE_TIMEOUT)
         except asyncio.TimeoutError:
             return _text(503, "Request timed out.")
-        return web.Response(body=_compact(tree) + b"\n", content_type=JSON)
+        return web.Response(body=_compact(tree), content_type=JSON)  # as Jackson: no trailing newline
 
     async def bound_names(self, request: web.Request) -> web.StreamResponse:
         binder = self.binder

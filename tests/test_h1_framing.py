@@ -133,9 +133,10 @@ def test_chunked_upgrade_and_keep_alive_rules():
 def test_absolute_form_http_10_and_host_rewrite():
     out = forward(b"GET http://user@pong:81/p?q HTTP/1.1\r\nHost: other\r\nAccept: x\r\n\r\n")
     assert out.startswith(b"GET /p?q HTTP/1.1\r\nAccept: x\r\nHost: pong:81\r\n")
-    # HTTP/1.0 without Host: the request line becomes 1.1 and the endpoint is the Host
+    # HTTP/1.0 without Host: forwarded as 1.0 (as Linkerd does), asking the backend to keep
+    # the pooled connection, and the endpoint is the Host
     out = forward(b"GET / HTTP/1.0\r\n\r\n")
-    assert out.startswith(b"GET / HTTP/1.1\r\nHost: 10.0.0.1:80\r\nVia: 1.0 linkerd\r\n")
+    assert out.startswith(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\nHost: 10.0.0.1:80\r\nVia: 1.0 linkerd\r\n")
     # RewriteHostHeader and an identifier that consumed a path prefix
     out = forward(b"GET /svc/x HTTP/1.1\r\nHost: pong\r\nA: b\r\n\r\n", host=b"pong.service.dc1.consul", uri=b"/x")
     assert out.startswith(b"GET /x HTTP/1.1\r\nA: b\r\nHost: pong.service.dc1.consul\r\n")

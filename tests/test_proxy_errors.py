@@ -176,7 +176,9 @@ async def test_via_loop_guard():
         ok = await request(h.port, get("/pong", headers={"Via": "1.1 a, 1.1 b, 1.1 c"}))
         assert ok.status == 200
         r = await request(h.port, get("/pong", headers={"Via": "1.1 a, 1.1 b, 1.1 c, 1.1 d"}))
-        assert r.status == 400 and "proxy loops" in r.body.decode()
+        assert r.status == 400
+        # Linkerd's MaxCallDepthFilterTest text (our error bodies end with a newline)
+        assert r.body.decode() == "Maximum number of calls (3) has been exceeded. Please check for proxy loops.\n"
 
 
 async def test_router_to_itself_loop_is_stopped():

@@ -52,6 +52,22 @@ def linker_routes(routers: Callable[[], dict[str, RouterView]],
 
     async def delegate(namespace: Optional[str], dtab_text: Optional[str], path_text: Optional[str],
                        pretty: bool) -> web.Response:
+        # Linkerd's order: the path and the dtab are checked before the namespace, so a
+        # bad one is a 400 whatever the namespace (DelegateApiHandlerTest).
+        if path_text is None:
+            return _text(400, "Invalid path: the 'path' parameter is required")
+        try:
+            path = Path.read(path_text)
+        except Exception as e:
+            return _text(400, f"Invalid path: {e}")
+        given: Optional[Dtab] = None
+        if dtab_text is not None:
+            if len(dtab_text) > MAX_DTAB_BYTES:
+                return _text(413, f"Invalid dtab: longer than {MAX_DTAB_BYTES} characters")
+            try:
+                given = await read_dtab(dtab_text)  # large ones off the loop: the routers share it
+            except Exception as e:
+                return _text(400, f"Invalid dtab: {e}")
         views = routers()
         if not namespace and len(views) == 1:
             namespace = next(iter(views))
@@ -59,21 +75,7 @@ def linker_routes(routers: Callable[[], dict[str, RouterView]],
         if view is None:
             known = ", ".join(sorted(views)) or "none"
             return _text(404, f"Unknown namespace: {namespace} (routers: {known})\n")
-        if dtab_text is None:
-            dtab = view.dtab
-        elif len(dtab_text) > MAX_DTAB_BYTES:
-            return _text(413, f"Invalid dtab: longer than {MAX_DTAB_BYTES} characters")
-        else:
-            try:
-                dtab = await read_dtab(dtab_text)  # large ones off the loop: the routers share it
-            except Exception as e:
-                return _text(400, f"Invalid dtab: {e}")
-        if path_text is None:
-            return _text(400, "Invalid path: the 'path' parameter is required")
-        try:
-            path = Path.read(path_text)
-        except Exception as e:
-            return _text(400, f"Invalid path: {e}")
+        dtab = view.dtab if given is None else given
         fn = getattr(view.interpreter, "delegate", None)
         if fn is None:
             return _text(501, f"Name Interpreter for {namespace} cannot show delegations")
@@ -87,7 +89,11 @@ def linker_routes(routers: Callable[[], dict[str, RouterView]],
             return _text(501, f"Name Interpreter for {namespace} cannot show delegations")
         except Exception as e:  # the interpreter failed: say so rather than a bare 500
             return _text(500, f"Delegation failed: {type(e).__name__}: {e}")
-        return json_response(result, pretty=pretty)
+        if pretty:
+            return json_response(result, pretty=True)
+        # compact, as Linkerd's Jackson writes it: no spaces, no trailing newline
+        return web.Response(text=json.dumps(result, separators=(",", ":"), ensure_ascii=False, default=str),
+                            content_type="application/json")
 
     async def delegator_get(request: web.Request) -> web.Response:
         q = request.query

@@ -22,14 +22,16 @@ if TYPE_CHECKING:  # pragma: no cover
 _now = time.monotonic
 
 
-async def connection_for(route: "ServiceStage", client: "ClientStage", node: "Endpoint") -> tuple["Endpoint", Any]:
-    """(endpoint, connection); raises ConnectFailed / NoHosts (RouterErrors) when out of tries."""
+async def connection_for(route: "ServiceStage", client: "ClientStage", node: "Endpoint",
+                         fresh: bool = False) -> tuple["Endpoint", Any]:
+    """(endpoint, connection); raises ConnectFailed / NoHosts (RouterErrors) when out of tries.
+    ``fresh``: never an idle pooled connection (a CONNECT tunnel gets its own)."""
     tries = 0
     limit = max(1, min(client.balancer.max_effort, len(client.endpoints)))
     while True:
         if node.forbidden is not None:
             node = _not_forbidden(route, client, node)
-        conn = node.get_idle()
+        conn = None if fresh else node.get_idle()
         if conn is not None:
             return node, conn
         ff = client.fail_fast

@@ -6,11 +6,22 @@ connect failures / TLS handshake failures / binding timeout 502,
 request timeouts and overload 503. The response has ``l5d-err`` (the message,
 URL-encoded) and a ``text/plain`` body that explains why, so that "why did my request
 not route?" is answerable from the response alone.
+
+A server with ``clearContext: true`` faces untrusted clients: its router-made answers are
+the status only (no ``l5d-err``, no ``l5d-retryable``, an empty body), as Linkerd's
+ClearMiscServerFilter makes them; the explanation goes to the log instead
+(:func:`log_hidden`, rate-limited) and to the admin server's recent requests.
 """
 from __future__ import annotations
 
+import logging
 from typing import Optional
 from urllib.parse import quote_plus
+
+from ..ratelog import RateLimitedLog
+
+#: explanations a clearContext server keeps from its clients: one line per kind per 10 s
+_HIDDEN_LOG = RateLimitedLog(logging.getLogger("namerouter.proxy"), 10.0)
 
 
 class RouterError(Exception):
@@ -152,6 +163,8 @@ def error_response(
     max_header: int = 8 * 1024,
     head_only: bool = False,
     extra_headers: bytes = b"",
+    hide: bool = False,
+    http10: bool = False,
 ) -> bytes:
     """A complete response with ``l5d-err`` and a text/plain body explaining ``message``."""
     body = error_body(message, max_body)
@@ -171,4 +184,32 @@ def error_response(
     ]
     if not head_only:
         parts.append(body)
-    return b"".join(parts)
+    # ``hide`` (a clearContext server): the status only, the explanation to the log;
+    # ``http10``: an HTTP/1.0 client is answered in its version
+    if hide:
+        return _status_only(status, message, keep_alive, extra_headers, http10)
+    return _as_http10(b"".join(parts)) if http10 else b"".join(parts)
+
+
+def _as_http10(response: bytes) -> bytes:
+    """A router-made HTTP/1.1 answer as HTTP/1.0: its status line and its own Via line."""
+    return b"HTTP/1.0" + response[8:].replace(b"\r\nVia: 1.1 linkerd\r\n", b"\r\nVia: 1.0 linkerd\r\n", 1)
+
+
+def log_hidden(status: int, message: str) -> None:
+    """The explanation of an answer a clearContext server sent as a bare status."""
+    first = message.split("\n", 1)[0]
+    _HIDDEN_LOG.warn(f"{status} {first[:120]}", "answered %d without explanation (clearContext): %s",
+                     status, message)
+
+
+def _status_only(status: int, message: str, keep_alive: bool, extra_headers: bytes, http10: bool) -> bytes:
+    log_hidden(status, message)
+    version = "1.0" if http10 else "1.1"
+    return b"".join((
+        f"HTTP/{version} {status} {reason(status)}\r\n".encode("latin-1"),
+        f"Content-Length: 0\r\nVia: {version} linkerd\r\n".encode(),
+        extra_headers,
+        b"" if keep_alive else b"Connection: close\r\n",
+        b"\r\n",
+    ))

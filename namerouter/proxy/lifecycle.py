@@ -175,8 +175,9 @@ class Lifecycle:
                 raise Overloaded(f"server {server.ip}:{server.port} is at maxConcurrentRequests "
                                  f"({server.max_concurrent}); request rejected")
             if head.via is not None and head.via.count(b",") + 1 > server.max_call_depth:
-                raise BadRequest(f"Maximum number of calls ({server.max_call_depth}) has been exceeded "
-                                 "(Via header); please check for proxy loops")
+                # Linkerd's MaxCallDepthExceeded text, word for word
+                raise BadRequest(f"Maximum number of calls ({server.max_call_depth}) has been exceeded. "
+                                 "Please check for proxy loops.")
             route, new_uri = core.resolve(head, server.system_namers)
         except Exception as e:
             self._routing_failed(e)
@@ -194,6 +195,8 @@ class Lifecycle:
             return
         if route.policy is not None:
             self.policy = route.policy.begin(self)
+        else:
+            route.service_policy.budget.deposit()  # Finagle's RetryFilter: every request earns credit
         self.dispatch()
 
     def _incoming_deadline(self) -> bool:
@@ -275,7 +278,7 @@ class Lifecycle:
             return
         if self.policy is not None:
             self.policy.attempt(self, client)
-        conn = node.get_idle()  # type: ignore[attr-defined]
+        conn = node.get_idle() if self.head.method != b"CONNECT" else None  # type: ignore[attr-defined]
         if conn is not None:
             self._send(conn)
             return
@@ -308,7 +311,8 @@ class Lifecycle:
     async def _connect(self, node: "Endpoint") -> None:
         """A connection to ``node`` (or, after connect failures, to another endpoint)."""
         try:
-            node, conn = await connection_for(self.route, self.leaf.client, node)  # type: ignore[union-attr,arg-type]
+            node, conn = await connection_for(self.route, self.leaf.client, node,  # type: ignore[union-attr,arg-type]
+                                              self.head.method == b"CONNECT")
         except asyncio.CancelledError:
             return
         except Exception as e:
@@ -333,6 +337,9 @@ class Lifecycle:
 
     # --- the request towards the upstream ----------------------------------------------
     def _send(self, conn: Any) -> None:
+        if self.head.method == b"CONNECT":
+            self._open_tunnel(conn)
+            return
         self.task = None
         self.up = conn
         conn.lc = self
@@ -403,6 +410,10 @@ class Lifecycle:
         if node is not None and node.accrual is not None:
             node.accrual.record(status)
         policy = self.policy
+        if policy is None and status >= 500 and resp.retryable and self._replayable():
+            # A router further down says the request never reached a service: retried
+            # under the default classifier too, as Linkerd does, within the name's budget.
+            policy = self.policy = self.route.service_policy.late(self)  # type: ignore[union-attr]
         if policy is not None:
             extra = policy.on_response(self, resp)
             if extra is None:
@@ -438,6 +449,12 @@ class Lifecycle:
             self.held_bytes = 0 if cl is not None and cl <= DIAGNOSTIC_BODY_LIMIT else -1
             return
         self.down.send_response_head(self, resp, extra, self._unrewrite())
+
+    def _replayable(self) -> bool:
+        """The request can be sent again without a policy having kept its body: it has none."""
+        head = self.head
+        return (not head.has_body and head.upgrade is None and head.method != b"CONNECT" and self.upload is COMPLETE
+                and self.route is not None)
 
     def _unrewrite(self) -> Optional[tuple[bytes, bytes]]:
         authority = self.leaf.client.authority  # type: ignore[union-attr]
@@ -603,6 +620,27 @@ class Lifecycle:
         conn.lc = None
         self.node.outstanding -= 1  # type: ignore[union-attr]
         self.down.start_tunnel(self, conn, rest)
+        self._finish()
+
+    def _open_tunnel(self, conn: Any) -> None:
+        """CONNECT: the request named its authority, the dtab bound it to an endpoint, and
+        this new connection to it is the tunnel: 200, then bytes both ways, as after an
+        Upgrade's 101. Nothing is sent upstream and nothing is retried."""
+        self.task = None
+        leaf = self.leaf
+        node = self.node
+        trace = self.trace
+        trace.attempt(leaf.client.id_text, leaf.residual, node.host, node.port,  # type: ignore[union-attr]
+                      retry=False)
+        if trace.recording:  # type: ignore[union-attr]
+            trace.attempt_done(200)  # type: ignore[union-attr]
+        if self.policy is not None:
+            self.policy.finish()
+        self.status = 200
+        self.phase = RESPONDING
+        self.down.send_response_head(self, SimpleResponseHead(200, b"Connection established", [], None),
+                                     EMPTY_BLOCK, None)
+        self.down.start_tunnel(self, conn, b"")
         self._finish()
 
     # --- upstream trouble ----------------------------------------------------------------

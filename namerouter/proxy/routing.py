@@ -360,9 +360,12 @@ class ServiceStage:
         #: the request dtab as shown (trace tag ``dtab.local``)
         self.local_text = local_text = local.show() if local else ""
         self.dtab = table.base_dtab + local if local else table.base_dtab
-        #: per-request policy for this name (retries, classifier, timeouts), or None when
-        #: no per-request policy applies (namerouter/proxy/policy/runtime.py)
-        self.policy: Optional[ServicePolicy] = table.policies.service(name)
+        #: the name's policy (retry budget, classifier, timeouts), and the same as
+        #: ``policy`` when every request needs a per-request one, else None
+        #: (namerouter/proxy/policy/runtime.py)
+        svc = table.policies.service(name)
+        self.service_policy: ServicePolicy = svc
+        self.policy: Optional[ServicePolicy] = svc if svc.active else None
         #: totalTimeoutMs is enforced by the policy's RequestState (it spans retries)
         self.timeout_s: Optional[float] = None
         #: request metrics of this name (a view over the router's cells, shared by the

@@ -22,6 +22,10 @@ CLOSE = b"Connection: close\r\n"
 KEEP_ALIVE = b"Connection: keep-alive\r\n"
 VIA = b"Via: 1.1 linkerd\r\n"
 VIA_10 = b"Via: 1.0 linkerd\r\n"
+#: the request line's end of a request forwarded as HTTP/1.0 (as Linkerd does, so that the
+#: backend uses no HTTP/1.1 feature the client cannot take), asking to keep the pooled
+#: connection open; the backend's answer says whether it may be reused
+_HTTP10_KEEP = b" HTTP/1.0\r\nConnection: keep-alive\r\n"
 
 
 def chunk(data: bytes) -> bytes:
@@ -69,6 +73,8 @@ def request_head(head: RequestHead, uri: bytes, host: Optional[bytes], default_h
         le = head.line_end
         if uri is head.target and head.version == "1.1":
             parts = [raw[:le + 2]]
+        elif head.version == "1.0" and not head.chunked:
+            parts = [head.method, b" ", uri, _HTTP10_KEEP]
         else:
             parts = [head.method, b" ", uri, b" HTTP/1.1\r\n"]
         drops = head.drops
@@ -117,10 +123,12 @@ def unrewrite_host(block: bytes, authority: bytes, original: bytes) -> bytes:
 
 
 def response_head(resp: ResponseHead, extra: bytes, framing: bytes, drop_class: bool = False,
-                  clear_l5d: bool = False, unrewrite: Optional[tuple[bytes, bytes]] = None) -> bytes:
+                  clear_l5d: bool = False, unrewrite: Optional[tuple[bytes, bytes]] = None,
+                  http10: bool = False) -> bytes:
     """The response head for the client: the upstream's head without its hop-by-hop lines,
     plus ``extra`` (the router's classification), ``Via`` and ``framing``
-    (Transfer-Encoding / Connection lines)."""
+    (Transfer-Encoding / Connection lines); ``http10``: an HTTP/1.0 client, answered as
+    HTTP/1.0 (status line and ``Via: 1.0 linkerd``)."""
     if isinstance(resp, H1ResponseHead):
         raw = resp.raw
         drops = resp.drops
@@ -158,7 +166,13 @@ def response_head(resp: ResponseHead, extra: bytes, framing: bytes, drop_class: 
             block = unrewrite_host(block, *unrewrite)
         parts = [b"HTTP/1.1 %d %b" % (resp.status, resp.reason or reason(resp.status).encode()), block]
     # parts end with the CRLF of the last line (of the status line when there are no others)
-    if resp.via is None:
+    if http10:
+        parts[0] = b"HTTP/1.0" + parts[0][8:]  # every first part starts with the status line
+        if resp.via is None:
+            parts += (extra, VIA_10, framing, CRLF)
+        else:
+            parts += (extra, b"Via: ", resp.via, b", 1.0 linkerd\r\n", framing, CRLF)
+    elif resp.via is None:
         parts += (extra, VIA, framing, CRLF)
     else:
         parts += (extra, b"Via: ", resp.via, b", 1.1 linkerd\r\n", framing, CRLF)
@@ -170,10 +184,18 @@ def interim(status: int, reason_phrase: bytes) -> bytes:
     return b"HTTP/1.1 %d %b\r\n\r\n" % (status, reason_phrase or b"Continue")
 
 
-def status_only(status: int, close: bool) -> bytes:
+def status_only(status: int, close: bool, http10: bool = False) -> bytes:
     """``/$/io.buoyant.http.status/<code>``: an empty answer with that status."""
+    if http10:
+        return b"HTTP/1.0 %d %b\r\nContent-Length: 0\r\n%b%b\r\n" % (
+            status, reason(status).encode(), VIA_10, CLOSE if close else KEEP_ALIVE)
     return b"HTTP/1.1 %d %b\r\nContent-Length: 0\r\n%b%b\r\n" % (
         status, reason(status).encode(), VIA, CLOSE if close else b"")
+
+
+def connect_established(status: int, reason_phrase: bytes) -> bytes:
+    """The 2xx answer to CONNECT: no framing lines (RFC 9110 §9.3.6); the tunnel follows."""
+    return b"HTTP/1.1 %d %b\r\n%b\r\n" % (status, reason_phrase or b"Connection established", VIA)
 
 
 def switching_protocols(resp: ResponseHead, extra: bytes = b"") -> bytes:

@@ -293,6 +293,11 @@ def parse_request(raw: bytes, clear_context: bool = False) -> H1RequestHead:
         _connection(h, tokens, drops, raw)
     if uri[:1] != b"/" and uri[:4].lower() == b"http":
         h.drops = _absolute_form(h, h.drops)
+    if h.method == b"CONNECT":
+        # RFC 9110 §9.3.6: the target is the authority; it names the request, whatever the
+        # Host line says. The connection becomes the tunnel (or closes after a refusal).
+        h.host = uri
+        h.keep_alive = False
     return h
 
 

@@ -439,8 +439,8 @@ class H1ServerConnection(Coalescing):
 
     def _upgrade(self, head: Any, rest: bytes, lc: Optional[Lifecycle] = None) -> None:
         """An upgrade request's head is complete; what follows belongs to the new protocol."""
-        if head.upgrade is None:
-            raise FramingError("unexpected protocol upgrade (CONNECT is not supported)")
+        if head.upgrade is None and head.method != b"CONNECT":
+            raise FramingError("unexpected protocol upgrade")
         self.upgrade_buf = [rest] if rest else []
         if lc is None:
             self._head(head, True)
@@ -454,6 +454,9 @@ class H1ServerConnection(Coalescing):
         status = resp.status
         if status == 101:
             self.write(encode.switching_protocols(resp, extra.h1))
+            return
+        if head.method == b"CONNECT" and 200 <= status < 300:
+            self.write(encode.connect_established(status, resp.reason))  # the tunnel follows
             return
         close = not head.keep_alive or self.closing or head.upgrade is not None
         framing = b""
@@ -471,7 +474,9 @@ class H1ServerConnection(Coalescing):
             framing += encode.CLOSE
         elif head.version == "1.0":
             framing += encode.KEEP_ALIVE
-        self.write(encode.response_head(resp, extra.h1, framing, bool(extra), self.clear_context, unrewrite))
+        # clearContext: no l5d-* line reaches the client, the router's classification included
+        self.write(encode.response_head(resp, b"" if self.clear_context else extra.h1, framing, bool(extra),
+                                        self.clear_context, unrewrite, head.version == "1.0"))
 
     def send_body(self, data: bytes) -> None:
         self.write(encode.chunk(data) if self.resp_chunked else data)
@@ -481,20 +486,25 @@ class H1ServerConnection(Coalescing):
             self.write(encode.LAST_CHUNK)
 
     def send_interim(self, status: int, reason_phrase: bytes) -> None:
+        q = self.queue
+        if q and q[0].head.version == "1.0":
+            return  # no 1xx to an HTTP/1.0 client (RFC 9110 §15.2)
         self.write(encode.interim(status, reason_phrase))
 
     def send_error(self, lc: Lifecycle, err: RouterError, drainable: bool) -> bool:
         head = lc.head
         keep = head.keep_alive and drainable and not self.closing and head.upgrade is None
         core = self.server.core
+        http10 = head.version == "1.0"
         self.write(error_response(
             err.status, err.message, keep_alive=keep, retryable=err.retryable, max_body=core.max_err_bytes,
-            max_header=core.max_header_bytes, head_only=head.method == b"HEAD"))
+            max_header=core.max_header_bytes, head_only=head.method == b"HEAD", hide=self.clear_context,
+            extra_headers=encode.KEEP_ALIVE if keep and http10 else b"", http10=http10))
         return keep
 
     def send_status(self, lc: Lifecycle, status: int, drainable: bool) -> bool:
         keep = lc.head.keep_alive and drainable and not self.closing
-        self.write(encode.status_only(status, close=not keep))
+        self.write(encode.status_only(status, close=not keep, http10=lc.head.version == "1.0"))
         return keep
 
     def close_after(self) -> None:
@@ -647,7 +657,7 @@ class H1ServerConnection(Coalescing):
         if got:  # a client that never sent a byte gets no answer (nginx does the same)
             self.server.record_refused(408)
             self.write(error_response(408, message, keep_alive=False, max_body=self.server.core.max_err_bytes,
-                                      max_header=self.max_headers))
+                                      max_header=self.max_headers, hide=self.clear_context))
             self.linger = True
         self.close()
 
@@ -664,7 +674,8 @@ class H1ServerConnection(Coalescing):
         """Admission said no: 503 with the reason, then close (lingering while the 503
         goes out, if not too many refused connections do already)."""
         self.write(error_response(503, message, keep_alive=False, retryable=True,
-                                  max_body=self.server.core.max_err_bytes, max_header=self.max_headers))
+                                  max_body=self.server.core.max_err_bytes, max_header=self.max_headers,
+                                  hide=self.clear_context))
         if self.sessions.may_linger():
             self.refused = True
             self.linger = True
@@ -687,7 +698,8 @@ class H1ServerConnection(Coalescing):
         # Linkerd answers 400 for every framing error, oversized heads included.
         self.server.record_refused(400)
         self.write(error_response(400, f"malformed request: {message}", keep_alive=False,
-                                  max_body=self.server.core.max_err_bytes, max_header=self.max_headers))
+                                  max_body=self.server.core.max_err_bytes, max_header=self.max_headers,
+                                  hide=self.clear_context))
         self.linger = True
         self.close()
 

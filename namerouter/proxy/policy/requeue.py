@@ -27,7 +27,12 @@ class Requeues:
         #: () -> requests the client has recorded so far (set by the client stage)
         self._requests: Optional[Callable[[], int]] = None
         self._seen = 0
-        registry.gauge(prefix + "retries/budget", lambda: self.budget.balance)
+        registry.gauge(prefix + "retries/budget", self.balance)
+
+    def balance(self) -> int:
+        """Requeues the budget allows now (the gauge), with the requests seen so far deposited."""
+        self._sync()
+        return self.budget.balance
 
     def count_requests(self, requests: Callable[[], int]) -> None:
         """Where the client's request count comes from (its metrics scope)."""

@@ -70,6 +70,11 @@ class ServicePolicy:
                  attempt_timeouts_possible: bool, wheel: Any = None, headers: bool = True) -> None:
         #: () -> the router's TimerWheel (created on first use, on the running loop)
         self.wheel = wheel
+        #: every request of the name needs a RequestPolicy (a service block, or attempt
+        #: timeouts); otherwise requests only deposit into the budget, and one gets a
+        #: policy late (``late``) when a router further down answers a retryable 5xx.
+        #: Set by the PolicyTable.
+        self.active = True
         self.prefix = prefix
         self.registry = registry
         total = keys.get("totalTimeoutMs")
@@ -103,6 +108,12 @@ class ServicePolicy:
     def begin(self, lc: "Lifecycle") -> "RequestPolicy":
         """A request for this name starts (called by ``Lifecycle.start``)."""
         return RequestPolicy(lc, self)
+
+    def late(self, lc: "Lifecycle") -> "RequestPolicy":
+        """A policy for a request of an inactive name that needs one after all (a retryable
+        5xx from further down); it deposited into the budget when it started."""
+        self.budget.window.add(-self.budget.deposit_amount)  # begin deposits again
+        return self.begin(lc)
 
 
 class ClientPolicy:
@@ -166,10 +177,11 @@ class PolicyTable:
         #: the per-name policy class (HTTP/2 routers: h2/policy.py's)
         self.service_class = service_class
 
-    def service(self, name: Any) -> Optional[ServicePolicy]:
-        """The policy for a logical name, or None when requests need no per-request policy."""
-        if not self.service_configured and not self.attempt_timeouts:
-            return None
+    def service(self, name: Any) -> ServicePolicy:
+        """The policy for a logical name. Every name has one, as in Linkerd (its retry
+        budget and ``retries/budget`` gauge; a 5xx with ``l5d-retryable`` from a router
+        further down is retried under the default classifier too); ``active`` says
+        whether each request needs a per-request policy."""
         text = name.show() if hasattr(name, "show") else str(name)
         p = self._svc.get(text)
         if p is not None and p.live():
@@ -179,6 +191,7 @@ class PolicyTable:
             self._svc.clear()
         p = self.service_class(keys, self.registry, f"rt/{self.label}/service/{scope_label(text)}/",
                                self.attempt_timeouts, self.wheel, self.service_configured)
+        p.active = self.service_configured or self.attempt_timeouts
         self._svc[text] = p
         return p
 
@@ -222,7 +235,7 @@ class RequestPolicy:
         self.attempt_t: Optional[Timer] = None
         self.attempt_client: Any = None
         self.retry_t: Any = None
-        self.attempt_t0 = 0.0
+        self.attempt_t0 = lc.t0  # attempt() sets it per attempt
         self.deadline = 0.0
         self.replay: Optional[list[bytes]] = None
         self.replay_bytes = 0
@@ -234,6 +247,7 @@ class RequestPolicy:
         self.replayable = (
             not head.chunked
             and head.upgrade is None
+            and head.method != b"CONNECT"  # a tunnel is never retried
             and (head.content_length or 0) <= REPLAY_LIMIT
         )
         if self.replayable and head.content_length:

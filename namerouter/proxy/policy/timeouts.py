@@ -75,8 +75,10 @@ def valid_deadline(value: bytes, now_ns: int) -> Optional[tuple[int, int]]:
 
 
 def incoming_deadline(values: Iterable[bytes], now_ns: int) -> Optional[tuple[int, int]]:
-    """The strictest of the valid incoming ``l5d-ctx-deadline`` values, or None."""
-    return combine(d for d in (valid_deadline(v, now_ns) for v in values) if d is not None)
+    """The strictest of the valid incoming ``l5d-ctx-deadline`` values, or None. A proxy
+    may have folded several header lines into one, comma-separated (RFC 9110 §5.3)."""
+    return combine(d for d in (valid_deadline(p, now_ns) for v in values for p in v.split(b","))
+                   if d is not None)
 
 
 def combine(deadlines: Iterable[tuple[int, int]]) -> Optional[tuple[int, int]]:
