@@ -153,6 +153,8 @@ class HttpController:
         self._stalled = self.metrics.counter(f"{scope}/streams/stalled_closed")
         self._render_cache: "collections.OrderedDict[tuple[str, bytes, str], tuple[weakref.ref[Dtab], bytes]]" = \
             collections.OrderedDict()
+        #: renders of large dtabs under way (same key), shared by everyone who asks meanwhile
+        self._rendering: "dict[tuple[str, bytes, str], tuple[weakref.ref[Dtab], asyncio.Future[bytes]]]" = {}
         self.open_streams: dict[str, int] = collections.Counter()
         self._requests = self.metrics.counter(f"{scope}/requests")
         self.metrics.gauge(f"{scope}/streams", lambda: sum(self.open_streams.values()))
@@ -240,10 +242,21 @@ class HttpController:
         if hit is not None and hit[0]() is vd.dtab:  # same version bytes may recur after a delete
             self._render_cache.move_to_end(key)
             return hit[1]
-        if len(vd.dtab) > 2000:
-            body = await run_off_loop(render_dtab, vd.dtab, codec)
-        else:
+        if len(vd.dtab) <= 2000:
             body = render_dtab(vd.dtab, codec)
+        else:
+            # Every watcher wakes on the same change: one render for all of them (20
+            # watchers of a 1 MB dtab rendering it each held the GIL for seconds).
+            pending = self._rendering.get(key)
+            if pending is not None and pending[0]() is vd.dtab:
+                return await asyncio.shield(pending[1])
+            fut: "asyncio.Future[bytes]" = asyncio.ensure_future(run_off_loop(render_dtab, vd.dtab, codec))
+            self._rendering[key] = (weakref.ref(vd.dtab), fut)
+            try:
+                body = await asyncio.shield(fut)
+            finally:
+                if self._rendering.get(key, (None, None))[1] is fut:
+                    del self._rendering[key]
         self._render_cache[key] = (weakref.ref(vd.dtab), body)
         while len(self._render_cache) > 8:
             self._render_cache.popitem(last=False)

@@ -19,7 +19,7 @@ import bisect
 import math
 from bisect import bisect_left
 import threading
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 Number = Union[int, float]
 #: one metric in ``MetricsRegistry.dump()``: ``[kind, ...]`` (JSON, so untyped items)
@@ -71,6 +71,10 @@ _BOUNDS = _bucket_bounds()
 BUCKET_BOUNDS: tuple[float, ...] = tuple(_BOUNDS)
 
 
+#: what an empty Stat's ``counts`` reads as (shared)
+_NO_COUNTS: tuple[int, ...] = (0,) * len(_BOUNDS)
+
+
 def bucket_of(value: Number) -> int:
     """The index of the bucket a sample falls in."""
     return bisect.bisect_left(_BOUNDS, value)
@@ -82,21 +86,35 @@ class Stat:
     Fixed-size buckets keep memory bounded no matter how many samples arrive.
     """
 
-    __slots__ = ("name", "counts", "count", "sum", "min", "max")
+    __slots__ = ("name", "_counts", "count", "sum", "min", "max")
 
     PERCENTILES = (0.5, 0.9, 0.95, 0.99, 0.999, 0.9999)
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.counts = [0] * len(_BOUNDS)
+        #: the buckets (3 KB), made at the first sample: most per-name stats (retries per
+        #: request of names that never retry, ...) never get one
+        self._counts: Optional[list[int]] = None
         self.count = 0
         self.sum = 0.0
         self.min = math.inf
         self.max = -math.inf
 
+    @property
+    def counts(self) -> Sequence[int]:
+        """Samples per bucket (read-only; zeros until the first sample)."""
+        c = self._counts
+        return _NO_COUNTS if c is None else c
+
+    def _buckets(self) -> list[int]:
+        c = self._counts
+        if c is None:
+            c = self._counts = [0] * len(_BOUNDS)
+        return c
+
     def add(self, value: Number) -> None:
         i = bisect_left(_BOUNDS, value)
-        self.counts[i] += 1
+        self._buckets()[i] += 1
         self.count += 1
         self.sum += value
         if value < self.min:
@@ -108,8 +126,10 @@ class Stat:
     def of(cls, name: str, hist: dict[int, int], count: int, total: float, lo: float, hi: float) -> "Stat":
         """A Stat from sparse bucket counts (bucket index -> samples)."""
         st = cls(name)
+        buckets = st._buckets() if hist else None
         for i, c in hist.items():
-            st.counts[i] += c
+            assert buckets is not None
+            buckets[i] += c
         st.count, st.sum, st.min, st.max = count, total, lo, hi
         return st
 

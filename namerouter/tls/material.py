@@ -15,12 +15,14 @@ from __future__ import annotations
 import datetime
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+if TYPE_CHECKING:  # pragma: no cover
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+
+# ``cryptography`` is imported where it is used, not here: it costs about 16 MB of RSS,
+# which a router without TLS should not pay.
 
 #: Largest certificate/key file read (a CA bundle such as Debian's is ~200 KB).
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -57,6 +59,7 @@ def read_file(path: str, key: str) -> bytes:
 
 def parse_certs(data: bytes, path: str, key: str) -> list[x509.Certificate]:
     """Every certificate in a PEM file (at least one)."""
+    from cryptography import x509
     if b"-----BEGIN CERTIFICATE-----" not in data:
         what = " (it holds a private key)" if b"PRIVATE KEY-----" in data else ""
         raise TlsConfigError(key, f"{path}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it{what}")
@@ -68,6 +71,8 @@ def parse_certs(data: bytes, path: str, key: str) -> list[x509.Certificate]:
 
 def parse_key(data: bytes, path: str, key: str) -> PrivateKeyTypes:
     """The private key in a PEM file (PKCS#8, PKCS#1 or SEC1)."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
     if b"PRIVATE KEY-----" not in data:
         what = " (it holds a certificate)" if b"BEGIN CERTIFICATE" in data else ""
         raise TlsConfigError(key, f"{path}: no PEM private key (-----BEGIN PRIVATE KEY-----) in it{what}")
@@ -83,10 +88,12 @@ def parse_key(data: bytes, path: str, key: str) -> PrivateKeyTypes:
 
 
 def _spki(key: PublicKeyTypes) -> bytes:
+    from cryptography.hazmat.primitives import serialization
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _pem(certs: list[x509.Certificate]) -> bytes:
+    from cryptography.hazmat.primitives import serialization
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
 
 
@@ -101,6 +108,7 @@ class CertInfo:
 
     @classmethod
     def of(cls, cert: x509.Certificate) -> "CertInfo":
+        from cryptography.hazmat.primitives import serialization
         return cls(cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(),
                    cert.not_valid_after_utc.timestamp(),
                    hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest())
@@ -124,6 +132,7 @@ def load_key_pair(cert_path: str, key_path: str, chain_path: Optional[str] = Non
                   prefix: str = "") -> KeyPair:
     """Read and check ``cert_path`` (+ optional intermediates) and ``key_path``.
     ``prefix`` goes before the config key names in errors (``clientAuth.``)."""
+    from cryptography.hazmat.primitives import serialization
     certs = parse_certs(read_file(cert_path, prefix + "certPath"), cert_path, prefix + "certPath")
     if chain_path:
         k = prefix + "intermediateCertsPath"

@@ -19,7 +19,6 @@ import ssl
 from dataclasses import dataclass
 from typing import Optional
 
-from cryptography import x509
 
 XFCC = "x-forwarded-client-cert"
 
@@ -39,6 +38,8 @@ class PeerCert:
 
     @classmethod
     def from_der(cls, der: bytes) -> "PeerCert":
+        from cryptography import x509  # here, not at import: ~16 MB a router without TLS does not need
+
         cert = x509.load_der_x509_certificate(der)
         uris: tuple[str, ...] = ()
         dns: tuple[str, ...] = ()
