@@ -254,3 +254,40 @@ async def test_a_watcher_that_stays_behind_is_disconnected(http: Any) -> None:
         if sleeper is not None:
             sleeper.close()
         await n.close()
+
+
+async def test_a_large_dtab_is_rendered_once_for_all_its_watchers(http: Any, monkeypatch: Any) -> None:
+    """20 watchers wake on the same change of a large dtab: one render (off the loop)
+    serves them all, instead of 20 renders holding the interpreter (item 4's stalls)."""
+    import namerd.api as api
+
+    renders: list[int] = []
+    real = api.render_dtab
+
+    def counting(dtab: Dtab, codec: str) -> bytes:
+        renders.append(len(dtab))
+        return real(dtab, codec)
+
+    monkeypatch.setattr(api, "render_dtab", counting)
+
+    def big(v: int) -> bytes:
+        return ";".join(f"/s{v}/{i} => /#/io.l5d.fs/b{i}" for i in range(3000)).encode()
+
+    n = await start_namerd(InMemoryDtabStore({"big": Dtab.read(big(0).decode())}))
+    watchers: list[Any] = []
+    try:
+        url = f"{n.url}/api/1/dtabs/big"
+        for _ in range(20):
+            r = await http.get(url + "?watch=1", headers={"Accept": "application/dtab"})
+            watchers.append(r)
+        for r in watchers:  # everyone has the first version (rendered once, then cached)
+            assert b"/s0/0=>" in await r.content.readuntil(b"\n")
+        renders.clear()
+        await _put(http, url, big(1))
+        for r in watchers:
+            assert b"/s1/0=>" in await asyncio.wait_for(r.content.readuntil(b"\n"), 30)
+        assert renders == [3000], renders
+    finally:
+        for r in watchers:
+            r.close()
+        await n.close()
