@@ -258,3 +258,11 @@ def test_namerd_check(pki, tmp_path):
                  "admin.tls.keyPath: /nope-key.pem: file not found (line 5)",
                  "interfaces[0].tls.protocols[0]: expected one of TLSv1, TLSv1.1, TLSv1.2, TLSv1.3, got 'TLSv1.4'"):
         assert want in r.stderr, r.stderr
+
+
+def test_a_router_without_tls_does_not_load_cryptography() -> None:
+    """``cryptography`` costs ~16 MB of RSS; it is imported only where TLS material is read."""
+    code = ("import sys, namerouter.cli_run, namerouter.linker, namerd.server\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'cryptography'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
