@@ -194,10 +194,12 @@ class Namerd:
             log.warning("no interpreter available (%s): bind/addr/resolve/delegate answer 501", e)
             return None
         # request dtabs (``dtab=`` on bind/addr/delegate, routers' l5d-dtab) are bounded
-        # apart: a tenth of the cache, so a flood of unique ones cannot evict the
-        # bindings routers watch for the stored dtabs
+        # apart and small (a hundredth of the cache, 100 by default): a flood of unique
+        # ones can neither evict the bindings routers watch for the stored dtabs nor hold
+        # much memory. A request binding still observed when evicted stays live for its
+        # watchers; it is only no longer shared.
         interp = DefaultInterpreter(self.namers, idle_ttl=self.binding_idle_ttl,
-                                    request_cache_size=max(1, self.binding_cache_size // 10),
+                                    request_cache_size=max(1, self.binding_cache_size // 100),
                                     cache_size=self.binding_cache_size)
         reg = getattr(interp, "register_metrics", None)
         if reg is not None:

@@ -23,6 +23,7 @@ static, 10 KB through the fs namer; ``tests/test_naming_cache.py`` prints the fi
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections import OrderedDict
 from typing import Any, Callable, Hashable, Optional
@@ -39,8 +40,9 @@ TRIM_AFTER = 64
 _trim: Optional[Callable[[int], int]] = None
 
 
-def release_free_memory() -> None:
-    """Hand freed heap memory back to the operating system (glibc's ``malloc_trim``).
+def release_free_memory(collect: bool = False) -> None:
+    """Hand freed heap memory back to the operating system (glibc's ``malloc_trim``);
+    ``collect``: run the cycle collector first (what was released may be cyclic).
 
     A burst of distinct names (a scanner, hostile request dtabs) fills the caches with
     many small objects; once they expire, the C allocator keeps the freed pages, so the
@@ -54,6 +56,8 @@ def release_free_memory() -> None:
             _trim = ctypes.CDLL("libc.so.6").malloc_trim
         except (OSError, AttributeError):
             _trim = lambda _: 0  # noqa: E731 - not glibc: nothing to do
+    if collect:
+        gc.collect()
     _trim(0)
 
 

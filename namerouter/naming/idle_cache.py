@@ -14,6 +14,8 @@ import collections
 import time
 from typing import Generic, Hashable, Optional, Protocol, TypeVar
 
+from .binding_cache import TRIM_AFTER, release_free_memory
+
 
 class Closeable(Protocol):
     def start(self) -> None: ...
@@ -93,12 +95,19 @@ class IdleCache(Generic[K, W]):
     def _sweep(self) -> None:
         self._timer = None
         now = time.monotonic()
+        gone = 0
         while self._inactive:
             key, deadline = next(iter(self._inactive.items()))
             if deadline > now:
                 break
             del self._inactive[key]
             self._evict(key)
+            gone += 1
+        if gone >= TRIM_AFTER:
+            # A flood of names (a scanner, unique request dtabs) expired at once: a watch
+            # and its lazy Var refer to each other (the Var restarts it when re-observed),
+            # so they wait for the cycle collector; run it, then give the pages back.
+            release_free_memory(collect=True)
         self._schedule()
 
     @property

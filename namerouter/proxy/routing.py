@@ -31,6 +31,7 @@ from ..dtab.tree import Alt, Leaf, NameTree, Union
 from ..metrics import MetricsRegistry
 from ..naming.addr import ADDR_NEG, ADDR_PENDING, Addr, AddrBound, AddrFailed
 from ..naming.bound import BoundName
+from ..naming.binding_cache import TRIM_AFTER, release_free_memory
 from ..naming.var import PENDING, Failed, Ok
 from ..tls import ClientAuthConfig, ClientTlsConfig, ClientTlsParams, HandshakeFailures, TlsRegistry
 from .balancers import Balancer, make_balancer
@@ -617,6 +618,8 @@ class RouteTable:
         old = [k for k, r in self.routes.items() if r.inflight == 0 and now - r.last_used > self.idle_ttl_s]
         for k in old:
             self._drop(k)
+        if len(old) >= TRIM_AFTER:
+            release_free_memory()  # a flood of names expired: give the pages back
         return len(old)
 
     def _ensure_sweeper(self) -> None:
