@@ -2,7 +2,7 @@
 end to end: a real router process, real backends, curl and raw sockets.
 
 - requests and responses are buffered whole: a chunked request or response is forwarded
-  whole, a response goes out with a Content-Length;
+  whole, with a Content-Length;
 - a request body over ``maxRequestKB`` is refused with 413 before any backend sees it
   (Content-Length announced, or chunked and counted), and the router reads no more of it
   than the limit;
@@ -88,6 +88,19 @@ async def test_bodies_up_to_the_limits_are_forwarded_whole(buffered):
         assert head.startswith("http/1.1 200"), out
         assert json.loads(rest.rsplit("\n", 1)[0]) == {
             "bytes": 100_000, "sha256": hashlib.sha256(body).hexdigest(), "backend": "web"}
+    # Expect: 100-continue is answered by the router, which reads the body itself
+    async with RawClient(plain) as c:
+        await c.send(b"POST /upload HTTP/1.1\r\nHost: web\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        assert (await c.read_response()).status == 100
+        await c.send(b"hello")
+        r = await c.read_response()
+        assert r.status == 200 and r.json()["bytes"] == 5, r.body
+    # a chunked request goes out whole, with its Content-Length
+    code, out = await _curl_body(plain, "/echo", body, "-H", "Transfer-Encoding: chunked")
+    got = json.loads(_split(out)[1].rsplit("\n", 1)[0])
+    names = {k.lower(): v for k, v in got["headers"]}
+    assert names.get("content-length") == "100000" and "transfer-encoding" not in names, got["headers"]
+    assert (got["body_len"], got["sha256"]) == (100_000, hashlib.sha256(body).hexdigest())
     # a chunked response goes out whole, with its Content-Length
     for q in ("bytes=100000&chunked=1", "bytes=100000"):
         async with RawClient(plain) as c:

@@ -231,9 +231,28 @@ class Lifecycle:
             self._too_large(limit)
             return True
         self.deferred = True
+        if head.expect_continue and not self.body_bytes:
+            # the router reads the body now, so it says go ahead (as Netty's aggregator)
+            self.down.send_interim(100, b"Continue")
         if self.body_bytes > BUFFER_LIMIT:  # paused while it waited for its turn
             self.down.resume_request_body(self)
         return True
+
+    def _whole_request(self) -> None:
+        """streamingEnabled: false: the whole body is here. A chunked one goes out with its
+        Content-Length, and without the Expect the router answered already (as Netty's
+        aggregator under Finagle sends a whole message); then the request starts."""
+        head = self.head
+        if head.expect_continue:
+            head = derive_request(head, b"expect", None)
+            head.expect_continue = False
+        if head.chunked:
+            n = self.body_bytes
+            head = derive_request(head, b"content-length", b"%d" % n)
+            head.chunked = False
+            head.content_length = n
+        self.head = head
+        self._begin(None)
 
     def _too_large(self, limit: int) -> None:
         """The request body is over maxRequestKB: 413, before any backend sees it."""
@@ -444,7 +463,7 @@ class Lifecycle:
         if self.deferred:
             self.deferred = False
             if self.phase is WAITING:
-                self._begin(None)  # streamingEnabled: false: the whole body is here
+                self._whole_request()
             return
         phase = self.phase
         if self.up is not None and (phase is SENT or phase is HOLDING or phase is RESPONDING):
