@@ -52,13 +52,13 @@ routers:
   service:
     responseClassifier: {{kind: io.l5d.http.retryableIdempotent5XX}}
   servers:
-  - {{port: {plain}, ip: 127.0.0.1}}
+  - {{port: {plain}, ip: 127.0.0.1, serverSession: {{idleTimeMs: 1000}}}}
   - {{port: {hidden}, ip: 127.0.0.1, clearContext: true}}
 """)
         rp = RouterProcess(cfg, admin)
         await rp.start()
         try:
-            yield backend, plain, hidden
+            yield backend, plain, hidden, admin
         finally:
             await rp.stop()
 
@@ -79,7 +79,7 @@ def _split(out: str) -> tuple[str, str]:
 
 
 async def test_bodies_up_to_the_limits_are_forwarded_whole(buffered):
-    backend, plain, _ = buffered
+    backend, plain, _, _ = buffered
     body = _body(100_000)
     for framing in ((), ("-H", "Transfer-Encoding: chunked")):
         code, out = await _curl_body(plain, "/upload", body, *framing)
@@ -111,7 +111,7 @@ async def test_bodies_up_to_the_limits_are_forwarded_whole(buffered):
 
 
 async def test_a_request_over_max_request_kb_is_refused_before_any_backend_sees_it(buffered):
-    backend, plain, hidden = buffered
+    backend, plain, hidden, _ = buffered
     big = _body(LIMIT_KB * 1024 + 1)
     for framing in ((), ("-H", "Transfer-Encoding: chunked")):
         code, out = await _curl_body(plain, "/upload", big, *framing)
@@ -153,7 +153,7 @@ async def test_a_request_over_max_request_kb_is_refused_before_any_backend_sees_
 
 
 async def test_a_response_over_max_response_kb_is_a_502_never_a_cut(buffered):
-    backend, plain, hidden = buffered
+    backend, plain, hidden, _ = buffered
     n = LIMIT_KB * 1024 + 1
     for q in (f"bytes={n}", f"bytes={n}&chunked=1"):
         # two requests on one curl connection: the 502 is a whole answer, the connection carries on
@@ -174,7 +174,7 @@ async def test_a_response_over_max_response_kb_is_a_502_never_a_cut(buffered):
 async def test_buffered_requests_are_retried_whole(buffered):
     """A chunked 100 KB PUT is never retried when streamed (over the 64 KB replay limit);
     buffered, every attempt carries the whole body."""
-    backend, plain, _ = buffered
+    backend, plain, _, _ = buffered
     body = _body(100 * 1024 - 7)
     with tempfile.NamedTemporaryFile(delete=False) as f:
         f.write(body)
@@ -188,3 +188,17 @@ async def test_buffered_requests_are_retried_whole(buffered):
     assert len(attempts) > 1, len(attempts)
     for r in attempts:
         assert (r.body_len, r.sha.hexdigest()) == (len(body), hashlib.sha256(body).hexdigest())
+
+
+async def test_a_stalled_buffered_upload_is_answered_408_and_counted(buffered):
+    backend, plain, _, admin = buffered
+    async with RawClient(plain) as c:
+        await c.send(b"POST /upload HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        r = await c.read_response()  # idleTimeMs: 1000 on this server
+        assert r.status == 408 and "request body stalled" in r.body.decode(), r.body
+        assert await c.closed_by_peer()
+    code, out = await curl(f"http://127.0.0.1:{admin}/admin/metrics.json")
+    metrics = json.loads(out.rsplit("\n", 1)[0])
+    assert metrics.get(f"rt/buffered/server/127.0.0.1/{plain}/status/408") == 1, sorted(
+        k for k in metrics if "status" in k)
+    assert backend.requests == []

@@ -830,6 +830,10 @@ class Lifecycle:
         phase = self.phase
         if phase >= ANSWERED:
             return
+        if self.deferred:  # failed while its body was buffered (a stalled upload): begin, so it is counted
+            self.deferred = False
+            self._begin(err)
+            return
         msg = err.message
         nl = msg.find("\n")
         why = msg if nl < 0 else msg[:nl]
