@@ -114,6 +114,7 @@ INTEGRATION_MODULES = frozenset((
     "test_tracing_routers",
     "test_socket_options", "test_fail_fast_originator", "test_forwarded_headers", "test_access_log_rotation", "test_compression", "test_balancers_aperture_heap",
     "test_parity_behaviours",
+    "test_streaming_disabled",
 ))
 SLOW_MODULES = frozenset((
     "test_admin_dashboard", "test_dtab_properties", "test_k8s_namer", "test_namerd_api", "test_proxy_streaming", "test_namerd_http_interpreter", "test_resilience_failures",

@@ -1,7 +1,7 @@
-"""``streamingEnabled`` / ``streamAfterContentLengthKB`` do what namerouter/proxy/config.py
-says: both load from a Linkerd config; bodies are streamed with their framing kept
-(Content-Length stays Content-Length, small or large; chunked stays chunked), and
-``streamingEnabled: false`` is reported as unsupported at start-up."""
+"""``streamAfterContentLengthKB`` does what namerouter/proxy/config.py says: it loads from a
+Linkerd config; with streaming (the default) bodies are streamed with their framing kept
+(Content-Length stays Content-Length, small or large; chunked stays chunked) and nothing
+is logged about it. ``streamingEnabled: false`` is tests/test_streaming_disabled.py."""
 from __future__ import annotations
 
 import hashlib
@@ -47,8 +47,8 @@ async def _post(port: int, body: bytes, *extra: str) -> dict:
     return json.loads(out)
 
 
-async def test_framing_is_kept_and_streaming_disabled_is_reported(caplog):
-    for streaming in (True, False):
+async def test_framing_is_kept_when_streaming(caplog):
+    for streaming in (True,):
         router_port, admin_port = free_port(), free_port()
         async with Backend("web") as b:
             caplog.clear()
@@ -57,10 +57,7 @@ async def test_framing_is_kept_and_streaming_disabled_is_reported(caplog):
                 await linker.start()
             try:
                 warned = [r.getMessage() for r in caplog.records if "streamingEnabled" in r.getMessage()]
-                if streaming:
-                    assert warned == []
-                else:
-                    assert len(warned) == 1 and "not supported" in warned[0] and "stay chunked" in warned[0]
+                assert warned == []
                 # below and above streamAfterContentLengthKB (1 KB): Content-Length kept
                 for size in (100, 200_000):
                     body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
@@ -68,7 +65,7 @@ async def test_framing_is_kept_and_streaming_disabled_is_reported(caplog):
                     assert _header(got, "content-length") == [str(size)]
                     assert _header(got, "transfer-encoding") == []
                     assert (got["body_len"], got["sha256"]) == (size, hashlib.sha256(body).hexdigest())
-                # chunked stays chunked, even with streamingEnabled: false (documented)
+                # chunked stays chunked
                 body = b"c" * 5000
                 got = await _post(router_port, body, "-H", "Transfer-Encoding: chunked")
                 assert _header(got, "transfer-encoding") == ["chunked"]

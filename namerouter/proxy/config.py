@@ -149,11 +149,16 @@ class RouterConfig:
     #: ``streamAfterContentLengthKB``: Linkerd buffers Content-Length messages up to this
     #: size and streams larger ones. Accepted; it has no effect here, because relaying the
     #: bytes as they arrive gives the peer the same message, with the same Content-Length.
-    #: ``streamingEnabled: false``: Linkerd buffers every message whole (chunked ones are
-    #: forwarded with a Content-Length). Not implemented: accepted so that Linkerd configs
-    #: load, and the router logs a warning at start-up; messages stay streamed and chunked
-    #: ones stay chunked. (tests/test_proxy_streaming_config.py checks all of this.)
+    #: ``streamingEnabled: false`` (Linkerd/Finagle ``withStreaming(false)``): requests and
+    #: responses are buffered whole before they are forwarded (lifecycle.py). A request body
+    #: over ``maxRequestKB`` is refused with 413 before any backend sees it; a response over
+    #: ``maxResponseKB`` is answered 502 (``l5d-err``), never cut. Buffered requests are
+    #: replayable, so retries work for bodies up to the limit; buffered responses go out with
+    #: a Content-Length. The limits bound the memory of one exchange; with streaming (the
+    #: default) they do not apply. (tests/test_streaming_disabled.py)
     streamingEnabled: bool = True
+    maxRequestKB: int = field(default=5120, metadata={"min": 1})
+    maxResponseKB: int = field(default=5120, metadata={"min": 1})
     streamAfterContentLengthKB: int = field(default=5, metadata={"min": 0})
     #: Path of the access log (none when absent); ``httpAccessLogAppend`` false truncates it.
     httpAccessLog: Optional[str] = None

@@ -1,7 +1,8 @@
 """Router-generated failures and their HTTP responses (Linkerd's ErrorResponder).
 
 Every failure the router produces itself carries its status here: unidentified or
-malformed requests 400, a destination the router never forwards to 403, no route / no hosts /
+malformed requests 400, a request body over ``maxRequestKB`` (``streamingEnabled: false``)
+413, a destination the router never forwards to 403, no route / no hosts /
 connect failures / TLS handshake failures / binding timeout 502,
 request timeouts and overload 503. The response has ``l5d-err`` (the message,
 URL-encoded) and a ``text/plain`` body that explains why, so that "why did my request
@@ -114,6 +115,11 @@ class RequestReadTimeout(RouterError):
 
 class DeadlineExceeded(RequestTimeout):
     """The request's own ``l5d-ctx-deadline`` passed before a response head came."""
+
+
+class PayloadTooLarge(RouterError):
+    """A request body over ``maxRequestKB`` on a router with ``streamingEnabled: false``."""
+    status = 413
 
 
 class Overloaded(RouterError):

@@ -23,6 +23,13 @@ idle pooled connection — runs from the codec's callback without a task or a fu
 only waiting (a pending binding, a new connection) goes through a coroutine, while
 body pieces that arrive meanwhile are buffered (bounded: the codec pauses reading above
 ``BUFFER_LIMIT``).
+
+A router with ``streamingEnabled: false`` (``core.max_request_bytes`` /
+``max_response_bytes`` set) buffers both messages whole: :meth:`start` waits for the
+request's last byte (:meth:`_defer`; over ``maxRequestKB``: 413 before any backend sees
+it), and a response is held like a diagnostic answer and sent with a Content-Length once
+complete (over ``maxResponseKB``, or broken off: a router-made 502, never a cut answer).
+With streaming (the default) neither costs more than one attribute test.
 """
 from __future__ import annotations
 
@@ -35,7 +42,9 @@ from ..tracing import diagnostic
 from ..tracing.tracer import RequestTrace
 from ..ratelog import RateLimitedLog
 from .connect import connection_for
-from .errors import BackendFailed, BadRequest, DeadlineExceeded, NoHosts, Overloaded, RouterError, reason
+from .errors import (
+    BackendFailed, BadRequest, DeadlineExceeded, NoHosts, Overloaded, PayloadTooLarge, RouterError, reason,
+)
 from .message import EMPTY_BLOCK, HeaderBlock, RequestHead, ResponseHead, SimpleResponseHead, derive_request
 from .policy.classifiers import SUCCESS
 from .policy.timeouts import incoming_deadline
@@ -82,7 +91,7 @@ class Lifecycle:
         "body", "body_bytes", "task", "policy", "status", "resp_len", "stale_retried", "trace",
         "trace_block", "retrying", "failed", "why", "diag", "held", "held_bytes", "held_resp", "deadline", "counted",
         "bind_deadline",
-        "dl_timer", "failure", "added",
+        "dl_timer", "failure", "added", "deferred",
     )
 
     def __init__(self, down: Any, server: "HttpServer", head: RequestHead) -> None:
@@ -140,6 +149,8 @@ class Lifecycle:
         self.dl_timer: Any = None
         #: the exception name a request whose response was cut is counted under, else None
         self.failure: Optional[str] = None
+        #: streamingEnabled: false: the request waits for its whole body before it starts
+        self.deferred = False
 
     # --- what the codecs and the policy may read ----------------------------------------
     @property
@@ -160,6 +171,12 @@ class Lifecycle:
         """The request's turn has come (at once, or after a pipelined predecessor)."""
         if t0 is not None:
             self.t0 = t0  # latency counts from when it starts, not from its arrival
+        if self.upload is not COMPLETE and self.server.core.max_request_bytes is not None and self._defer():
+            return
+        self._begin(None)
+
+    def _begin(self, refused: Optional[RouterError]) -> None:
+        """Admission, routing and the first dispatch (``refused``: answer that instead)."""
         self.phase = ROUTING
         server = self.server
         head = self.head
@@ -171,6 +188,8 @@ class Lifecycle:
         server.inflight += 1
         self.counted = True
         try:
+            if refused is not None:
+                raise refused
             if server.max_concurrent is not None and server.inflight > server.max_concurrent:
                 raise Overloaded(f"server {server.ip}:{server.port} is at maxConcurrentRequests "
                                  f"({server.max_concurrent}); request rejected")
@@ -198,6 +217,52 @@ class Lifecycle:
         else:
             route.service_policy.budget.deposit()  # Finagle's RetryFilter: every request earns credit
         self.dispatch()
+
+    def _defer(self) -> bool:
+        """``streamingEnabled: false``: wait for the whole request body (buffered, at most
+        maxRequestKB) before routing, so the request goes out whole and can be replayed.
+        True when the start is deferred or the request refused (413)."""
+        head = self.head
+        if head.upgrade is not None or head.method == b"CONNECT":
+            return False  # a tunnel is never buffered
+        limit = self.server.core.max_request_bytes
+        assert limit is not None
+        if (head.content_length or 0) > limit or self.body_bytes > limit:
+            self._too_large(limit)
+            return True
+        self.deferred = True
+        if head.expect_continue and not self.body_bytes:
+            # the router reads the body now, so it says go ahead (as Netty's aggregator)
+            self.down.send_interim(100, b"Continue")
+        if self.body_bytes > BUFFER_LIMIT:  # paused while it waited for its turn
+            self.down.resume_request_body(self)
+        return True
+
+    def _whole_request(self) -> None:
+        """streamingEnabled: false: the whole body is here. A chunked one goes out with its
+        Content-Length, and without the Expect the router answered already (as Netty's
+        aggregator under Finagle sends a whole message); then the request starts."""
+        head = self.head
+        if head.expect_continue:
+            head = derive_request(head, b"expect", None)
+            head.expect_continue = False
+        if head.chunked:
+            n = self.body_bytes
+            head = derive_request(head, b"content-length", b"%d" % n)
+            head.chunked = False
+            head.content_length = n
+        self.head = head
+        self._begin(None)
+
+    def _too_large(self, limit: int) -> None:
+        """The request body is over maxRequestKB: 413, before any backend sees it."""
+        self.deferred = False
+        self.body = None
+        self.body_bytes = 0
+        cl = self.head.content_length
+        size = f"{cl} bytes" if cl is not None else f"more than {limit} bytes (chunked)"
+        self._begin(PayloadTooLarge(f"request body of {size} is larger than maxRequestKB ({limit // 1024} KB); "
+                                    "streamingEnabled: false buffers requests whole"))
 
     def _incoming_deadline(self) -> bool:
         """``l5d-ctx-deadline`` from the client: invalid values are dropped, the strictest
@@ -377,7 +442,11 @@ class Lifecycle:
         else:
             self.body.append(chunk)
         self.body_bytes += len(chunk)
-        if self.body_bytes > BUFFER_LIMIT:
+        if self.deferred:
+            limit = self.server.core.max_request_bytes
+            if limit is not None and self.body_bytes > limit:
+                self._too_large(limit)
+        elif self.body_bytes > BUFFER_LIMIT:
             self.down.pause_request_body(self)
 
     def request_trailers(self, fields: list[tuple[bytes, bytes]]) -> None:
@@ -391,6 +460,11 @@ class Lifecycle:
     def request_end(self) -> None:
         """The request is complete."""
         self.upload = COMPLETE
+        if self.deferred:
+            self.deferred = False
+            if self.phase is WAITING:
+                self._whole_request()
+            return
         phase = self.phase
         if self.up is not None and (phase is SENT or phase is HOLDING or phase is RESPONDING):
             self.up.end_body()
@@ -448,7 +522,48 @@ class Lifecycle:
             cl = resp.content_length
             self.held_bytes = 0 if cl is not None and cl <= DIAGNOSTIC_BODY_LIMIT else -1
             return
+        if self.server.core.max_response_bytes is not None and self._hold_whole(resp, extra):
+            return
         self.down.send_response_head(self, resp, extra, self._unrewrite())
+
+    def _hold_whole(self, resp: ResponseHead, extra: HeaderBlock) -> bool:
+        """``streamingEnabled: false``: keep the response until its last byte (at most
+        maxResponseKB), then send it whole (:meth:`_send_whole`). False: it has no body."""
+        status = resp.status
+        method = self.head.method
+        if status < 200 or status == 204 or status == 304 or method == b"HEAD" or method == b"CONNECT":
+            return False
+        self.held = []
+        self.held_resp = (resp, extra)
+        self.held_bytes = 0
+        cl = resp.content_length
+        limit = self.server.core.max_response_bytes
+        if cl is not None and limit is not None and cl > limit:
+            self._response_too_large(cl)
+        return True
+
+    def _response_too_large(self, size: Optional[int]) -> None:
+        """Over maxResponseKB: a router-made 502 instead (nothing went to the client yet)."""
+        limit = self.server.core.max_response_bytes or 0
+        said = f"of {size} bytes" if size is not None else f"of more than {limit} bytes"
+        self.upstream_broken(self.up, f"response {said} is larger than maxResponseKB ({limit // 1024} KB); "
+                                      "streamingEnabled: false buffers responses whole",
+                             "com.twitter.finagle.http.TooLongMessageException")
+
+    def _send_whole(self) -> None:
+        """The held response is complete: send it with its Content-Length."""
+        held, self.held = self.held, None
+        kept = self.held_resp
+        self.held_resp = None
+        if held is None or kept is None:
+            return
+        resp, extra = kept
+        body = b"".join(held)
+        fields = [(n, v) for n, v in resp.fields() if n.lower() != b"content-length"]
+        fields.append((b"Content-Length", b"%d" % len(body)))
+        whole = SimpleResponseHead(resp.status, resp.reason, fields, len(body), resp.via)
+        whole.has_class = resp.has_class
+        self._answer_held(whole, extra, body)
 
     def _replayable(self) -> bool:
         """The request can be sent again without a policy having kept its body: it has none."""
@@ -466,6 +581,12 @@ class Lifecycle:
             held = self.held  # a diagnostic answer kept to append the router's context
             if held is None:
                 self.down.send_body(chunk)
+            elif self.diag is None or not self.diag.add_context:  # streamingEnabled: false
+                self.held_bytes += len(chunk)
+                if self.held_bytes > (self.server.core.max_response_bytes or 0):
+                    self._response_too_large(None)
+                else:
+                    held.append(chunk)
             elif self.held_bytes >= 0:
                 self.held_bytes += len(chunk)
                 if self.held_bytes > DIAGNOSTIC_BODY_LIMIT:
@@ -517,7 +638,11 @@ class Lifecycle:
             return
         if self.held is not None:
             self._detach(reusable and self.upload is COMPLETE)
-            self._wait(self._diagnostic_reply())
+            diag = self.diag
+            if diag is None or not diag.add_context:
+                self._send_whole()  # streamingEnabled: false
+            else:
+                self._wait(self._diagnostic_reply())
             return
         self.down.end_response()
         complete = self.upload is COMPLETE
@@ -704,6 +829,10 @@ class Lifecycle:
         retries, start the next attempt)."""
         phase = self.phase
         if phase >= ANSWERED:
+            return
+        if self.deferred:  # failed while its body was buffered (a stalled upload): begin, so it is counted
+            self.deferred = False
+            self._begin(err)
             return
         msg = err.message
         nl = msg.find("\n")

@@ -131,10 +131,11 @@ class RouterCore:
         #: under ``control_plane``): checked on each new backend connection (protected.py)
         self.protected = Protected(control_plane)
         self.table.protected = self.protected
-        if not config.streamingEnabled:
-            log.warning("router %s: streamingEnabled: false is not supported: bodies are still streamed "
-                        "(with backpressure, in bounded memory) and chunked messages stay chunked "
-                        "(see namerouter/proxy/config.py)", self.label)
+        #: ``streamingEnabled: false``: the largest request/response body buffered whole
+        #: (lifecycle.py); None: bodies are streamed (the default, and every h2 router)
+        buffered = not getattr(config, "streamingEnabled", True)
+        self.max_request_bytes: Optional[int] = config.maxRequestKB * 1024 if buffered else None
+        self.max_response_bytes: Optional[int] = config.maxResponseKB * 1024 if buffered else None
         log_path, append, roll, count = (
             (getattr(config, "h2AccessLog", None), getattr(config, "h2AccessLogAppend", True),
              getattr(config, "h2AccessLogRollPolicy", "never"), getattr(config, "h2AccessLogRotateCount", -1))

@@ -176,11 +176,12 @@ class _BackendConn(asyncio.Protocol):
         body = json.dumps({"headers": req["headers"], "body_len": len(req["body"]),
                            "trailers": req["trailers"], "early": early}).encode()
         trailers = "x-want-trailers" in headers
+        l5d = [("l5d-internal", "from-backend")] if "x-want-l5d" in headers else []  # clearContext tests
         self.conn.send_headers(sid, [(":status", "200"), ("content-type", "application/json"),
-                                     ("x-backend", self.backend.name)])
+                                     ("x-backend", self.backend.name), *l5d])
         self.conn.send_data(sid, body, end_stream=not trailers)
         if trailers:
-            self.conn.send_headers(sid, [("x-trailer", "yes"), ("x-checksum", str(len(req["body"])))],
+            self.conn.send_headers(sid, [("x-trailer", "yes"), ("x-checksum", str(len(req["body"]))), *l5d],
                                    end_stream=True)
 
     def _pump(self) -> None:
@@ -217,7 +218,7 @@ class _BackendConn(asyncio.Protocol):
 class H2Backend:
     """An HTTP/2 server (h2c prior knowledge). Paths: ``/echo…`` answers JSON with the
     request's headers, body length and trailers (response trailers when the request has
-    ``x-want-trailers``); ``/early…`` answers before the request ends; ``/reset…``
+    ``x-want-trailers``; an ``l5d-internal`` header and trailer with ``x-want-l5d``); ``/early…`` answers before the request ends; ``/reset…``
     resets the stream (``x-reset-code``), ``/reset-mid…`` after a head and some data;
     ``/status/<n>``; ``/grpc/<code>`` a gRPC answer whose ``grpc-status`` comes in
     trailers (``none``: no trailers); ``/bytes/<n>`` streams n bytes within the flow-control windows;

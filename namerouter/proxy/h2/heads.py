@@ -249,7 +249,8 @@ def response_headers(resp: ResponseHead, extra: HeaderBlock, clear_l5d: bool,
         if unrewrite is not None and name in (b"location", b"refresh"):
             f = (name, f[1].replace(unrewrite[0], unrewrite[1]))
         out.append(f)
-    out += extra.fields
+    if not clear_l5d:  # clearContext: no l5d-* line reaches the client, ours included
+        out += extra.fields
     out.append((b"via", VIA if resp.via is None else resp.via + b", " + VIA))
     return out
 
@@ -273,22 +274,29 @@ def grpc_message(text: str) -> bytes:
     return b"".join(bytes((c,)) if 0x20 <= c <= 0x7E and c != 0x25 else b"%%%02X" % c for c in raw)
 
 
-def grpc_error_headers(code: int, message: str, l5d_err: bytes, retryable: bool) -> Fields:
-    """A trailers-only gRPC answer (HEADERS with END_STREAM)."""
+def grpc_error_headers(code: int, message: str, l5d_err: Optional[bytes], retryable: bool) -> Fields:
+    """A trailers-only gRPC answer (HEADERS with END_STREAM). ``l5d_err`` None: a
+    clearContext server's answer (``message`` is then a generic text, and no l5d-*)."""
     out: Fields = [
         (b":status", b"200"),
         (b"content-type", b"application/grpc"),
         (b"grpc-status", b"%d" % code),
         (b"grpc-message", grpc_message(message)),
-        (b"l5d-err", l5d_err),
     ]
+    if l5d_err is None:
+        out.append((b"via", VIA))
+        return out
+    out.append((b"l5d-err", l5d_err))
     if retryable:
         out.append((b"l5d-retryable", b"true"))
     out.append((b"via", VIA))
     return out
 
 
-def error_headers(status: int, l5d_err: bytes, retryable: bool, length: int) -> Fields:
+def error_headers(status: int, l5d_err: Optional[bytes], retryable: bool, length: int) -> Fields:
+    """A router-made HTTP answer's head (``l5d_err`` None: clearContext, the status only)."""
+    if l5d_err is None:
+        return [(b":status", b"%d" % status), (b"content-length", b"0"), (b"via", VIA)]
     out: Fields = [(b":status", b"%d" % status), (b"l5d-err", l5d_err)]
     if retryable:
         out.append((b"l5d-retryable", b"true"))

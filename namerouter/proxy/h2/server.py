@@ -11,7 +11,10 @@ oversized header list, …) and never anything beyond that connection.
 
 Router-made answers: a gRPC request (``content-type: application/grpc…``) gets HTTP
 200 with ``grpc-status``/``grpc-message`` (trailers-only, ``heads.grpc_error_headers``);
-any other request gets the HTTP router's status, ``l5d-err`` and text body.
+any other request gets the HTTP router's status, ``l5d-err`` and text body. A server with
+``clearContext: true`` answers the status only, as HTTP/1.1 servers do (gRPC: the
+``grpc-status`` with the status's generic reason as ``grpc-message``), and no ``l5d-*``
+field (ours or the backend's, trailers included) reaches its clients.
 
 Shutdown (``shutdown()``): a GOAWAY naming the last stream taken; later streams are
 refused (REFUSED_STREAM, safe for the client to retry elsewhere); the connection closes
@@ -36,7 +39,7 @@ from h2.connection import ConnectionState
 from h2.exceptions import ProtocolError
 
 from ..batch import BATCH
-from ..errors import BadRequest, RouterError, error_body, l5d_err_value
+from ..errors import BadRequest, RouterError, error_body, l5d_err_value, log_hidden, reason
 from ..lifecycle import Lifecycle
 from ..message import HeaderBlock, ResponseHead
 from ..transport import client_cert_of
@@ -128,6 +131,8 @@ class H2ServerStream(Sender):
         self.send_end()
 
     def send_trailers(self, fields: list[tuple[bytes, bytes]]) -> None:
+        if self.conn.clear_context:
+            fields = [f for f in fields if f[0][:4] != b"l5d-"]  # no l5d-* reaches the client
         self.trailers = fields
         self.send_end(fields)
 
@@ -145,8 +150,17 @@ class H2ServerStream(Sender):
     def answer_error(self, err: RouterError) -> None:
         """A router-made answer (gRPC or HTTP, see the module docstring)."""
         core = self.conn.server.core
-        l5d_err = l5d_err_value(err.message, 8192)
         self.t_resp = _now()
+        if self.conn.clear_context:
+            # clearContext (a server facing untrusted clients): the status only — gRPC keeps
+            # its grpc-status with a generic grpc-message; the explanation goes to the log
+            log_hidden(err.status, err.message)
+            if self.head.grpc:
+                self._headers(grpc_error_headers(grpc_code_for(err), reason(err.status), None, False), True)
+            else:
+                self._headers(error_headers(err.status, None, False, 0), True)
+            return
+        l5d_err = l5d_err_value(err.message, 8192)
         if self.head.grpc:
             self._headers(grpc_error_headers(grpc_code_for(err), err.message.split("\n", 1)[0], l5d_err,
                                              err.retryable), True)

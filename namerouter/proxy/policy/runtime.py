@@ -252,6 +252,12 @@ class RequestPolicy:
         )
         if self.replayable and head.content_length:
             self.replay = []
+        if lc.server.core.max_request_bytes is not None and lc.upload_complete and head.upgrade is None and (
+                head.method != b"CONNECT"):
+            # streamingEnabled: false: the whole body is buffered (at most maxRequestKB)
+            # before the first attempt, so it can always be sent again
+            self.replayable = True
+            self.replay = list(lc.body) if lc.body else None
         svc.budget.deposit()  # every request earns retry credit (Finagle's RetryFilter)
         t = svc.total_timeout_s
         if t is not None:
