@@ -33,7 +33,6 @@ from h2.exceptions import ProtocolError
 
 from ...dtab.path import Path
 from ...tls import ClientTlsParams
-from ..batch import BATCH
 from ..transport import CONNECT_TIMEOUT_S, Connector
 from .conn import CLIENT_STREAMS_CAP, H2Conn, H2Settings, Sender, reset
 from .heads import parse_response, request_headers
@@ -309,22 +308,11 @@ class H2ClientSession(H2Conn):
         self.flush()
 
     def data_received(self, data: bytes) -> None:
-        if self.closed:
-            return
-        BATCH.enter()
-        try:
-            try:
-                events = self.h2.receive_data(data)
-            except ProtocolError as e:
-                self._broken(f"protocol error from {self.endpoint.label}: {e}")
-                return
-            handlers = _HANDLERS
-            for ev in events:
-                h = handlers.get(type(ev))
-                if h is not None:
-                    h(self, ev)
-        finally:
-            BATCH.leave()
+        if not self.closed:
+            self.feed(data)
+
+    def protocol_error(self, e: ProtocolError) -> None:
+        self._broken(f"protocol error from {self.endpoint.label}: {e}")
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         self.closed = True
@@ -454,6 +442,7 @@ _HANDLERS: dict[type, _Handler] = {
     RemoteSettingsChanged: H2ClientSession._on_settings,
     ConnectionTerminated: H2ClientSession._on_goaway,
 }
+H2ClientSession.handlers = _HANDLERS
 
 
 class H2Connector(Connector):

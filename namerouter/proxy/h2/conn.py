@@ -28,7 +28,7 @@ the peer's protocol errors; this module drives it from an asyncio protocol:
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from h2.config import H2Configuration
 from h2.connection import ConnectionInputs, ConnectionState, H2Connection, H2ConnectionStateMachine
@@ -150,6 +150,30 @@ class H2Conn(asyncio.Protocol):
         set_nodelay(transport, socket_options)
         self.streams = {}
         self.h2 = self.settings.connection(client_side)
+
+    #: event type -> the subclass's handler (its module's ``_HANDLERS``)
+    handlers: dict[type, Callable[[Any, Any], None]]
+
+    def feed(self, data: bytes) -> None:
+        """Bytes from the peer: ``h2``'s events, each to its handler, in one write batch;
+        a protocol violation goes to :meth:`protocol_error`."""
+        BATCH.enter()
+        try:
+            try:
+                events = self.h2.receive_data(data)
+            except ProtocolError as e:
+                self.protocol_error(e)
+                return
+            handlers = self.handlers
+            for ev in events:
+                h = handlers.get(type(ev))
+                if h is not None:
+                    h(self, ev)
+        finally:
+            BATCH.leave()
+
+    def protocol_error(self, e: ProtocolError) -> None:
+        raise NotImplementedError
 
     def open_connection_window(self) -> None:
         extra = self.settings.conn_window - DEFAULT_WINDOW

@@ -358,20 +358,7 @@ class H2ServerConnection(H2Conn):
         if self.closed:
             return
         self.activity += 1
-        BATCH.enter()
-        try:
-            try:
-                events = self.h2.receive_data(data)
-            except ProtocolError as e:
-                self._protocol_error(e)
-                return
-            handlers = _HANDLERS
-            for ev in events:
-                h = handlers.get(type(ev))
-                if h is not None:
-                    h(self, ev)
-        finally:
-            BATCH.leave()
+        self.feed(data)
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         self.closed = True
@@ -551,7 +538,7 @@ class H2ServerConnection(H2Conn):
         if self.draining and not self.streams and not self.closed:
             self.close()
 
-    def _protocol_error(self, e: ProtocolError) -> None:
+    def protocol_error(self, e: ProtocolError) -> None:
         """The peer broke the protocol: GOAWAY with the error code (``h2`` queued it, except
         for a damaged preface) and close this connection — only this one."""
         log.debug("h2 connection from %s: protocol error: %s", self.peer, e)
@@ -615,6 +602,7 @@ _HANDLERS: dict[type, _Handler] = {
     RemoteSettingsChanged: H2ServerConnection._on_settings,
     ConnectionTerminated: H2ServerConnection._on_goaway,
 }
+H2ServerConnection.handlers = _HANDLERS
 
 
 def upgrade_headers(head: Any) -> list[tuple[bytes, bytes]]:
