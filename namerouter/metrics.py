@@ -126,10 +126,10 @@ class Stat:
     def of(cls, name: str, hist: dict[int, int], count: int, total: float, lo: float, hi: float) -> "Stat":
         """A Stat from sparse bucket counts (bucket index -> samples)."""
         st = cls(name)
-        buckets = st._buckets() if hist else None
-        for i, c in hist.items():
-            assert buckets is not None
-            buckets[i] += c
+        if hist:
+            buckets = st._buckets()
+            for i, c in hist.items():
+                buckets[i] += c
         st.count, st.sum, st.min, st.max = count, total, lo, hi
         return st
 
